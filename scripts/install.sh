@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs everything medsentry and its test suite need: Debian packages, then the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+DEB_PACKAGES="tshark tcpdump dcmtk libpcap0.8 iproute2 wireshark-common"
+missing=""
+for p in $DEB_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'

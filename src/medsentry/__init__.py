@@ -1,0 +1,3 @@
+"""medsentry: cybersecurity for connected medical devices."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,68 @@
+"""The `medsentry` command: thin; parses arguments, calls the library, prints.
+
+Each command group lives in its own module and is registered in `_COMMANDS`. Errors that are
+the user's to fix (`MedsentryError`) print as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from medsentry import __version__
+from medsentry.errors import MedsentryError
+
+# module name -> attribute holding a click command or group
+_COMMANDS: dict[str, str] = {}
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except MedsentryError as exc:
+            click.echo(f"medsentry: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (BrokenPipeError, KeyboardInterrupt):
+            sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("MEDSENTRY_DEBUG", "") not in ("", "0"):
+                raise
+            first = (str(exc).splitlines() or [""])[0][:200]
+            click.echo(
+                f"medsentry: internal error: {type(exc).__name__}: {first}"
+                " (a bug; rerun with MEDSENTRY_DEBUG=1 to see the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="medsentry")
+def main() -> None:
+    """medsentry: find, assess and watch the connected medical devices on a network."""
+
+
+def register(module: str, attr: str) -> None:
+    _COMMANDS[module] = attr
+
+
+def _load() -> None:
+    for module, attr in _COMMANDS.items():
+        cmd = getattr(importlib.import_module(f"medsentry.cli.{module}"), attr)
+        main.add_command(cmd)
+
+
+# Registration: one line per command module.
+register("scan", "scan_cmd")
+register("flows", "flows_cmd")
+register("monitor", "monitor_cmd")
+register("audit", "audit")
+register("demo", "demo_cmd")
+
+_load()

@@ -1,0 +1,42 @@
+"""Listing output shared by every command: a readable table by default, JSON on request."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output a readable table or the same records as JSON.",
+)
+
+
+def emit(
+    records: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, title: str | None = None
+) -> None:
+    """Print records as a table (selected columns) or as a JSON array (all fields)."""
+    rows = list(records)
+    if fmt == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(rows), indent=2).decode())
+        return
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+    Console(width=_PIPE_WIDTH if not sys.stdout.isatty() else None).print(table)
+
+
+# Piped or redirected output: print the table at its natural width instead of cutting cells to 80
+# columns (rich's default without a terminal), so `| grep` and `> file` see whole values.
+_PIPE_WIDTH = 1000

@@ -1,0 +1,39 @@
+"""Errors that reach the user: one clear line, exit code 2 (see cli)."""
+
+from __future__ import annotations
+
+
+class MedsentryError(Exception):
+    """Base of every error the CLI reports as one line with exit code 2."""
+
+    exit_code = 2
+
+
+class InputError(MedsentryError):
+    """Bad input: a file, record or document that cannot be read as what it claims to be.
+
+    `source` names the file (or document), `offset` the byte offset where the damage is.
+    """
+
+    def __init__(self, message: str, source: str | None = None, offset: int | None = None):
+        self.source = source
+        self.offset = offset
+        where = ""
+        if source is not None:
+            where = f"{source}"
+            if offset is not None:
+                where += f" at byte {offset}"
+            where += ": "
+        super().__init__(where + message)
+
+
+class CaptureError(InputError):
+    """A packet capture that cannot be read (wrong magic, truncated header, bad block)."""
+
+
+class StoreError(MedsentryError):
+    """The database cannot be opened, migrated or written."""
+
+
+class ConfigError(MedsentryError):
+    """A configuration or knowledge file is invalid."""
