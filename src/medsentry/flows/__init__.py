@@ -1,0 +1,1 @@
+"""Flow table, TCP stream reassembly and flow features."""

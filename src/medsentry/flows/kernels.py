@@ -1,0 +1,462 @@
+"""Numba kernels of the flow table: one pass over a packet batch, no Python object per packet.
+
+The table is an open-addressing hash index (linear probing, backward-shift deletion) over flow
+slots. A slot's fields live in a few row-major matrices (one row per slot, so one flow's state
+sits in one or two cache lines); the column numbers are the constants below. Slots come from a
+free stack; an expired slot is parked ("pending") until Python has read it, then released.
+
+Directions inside the kernels are relative to the canonical key: side A is the lower
+(address, port) pair, d = 0 for a packet sent by A, d = 1 for one sent by B. `CLIENT` tells which
+side initiated the flow; Python turns d into client->server / server->client.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# K64 columns (uint64): canonical key addresses, stored hash, MAC of each side.
+K_AHI, K_ALO, K_BHI, K_BLO, K_HASH, K_MAC = 0, 1, 2, 3, 4, 5  # K_MAC + d
+K64_COLS = 7
+# I64 columns (int64).
+I_FIRST, I_LAST, I_CLOSE = 0, 1, 2
+I_PKTS, I_BYTES, I_PAYLOAD = 3, 5, 7  # + d
+I64_COLS = 9
+# F64 columns: Welford state of the inter-arrival times (µs) over the flow's packets.
+F_MEAN, F_M2, F_MIN, F_MAX = 0, 1, 2, 3
+F64_COLS = 4
+# U32 columns. U_GEN numbers the flows of one key starting in the same nanosecond (a flow
+# closed and reopened at once): it keeps their ids apart.
+U_PORT, U_VLAN, U_ISN, U_GEN = 0, 2, 3, 5  # U_PORT + side, U_ISN + d
+U32_COLS = 6
+# U8 columns.
+B_STATE, B_VER, B_PROTO, B_CLIENT, B_FLAGS, B_FIN, B_RST, B_END, B_CLOSE_WHY = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    6,
+    8,
+    9,
+    10,
+)
+B_WANT, B_HAS_ISN = 11, 13  # + d
+U8_COLS = 15
+
+# Slot states.
+FREE, LIVE, PENDING = 0, 1, 2
+# End reasons (FlowRecord.end_reason).
+END_IDLE, END_ACTIVE, END_FIN, END_RST, END_EOF = 1, 2, 3, 4, 5
+END_REASONS = ("", "idle", "active", "fin", "rst", "eof")
+# What a direction wants from the kernel: nothing, its first bytes, every payload byte.
+WANT_NONE, WANT_FIRST, WANT_ALL = 0, 1, 2
+# pkt_dir bits.
+DIR_MASK, EMITTED = 1, 2
+
+# ctl cells.
+C_FREE_TOP, C_LIVE, C_NEXP, C_NOW = 0, 1, 2, 3
+CTL_SIZE = 4
+# prm cells.
+P_IDLE, P_ACTIVE, P_LINGER, P_FIRST_BYTES, P_UDP_FIRST, P_INIT_WANT = 0, 1, 2, 3, 4, 5
+PRM_SIZE = 6
+
+# TCP flags, RFC 9293 §3.1.
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(h: np.uint64, x: np.uint64) -> np.uint64:
+    # splitmix64 finalizer over a running combination
+    z = (h ^ x) * _GOLD
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def key_hash(ahi, alo, bhi, blo, pa, pb, vlan, ver, proto) -> np.uint64:
+    h = _mix(np.uint64(0), ahi)
+    h = _mix(h, alo)
+    h = _mix(h, bhi)
+    h = _mix(h, blo)
+    small = (
+        (np.uint64(pa) << np.uint64(48))
+        | (np.uint64(pb) << np.uint64(32))
+        | (np.uint64(vlan) << np.uint64(16))
+        | (np.uint64(ver) << np.uint64(8))
+        | np.uint64(proto)
+    )
+    return _mix(h, small)
+
+
+@njit(cache=True, nogil=True)
+def index_insert(idx: np.ndarray, h: np.uint64, s: int) -> None:
+    mask = np.uint64(idx.shape[0] - 1)
+    i = np.int64(h & mask)
+    while idx[i] != -1:
+        i = (i + 1) & np.int64(mask)
+    idx[i] = s
+
+
+@njit(cache=True, nogil=True)
+def index_remove(idx: np.ndarray, k64: np.ndarray, s: int) -> None:
+    """Backward-shift deletion: no tombstones, probe chains stay short."""
+    m = np.int64(idx.shape[0] - 1)
+    i = np.int64(k64[s, K_HASH] & np.uint64(m))
+    while idx[i] != s:
+        if idx[i] == -1:
+            return  # not indexed (cannot happen for a live slot)
+        i = (i + 1) & m
+    j = i
+    while True:
+        j = (j + 1) & m
+        t = idx[j]
+        if t == -1:
+            break
+        k = np.int64(k64[t, K_HASH] & np.uint64(m))
+        # leave t where it is when its home k lies cyclically in (i, j]
+        if i <= j:
+            if i < k <= j:
+                continue
+        elif k > i or k <= j:
+            continue
+        idx[i] = t
+        i = j
+    idx[i] = -1
+
+
+@njit(cache=True, nogil=True)
+def index_rebuild(idx: np.ndarray, k64: np.ndarray, u8: np.ndarray) -> None:
+    idx[:] = -1
+    for s in range(k64.shape[0]):
+        if u8[s, B_STATE] == LIVE:
+            index_insert(idx, k64[s, K_HASH], s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expire(s, reason, idx, k64, u8, exp, ctl) -> None:
+    index_remove(idx, k64, s)
+    u8[s, B_STATE] = PENDING
+    u8[s, B_END] = reason
+    exp[ctl[C_NEXP]] = s
+    ctl[C_NEXP] += 1
+    ctl[C_LIVE] -= 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expiry_reason(s, now, i64, u8, prm) -> int:
+    close = i64[s, I_CLOSE]
+    if close != 0 and now - close > prm[P_LINGER]:
+        return u8[s, B_CLOSE_WHY]
+    if now - i64[s, I_LAST] > prm[P_IDLE]:
+        if close != 0:
+            return u8[s, B_CLOSE_WHY]
+        return END_IDLE
+    if now - i64[s, I_FIRST] > prm[P_ACTIVE]:
+        return END_ACTIVE
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def process(
+    start,
+    ts,
+    ip_ver,
+    err,
+    frag,
+    vlan,
+    proto,
+    src_hi,
+    src_lo,
+    dst_hi,
+    dst_lo,
+    sport,
+    dport,
+    tcp_flags,
+    tcp_seq,
+    ip_len,
+    pl_len,
+    eth_src,
+    k64,
+    i64,
+    f64,
+    u32,
+    u8,
+    idx,
+    free,
+    exp,
+    ctl,
+    prm,
+    pkt_slot,
+    pkt_dir,
+    pkt_rel,
+):
+    """Account packets [start, n) to their flows; returns the index where it stopped.
+
+    It stops early only when the free stack is empty (the caller releases pending slots or
+    grows the table and calls again from there). Per packet it writes the flow slot (-1: no
+    flow), the direction (bit 0) and whether its payload is wanted (bit 1), and the payload's
+    offset relative to the direction's initial sequence number (TCP).
+    """
+    n = ts.shape[0]
+    # numba does not bounds-check: every per-packet array must be as long as ts
+    if (
+        ip_ver.shape[0] < n
+        or err.shape[0] < n
+        or frag.shape[0] < n
+        or proto.shape[0] < n
+        or tcp_flags.shape[0] < n
+        or vlan.shape[0] < n
+        or src_hi.shape[0] < n
+        or src_lo.shape[0] < n
+        or dst_hi.shape[0] < n
+        or dst_lo.shape[0] < n
+        or sport.shape[0] < n
+        or dport.shape[0] < n
+        or tcp_seq.shape[0] < n
+        or ip_len.shape[0] < n
+        or pl_len.shape[0] < n
+        or eth_src.shape[0] < n
+        or pkt_slot.shape[0] < n
+        or pkt_dir.shape[0] < n
+        or pkt_rel.shape[0] < n
+    ):
+        raise ValueError("packet arrays differ in length")
+    cap = k64.shape[0]
+    if (
+        i64.shape[0] != cap
+        or f64.shape[0] != cap
+        or u32.shape[0] != cap
+        or u8.shape[0] != cap
+        or free.shape[0] != cap
+        or exp.shape[0] != cap
+        or idx.shape[0] < 2 * cap
+    ):
+        raise ValueError("flow table arrays differ in size")
+    mask = np.int64(idx.shape[0] - 1)
+    first_bytes = prm[P_FIRST_BYTES]
+    udp_first = prm[P_UDP_FIRST]
+    for i in range(start, n):
+        pkt_slot[i] = -1
+        pkt_dir[i] = 0
+        pkt_rel[i] = 0
+        ver = ip_ver[i]
+        if ver == 0 or err[i] != 0 or frag[i] != 0:
+            continue
+        if ctl[C_FREE_TOP] == 0:
+            return i
+        t = ts[i]
+        if t > ctl[C_NOW]:
+            ctl[C_NOW] = t
+        p = proto[i]
+        sp = np.int64(sport[i])
+        dp = np.int64(dport[i])
+        if p != IPPROTO_TCP and p != IPPROTO_UDP:  # ICMP type/code are not ports
+            sp = 0
+            dp = 0
+        sh = src_hi[i]
+        sl = src_lo[i]
+        dh = dst_hi[i]
+        dl = dst_lo[i]
+        if sh < dh or (sh == dh and (sl < dl or (sl == dl and sp <= dp))):
+            d = 0
+            ah, al, bh, bl, pa, pb = sh, sl, dh, dl, sp, dp
+        else:
+            d = 1
+            ah, al, bh, bl, pa, pb = dh, dl, sh, sl, dp, sp
+        vl = np.int64(vlan[i])
+        h = key_hash(ah, al, bh, bl, pa, pb, vl, ver, p)
+        fl = np.int64(tcp_flags[i]) if p == IPPROTO_TCP else 0
+        # look up
+        j = np.int64(h & np.uint64(mask))
+        s = -1
+        while True:
+            c = idx[j]
+            if c == -1:
+                break
+            if (
+                k64[c, K_HASH] == h
+                and k64[c, K_ALO] == al
+                and k64[c, K_BLO] == bl
+                and k64[c, K_AHI] == ah
+                and k64[c, K_BHI] == bh
+                and u32[c, U_PORT] == pa
+                and u32[c, U_PORT + 1] == pb
+                and u32[c, U_VLAN] == vl
+                and u8[c, B_VER] == ver
+                and u8[c, B_PROTO] == p
+            ):
+                s = c
+                break
+            j = (j + 1) & mask
+        gen = 0
+        if s >= 0:
+            why = _expiry_reason(s, t, i64, u8, prm)
+            if why == 0 and i64[s, I_CLOSE] != 0 and (fl & (SYN | ACK)) == SYN:
+                why = u8[s, B_CLOSE_WHY]  # a new SYN on a closed connection: a new flow
+            if why != 0:
+                if i64[s, I_FIRST] == t:
+                    gen = np.int64(u32[s, U_GEN]) + 1
+                _expire(s, why, idx, k64, u8, exp, ctl)
+                s = -1
+        if s < 0:
+            top = ctl[C_FREE_TOP] - 1
+            s = free[top]
+            ctl[C_FREE_TOP] = top
+            ctl[C_LIVE] += 1
+            k64[s, K_AHI] = ah
+            k64[s, K_ALO] = al
+            k64[s, K_BHI] = bh
+            k64[s, K_BLO] = bl
+            k64[s, K_HASH] = h
+            k64[s, K_MAC] = 0
+            k64[s, K_MAC + 1] = 0
+            for c in range(I64_COLS):
+                i64[s, c] = 0
+            i64[s, I_FIRST] = t
+            i64[s, I_LAST] = t
+            f64[s, F_MEAN] = 0.0
+            f64[s, F_M2] = 0.0
+            f64[s, F_MIN] = np.inf
+            f64[s, F_MAX] = 0.0
+            u32[s, U_PORT] = pa
+            u32[s, U_PORT + 1] = pb
+            u32[s, U_VLAN] = vl
+            u32[s, U_ISN] = 0
+            u32[s, U_ISN + 1] = 0
+            u32[s, U_GEN] = gen
+            for c in range(U8_COLS):
+                u8[s, c] = 0
+            u8[s, B_STATE] = LIVE
+            u8[s, B_VER] = ver
+            u8[s, B_PROTO] = p
+            # the initiator: a SYN's sender, a SYN-ACK's receiver, else the first sender
+            if (fl & (SYN | ACK)) == (SYN | ACK):
+                u8[s, B_CLIENT] = 1 - d
+            else:
+                u8[s, B_CLIENT] = d
+            if p in (IPPROTO_TCP, IPPROTO_UDP):
+                u8[s, B_WANT] = prm[P_INIT_WANT]
+                u8[s, B_WANT + 1] = prm[P_INIT_WANT]
+            # index it (the probe position may have moved if a flow was just expired)
+            index_insert(idx, h, s)
+        else:
+            # inter-arrival time, Welford's online mean and variance
+            last = i64[s, I_LAST]
+            dt = (t - last) / 1000.0 if t > last else 0.0
+            k = i64[s, I_PKTS] + i64[s, I_PKTS + 1]  # number of IATs after this one
+            delta = dt - f64[s, F_MEAN]
+            f64[s, F_MEAN] += delta / k
+            f64[s, F_M2] += delta * (dt - f64[s, F_MEAN])
+            if dt < f64[s, F_MIN]:
+                f64[s, F_MIN] = dt
+            if dt > f64[s, F_MAX]:
+                f64[s, F_MAX] = dt
+            if t > last:
+                i64[s, I_LAST] = t
+        i64[s, I_PKTS + d] += 1
+        i64[s, I_BYTES + d] += ip_len[i]
+        pl = np.int64(pl_len[i])
+        i64[s, I_PAYLOAD + d] += pl
+        if k64[s, K_MAC + d] == 0:
+            k64[s, K_MAC + d] = eth_src[i]
+        emit = False
+        rel = 0
+        if p == IPPROTO_TCP:
+            u8[s, B_FLAGS + d] |= fl
+            if fl & RST:
+                if i64[s, I_CLOSE] == 0:
+                    i64[s, I_CLOSE] = t
+                    u8[s, B_CLOSE_WHY] = END_RST
+                u8[s, B_RST] = 1
+            if fl & FIN:
+                u8[s, B_FIN + d] = 1
+                if u8[s, B_FIN + 1 - d] != 0 and i64[s, I_CLOSE] == 0:
+                    i64[s, I_CLOSE] = t
+                    u8[s, B_CLOSE_WHY] = END_FIN
+            seq = np.int64(tcp_seq[i])
+            if (fl & SYN) and u8[s, B_HAS_ISN + d] == 0:
+                u32[s, U_ISN + d] = (seq + 1) & 0xFFFFFFFF  # RFC 9293 §3.4: SYN takes one seq
+                u8[s, B_HAS_ISN + d] = 1
+            if pl > 0:
+                if u8[s, B_HAS_ISN + d] == 0:
+                    u32[s, U_ISN + d] = seq
+                    u8[s, B_HAS_ISN + d] = 1
+                if fl & SYN:
+                    seq += 1
+                rel = (seq - np.int64(u32[s, U_ISN + d])) & 0xFFFFFFFF
+                w = u8[s, B_WANT + d]
+                if w == WANT_ALL or (w == WANT_FIRST and rel < first_bytes):
+                    emit = True
+        elif p == IPPROTO_UDP and pl > 0:
+            w = u8[s, B_WANT + d]
+            if w == WANT_ALL or (w == WANT_FIRST and i64[s, I_PKTS + d] <= udp_first):
+                emit = True
+        pkt_slot[i] = s
+        pkt_dir[i] = d | (EMITTED if emit else 0)
+        pkt_rel[i] = rel
+    return n
+
+
+@njit(cache=True, nogil=True)
+def sweep(now, k64, i64, u8, idx, exp, ctl, prm) -> int:
+    """Expire every live flow that is idle, too long, or closed past the linger at `now`."""
+    count = 0
+    for s in range(k64.shape[0]):
+        if u8[s, B_STATE] == LIVE:
+            why = _expiry_reason(s, now, i64, u8, prm)
+            if why != 0:
+                _expire(s, why, idx, k64, u8, exp, ctl)
+                count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def flush(k64, i64, u8, idx, exp, ctl) -> int:
+    """Expire every live flow (end of input): closed ones keep fin/rst, the rest get eof."""
+    count = 0
+    for s in range(k64.shape[0]):
+        if u8[s, B_STATE] == LIVE:
+            why = u8[s, B_CLOSE_WHY] if i64[s, I_CLOSE] != 0 else END_EOF
+            _expire(s, why, idx, k64, u8, exp, ctl)
+            count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def release(slots, u8, free, ctl) -> None:
+    """Return pending slots (already read by Python) to the free stack."""
+    for k in range(slots.shape[0]):
+        s = slots[k]
+        if s < 0 or s >= u8.shape[0] or u8[s, B_STATE] != PENDING:
+            raise ValueError("release of a slot that is not pending")
+        u8[s, B_STATE] = FREE
+        top = ctl[C_FREE_TOP]
+        if top >= free.shape[0]:
+            raise ValueError("free stack overflow")
+        free[top] = s
+        ctl[C_FREE_TOP] = top + 1
+
+
+@njit(cache=True, nogil=True)
+def gather(buf, offs, lens, out) -> int:
+    """Copy the byte ranges buf[offs[k] : offs[k] + lens[k]] one after another into out."""
+    n = offs.shape[0]
+    if lens.shape[0] != n:
+        raise ValueError("offs and lens differ in length")
+    pos = 0
+    size = buf.shape[0]
+    for k in range(n):
+        o = offs[k]
+        ln = np.int64(lens[k])
+        if o < 0 or o + ln > size or pos + ln > out.shape[0]:
+            raise ValueError("payload range outside the buffer")
+        out[pos : pos + ln] = buf[o : o + ln]
+        pos += ln
+    return pos

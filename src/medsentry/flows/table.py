@@ -1,0 +1,380 @@
+"""The flow table: bidirectional flows over packet batches, state in NumPy arrays.
+
+A flow is keyed by (VLAN, IP version, both addresses, both ports, IP protocol), in a canonical
+order so both directions meet in one flow. The per-packet work is `kernels.process`; Python
+touches a flow only when it ends (to build its `FlowRecord`) or when its payload is wanted.
+Memory follows the number of live flows: expired slots go back to a free stack, and the table
+doubles only when every slot is live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+import numpy as np
+
+from medsentry.capture.batch import PacketBatch
+from medsentry.events.base import Endpoints
+from medsentry.events.flow import FlowRecord, StreamStats
+from medsentry.flows import kernels as K
+
+TRANSPORT_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
+_V4_MAPPED = 0x0000_FFFF_0000_0000
+# canonical key + first time, big-endian, packed (the flow id's input)
+_KEY_DTYPE = np.dtype(
+    [
+        ("vlan", ">u2"),
+        ("ver", "u1"),
+        ("proto", "u1"),
+        ("ahi", ">u8"),
+        ("alo", ">u8"),
+        ("bhi", ">u8"),
+        ("blo", ">u8"),
+        ("pa", ">u2"),
+        ("pb", ">u2"),
+        ("first", ">i8"),
+        ("gen", ">u4"),
+    ]
+)
+
+
+def transport_name(proto: int) -> str:
+    return TRANSPORT_NAMES.get(proto, str(proto))
+
+
+_MACS: dict[int, str] = {}
+
+
+def format_mac(mac: int) -> str | None:
+    """aa:bb:cc:dd:ee:ff of the 48-bit integer layout; None for 0 (absent)."""
+    if mac == 0:
+        return None
+    s = _MACS.get(mac)
+    if s is None:
+        if len(_MACS) >= 1 << 16:
+            _MACS.clear()
+        s = _MACS[mac] = mac.to_bytes(8, "big")[2:].hex(":")
+    return s
+
+
+class AddressFormatter:
+    """Address strings, made once per distinct address (flows repeat hosts)."""
+
+    def __init__(self, limit: int = 1 << 16):
+        self._cache: dict[tuple[int, int, int], str] = {}
+        self._limit = limit
+
+    def __call__(self, ver: int, hi: int, lo: int) -> str:
+        key = (ver, hi, lo)
+        s = self._cache.get(key)
+        if s is None:
+            if ver == 4 and hi == 0 and (lo >> 32) == 0xFFFF:
+                s = str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
+            else:
+                s = str(ipaddress.IPv6Address((hi << 64) | lo))
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            self._cache[key] = s
+        return s
+
+
+class FlowTable:
+    """Flow state for every live flow, and the kernel calls over packet batches."""
+
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float = 120.0,
+        active_timeout_s: float = 1800.0,
+        linger_s: float = 2.0,
+        first_bytes: int = 4096,
+        udp_first_datagrams: int = 2,
+        want_payload: bool = True,
+        capacity: int = 4096,
+    ):
+        if idle_timeout_s <= 0 or active_timeout_s <= 0 or linger_s < 0:
+            raise ValueError("timeouts must be positive")
+        self.prm = np.zeros(K.PRM_SIZE, np.int64)
+        self.prm[K.P_IDLE] = int(idle_timeout_s * 1e9)
+        self.prm[K.P_ACTIVE] = int(active_timeout_s * 1e9)
+        self.prm[K.P_LINGER] = int(linger_s * 1e9)
+        self.prm[K.P_FIRST_BYTES] = first_bytes
+        self.prm[K.P_UDP_FIRST] = udp_first_datagrams
+        self.prm[K.P_INIT_WANT] = K.WANT_FIRST if want_payload else K.WANT_NONE
+        self.ctl = np.zeros(K.CTL_SIZE, np.int64)
+        self.capacity = 0
+        self.fmt_ip = AddressFormatter()
+        self._alloc(max(16, 1 << (capacity - 1).bit_length()))
+        self.pkt_slot = np.empty(0, np.int32)
+        self.pkt_dir = np.empty(0, np.uint8)
+        self.pkt_rel = np.empty(0, np.uint32)
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _alloc(self, cap: int) -> None:
+        old = self.capacity
+        if old == 0:
+            self.k64 = np.zeros((cap, K.K64_COLS), np.uint64)
+            self.i64 = np.zeros((cap, K.I64_COLS), np.int64)
+            self.f64 = np.zeros((cap, K.F64_COLS), np.float64)
+            self.u32 = np.zeros((cap, K.U32_COLS), np.uint32)
+            self.u8 = np.zeros((cap, K.U8_COLS), np.uint8)
+            self.exp = np.zeros(cap, np.int32)
+            free = np.arange(cap - 1, -1, -1, dtype=np.int32)  # slot 0 on top
+            self.free = free
+            self.ctl[K.C_FREE_TOP] = cap
+        else:
+            for name in ("k64", "i64", "f64", "u32", "u8"):
+                a = getattr(self, name)
+                b = np.zeros((cap, a.shape[1]), a.dtype)
+                b[:old] = a
+                setattr(self, name, b)
+            exp = np.zeros(cap, np.int32)
+            exp[:old] = self.exp
+            self.exp = exp
+            top = int(self.ctl[K.C_FREE_TOP])
+            free = np.zeros(cap, np.int32)
+            free[:top] = self.free[:top]
+            added = np.arange(cap - 1, old - 1, -1, dtype=np.int32)
+            free[top : top + added.size] = added
+            self.free = free
+            self.ctl[K.C_FREE_TOP] = top + added.size
+        self.capacity = cap
+        self.idx = np.full(2 * cap, -1, np.int32)
+        K.index_rebuild(self.idx, self.k64, self.u8)
+
+    def grow(self) -> None:
+        self._alloc(self.capacity * 2)
+
+    @property
+    def live(self) -> int:
+        return int(self.ctl[K.C_LIVE])
+
+    @property
+    def now_ns(self) -> int:
+        return int(self.ctl[K.C_NOW])
+
+    @property
+    def free_slots(self) -> int:
+        return int(self.ctl[K.C_FREE_TOP])
+
+    # -- kernel calls ----------------------------------------------------------------------
+
+    def process(self, pb: PacketBatch, start: int = 0) -> int:
+        """Account packets [start, n); returns where it stopped (n, or earlier when full)."""
+        n = len(pb)
+        if self.pkt_slot.shape[0] < n:
+            size = max(n, 1024)
+            self.pkt_slot = np.empty(size, np.int32)
+            self.pkt_dir = np.empty(size, np.uint8)
+            self.pkt_rel = np.empty(size, np.uint32)
+        return K.process(
+            start,
+            pb.raw.ts_ns,
+            pb.ip_ver,
+            pb.err,
+            pb.frag,
+            pb.vlan,
+            pb.proto,
+            pb.src_hi,
+            pb.src_lo,
+            pb.dst_hi,
+            pb.dst_lo,
+            pb.sport,
+            pb.dport,
+            pb.tcp_flags,
+            pb.tcp_seq,
+            pb.ip_len,
+            pb.pl_len,
+            pb.eth_src,
+            self.k64,
+            self.i64,
+            self.f64,
+            self.u32,
+            self.u8,
+            self.idx,
+            self.free,
+            self.exp,
+            self.ctl,
+            self.prm,
+            self.pkt_slot[:n],
+            self.pkt_dir[:n],
+            self.pkt_rel[:n],
+        )
+
+    def sweep(self, now_ns: int) -> None:
+        K.sweep(now_ns, self.k64, self.i64, self.u8, self.idx, self.exp, self.ctl, self.prm)
+
+    def flush(self) -> None:
+        K.flush(self.k64, self.i64, self.u8, self.idx, self.exp, self.ctl)
+
+    def take_expired(self) -> np.ndarray:
+        """Slots expired since the last call (pending: read them, then `release`)."""
+        n = int(self.ctl[K.C_NEXP])
+        out = self.exp[:n].copy()
+        self.ctl[K.C_NEXP] = 0
+        return out
+
+    def release(self, slots: np.ndarray) -> None:
+        K.release(slots.astype(np.int32, copy=False), self.u8, self.free, self.ctl)
+
+    def set_want(self, slot: int, side: int, mode: int) -> None:
+        self.u8[slot, K.B_WANT + side] = mode
+
+    # -- per-flow views (Python, once per flow) --------------------------------------------
+
+    def client_side(self, slot: int) -> int:
+        return int(self.u8[slot, K.B_CLIENT])
+
+    def proto(self, slot: int) -> int:
+        return int(self.u8[slot, K.B_PROTO])
+
+    def first_ns(self, slot: int) -> int:
+        return int(self.i64[slot, K.I_FIRST])
+
+    def payload_bytes(self, slot: int, side: int) -> int:
+        return int(self.i64[slot, K.I_PAYLOAD + side])
+
+    def flow_id(self, slot: int) -> str:
+        return self.flow_ids(np.array([slot], np.int32))[0]
+
+    def flow_ids(self, slots: np.ndarray) -> list[str]:
+        """Deterministic ids: BLAKE2b-128 of the canonical key, the first packet's time and the
+        flow's number among flows of that key starting in that same nanosecond (usually 0).
+
+        The same capture scanned twice gives the same ids (the store dedupes on them); a
+        cryptographic hash, so traffic cannot be crafted to collide with another flow's id.
+        """
+        n = len(slots)
+        rec = np.empty(n, _KEY_DTYPE)
+        rec["vlan"] = self.u32[slots, K.U_VLAN]
+        rec["ver"] = self.u8[slots, K.B_VER]
+        rec["proto"] = self.u8[slots, K.B_PROTO]
+        k = self.k64[slots]
+        rec["ahi"], rec["alo"] = k[:, K.K_AHI], k[:, K.K_ALO]
+        rec["bhi"], rec["blo"] = k[:, K.K_BHI], k[:, K.K_BLO]
+        rec["pa"] = self.u32[slots, K.U_PORT]
+        rec["pb"] = self.u32[slots, K.U_PORT + 1]
+        rec["first"] = self.i64[slots, K.I_FIRST]
+        rec["gen"] = self.u32[slots, K.U_GEN]
+        raw = rec.tobytes()
+        w = _KEY_DTYPE.itemsize
+        b2 = hashlib.blake2b
+        return [b2(raw[i : i + w], digest_size=16).hexdigest() for i in range(0, n * w, w)]
+
+    def endpoints(self, slot: int) -> Endpoints:
+        k = self.k64[slot].tolist()
+        u32 = self.u32[slot].tolist()
+        u8 = self.u8[slot].tolist()
+        c = u8[K.B_CLIENT]
+        s = 1 - c
+        ver = u8[K.B_VER]
+        addr = ((k[K.K_AHI], k[K.K_ALO]), (k[K.K_BHI], k[K.K_BLO]))
+        return Endpoints(
+            client=self.fmt_ip(ver, *addr[c]),
+            server=self.fmt_ip(ver, *addr[s]),
+            client_port=u32[K.U_PORT + c],
+            server_port=u32[K.U_PORT + s],
+            client_mac=format_mac(k[K.K_MAC + c]),
+            server_mac=format_mac(k[K.K_MAC + s]),
+            vlan=u32[K.U_VLAN] or None,
+            transport=transport_name(u8[K.B_PROTO]),
+        )
+
+    def host_keys(self, slots: np.ndarray) -> np.ndarray:
+        """(hi, lo) of both sides of the given flows, as a (2 * len, 2) uint64 array."""
+        k = self.k64[slots]
+        return np.concatenate([k[:, K.K_AHI : K.K_ALO + 1], k[:, K.K_BHI : K.K_BLO + 1]])
+
+    def records(
+        self,
+        slots: np.ndarray,
+        flow_ids: list[str],
+        app: list[tuple[str | None, str | None, float]],
+        streams: list[tuple[StreamStats | None, StreamStats | None]],
+        capture_id: str | None,
+    ) -> list[FlowRecord]:
+        """FlowRecords of expired slots: columns oriented in NumPy, one Python object per flow."""
+        n = len(slots)
+        rows = np.arange(n)
+        u8 = self.u8[slots]
+        i64 = self.i64[slots]
+        k64 = self.k64[slots]
+        u32 = self.u32[slots]
+        f64 = self.f64[slots]
+        c = u8[:, K.B_CLIENT].astype(np.intp)
+        s = 1 - c
+
+        def pair(m: np.ndarray, col: int) -> tuple[list, list]:
+            return m[rows, col + c].tolist(), m[rows, col + s].tolist()
+
+        pk_c, pk_s = pair(i64, K.I_PKTS)
+        by_c, by_s = pair(i64, K.I_BYTES)
+        pl_c, pl_s = pair(i64, K.I_PAYLOAD)
+        fl_c, fl_s = pair(u8, K.B_FLAGS)
+        mac_c, mac_s = pair(k64, K.K_MAC)
+        port_c, port_s = pair(u32, K.U_PORT)
+        hi_c = np.where(c == 0, k64[:, K.K_AHI], k64[:, K.K_BHI]).tolist()
+        lo_c = np.where(c == 0, k64[:, K.K_ALO], k64[:, K.K_BLO]).tolist()
+        hi_s = np.where(c == 0, k64[:, K.K_BHI], k64[:, K.K_AHI]).tolist()
+        lo_s = np.where(c == 0, k64[:, K.K_BLO], k64[:, K.K_ALO]).tolist()
+        n_iat = i64[:, K.I_PKTS] + i64[:, K.I_PKTS + 1] - 1
+        has_iat = n_iat > 0
+        std = np.sqrt(f64[:, K.F_M2] / np.maximum(n_iat, 1))  # population std
+        iat_min = np.where(has_iat, f64[:, K.F_MIN], 0.0)
+        fmt = self.fmt_ip
+        out = []
+        for j, (first, last, ver, proto, end, vlan, mean, sd, mn, mx) in enumerate(
+            zip(
+                i64[:, K.I_FIRST].tolist(),
+                i64[:, K.I_LAST].tolist(),
+                u8[:, K.B_VER].tolist(),
+                u8[:, K.B_PROTO].tolist(),
+                u8[:, K.B_END].tolist(),
+                u32[:, K.U_VLAN].tolist(),
+                f64[:, K.F_MEAN].tolist(),
+                std.tolist(),
+                iat_min.tolist(),
+                f64[:, K.F_MAX].tolist(),
+                strict=True,
+            )
+        ):
+            app_proto, app_method, app_conf = app[j]
+            stream_c, stream_s = streams[j]
+            out.append(
+                FlowRecord(
+                    ts_ns=first,
+                    flow_id=flow_ids[j],
+                    last_ns=last,
+                    transport=TRANSPORT_NAMES.get(proto) or str(proto),
+                    ip_version=ver,
+                    client=fmt(ver, hi_c[j], lo_c[j]),
+                    server=fmt(ver, hi_s[j], lo_s[j]),
+                    client_port=port_c[j],
+                    server_port=port_s[j],
+                    client_mac=format_mac(mac_c[j]),
+                    server_mac=format_mac(mac_s[j]),
+                    vlan=vlan or None,
+                    packets_c2s=pk_c[j],
+                    packets_s2c=pk_s[j],
+                    bytes_c2s=by_c[j],
+                    bytes_s2c=by_s[j],
+                    payload_c2s=pl_c[j],
+                    payload_s2c=pl_s[j],
+                    tcp_flags_c2s=fl_c[j],
+                    tcp_flags_s2c=fl_s[j],
+                    iat_mean_us=mean,
+                    iat_std_us=sd,
+                    iat_min_us=mn,
+                    iat_max_us=mx,
+                    end_reason=K.END_REASONS[end],
+                    app_protocol=app_proto,
+                    app_method=app_method,
+                    app_confidence=app_conf,
+                    stream_c2s=stream_c,
+                    stream_s2c=stream_s,
+                    capture_id=capture_id,
+                )
+            )
+        return out
