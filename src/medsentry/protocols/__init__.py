@@ -1,0 +1,1 @@
+"""Protocol identification and one dissector module per protocol."""

@@ -1,0 +1,186 @@
+"""Application protocol identification: signature first, port second.
+
+`identify` looks at the first in-order bytes of each direction of a flow (for UDP, the first
+datagram of each direction) and answers which application protocol the flow carries. The
+knowledge is data: byte signatures in `data/protocol_signatures.yaml`, the port table in
+`data/ports.yaml` (IANA service name registry), both loaded and validated once at import
+(a malformed file raises ConfigError naming the entry).
+
+Canonical protocol names with byte signatures (`SIGNATURE_PROTOCOLS`, 62):
+  medical     dicom (PS3.8 Upper Layer PDUs, any port), dicom-tls (TLS on 2762), hl7-mllp,
+              fhir (HTTP addressing a FHIR resource / FHIR media type; detail = resource type)
+  web         http, tls, dtls, quic
+  naming      dns, mdns, llmnr, netbios, dhcp, dhcpv6, ssdp, slp, ws-discovery
+  management  ntp, snmp, syslog, ssh, telnet, rdp, vnc, zabbix
+  mail/files  ftp, smtp, pop3, imap, smb, tftp, nfs, sunrpc
+  IoT/ICS     mqtt, coap, modbus, dnp3, bacnet, iec104, opc-ua, rtps (DDS), amqp, nats
+  voice/video sip, rtsp, stun, rtp, rtcp, h323
+  directory   kerberos, ldap, radius
+  databases   mysql, mssql-tds, postgresql, redis, mongodb
+  other       dcerpc, bittorrent, wireguard, openvpn, ipsec (IKE)
+The port table adds names it alone knows (e.g. ipsec, nfs, amqp, ethernet-ip), always with
+method "port" and a lower confidence.
+
+Ranking: each signature that matches scores its confidence, plus `PORT_BONUS` when the client
+or server port is one of its port hints. The best score wins; among equal scores the signature
+with the higher confidence, then the one listed first. With `final=False`, `identify` answers
+None while more bytes could still change the answer: nothing matched yet and some signature is
+still undecided, or the best match may yet be refined (http -> fhir) by an undecided signature.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from medsentry.protocols.signatures import PortEntry, Signature, load_ports, load_signatures
+
+PORT_BONUS = 0.04
+MAX_BYTES = 4096  # the flow layer passes at most this many bytes per direction
+TCP, UDP = 6, 17
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    protocol: str
+    method: str  # "signature" or "port"
+    confidence: float
+    detail: str | None = None
+
+
+SIGNATURES: tuple[Signature, ...] = load_signatures()
+PORTS: dict[tuple[int, int], PortEntry] = load_ports()
+SIGNATURE_PROTOCOLS: frozenset[str] = frozenset(s.protocol for s in SIGNATURES)
+# per transport, best possible score first (stable: file order among equals), so the scan can
+# stop as soon as nothing left could beat the match in hand
+_BY_TRANSPORT: dict[int, tuple[Signature, ...]] = {
+    t: tuple(sorted((s for s in SIGNATURES if s.transport == t), key=lambda s: -s.confidence))
+    for t in (TCP, UDP)
+}
+
+
+def _side_allows(first: frozenset[int] | None, byte: int) -> bool:
+    return first is None or byte < 0 or byte in first
+
+
+def _may_match(sig: Signature, c0: int, s0: int) -> bool:
+    """Whether the first byte of each direction (-1: no bytes yet) leaves `sig` possible."""
+    if sig.any is not None:
+        f = sig.any.first
+        return f is None or c0 < 0 or s0 < 0 or c0 in f or s0 in f
+    if sig.c2s is not None and not _side_allows(sig.c2s.first, c0):
+        return False
+    return sig.s2c is None or _side_allows(sig.s2c.first, s0)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _candidates(transport: int, c0: int, s0: int) -> tuple[Signature, ...]:
+    """The signatures of `transport` that the two first bytes leave possible, in scan order."""
+    return tuple(s for s in _BY_TRANSPORT[transport] if _may_match(s, c0, s0))
+
+
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def _signature_verdict(
+    sig: Signature, c2s: bytes, s2c: bytes, c2s_done: bool, s2c_done: bool
+) -> bool | None:
+    if sig.any is not None:
+        a = sig.any.verdict(c2s, c2s_done)
+        if a is True:
+            return True
+        b = sig.any.verdict(s2c, s2c_done)
+        if b is True:
+            return True
+        return None if a is None or b is None else False
+    verdict: bool | None = True
+    if sig.c2s is not None:
+        verdict = sig.c2s.verdict(c2s, c2s_done)
+        if verdict is False:
+            return False
+    if sig.s2c is not None:
+        verdict = _and(verdict, sig.s2c.verdict(s2c, s2c_done))
+    if sig.exchange is not None and verdict is not False:
+        if (not c2s and c2s_done) or (not s2c and s2c_done):
+            return False
+        if not c2s or not s2c:
+            return None
+        try:
+            v = sig.exchange(c2s, s2c)
+        except (IndexError, ValueError):
+            return False
+        if v is None:
+            v = False if c2s_done and s2c_done else None
+        verdict = _and(verdict, v)
+    return verdict
+
+
+def _by_port(transport: int, client_port: int, server_port: int) -> Identification | None:
+    """The port table's answer: the server port first, then the client port."""
+    for port in (server_port, client_port):
+        entry = PORTS.get((transport, port))
+        if entry is not None:
+            return Identification(entry.protocol, "port", entry.confidence, entry.service)
+    return None
+
+
+def identify(
+    transport: int,
+    client_port: int,
+    server_port: int,
+    c2s: bytes,
+    s2c: bytes,
+    final: bool,
+) -> Identification | None:
+    """Identify a flow's application protocol from its first bytes, then its ports.
+
+    transport: IP protocol number (6 TCP, 17 UDP). c2s/s2c: the first in-order bytes (TCP,
+    up to 4096) or the first datagram (UDP) of each direction. final=False: None means "need
+    more data"; final=True: the best answer now, None when unknown.
+    """
+    if transport not in _BY_TRANSPORT or (not c2s and not s2c):
+        # no bytes: no signature can match now; wait unless this is the last word
+        return _by_port(transport, client_port, server_port) if final else None
+    c2s = bytes(c2s[:MAX_BYTES])
+    s2c = bytes(s2c[:MAX_BYTES])
+    sigs = _candidates(transport, c2s[0] if c2s else -1, s2c[0] if s2c else -1)
+    # a direction is complete when no more of its bytes can change a verdict
+    if transport == UDP:
+        c2s_done, s2c_done = final or bool(c2s), final or bool(s2c)
+    else:
+        c2s_done = final or len(c2s) >= MAX_BYTES
+        s2c_done = final or len(s2c) >= MAX_BYTES
+
+    best: Signature | None = None
+    best_score = -1.0
+    pending: list[tuple[Signature, float]] = []
+    for sig in sigs:
+        if best is not None and sig.confidence + PORT_BONUS <= best_score:
+            break  # no signature left can score higher
+        port_hit = client_port in sig.ports or server_port in sig.ports
+        if sig.port_required and not port_hit:
+            continue
+        score = sig.confidence + (PORT_BONUS if port_hit else 0.0)
+        verdict = _signature_verdict(sig, c2s, s2c, c2s_done, s2c_done)
+        if verdict is True:
+            if score > best_score:
+                best, best_score = sig, score
+        elif verdict is None:
+            pending.append((sig, score))
+
+    if not final:
+        if best is None and pending:
+            return None
+        if best is not None and any(
+            p.refines == best.protocol and score > best_score for p, score in pending
+        ):
+            return None
+    if best is not None:
+        detail = best.detail(c2s, s2c) if best.detail is not None else None
+        return Identification(best.protocol, "signature", round(min(best_score, 1.0), 3), detail)
+    return _by_port(transport, client_port, server_port)
