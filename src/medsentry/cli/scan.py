@@ -1,0 +1,311 @@
+"""`medsentry scan FILE...`: read captures through the pipeline into the store, then summarize.
+
+Each file is one capture and one database transaction (see `medsentry.store.writer`): when a
+file turns out to be unreadable midway through a multi-file scan, the files before it stay
+stored, nothing of the bad one is, and the error names the file and byte offset. Damage the
+reader can step over (a truncated last record, a bad block after good ones) keeps the packets
+before it, prints a warning line per damage, marks the capture `damaged` and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from medsentry.cli.flows import DB_OPTION
+from medsentry.cli.output import FORMAT_OPTION
+from medsentry.errors import ConfigError, InputError
+from medsentry.events import DecodeWarning, Event, FlowRecord
+from medsentry.store import CaptureInfo, CaptureWriter, Store, open_store
+from medsentry.store.schema import STATUS_COMPLETE, STATUS_DAMAGED
+from medsentry.store.writer import file_sha256
+
+if TYPE_CHECKING:
+    from medsentry.pipeline import Pipeline, ScanConfig
+
+
+@dataclass
+class ScanTally:
+    """What a scan saw, accumulated from the events it wrote (one Python step per flow)."""
+
+    packets: int = 0
+    bytes: int = 0
+    flows: int = 0
+    protocols: dict[str, int] = field(default_factory=dict)
+    hosts: set[str] = field(default_factory=set)
+    warnings: list[DecodeWarning] = field(default_factory=list)  # damage to the capture itself
+    other_warnings: int = 0  # dissectors' warnings: stored as events, counted, not printed
+    captures: list[dict[str, Any]] = field(default_factory=list)
+    first_ns: int | None = None
+    last_ns: int | None = None
+
+    def see(self, batch: Iterable[Event], source: str) -> None:
+        """Count a batch; `source` is the capture file or interface (its reader's warnings)."""
+        for ev in batch:
+            if isinstance(ev, FlowRecord):
+                self.flows += 1
+                proto = ev.app_protocol or "unknown"
+                self.protocols[proto] = self.protocols.get(proto, 0) + 1
+                self.hosts.add(ev.client)
+                self.hosts.add(ev.server)
+                if self.first_ns is None or ev.ts_ns < self.first_ns:
+                    self.first_ns = ev.ts_ns
+                if self.last_ns is None or ev.last_ns > self.last_ns:
+                    self.last_ns = ev.last_ns
+            elif isinstance(ev, DecodeWarning):
+                if ev.source == source:
+                    self.warnings.append(ev)
+                else:
+                    self.other_warnings += 1
+
+    def summary(self, elapsed_s: float, database: str) -> dict[str, Any]:
+        return {
+            "captures": self.captures,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "flows": self.flows,
+            "protocols": dict(sorted(self.protocols.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "hosts": len(self.hosts),
+            "warnings": [warning_text(w) for w in self.warnings],
+            "dissector_warnings": self.other_warnings,
+            "elapsed_s": round(elapsed_s, 3),
+            "packets_per_s": round(self.packets / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+            "database": database,
+        }
+
+
+def warning_text(w: DecodeWarning) -> str:
+    where = w.source if w.offset is None else f"{w.source} at byte {w.offset}"
+    return f"{where}: {w.message}"
+
+
+def print_summary(summary: dict[str, Any], fmt: str, out: Console) -> None:
+    """The end-of-scan summary: JSON, or two small tables."""
+    if fmt == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(summary), indent=2).decode())
+        return
+    totals = Table(title="scan summary", show_header=False)
+    totals.add_column("what")
+    totals.add_column("value", justify="right")
+    for key in ("packets", "bytes", "flows", "hosts"):
+        totals.add_row(key, f"{summary[key]:,}")
+    totals.add_row("warnings", str(len(summary["warnings"])))
+    totals.add_row("dissector warnings", str(summary["dissector_warnings"]))
+    if "kernel_drops" in summary:  # live capture: packets the kernel could not queue
+        totals.add_row("kernel drops", f"{summary['kernel_drops']:,}")
+    totals.add_row("elapsed", f"{summary['elapsed_s']:.2f} s")
+    totals.add_row("packets/s", f"{summary['packets_per_s']:,.0f}")
+    totals.add_row("database", summary["database"])
+    out.print(totals)
+    if summary["captures"]:
+        caps = Table(title="captures")
+        for col in ("capture", "file", "packets", "flows", "status"):
+            caps.add_column(col)
+        for c in summary["captures"]:
+            caps.add_row(
+                c["capture_id"][:12],
+                Path(c["source"]).name,  # the full path is in the JSON
+                str(c["packets"]),
+                str(c["flows"]),
+                c["status"],
+            )
+        out.print(caps)
+    if summary["protocols"]:
+        protos = Table(title="protocols (flows)")
+        protos.add_column("protocol")
+        protos.add_column("flows", justify="right")
+        for name, n in summary["protocols"].items():
+            protos.add_row(name, f"{n:,}")
+        out.print(protos)
+
+
+def make_progress(quiet: bool) -> Progress:
+    """A byte progress bar on stderr; silent when --quiet or stderr is not a terminal."""
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not sys.stderr.isatty(),
+        transient=True,
+    )
+
+
+def make_pipeline(pipeline_cls: type[Pipeline], config_cls: type[ScanConfig]) -> Pipeline:
+    """The pipeline reads the installation's PHI key from the data directory: say so if it can't."""
+    try:
+        return pipeline_cls(config_cls())
+    except OSError as exc:
+        where = exc.filename or "the data directory"
+        raise ConfigError(
+            f"cannot read or create the PHI key in {where}: {exc.strerror or exc}"
+            " (check MEDSENTRY_HOME)"
+        ) from exc
+
+
+def check_inputs(paths: Iterable[str]) -> list[Path]:
+    """Fail before any work when a file is missing or unreadable (one line, exit 2)."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise InputError("no such file", source=p)
+        if path.is_dir():
+            raise InputError("is a directory, not a capture file", source=p)
+        if not os.access(path, os.R_OK):
+            raise InputError("permission denied", source=p)
+        out.append(path)
+    return out
+
+
+def _capture_id_of(batch: list[Event]) -> str | None:
+    """The pipeline stamps each FlowRecord with its capture's SHA-256 (hashed while reading)."""
+    for ev in batch:
+        if isinstance(ev, FlowRecord) and ev.capture_id:
+            return ev.capture_id
+    return None
+
+
+def scan_one(
+    store: Store,
+    pipeline: Pipeline,
+    path: Path,
+    tally: ScanTally,
+    progress: Callable[[int, int], None],
+    warn: Callable[[DecodeWarning], None],
+) -> None:
+    """Scan one capture file into the store in one transaction.
+
+    The writer opens at the first batch of events: the pipeline hands events out only once it
+    knows the file's SHA-256 (its capture id), so the file is read once. A capture that yields
+    no flow at all is hashed here instead.
+    """
+    from medsentry.capture.reader import open_capture
+
+    with open_capture(path) as reader:  # header only: CaptureError now if it is no capture
+        fmt, link_types = reader.format, list(reader.linktypes)
+    size = path.stat().st_size
+    flows_before, warnings_before = tally.flows, len(tally.warnings)
+    first_before, last_before = tally.first_ns, tally.last_ns
+    tally.first_ns = tally.last_ns = None
+    with contextlib.ExitStack() as stack:
+        writer: CaptureWriter | None = None
+
+        def open_writer(capture_id: str | None) -> CaptureWriter:
+            info = CaptureInfo(capture_id or file_sha256(path), str(path), fmt, size)
+            return stack.enter_context(CaptureWriter(store, info))
+
+        def sink(batch: list[Event]) -> None:
+            nonlocal writer
+            if writer is None:
+                writer = open_writer(_capture_id_of(batch))
+            writer.write(batch)
+            n = len(tally.warnings)
+            tally.see(batch, str(path))
+            for w in tally.warnings[n:]:
+                warn(w)
+
+        stats = pipeline.scan_files([path], sink=sink, progress=progress)
+        if writer is None:
+            writer = open_writer(None)
+        damaged = len(tally.warnings) > warnings_before
+        status = STATUS_DAMAGED if damaged else STATUS_COMPLETE
+        writer.finish(
+            packets=stats.packets,
+            bytes=stats.bytes,
+            first_ns=tally.first_ns,
+            last_ns=tally.last_ns,
+            link_types=link_types,
+            status=status,
+        )
+    tally.packets += stats.packets
+    tally.bytes += stats.bytes
+    tally.captures.append(
+        {
+            "capture_id": writer.info.capture_id,
+            "source": str(path),
+            "format": fmt,
+            "packets": stats.packets,
+            "flows": tally.flows - flows_before,
+            "status": status,
+        }
+    )
+    firsts = [t for t in (first_before, tally.first_ns) if t is not None]
+    lasts = [t for t in (last_before, tally.last_ns) if t is not None]
+    tally.first_ns = min(firsts) if firsts else None
+    tally.last_ns = max(lasts) if lasts else None
+
+
+@click.command("scan")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@DB_OPTION
+@FORMAT_OPTION
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def scan_cmd(files: tuple[str, ...], db_url: str | None, fmt: str, quiet: bool) -> None:
+    """Read pcap/pcapng capture files into the store and print a summary.
+
+    Each file is stored in one transaction; scanning a file again duplicates nothing.
+    """
+    paths = check_inputs(files)
+    started = time.perf_counter()
+    tally = ScanTally()
+    from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
+
+    with open_store(db_url) as store, make_progress(quiet) as bar:
+        pipeline = make_pipeline(Pipeline, ScanConfig)
+        sizes = [p.stat().st_size for p in paths]
+        task = bar.add_task("scanning", total=sum(sizes))
+        done_before = 0
+        for path, size in zip(paths, sizes, strict=True):
+            bar.update(task, description=path.name)
+            base = done_before
+
+            def progress(done: int, _total: int, base: int = base) -> None:
+                bar.update(task, completed=base + done)
+
+            def warn(w: DecodeWarning) -> None:
+                bar.console.print(
+                    f"medsentry: warning: {warning_text(w)}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+            try:
+                scan_one(store, pipeline, path, tally, progress, warn)
+            except KeyboardInterrupt:
+                bar.stop()
+                n = len(tally.captures)
+                click.echo(
+                    f"medsentry: interrupted: {path} was not stored"
+                    f" ({n} capture{'' if n == 1 else 's'} before it are)",
+                    err=True,
+                )
+                raise
+            done_before += size
+            bar.update(task, completed=done_before)
+        database = store.url
+    out = Console(width=None if sys.stdout.isatty() else 1000)  # piped: no cut cells
+    print_summary(tally.summary(time.perf_counter() - started, database), fmt, out)

@@ -1,0 +1,208 @@
+"""Opening the database: URL resolution, SQLite settings, automatic migration.
+
+`open_store()` resolves the URL (argument, then `MEDSENTRY_DB`, then a SQLite file in the data
+directory), creates the engine and upgrades the schema to the newest Alembic revision shipped in
+`medsentry/store/migrations/` (no alembic.ini needed). Every failure a user can fix (bad URL,
+server down, unwritable directory, a database made by a newer medsentry) is a `StoreError`:
+one line, exit code 2.
+
+SQLite runs in WAL mode (readers never block the writer; a crash leaves committed data intact),
+with foreign keys on and a busy timeout so a `flows` listing and a running `monitor` can share
+the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from medsentry.errors import StoreError
+from medsentry.paths import default_db_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+ENV_DB = "MEDSENTRY_DB"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else $MEDSENTRY_DB, else SQLite in the data directory."""
+    if url:
+        return url
+    env = os.environ.get(ENV_DB)
+    if env:
+        return env
+    try:
+        return default_db_url()
+    except OSError as exc:
+        where = os.environ.get("MEDSENTRY_HOME") or "the user data directory"
+        raise StoreError(
+            f"cannot create data directory {where}: {exc.strerror or exc}"
+            " (set MEDSENTRY_HOME or --db)"
+        ) from exc
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be printed: password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # With WAL, NORMAL never corrupts: a process crash loses nothing committed, a power cut at
+    # most the last transactions (each one whole capture, so a rescan restores it).
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def create_store_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        shown = f" {url!r}" if "@" not in url else ""  # may hold a password: not echoed
+        raise StoreError(
+            f"invalid database URL{shown}: expected e.g. sqlite:///file.db or"
+            " postgresql://user@host/db"
+        ) from exc
+    if parsed.drivername == "postgresql":
+        # The bare scheme means psycopg2 to SQLAlchemy; medsentry ships psycopg (3).
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open database {redact(parsed)}: {parent} does not exist")
+            if not os.access(parent, os.W_OK):
+                raise StoreError(f"cannot open database {redact(parsed)}: {parent} is not writable")
+    elif parsed.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StoreError(
+            f"unsupported database URL {redact(parsed)}: {_first_line(exc)}"
+            " (use sqlite:///... or postgresql+psycopg://...)"
+        ) from exc
+    except ArgumentError as exc:
+        raise StoreError(f"invalid database URL {redact(parsed)}: {_first_line(exc)}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to head (a no-op when it is current)."""
+    cfg = alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        if current is not None:
+            try:
+                script.get_revision(current)
+            except CommandError as exc:
+                raise StoreError(
+                    f"database {redact(engine.url)} has schema revision {current}, unknown to"
+                    " this medsentry (made by a newer version?)"
+                ) from exc
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite batch migrations rebuild tables (copy, drop, rename); with foreign keys on,
+            # dropping `captures` would cascade into `flows` and `events`. Off, then checked.
+            conn.rollback()
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+        if sqlite:
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+            if broken:
+                raise StoreError(
+                    f"database {redact(engine.url)}: migration left {len(broken)} rows with"
+                    " dangling references"
+                )
+
+
+@dataclass
+class Store:
+    """An open, migrated database."""
+
+    engine: Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        return redact(self.engine.url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
+    """Open (creating and migrating when needed) the database at `url`."""
+    engine = create_store_engine(resolve_url(url))
+    try:
+        if upgrade:
+            migrate(engine)
+        else:
+            with engine.connect():
+                pass
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open database {redact(engine.url)}: {_first_line(exc)}") from exc
+    except StoreError:
+        engine.dispose()
+        raise
+    return Store(engine)

@@ -1,0 +1,454 @@
+"""Writing events: bulk, idempotent, one transaction per capture file.
+
+Transaction design (why this shape):
+
+- A capture FILE is written in ONE transaction. The `captures` row, every flow and every event
+  of that file commit together or not at all. A scan that fails midway (corrupt file, disk full,
+  Ctrl-C, killed process) rolls back only the capture being written: captures committed before
+  it stay as they were, and no half-written capture is ever visible, so no status column has to
+  be trusted to tell "incomplete" rows apart. Rows go out batch by batch as the pipeline emits
+  them (`write()` is the pipeline's sink), so memory stays bounded by one batch; only the commit
+  waits for the end of the file. One commit per file is also the fastest shape on SQLite (one
+  fsync) and on PostgreSQL (one WAL flush).
+- A LIVE session never ends by itself, so it commits after every batch
+  (`commit_each_batch=True`): its `captures` row says `running` until the session stops cleanly
+  and becomes `stopped`. A row still `running` with no process behind it was killed; what it
+  committed is consistent, batch by batch.
+- Every insert is "insert, ignore conflicts" (`ON CONFLICT DO NOTHING` on SQLite and
+  PostgreSQL; a select-then-insert fallback elsewhere): flows are unique on `flow_id`, events on
+  `event_key` = BLAKE2b-128 of (capture_id, msgspec JSON of the event, how many identical
+  events came before it in the file). Scanning the same file again therefore duplicates
+  nothing, while two identical events of one file are both kept; the `captures` row is
+  updated (new scan time and counts).
+  A flow seen in two captures (one file a slice of the other) keeps the capture that stored it
+  first.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from medsentry import __version__
+from medsentry.errors import InputError, StoreError
+from medsentry.events import DecodeWarning, Event, FlowRecord, encode_json
+from medsentry.store.db import Store, _first_line
+from medsentry.store.schema import (
+    STATUS_COMPLETE,
+    STATUS_RUNNING,
+    STATUS_STOPPED,
+    STREAM_FIELDS,
+    captures,
+    events,
+    flows,
+)
+
+# Magic numbers of the capture formats (pcap: tcpdump.org/manpages/pcap-savefile.5;
+# pcapng: draft-ietf-opsawg-pcapng §4.1, Section Header Block type).
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1",
+    b"\xa1\xb2\xc3\xd4",
+    b"\x4d\x3c\xb2\xa1",
+    b"\xa1\xb2\x3c\x4d",
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureInfo:
+    """What identifies a capture before it is read."""
+
+    capture_id: str  # sha256 hex of the file's bytes; random for a live session
+    source: str
+    format: str  # pcap, pcapng, live
+    size_bytes: int | None = None
+
+
+def sniff_format(head: bytes) -> str | None:
+    """`pcap`, `pcapng` or None from the first four bytes of a file."""
+    if head[:4] in _PCAP_MAGICS:
+        return "pcap"
+    if head[:4] == _PCAPNG_MAGIC:
+        return "pcapng"
+    return None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex of a file's bytes (the capture id of a file)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def file_capture_info(path: str | os.PathLike[str]) -> CaptureInfo:
+    """Hash a capture file (SHA-256 of its bytes) and sniff its format (pcap, pcapng, unknown).
+
+    Raises `InputError` for a missing or unreadable file.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(4)
+        digest = file_sha256(p)
+        size = p.stat().st_size
+    except FileNotFoundError as exc:
+        raise InputError("no such file", source=str(path)) from exc
+    except IsADirectoryError as exc:
+        raise InputError("is a directory, not a capture file", source=str(path)) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from exc
+    return CaptureInfo(
+        capture_id=digest, source=str(path), format=sniff_format(head) or "unknown", size_bytes=size
+    )
+
+
+def live_capture_info(interface: str) -> CaptureInfo:
+    """A live session has no content to hash before it ends: its id is random (same width)."""
+    token = f"live:{interface}:{time.time_ns()}:{secrets.token_hex(16)}"
+    return CaptureInfo(
+        capture_id=hashlib.sha256(token.encode()).hexdigest(),
+        source=f"live:{interface}",
+        format="live",
+    )
+
+
+def event_kind(ev: Event) -> str:
+    return str(type(ev).__struct_config__.tag)
+
+
+def event_key(capture_id: str, payload: bytes, occurrence: int = 0) -> str:
+    """BLAKE2b-128 of (capture, event JSON, how many identical events came before it)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(capture_id.encode())
+    h.update(b"\0")
+    h.update(payload)
+    h.update(b"\0")
+    h.update(occurrence.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+def flow_row(rec: FlowRecord, capture_id: str) -> dict[str, Any]:
+    """The `flows` row of a FlowRecord (StreamStats flattened)."""
+    row = msgspec.structs.asdict(rec)
+    for direction in ("c2s", "s2c"):
+        stats = row.pop(f"stream_{direction}")
+        for name in STREAM_FIELDS:
+            row[f"stream_{direction}_{name}"] = None if stats is None else getattr(stats, name)
+    row["capture_id"] = capture_id
+    return row
+
+
+def event_row(
+    ev: Event, capture_id: str, occurrence: Callable[[bytes], int] | None = None
+) -> dict[str, Any]:
+    """The `events` row of any non-flow event; `occurrence` numbers identical payloads."""
+    payload = encode_json(ev)
+    return {
+        "event_key": event_key(capture_id, payload, occurrence(payload) if occurrence else 0),
+        "kind": event_kind(ev),
+        "ts_ns": ev.ts_ns,
+        "flow_id": getattr(ev, "flow_id", None),
+        "capture_id": capture_id,
+        "payload": payload.decode(),
+    }
+
+
+class _Occurrences:
+    """Numbers identical events within one capture file: two C-STORE-RQs that encode to the
+    same JSON (same flow, same timestamp) are two events, yet a rescan must give each the same
+    key again. A file's events arrive in the same order on every scan, so counting repeats is
+    stable. Memory: one 16-byte digest per distinct event of the file."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, int] = {}
+
+    def __call__(self, payload: bytes) -> int:
+        d = hashlib.blake2b(payload, digest_size=16).digest()
+        n = self._seen.get(d, 0)
+        self._seen[d] = n + 1
+        return n
+
+
+class _Sequence:
+    """A live session is never rescanned: each event simply gets the next number (no memory)."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def __call__(self, _payload: bytes) -> int:
+        self._n += 1
+        return self._n
+
+
+@functools.cache
+def _insert_sql(dialect: Dialect, table: Table, key: str) -> tuple[str, tuple[str, ...] | None]:
+    """Compiled "insert, ignore conflicts on `key`" for one dialect: SQL and bind order.
+
+    Rows go to the driver's executemany directly: SQLAlchemy's per-row parameter processing
+    cost more than the database itself, and these columns (ints, floats, text) need none.
+    """
+    cols = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+    ins = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+    stmt = ins(table).values({c: bindparam(c) for c in cols})
+    compiled = stmt.on_conflict_do_nothing(index_elements=[key]).compile(dialect=dialect)
+    order = tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
+    return str(compiled), order
+
+
+def insert_ignoring_conflicts(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
+) -> None:
+    """Insert `rows`, skipping any whose `key` column already exists (bulk executemany)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_insert(conn, table, rows, key)
+        return
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        sql, order = _insert_sql(conn.dialect, table, key)
+        if order is None:
+            conn.exec_driver_sql(sql, rows)
+        else:
+            conn.exec_driver_sql(sql, [tuple(r[c] for c in order) for r in rows])
+        return
+    insert_portable(conn, table, rows, key)
+
+
+def _copy_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> None:
+    """PostgreSQL: COPY the batch into a temporary staging table, then one INSERT ... SELECT
+    ... ON CONFLICT DO NOTHING (about ten times faster than executemany for wide rows)."""
+    q = conn.dialect.identifier_preparer.quote
+    cols = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+    col_list = ", ".join(q(c) for c in cols)
+    stage = q(f"medsentry_stage_{table.name}")
+    dbapi_conn = conn.connection.driver_connection
+    with dbapi_conn.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS"
+            f" SELECT {col_list} FROM {q(table.name)} WITH NO DATA"
+        )
+        with cur.copy(f"COPY {stage} ({col_list}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in cols])
+        cur.execute(
+            f"INSERT INTO {q(table.name)} ({col_list}) SELECT {col_list} FROM {stage}"
+            f" ON CONFLICT ({q(key)}) DO NOTHING"
+        )
+        cur.execute(f"TRUNCATE {stage}")
+
+
+def insert_portable(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> None:
+    """Fallback for dialects without ON CONFLICT: drop keys stored or repeated, then insert."""
+    unique: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        unique.setdefault(row[key], row)
+    col = table.c[key]
+    keys = list(unique)
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        for (existing,) in conn.execute(select(col).where(col.in_(chunk))):
+            unique.pop(existing, None)
+    if unique:
+        conn.execute(insert(table), list(unique.values()))
+
+
+def _upsert_capture(conn: Connection, row: dict[str, Any]) -> None:
+    name = conn.dialect.name
+    changed = {k: v for k, v in row.items() if k != "capture_id"}
+    if name in ("sqlite", "postgresql"):
+        dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
+        stmt = dialect_insert(captures).values(row)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["capture_id"], set_=changed))
+        return
+    found = conn.execute(
+        select(captures.c.capture_id).where(captures.c.capture_id == row["capture_id"])
+    ).first()
+    if found:
+        conn.execute(
+            update(captures).where(captures.c.capture_id == row["capture_id"]).values(changed)
+        )
+    else:
+        conn.execute(insert(captures).values(row))
+
+
+def _driver_errors(store: Store) -> tuple[type[Exception], ...]:
+    """The DB-API driver's own error class (raised by the COPY path, which bypasses SQLAlchemy)."""
+    dbapi = store.engine.dialect.loaded_dbapi
+    return (dbapi.Error,) if dbapi is not None and hasattr(dbapi, "Error") else ()
+
+
+@dataclass
+class CaptureTotals:
+    """What the writer has been given for one capture."""
+
+    flows: int = 0
+    events: int = 0
+    warnings: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+class CaptureWriter:
+    """Writes the events of one capture. Use as a context manager; call `finish()` to commit.
+
+        with CaptureWriter(store, file_capture_info(path)) as w:
+            stats = pipeline.scan_files([path], sink=w.write)
+            w.finish(packets=stats.packets, ...)
+
+    Leaving the block without `finish()` (an exception) rolls the capture back.
+    """
+
+    def __init__(self, store: Store, info: CaptureInfo, *, commit_each_batch: bool = False):
+        self.store = store
+        self.info = info
+        self.commit_each_batch = commit_each_batch
+        self.totals = CaptureTotals()
+        self._conn: Connection | None = None
+        self._finished = False
+        self._occurrence = _Sequence() if commit_each_batch else _Occurrences()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> CaptureWriter:
+        try:
+            self._conn = self.store.engine.connect()
+            self._conn.begin()
+            _upsert_capture(self._conn, self._capture_row(status=STATUS_RUNNING))
+            if self.commit_each_batch:
+                self._conn.commit()
+        except SQLAlchemyError as exc:
+            self._close()
+            raise self._store_error(exc) from exc
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._conn is not None and not self._finished:
+                self._conn.rollback()
+                if self.commit_each_batch:
+                    # What earlier batches committed stays; the row says the session broke off.
+                    self._conn.execute(
+                        update(captures)
+                        .where(captures.c.capture_id == self.info.capture_id)
+                        .values(status="interrupted", **self._count_values())
+                    )
+                    self._conn.commit()
+        except SQLAlchemyError:
+            pass  # the original exception is the one to report
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, batch: Iterable[Event]) -> None:
+        """The pipeline's sink: store one batch of events (FlowRecords go to `flows`)."""
+        if self._conn is None:
+            raise RuntimeError("CaptureWriter.write() outside its `with` block")
+        cid = self.info.capture_id
+        flow_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
+        totals = self.totals
+        for ev in batch:
+            if isinstance(ev, FlowRecord):
+                flow_rows.append(flow_row(ev, cid))
+                continue
+            row = event_row(ev, cid, self._occurrence)
+            event_rows.append(row)
+            totals.kinds[row["kind"]] = totals.kinds.get(row["kind"], 0) + 1
+            if isinstance(ev, DecodeWarning):
+                totals.warnings += 1
+        try:
+            insert_ignoring_conflicts(self._conn, flows, flow_rows, "flow_id")
+            insert_ignoring_conflicts(self._conn, events, event_rows, "event_key")
+            if self.commit_each_batch:
+                self._conn.execute(
+                    update(captures)
+                    .where(captures.c.capture_id == cid)
+                    .values(**self._count_values(len(flow_rows)))
+                )
+                self._conn.commit()
+        except (SQLAlchemyError, *_driver_errors(self.store)) as exc:
+            raise self._store_error(exc) from exc
+        totals.flows += len(flow_rows)
+        totals.events += len(event_rows)
+
+    def finish(
+        self,
+        *,
+        packets: int = 0,
+        bytes: int = 0,
+        first_ns: int | None = None,
+        last_ns: int | None = None,
+        link_types: Sequence[int] = (),
+        status: str | None = None,
+    ) -> None:
+        """Record the capture's totals and commit."""
+        if self._conn is None:
+            raise RuntimeError("CaptureWriter.finish() outside its `with` block")
+        if status is None:
+            status = STATUS_STOPPED if self.commit_each_batch else STATUS_COMPLETE
+        row = self._capture_row(status=status)
+        row.update(
+            packets=packets,
+            bytes=bytes,
+            first_ns=first_ns,
+            last_ns=last_ns,
+            link_types=",".join(str(t) for t in sorted(set(link_types))) or None,
+        )
+        try:
+            _upsert_capture(self._conn, row)
+            self._conn.commit()
+        except SQLAlchemyError as exc:
+            raise self._store_error(exc) from exc
+        self._finished = True
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _count_values(self, more_flows: int = 0) -> dict[str, int]:
+        return {"flows": self.totals.flows + more_flows, "warnings": self.totals.warnings}
+
+    def _capture_row(self, *, status: str) -> dict[str, Any]:
+        info = self.info
+        return {
+            "capture_id": info.capture_id,
+            "source": info.source,
+            "size_bytes": info.size_bytes,
+            "format": info.format,
+            "link_types": None,
+            "packets": 0,
+            "bytes": 0,
+            "flows": self.totals.flows,
+            "warnings": self.totals.warnings,
+            "first_ns": None,
+            "last_ns": None,
+            "scanned_at": datetime.now(UTC),
+            "status": status,
+            "medsentry_version": __version__,
+        }
+
+    def _store_error(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"cannot write capture {self.info.source} to {self.store.url}: {_first_line(exc)}"
+        )

@@ -1,0 +1,190 @@
+"""`medsentry monitor` on the loopback interface with real traffic; stops and failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medsentry.cli import main
+from medsentry.store import list_captures, list_flows, open_store
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="live capture on lo needs Linux and root (CAP_NET_RAW)",
+)
+
+
+def _medsentry() -> list[str]:
+    exe = shutil.which("medsentry")
+    return [exe] if exe else [sys.executable, "-c", "from medsentry.cli import main; main()"]
+
+
+def _start(args: list[str], home: Path) -> subprocess.Popen:
+    """Start `medsentry monitor ...` and return once it says it is capturing."""
+    proc = subprocess.Popen(
+        [*_medsentry(), "monitor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MEDSENTRY_HOME": str(home)},
+    )
+    deadline = time.monotonic() + 60
+    line = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 1)
+        if ready:
+            line = proc.stderr.readline()
+            if b"capturing on lo" in line or not line:
+                break
+    if b"capturing on lo" not in line:
+        proc.kill()
+        _out, err = proc.communicate()
+        pytest.fail(f"monitor did not start: {line!r} {err!r}")
+    return proc
+
+
+def _udp_exchange(port: int, n: int = 5) -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli,
+    ):
+        srv.bind(("127.0.0.1", port))
+        for i in range(n):
+            cli.sendto(b"req %d" % i, ("127.0.0.1", port))
+            data, addr = srv.recvfrom(100)
+            srv.sendto(b"rsp" + data[3:], addr)
+            cli.recvfrom(100)
+
+
+def _tcp_exchange(port: int) -> None:
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", port))
+        srv.listen(1)
+        with socket.create_connection(("127.0.0.1", port)) as cli:
+            conn, _ = srv.accept()
+            with conn:
+                cli.sendall(b"hello server")
+                conn.recv(100)
+                conn.sendall(b"hello client")
+                cli.recv(100)
+                cli.shutdown(socket.SHUT_WR)
+                conn.recv(100)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_monitor_with_duration_stores_live_flows(db_url, tmp_path) -> None:
+    udp, tcp = _free_port(), _free_port()
+    bpf = f"udp port {udp} or tcp port {tcp}"
+    proc = _start(
+        ["-i", "lo", "--duration", "4", "--bpf", bpf, "--db", db_url, "--format", "json"],
+        tmp_path / "home",
+    )
+    _udp_exchange(udp)
+    _tcp_exchange(tcp)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    summary = json.loads(out)
+    assert summary["flows"] == 2 and summary["packets"] >= 10 + 6
+    assert summary["kernel_drops"] == 0
+    [cap] = summary["captures"]
+    assert cap["format"] == "live" and cap["source"] == "live:lo"
+    with open_store(db_url) as store:
+        [row] = list_captures(store)
+        assert row["status"] == "stopped" and row["capture_id"] == cap["capture_id"]
+        flows = {f["transport"]: f for f in list_flows(store)}
+        assert flows["udp"]["server_port"] == udp and flows["udp"]["packets"] == 10
+        assert (
+            flows["tcp"]["server_port"] == tcp and flows["tcp"]["capture_id"] == cap["capture_id"]
+        )
+
+
+def test_ctrl_c_stops_cleanly_with_summary(tmp_path) -> None:
+    """Ctrl-C while traffic still flows: the open flow is ended, stored, and summarized."""
+    udp = _free_port()
+    db = f"sqlite:///{tmp_path / 'live.db'}"
+    proc = _start(["-i", "lo", "--bpf", f"udp port {udp}", "--db", db], tmp_path / "home")
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli,
+    ):
+        srv.bind(("127.0.0.1", udp))
+        end, interrupted = time.monotonic() + 4, False
+        while time.monotonic() < end:  # one datagram every 20 ms, through the interrupt
+            cli.sendto(b"tick", ("127.0.0.1", udp))
+            srv.recvfrom(100)
+            time.sleep(0.02)
+            if not interrupted and time.monotonic() > end - 1:
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    assert b"scan summary" in out and b"stopped" in out
+    with open_store(db) as store:
+        [row] = list_captures(store)
+        [flow] = list_flows(store)
+        assert row["status"] == "stopped" and row["flows"] == 1
+        assert row["packets"] == flow["packets"] > 0
+        assert flow["server_port"] == udp and flow["transport"] == "udp"
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, ["monitor", *args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "nosuchif0", "--duration", "1"], "nosuchif0: no such network interface"),
+        (["-i", "lo", "--bpf", "port notaport", "--duration", "1"], "invalid BPF filter"),
+        (["-i", "lo", "--duration", "0"], "--duration 0.0 must be a positive number"),
+        (["-i", "lo", "--db", "postgresql://u@127.0.0.1:1/x"], "cannot open database"),
+    ],
+)
+def test_monitor_errors_are_one_line(tmp_path, args, message) -> None:
+    code, out, err = _run(*args)
+    assert code == 2
+    assert err.startswith("medsentry: error: ") and err.count("\n") == 1
+    assert message in err and "Traceback" not in out + err
+
+
+def test_without_cap_net_raw(tmp_path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--inh-caps=-net_raw",
+            "--bounding-set=-net_raw",
+            "--",
+            *_medsentry(),
+            "monitor",
+            "-i",
+            "lo",
+            "--duration",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEDSENTRY_HOME": str(tmp_path / "home")},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "medsentry: error: lo: live capture needs root or CAP_NET_RAW"
