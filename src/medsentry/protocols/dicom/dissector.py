@@ -1,0 +1,541 @@
+"""The DICOM stream dissector: PDUs of both directions of one association -> DICOM events.
+
+Each direction is decoded incrementally (PS3.8 §9.3): a PDU may be split over many TCP segments
+and one segment may carry several PDUs. Association PDUs are buffered whole (their length is
+capped); P-DATA-TF is streamed PDV by PDV (PS3.8 §9.3.5), so memory stays bounded whatever the
+PDU or data set size: a command set is reassembled up to 64 KiB, a data set up to
+`DATASET_PREFIX` bytes (the rest is counted, not kept).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import struct
+from collections.abc import Iterator
+from typing import ClassVar
+
+from pydicom.uid import UID
+
+from medsentry.events.base import Event
+from medsentry.events.credentials import CleartextCredentials
+from medsentry.events.dicom import (
+    DicomAbort,
+    DicomAssociateAccept,
+    DicomAssociateReject,
+    DicomAssociateRequest,
+    DicomCommand,
+    DicomDataset,
+    DicomPresentationContext,
+    DicomRelease,
+    DicomRoleSelection,
+    DicomSession,
+    DicomUserIdentity,
+)
+from medsentry.protocols.base import FlowContext, ParseError
+from medsentry.protocols.dicom.dataset import summarize
+from medsentry.protocols.dicom.dimse import (
+    COMMAND_NAMES,
+    MAX_COMMAND_SET_LENGTH,
+    CommandSet,
+    status_class,
+)
+from medsentry.protocols.dicom.items import UserInformationItem
+from medsentry.protocols.dicom.knowledge import (
+    dataset_attributes,
+    implementation_name,
+    implementation_roots,
+)
+from medsentry.protocols.dicom.pdu import (
+    A_ABORT_RQ,
+    A_ABORT_TYPE,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_AC_TYPE,
+    A_ASSOCIATE_RJ,
+    A_ASSOCIATE_RJ_TYPE,
+    A_ASSOCIATE_RQ,
+    A_ASSOCIATE_RQ_TYPE,
+    A_RELEASE_RP_TYPE,
+    A_RELEASE_RQ_TYPE,
+    ABORT_REASON_NAMES,
+    ABORT_SOURCE_NAMES,
+    CONTEXT_RESULT_NAMES,
+    P_DATA_TF_TYPE,
+    PDU_HEADER_LENGTH,
+    PDU_NAMES,
+    REJECT_REASON_NAMES,
+    REJECT_RESULT_NAMES,
+    REJECT_SOURCE_NAMES,
+    check_header,
+)
+
+# knowledge files are loaded and validated at start-up (a bad file fails here, not mid-scan)
+dataset_attributes()
+implementation_roots()
+
+DATASET_PREFIX = 64 * 1024  # bytes of each data set decoded; the rest is only counted
+_PDV_HEADER = 6  # PS3.8 §9.3.5.1: item length (4), presentation context ID (1), control header (1)
+_U32 = struct.Struct(">I")
+
+# PS3.7 §D.3.3.7.1: user identity type
+USER_IDENTITY_TYPES = {1: "username", 2: "username-passcode", 3: "kerberos", 4: "saml", 5: "jwt"}
+
+
+_UID_SYNTAX = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # PS3.5 §9.1
+
+
+@functools.lru_cache(maxsize=1024)
+def sop_class_name(uid: str | None) -> str | None:
+    """The UID's name in PS3.6 Annex A (pydicom's UID dictionary), None when unknown."""
+    if not uid or len(uid) > 64 or not _UID_SYNTAX.match(uid):
+        return None
+    name = UID(uid).name
+    return None if name == uid else name
+
+
+class _Direction:
+    """Decoding state of one direction of the association."""
+
+    __slots__ = (
+        "buf",
+        "command",
+        "command_buf",
+        "ds_context",
+        "ds_prefix",
+        "ds_total",
+        "message_context",
+        "offset",
+        "pdu_remaining",
+        "pdu_type",
+        "pdv_context",
+        "pdv_control",
+        "pdv_remaining",
+    )
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.offset = 0  # stream bytes consumed, for error messages
+        self.pdu_type: int | None = None
+        self.pdu_remaining = 0
+        self.pdv_remaining = 0
+        self.pdv_context = 0
+        self.pdv_control = 0
+        self.message_context: int | None = None  # context of the command being reassembled
+        self.command_buf = bytearray()
+        self.command: CommandSet | None = None  # last command, awaiting its data set
+        self.ds_context: int | None = None
+        self.ds_prefix = bytearray()
+        self.ds_total = 0
+
+
+class DicomDissector:
+    """One DICOM association (PS3.8), both directions."""
+
+    protocol: ClassVar[str] = "dicom"
+    whole_stream: ClassVar[bool] = True
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        self._dirs = (_Direction(), _Direction())
+        self._desync = [False, False]
+        self._proposed: dict[int, tuple[str | None, list[str]]] = {}  # id -> (abstract, ts)
+        self._accepted_ts: dict[int, str] = {}
+        self._pdus: dict[str, int] = {}
+        self._commands = 0
+        self._datasets = 0
+        self._dataset_bytes = 0
+        self._gaps = 0
+        self._credential: DicomUserIdentity | None = None  # sent in clear, verdict pending
+
+    # -- the Dissector interface -------------------------------------------------------------
+
+    def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
+        if self._desync[direction] or not data:
+            return []
+        d = self._dirs[direction]
+        d.buf += data
+        try:
+            return list(self._drain(direction, d, ts_ns))
+        except ParseError as exc:
+            raise ParseError(f"{exc} (direction {direction}, stream byte {d.offset})") from None
+
+    def gap(self, direction: int, length: int, ts_ns: int) -> list[Event]:
+        """Bytes lost: skip them inside a data PDV; anywhere else the framing is lost."""
+        self._gaps += 1
+        d = self._dirs[direction]
+        if self._desync[direction]:
+            return []
+        if d.pdu_type == P_DATA_TF_TYPE and not d.buf and 0 < length <= d.pdv_remaining:
+            d.pdv_remaining -= length
+            d.pdu_remaining -= length
+            d.offset += length
+            if d.pdv_control & 1:  # a command lost bytes: drop it
+                d.command_buf.clear()
+                d.message_context = None
+            else:
+                d.ds_total += length
+            if d.pdv_remaining == 0:
+                events = list(self._fragment(direction, d, b"", True, ts_ns))
+                if d.pdu_remaining == 0:
+                    d.pdu_type = None
+                return events
+            return []
+        self._desync[direction] = True
+        d.buf = bytearray()
+        d.command_buf = bytearray()
+        d.ds_prefix = bytearray()
+        return []
+
+    def close(self, ts_ns: int) -> list[Event]:
+        events = list(self._credentials(None, ts_ns))
+        if not self._pdus and not self._gaps:
+            return events  # nothing was said (e.g. a scan's SYN to port 104): no session summary
+        return [
+            *events,
+            DicomSession(
+                ts_ns=ts_ns,
+                flow_id=self.ctx.flow_id,
+                endpoints=self.ctx.endpoints,
+                pdus=dict(self._pdus),
+                commands=self._commands,
+                datasets=self._datasets,
+                dataset_bytes=self._dataset_bytes,
+                gaps=self._gaps,
+                desynchronized=any(self._desync),
+            ),
+        ]
+
+    # -- PDU framing (PS3.8 §9.3.1) ------------------------------------------------------------
+
+    def _drain(self, direction: int, d: _Direction, ts_ns: int) -> Iterator[Event]:
+        buf = d.buf
+        pos = 0
+        try:
+            while True:
+                avail = len(buf) - pos
+                if d.pdu_type is None:
+                    if avail < PDU_HEADER_LENGTH:
+                        break
+                    pdu_type = buf[pos]
+                    (length,) = _U32.unpack_from(buf, pos + 2)
+                    check_header(pdu_type, length)
+                    pos += PDU_HEADER_LENGTH
+                    d.offset += PDU_HEADER_LENGTH
+                    name = PDU_NAMES[pdu_type]
+                    self._pdus[name] = self._pdus.get(name, 0) + 1
+                    d.pdu_type, d.pdu_remaining = pdu_type, length
+                    if pdu_type == P_DATA_TF_TYPE and length == 0:
+                        d.pdu_type = None
+                elif d.pdu_type != P_DATA_TF_TYPE:
+                    if avail < d.pdu_remaining:
+                        break
+                    value = bytes(buf[pos : pos + d.pdu_remaining])
+                    pos += d.pdu_remaining
+                    d.offset += d.pdu_remaining
+                    pdu_type, d.pdu_type = d.pdu_type, None
+                    yield from self._pdu(direction, pdu_type, value, ts_ns)
+                elif d.pdv_remaining == 0:  # PS3.8 §9.3.5.1: a PDV item header
+                    if avail < _PDV_HEADER:
+                        break
+                    (item_length,) = _U32.unpack_from(buf, pos)
+                    if item_length < 2 or item_length + 4 > d.pdu_remaining:
+                        raise ParseError(
+                            f"DICOM P-DATA-TF: PDV item length {item_length} does not fit the "
+                            f"{d.pdu_remaining} bytes left in its PDU"
+                        )
+                    d.pdv_context, d.pdv_control = buf[pos + 4], buf[pos + 5]
+                    pos += _PDV_HEADER
+                    d.offset += _PDV_HEADER
+                    d.pdu_remaining -= _PDV_HEADER
+                    d.pdv_remaining = item_length - 2
+                    if d.pdv_remaining == 0:
+                        yield from self._fragment(direction, d, b"", True, ts_ns)
+                    if d.pdu_remaining == 0 and d.pdv_remaining == 0:
+                        d.pdu_type = None
+                else:  # PDV value bytes, streamed
+                    n = min(avail, d.pdv_remaining)
+                    if n == 0:
+                        break
+                    chunk = bytes(buf[pos : pos + n])
+                    pos += n
+                    d.offset += n
+                    d.pdv_remaining -= n
+                    d.pdu_remaining -= n
+                    yield from self._fragment(direction, d, chunk, d.pdv_remaining == 0, ts_ns)
+                    if d.pdu_remaining == 0 and d.pdv_remaining == 0:
+                        d.pdu_type = None
+        finally:
+            del buf[:pos]
+
+    # -- association PDUs ----------------------------------------------------------------------
+
+    def _pdu(self, direction: int, pdu_type: int, value: bytes, ts_ns: int) -> Iterator[Event]:
+        flow, ends = self.ctx.flow_id, self.ctx.endpoints
+        if pdu_type == A_ASSOCIATE_RQ_TYPE:
+            yield from self._credentials(None, ts_ns)  # a new request: the old one had no answer
+            rq_event = self._associate_rq(A_ASSOCIATE_RQ.decode(value), ts_ns)
+            identity = rq_event.user_identity
+            if identity is not None and (identity.username_cleartext or identity.password_present):
+                self._credential = identity
+            yield rq_event
+        elif pdu_type == A_ASSOCIATE_AC_TYPE:
+            yield self._associate_ac(A_ASSOCIATE_AC.decode(value), ts_ns)
+            yield from self._credentials(True, ts_ns)
+        elif pdu_type == A_ASSOCIATE_RJ_TYPE:
+            rj = A_ASSOCIATE_RJ.decode(value)
+            yield DicomAssociateReject(
+                ts_ns=ts_ns,
+                flow_id=flow,
+                endpoints=ends,
+                result=rj.result,
+                source=rj.source,
+                reason=rj.reason_diagnostic,
+                result_name=REJECT_RESULT_NAMES.get(rj.result, "unknown"),
+                source_name=REJECT_SOURCE_NAMES.get(rj.source, "unknown"),
+                reason_name=REJECT_REASON_NAMES.get((rj.source, rj.reason_diagnostic), "unknown"),
+            )
+            yield from self._credentials(False, ts_ns)
+        elif pdu_type in (A_RELEASE_RQ_TYPE, A_RELEASE_RP_TYPE):
+            phase = "rq" if pdu_type == A_RELEASE_RQ_TYPE else "rp"
+            yield DicomRelease(
+                ts_ns=ts_ns, flow_id=flow, endpoints=ends, phase=phase, direction=direction
+            )
+        elif pdu_type == A_ABORT_TYPE:
+            ab = A_ABORT_RQ.decode(value)
+            reason = ab.reason_diagnostic
+            yield DicomAbort(
+                ts_ns=ts_ns,
+                flow_id=flow,
+                endpoints=ends,
+                direction=direction,
+                source=ab.source,
+                reason=reason,
+                source_name=ABORT_SOURCE_NAMES.get(ab.source, "unknown"),
+                reason_name=ABORT_REASON_NAMES.get(reason, "unknown")
+                if ab.source == 2
+                else "not-significant",
+            )
+
+    def _credentials(self, accepted: bool | None, ts_ns: int) -> Iterator[Event]:
+        """User identity sent in clear (PS3.7 §D.3.3.7), with the association's verdict."""
+        identity, self._credential = self._credential, None
+        if identity is None:
+            return
+        yield CleartextCredentials(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            protocol="dicom",
+            mechanism=f"user-identity-{identity.identity_type_name}",
+            username_hash=identity.username_hash,
+            password_sent=identity.password_present,
+            accepted=accepted,
+        )
+
+    def _user_fields(self, info: UserInformationItem | None) -> dict:
+        if info is None:
+            return {}
+        identity = None
+        rq = info.user_identity_rq
+        if rq is not None:
+            is_username = rq.user_identity_type in (1, 2)
+            identity = DicomUserIdentity(
+                identity_type=rq.user_identity_type,
+                identity_type_name=USER_IDENTITY_TYPES.get(rq.user_identity_type, "unknown"),
+                positive_response_requested=bool(rq.positive_response_requested),
+                username_cleartext=is_username and bool(rq.primary_field),
+                username_hash=self.ctx.phi_hash(rq.primary_field)
+                if is_username and rq.primary_field
+                else None,
+                password_present=rq.user_identity_type == 2 and rq.secondary_field_length > 0,
+                token_length=0 if is_username else len(rq.primary_field),
+            )
+        return {
+            "max_pdu_length": info.maximum_length_received,
+            "implementation_class_uid": info.implementation_class_uid,
+            "implementation_version_name": info.implementation_version_name,
+            "implementation": implementation_name(info.implementation_class_uid),
+            "role_selections": [
+                DicomRoleSelection(
+                    sop_class_uid=r.sop_class_uid, scu_role=r.scu_role, scp_role=r.scp_role
+                )
+                for r in info.role_selections
+            ],
+            "max_operations_invoked": info.max_operations_invoked,
+            "max_operations_performed": info.max_operations_performed,
+            "extended_negotiations": info.extended_negotiations,
+            "user_identity": identity,
+        }
+
+    def _associate_rq(self, rq: A_ASSOCIATE_RQ, ts_ns: int) -> DicomAssociateRequest:
+        self._proposed = {
+            pc.context_id: (pc.abstract_syntax, pc.transfer_syntaxes)
+            for pc in rq.presentation_contexts
+        }
+        self._accepted_ts = {}
+        contexts = [
+            DicomPresentationContext(
+                context_id=pc.context_id,
+                abstract_syntax=pc.abstract_syntax,
+                sop_class_name=sop_class_name(pc.abstract_syntax),
+                transfer_syntaxes=pc.transfer_syntaxes,
+            )
+            for pc in rq.presentation_contexts
+        ]
+        return DicomAssociateRequest(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            calling_ae=rq.calling_ae_title,
+            called_ae=rq.called_ae_title,
+            protocol_version=rq.protocol_version,
+            application_context=rq.application_context.application_context_name
+            if rq.application_context
+            else None,
+            presentation_contexts=contexts,
+            **self._user_fields(rq.user_information),
+        )
+
+    def _associate_ac(self, ac: A_ASSOCIATE_AC, ts_ns: int) -> Event:
+        contexts = []
+        accepted = 0
+        for pc in ac.presentation_contexts:
+            abstract = self._proposed.get(pc.context_id, (None, []))[0]
+            if pc.result_reason == 0:
+                accepted += 1
+                if pc.transfer_syntax:
+                    self._accepted_ts[pc.context_id] = pc.transfer_syntax
+            contexts.append(
+                DicomPresentationContext(
+                    context_id=pc.context_id,
+                    abstract_syntax=abstract,
+                    sop_class_name=sop_class_name(abstract),
+                    transfer_syntaxes=[pc.transfer_syntax] if pc.transfer_syntax else [],
+                    result=pc.result_reason,
+                    result_name=CONTEXT_RESULT_NAMES.get(pc.result_reason, "unknown"),
+                )
+            )
+        info = ac.user_information
+        return DicomAssociateAccept(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            calling_ae=ac.calling_ae_title,
+            called_ae=ac.called_ae_title,
+            protocol_version=ac.protocol_version,
+            application_context=ac.application_context.application_context_name
+            if ac.application_context
+            else None,
+            presentation_contexts=contexts,
+            accepted_contexts=accepted,
+            rejected_contexts=len(contexts) - accepted,
+            server_response_to_identity=bool(info and info.user_identity_ac),
+            **self._user_fields(info),
+        )
+
+    # -- DIMSE messages in P-DATA-TF (PS3.8 §9.3.5, Annex E; PS3.7 §6.3) -----------------------
+
+    def _fragment(
+        self, direction: int, d: _Direction, chunk: bytes, pdv_end: bool, ts_ns: int
+    ) -> Iterator[Event]:
+        control = d.pdv_control  # PS3.8 §E.2: bit 0 command, bit 1 last fragment
+        context = d.pdv_context
+        last = pdv_end and bool(control & 2)
+        if control & 1:
+            if d.message_context != context:
+                d.command_buf.clear()
+                d.message_context = context
+            if len(d.command_buf) + len(chunk) > MAX_COMMAND_SET_LENGTH:
+                raise ParseError(f"DIMSE command set longer than {MAX_COMMAND_SET_LENGTH} bytes")
+            d.command_buf += chunk
+            if last:
+                data = bytes(d.command_buf)
+                d.command_buf.clear()
+                d.message_context = None
+                yield self._command(direction, d, context, CommandSet.decode(data), ts_ns)
+            return
+        if d.ds_context != context:
+            d.ds_prefix.clear()
+            d.ds_total = 0
+            d.ds_context = context
+        d.ds_total += len(chunk)
+        room = DATASET_PREFIX - len(d.ds_prefix)
+        if room > 0:
+            d.ds_prefix += chunk[:room]
+        if last:
+            yield self._dataset(direction, d, context, ts_ns)
+
+    def _command(
+        self, direction: int, d: _Direction, context: int, cmd: CommandSet, ts_ns: int
+    ) -> Event:
+        self._commands += 1
+        field = cmd.command_field or 0
+        d.command = cmd if cmd.data_set_present else None
+        instance = cmd.affected_sop_instance_uid or cmd.requested_sop_instance_uid
+        sop_class = cmd.affected_sop_class_uid or cmd.requested_sop_class_uid
+        return DicomCommand(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            direction=direction,
+            context_id=context,
+            command=COMMAND_NAMES.get(field, f"0x{field:04x}"),
+            command_field=field,
+            abstract_syntax=self._proposed.get(context, (None, []))[0],
+            message_id=cmd.message_id,
+            message_id_responded=cmd.message_id_being_responded_to,
+            affected_sop_class_uid=cmd.affected_sop_class_uid,
+            requested_sop_class_uid=cmd.requested_sop_class_uid,
+            sop_class_name=sop_class_name(sop_class),
+            sop_instance_hash=self.ctx.phi_hash(instance) if instance else None,
+            move_destination=cmd.move_destination,
+            move_originator_ae=cmd.move_originator_ae_title,
+            priority=cmd.priority,
+            data_set_present=cmd.data_set_present,
+            status=cmd.status,
+            status_class=status_class(cmd.status) if cmd.status is not None else None,
+            error_comment_present=cmd.error_comment_present,
+            event_type_id=cmd.event_type_id,
+            action_type_id=cmd.action_type_id,
+            remaining_suboperations=cmd.remaining,
+            completed_suboperations=cmd.completed,
+            failed_suboperations=cmd.failed,
+            warning_suboperations=cmd.warning,
+        )
+
+    def _dataset(self, direction: int, d: _Direction, context: int, ts_ns: int) -> Event:
+        transfer_syntax = self._accepted_ts.get(context)
+        if transfer_syntax is None and len(self._proposed.get(context, (None, []))[1]) == 1:
+            transfer_syntax = self._proposed[context][1][0]
+        summary = summarize(bytes(d.ds_prefix), transfer_syntax)
+        cmd = d.command
+        total = d.ds_total
+        d.command = None
+        d.ds_prefix.clear()
+        d.ds_total = 0
+        d.ds_context = None
+        self._datasets += 1
+        self._dataset_bytes += total
+        field = cmd.command_field if cmd and cmd.command_field is not None else None
+        return DicomDataset(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            direction=direction,
+            context_id=context,
+            command=COMMAND_NAMES.get(field, f"0x{field:04x}") if field is not None else None,
+            message_id=cmd.message_id if cmd else None,
+            transfer_syntax=transfer_syntax,
+            sop_class_uid=summary.sop_class_uid,
+            modality=summary.modality,
+            manufacturer=summary.manufacturer,
+            manufacturer_model_name=summary.manufacturer_model_name,
+            device_serial_number=summary.device_serial_number,
+            software_versions=summary.software_versions,
+            station_name=summary.station_name,
+            institutional_department_name=summary.institutional_department_name,
+            phi_attributes=summary.phi_attributes,
+            bytes_total=total,
+            bytes_parsed=summary.bytes_parsed,
+            decode_error=summary.decode_error,
+        )

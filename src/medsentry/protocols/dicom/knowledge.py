@@ -1,0 +1,80 @@
+"""Load and validate the DICOM knowledge files in `medsentry/data/` (once, at first use)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import yaml
+
+from medsentry.errors import ConfigError
+
+_TAG = re.compile(r"^[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}$")
+_UID_ROOT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def _load(name: str) -> dict:
+    try:
+        text = resources.files("medsentry.data").joinpath(name).read_text("utf-8")
+        doc = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"knowledge file {name} cannot be read: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"knowledge file {name}: top level is not a mapping")
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetAttributes:
+    device_identity: dict[int, str]  # tag -> keyword, values kept
+    patient_attributes: dict[int, str]  # tag -> keyword, presence only
+
+
+def _tags(doc: dict, key: str, name: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for i, entry in enumerate(doc.get(key) or []):
+        tag, keyword = (entry or {}).get("tag"), (entry or {}).get("keyword")
+        if not isinstance(tag, str) or not _TAG.match(tag) or not isinstance(keyword, str):
+            raise ConfigError(
+                f"knowledge file {name}: {key}[{i}] needs tag 'gggg,eeee' and keyword"
+            )
+        out[int(tag.replace(",", ""), 16)] = keyword
+    if not out:
+        raise ConfigError(f"knowledge file {name}: {key} is empty")
+    return out
+
+
+@functools.cache
+def dataset_attributes() -> DatasetAttributes:
+    name = "dicom_attributes.yaml"
+    doc = _load(name)
+    if not doc.get("sources"):
+        raise ConfigError(f"knowledge file {name}: sources are missing")
+    return DatasetAttributes(
+        _tags(doc, "device_identity", name), _tags(doc, "patient_attributes", name)
+    )
+
+
+@functools.cache
+def implementation_roots() -> tuple[tuple[str, str], ...]:
+    """(root, name) pairs, longest root first."""
+    name = "dicom_implementations.yaml"
+    roots: list[tuple[str, str]] = []
+    for i, entry in enumerate(_load(name).get("roots") or []):
+        root, label, source = (entry or {}).get("root"), entry.get("name"), entry.get("source")
+        if not (isinstance(root, str) and _UID_ROOT.match(root) and label and source):
+            raise ConfigError(f"knowledge file {name}: roots[{i}] needs root, name and source")
+        roots.append((root, str(label)))
+    return tuple(sorted(roots, key=lambda r: -len(r[0])))
+
+
+def implementation_name(class_uid: str | None) -> str | None:
+    """The toolkit or vendor whose UID root the implementation class UID sits under."""
+    if not class_uid:
+        return None
+    for root, label in implementation_roots():
+        if class_uid == root or class_uid.startswith(root + "."):
+            return label
+    return None
