@@ -1,0 +1,123 @@
+"""Identity protocol events for the inventory: DHCP, DHCPv6, DNS/mDNS/LLMNR, SSDP, LLDP, CDP."""
+
+from __future__ import annotations
+
+import msgspec
+
+from medsentry.events.base import Endpoints, Event
+
+
+class DhcpMessage(Event, tag="dhcp", frozen=True, kw_only=True):
+    """A DHCPv4 message (RFC 2131 §2, options RFC 2132)."""
+
+    flow_id: str
+    endpoints: Endpoints
+    op: int  # 1 BOOTREQUEST, 2 BOOTREPLY
+    message_type: str | None = None  # DISCOVER, OFFER, REQUEST, ... (option 53)
+    xid: int = 0
+    client_mac: str | None = None  # chaddr when htype=1, hlen=6
+    hostname: str | None = None  # option 12
+    vendor_class: str | None = None  # option 60
+    parameter_request_list: str | None = None  # option 55 as "1,3,6,15": a fingerprint
+    client_id: str | None = None  # option 61, hex
+    requested_address: str | None = None  # option 50
+    your_address: str | None = None  # yiaddr
+    server_id: str | None = None  # option 54
+    client_fqdn: str | None = None  # option 81
+    # option codes in order: also a fingerprint
+    options: list[int] = msgspec.field(default_factory=list)
+
+
+class Dhcpv6Message(Event, tag="dhcpv6", frozen=True, kw_only=True):
+    """A DHCPv6 client/server message (RFC 8415 §8, §21)."""
+
+    flow_id: str
+    endpoints: Endpoints
+    message_type: str
+    transaction_id: int = 0
+    client_duid: str | None = None  # hex
+    duid_type: int | None = None  # 1 LLT, 2 EN, 3 LL, 4 UUID
+    duid_link_address: str | None = None  # from a DUID-LLT/DUID-LL
+    vendor_enterprise: int | None = None  # option 16
+    vendor_class: list[str] = msgspec.field(default_factory=list)
+    fqdn: str | None = None  # option 39 (RFC 4704)
+    option_request: list[int] = msgspec.field(default_factory=list)  # ORO, option 6
+    options: list[int] = msgspec.field(default_factory=list)
+
+
+class DnsQuestion(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    qtype: int
+    unicast_response: bool = False  # mDNS QU bit (RFC 6762 §5.4)
+
+
+class DnsRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    rtype: int
+    ttl: int
+    data: str  # address, target name, "prio weight port target" (SRV) or TXT strings
+
+
+class DnsMessage(Event, tag="dns", frozen=True, kw_only=True):
+    """A DNS, mDNS or LLMNR message (RFC 1035 §4, RFC 6762, RFC 4795)."""
+
+    flow_id: str
+    endpoints: Endpoints
+    protocol: str  # dns, mdns, llmnr
+    id: int
+    response: bool
+    opcode: int = 0
+    rcode: int = 0
+    questions: list[DnsQuestion] = msgspec.field(default_factory=list)
+    # answer + authority + additional sections
+    answers: list[DnsRecord] = msgspec.field(default_factory=list)
+    service_types: list[str] = msgspec.field(default_factory=list)  # mDNS/DNS-SD: "_ipp._tcp.local"
+    # "Infusion Pump 7._ipp._tcp.local"
+    service_instances: list[str] = msgspec.field(default_factory=list)
+
+
+class SsdpMessage(Event, tag="ssdp", frozen=True, kw_only=True):
+    """An SSDP NOTIFY, M-SEARCH or search response (UPnP Device Architecture 2.0 §1)."""
+
+    flow_id: str
+    endpoints: Endpoints
+    method: str  # NOTIFY, M-SEARCH, RESPONSE
+    server: str | None = None
+    user_agent: str | None = None
+    usn: str | None = None
+    nt: str | None = None  # NT (NOTIFY) or ST (M-SEARCH, response)
+    nts: str | None = None
+    location: str | None = None
+
+
+class LldpNeighbor(Event, tag="lldp", frozen=True, kw_only=True):
+    """An LLDPDU (IEEE 802.1AB-2016 §8)."""
+
+    source_mac: str
+    chassis_id: str
+    chassis_id_subtype: int
+    port_id: str
+    port_id_subtype: int
+    ttl: int
+    port_description: str | None = None
+    system_name: str | None = None
+    system_description: str | None = None
+    capabilities: list[str] = msgspec.field(default_factory=list)
+    enabled_capabilities: list[str] = msgspec.field(default_factory=list)
+    management_addresses: list[str] = msgspec.field(default_factory=list)
+    vlan: int | None = None
+
+
+class CdpNeighbor(Event, tag="cdp", frozen=True, kw_only=True):
+    """A Cisco Discovery Protocol announcement (Cisco CDP TLVs, version 1/2)."""
+
+    source_mac: str
+    version: int
+    ttl: int
+    device_id: str | None = None
+    platform: str | None = None
+    software_version: str | None = None
+    port_id: str | None = None
+    capabilities: list[str] = msgspec.field(default_factory=list)
+    addresses: list[str] = msgspec.field(default_factory=list)
+    native_vlan: int | None = None

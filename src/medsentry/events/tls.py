@@ -1,0 +1,68 @@
+"""TLS handshake events (RFC 8446, RFC 5246): what is visible before encryption starts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from medsentry.events.base import Endpoints, Event
+
+
+class TlsClientHello(Event, tag="tls_client_hello", frozen=True, kw_only=True):
+    """A ClientHello (RFC 8446 §4.1.2). GREASE values (RFC 8701) are kept in the lists
+    as sent; `ja4` follows the FoxIO JA4 specification (GREASE ignored)."""
+
+    flow_id: str
+    endpoints: Endpoints
+    record_version: int
+    legacy_version: int
+    supported_versions: list[int] = msgspec.field(default_factory=list)
+    max_version: str  # "TLS 1.3", "TLS 1.2", ...
+    server_name: str | None = None
+    cipher_suites: list[int] = msgspec.field(default_factory=list)
+    extensions: list[int] = msgspec.field(default_factory=list)
+    alpn: list[str] = msgspec.field(default_factory=list)
+    signature_algorithms: list[int] = msgspec.field(default_factory=list)
+    supported_groups: list[int] = msgspec.field(default_factory=list)
+    ja4: str
+    ja4_r: str
+
+
+class TlsServerHello(Event, tag="tls_server_hello", frozen=True, kw_only=True):
+    """A ServerHello (RFC 8446 §4.1.3); `version` is the negotiated one."""
+
+    flow_id: str
+    endpoints: Endpoints
+    legacy_version: int
+    version: str
+    selected_version: int
+    cipher_suite: int
+    cipher_name: str | None = None
+    extensions: list[int] = msgspec.field(default_factory=list)
+    alpn: str | None = None
+    hello_retry_request: bool = False
+    ja4s: str
+
+
+class TlsCertificate(Event, tag="tls_certificate", frozen=True, kw_only=True):
+    """One certificate of the server's chain in clear (TLS <= 1.2, RFC 5246 §7.4.2)."""
+
+    flow_id: str
+    endpoints: Endpoints
+    chain_index: int  # 0 = the server's own certificate
+    subject: str
+    issuer: str
+    subject_cn: str | None = None
+    subject_o: str | None = None
+    issuer_cn: str | None = None
+    issuer_o: str | None = None
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool = False
+    san_dns: list[str] = msgspec.field(default_factory=list)
+    san_ip: list[str] = msgspec.field(default_factory=list)
+    serial: str
+    sha256: str
+    signature_algorithm: str | None = None
+    public_key: str | None = None  # "RSA-2048", "EC-secp256r1", ...

@@ -1,0 +1,379 @@
+"""TLS handshake in clear (RFC 8446 TLS 1.3, RFC 5246 TLS 1.2): ClientHello, ServerHello and,
+up to TLS 1.2, the server's Certificate chain. Handshake messages are reassembled across records
+and segments (RFC 8446 §5.1); once a side switches to encrypted records it is no longer read.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from medsentry.events.base import Event
+from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
+from medsentry.protocols import ja4 as fp
+from medsentry.protocols.base import CLIENT_TO_SERVER, FlowContext, ParseError
+from medsentry.protocols.registry import register_stream
+from medsentry.protocols.streamkit import StreamDissector, text
+
+# RFC 8446 §5.1 ContentType
+CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT = 20, 21, 22, 23, 24
+# RFC 8446 §4 HandshakeType
+CLIENT_HELLO, SERVER_HELLO, CERTIFICATE = 1, 2, 11
+MAX_RECORD = (1 << 14) + 2048  # RFC 5246 §6.2.3 TLSCiphertext.length bound
+MAX_HANDSHAKE = 512 * 1024  # a certificate chain larger than this is not followed
+MAX_CERTS = 8
+# RFC 8446 §4.1.3: the random of a HelloRetryRequest
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+EXT_SIGNATURE_ALGORITHMS = 0x000D  # RFC 8446 §4.2.3
+EXT_SUPPORTED_GROUPS = 0x000A  # RFC 8446 §4.2.7
+
+_SIG_NAMES = {
+    v.dotted_string: k.lower()
+    for k, v in vars(SignatureAlgorithmOID).items()
+    if isinstance(v, x509.ObjectIdentifier)
+}
+
+
+class _Reader:
+    """Bounds-checked big-endian reads (any short read is a ParseError)."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data, self.pos, self.end = data, pos, len(data) if end is None else end
+
+    def left(self) -> int:
+        return self.end - self.pos
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise ParseError("TLS structure runs past its enclosing length")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def take_all(self) -> bytes:
+        return self.take(self.left())
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return struct.unpack(">H", self.take(2))[0]
+
+    def u24(self) -> int:
+        b = self.take(3)
+        return (b[0] << 16) | (b[1] << 8) | b[2]
+
+    def vec(self, width: int) -> _Reader:
+        """A sub-reader over an opaque vector with a `width`-byte length prefix."""
+        n = {1: self.u8, 2: self.u16, 3: self.u24}[width]()
+        start = self.pos
+        self.take(n)
+        return _Reader(self.data, start, start + n)
+
+    def u16_list(self) -> list[int]:
+        out = []
+        while self.left() >= 2:
+            out.append(self.u16())
+        if self.left():
+            raise ParseError("odd length in a list of 16-bit values")
+        return out
+
+
+@dataclass(slots=True)
+class _Side:
+    records: bytearray = field(default_factory=bytearray)
+    handshake: bytearray = field(default_factory=bytearray)
+    first: bool = True
+    done: bool = False
+    record_version: int = 0  # of the first record
+
+
+def _extensions(r: _Reader) -> list[tuple[int, bytes]]:
+    """RFC 8446 §4.2: Extension extensions<8..2^16-1> (absent in old hellos)."""
+    if r.left() == 0:
+        return []
+    ext = r.vec(2)
+    out = []
+    while ext.left():
+        etype = ext.u16()
+        out.append((etype, ext.vec(2).take_all()))
+    return out
+
+
+def _alpn_list(data: bytes) -> list[bytes]:
+    """RFC 7301 §3.1: ProtocolName protocol_name_list<2..2^16-1>, each <1..2^8-1>."""
+    r = _Reader(data).vec(2)
+    out = []
+    while r.left():
+        out.append(r.vec(1).take_all())
+    return out
+
+
+def _server_name(data: bytes) -> str | None:
+    """RFC 6066 §3: ServerNameList; the first host_name (type 0)."""
+    r = _Reader(data).vec(2)
+    while r.left():
+        kind = r.u8()
+        name = r.vec(2).take_all()
+        if kind == 0:
+            return text(name, 255)
+    return None
+
+
+class TlsDissector(StreamDissector):
+    protocol = "tls"
+    whole_stream = True  # reads only until each side's records are encrypted
+
+    def __init__(self, ctx: FlowContext) -> None:
+        super().__init__(ctx)
+        self.sides = (_Side(), _Side())
+        self.version13 = False
+        self.certs_seen = 0
+
+    def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
+        side = self.sides[direction]
+        if side.done or not data:
+            return []
+        side.records += data
+        out: list[Event] = []
+        while not side.done and len(side.records) >= 5:
+            rec = side.records
+            ctype, major, minor, length = rec[0], rec[1], rec[2], (rec[3] << 8) | rec[4]
+            if side.first and ctype != HANDSHAKE:
+                if rec[0] & 0x80 and len(rec) > 2 and rec[2] in (1, 4):
+                    side.done = True  # SSLv2 CLIENT-HELLO / SERVER-HELLO (RFC 6101 App. E)
+                    break
+                if ctype in (CHANGE_CIPHER_SPEC, ALERT, APPLICATION_DATA) and major == 3:
+                    side.done = True  # the capture began after the handshake
+                    break
+                raise ParseError(f"first TLS record is of type {ctype}, not handshake")
+            if ctype not in (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT):
+                raise ParseError(f"bad TLS record type {ctype}")
+            if major != 3 or minor > 4 or length > MAX_RECORD:
+                raise ParseError(f"bad TLS record header (version {major}.{minor}, len {length})")
+            if len(rec) < 5 + length:
+                break
+            fragment = bytes(rec[5 : 5 + length])
+            del rec[: 5 + length]
+            if side.first:
+                side.record_version = (major << 8) | minor
+            side.first = False
+            if ctype == HANDSHAKE:
+                side.handshake += fragment
+                self._messages(direction, side, ts_ns, out)
+            elif ctype in (CHANGE_CIPHER_SPEC, APPLICATION_DATA):
+                side.done = True  # what follows on this side is encrypted
+        if side.done:
+            side.records.clear()
+            side.handshake.clear()
+        return out
+
+    def _messages(self, direction: int, side: _Side, ts_ns: int, out: list[Event]) -> None:
+        hs = side.handshake
+        while len(hs) >= 4 and not side.done:
+            mtype, mlen = hs[0], (hs[1] << 16) | (hs[2] << 8) | hs[3]
+            if mlen > MAX_HANDSHAKE:
+                side.done = True
+                return
+            if len(hs) < 4 + mlen:
+                return
+            body = bytes(hs[4 : 4 + mlen])
+            del hs[: 4 + mlen]
+            if direction == CLIENT_TO_SERVER and mtype == CLIENT_HELLO:
+                out.append(self._client_hello(body, ts_ns))
+                side.done = True  # the rest of the client's handshake is not needed
+            elif direction != CLIENT_TO_SERVER and mtype == SERVER_HELLO:
+                out.append(self._server_hello(body, ts_ns))
+                if self.version13:
+                    side.done = True  # RFC 8446 §2: everything after ServerHello is encrypted
+            elif direction != CLIENT_TO_SERVER and mtype == CERTIFICATE:
+                out.extend(self._certificates(body, ts_ns))
+                side.done = True
+
+    def _client_hello(self, body: bytes, ts_ns: int) -> TlsClientHello:
+        """RFC 8446 §4.1.2 ClientHello."""
+        r = _Reader(body)
+        legacy_version = r.u16()
+        r.take(32)  # random
+        r.vec(1)  # legacy_session_id
+        ciphers = r.vec(2).u16_list()
+        r.vec(1)  # legacy_compression_methods
+        exts = _extensions(r)
+        ext_types = [t for t, _ in exts]
+        sni = None
+        alpn: list[bytes] = []
+        sigs: list[int] = []
+        groups: list[int] = []
+        versions: list[int] = []
+        for etype, data in exts:
+            if etype == fp.EXT_SERVER_NAME and data:
+                sni = _server_name(data)
+            elif etype == fp.EXT_ALPN:
+                alpn = _alpn_list(data)
+            elif etype == EXT_SIGNATURE_ALGORITHMS:
+                sigs = _Reader(data).vec(2).u16_list()
+            elif etype == EXT_SUPPORTED_GROUPS:
+                groups = _Reader(data).vec(2).u16_list()
+            elif etype == fp.EXT_SUPPORTED_VERSIONS:
+                sv = _Reader(data).vec(1)
+                versions = sv.u16_list()
+        ja4, ja4_r = fp.ja4(
+            legacy_version, ciphers, ext_types, versions or None, alpn[0] if alpn else None, sigs
+        )
+        return TlsClientHello(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            record_version=self.sides[CLIENT_TO_SERVER].record_version,
+            legacy_version=legacy_version,
+            supported_versions=versions,
+            max_version=fp.version_name(fp.ja4_version(legacy_version, versions or None)),
+            server_name=sni,
+            cipher_suites=ciphers,
+            extensions=ext_types,
+            alpn=[text(a, 64) for a in alpn[:16]],
+            signature_algorithms=sigs,
+            supported_groups=groups,
+            ja4=ja4,
+            ja4_r=ja4_r,
+        )
+
+    def _server_hello(self, body: bytes, ts_ns: int) -> TlsServerHello:
+        """RFC 8446 §4.1.3 ServerHello (also RFC 5246 §7.4.1.3)."""
+        r = _Reader(body)
+        legacy_version = r.u16()
+        random = r.take(32)
+        r.vec(1)  # legacy_session_id_echo
+        cipher = r.u16()
+        r.u8()  # legacy_compression_method
+        exts = _extensions(r)
+        selected = None
+        alpn = None
+        for etype, data in exts:
+            if etype == fp.EXT_SUPPORTED_VERSIONS and len(data) == 2:
+                selected = struct.unpack(">H", data)[0]
+            elif etype == fp.EXT_ALPN:
+                names = _alpn_list(data)
+                alpn = names[0] if names else None
+        version = selected or legacy_version
+        self.version13 = version == 0x0304
+        ext_types = [t for t, _ in exts]
+        return TlsServerHello(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            legacy_version=legacy_version,
+            version=fp.version_name(version),
+            selected_version=version,
+            cipher_suite=cipher,
+            cipher_name=fp.CIPHER_SUITES.get(cipher),
+            extensions=ext_types,
+            alpn=text(alpn, 64) if alpn else None,
+            hello_retry_request=random == HRR_RANDOM,
+            ja4s=fp.ja4s(legacy_version, selected, cipher, ext_types, alpn),
+        )
+
+    def _certificates(self, body: bytes, ts_ns: int) -> list[Event]:
+        """RFC 5246 §7.4.2 Certificate: ASN.1Cert certificate_list<0..2^24-1>."""
+        r = _Reader(body).vec(3)
+        out: list[Event] = []
+        index = 0
+        while r.left() and index < MAX_CERTS:
+            der = r.vec(3).take_all()
+            ev = self._certificate(der, index, ts_ns)
+            if ev is not None:
+                out.append(ev)
+            index += 1
+        return out
+
+    def _certificate(self, der: bytes, index: int, ts_ns: int) -> TlsCertificate | None:
+        try:
+            with warnings.catch_warnings():  # e.g. a non-positive serial (RFC 5280 §4.1.2.2)
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                cert = x509.load_der_x509_certificate(der)
+                return _cert_event(cert, der, index, ts_ns, self.ctx)
+        except Exception:  # malformed DER surfaces as many exception types
+            return None
+
+
+def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    vals = name.get_attributes_for_oid(oid)
+    if not vals:
+        return None
+    v = vals[0].value
+    return text(v if isinstance(v, bytes) else v.encode("utf-8", "replace"), 255)
+
+
+def _key(cert: x509.Certificate) -> str | None:
+    k = cert.public_key()
+    if isinstance(k, rsa.RSAPublicKey):
+        return f"RSA-{k.key_size}"
+    if isinstance(k, ec.EllipticCurvePublicKey):
+        return f"EC-{k.curve.name}"
+    if isinstance(k, dsa.DSAPublicKey):
+        return f"DSA-{k.key_size}"
+    if isinstance(k, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(k, ed448.Ed448PublicKey):
+        return "Ed448"
+    return None
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # InvalidSignature, ValueError, TypeError, unsupported
+        return False
+    return True
+
+
+def _cert_event(
+    cert: x509.Certificate, der: bytes, index: int, ts_ns: int, ctx: FlowContext
+) -> TlsCertificate:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = [text(n.encode(), 255) for n in san.get_values_for_type(x509.DNSName)][:32]
+        ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)][:32]
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    try:
+        key = _key(cert)
+    except Exception:  # unsupported key algorithms
+        key = None
+    return TlsCertificate(
+        ts_ns=ts_ns,
+        flow_id=ctx.flow_id,
+        endpoints=ctx.endpoints,
+        chain_index=index,
+        subject=text(cert.subject.rfc4514_string().encode(), 512),
+        issuer=text(cert.issuer.rfc4514_string().encode(), 512),
+        subject_cn=_attr(cert.subject, NameOID.COMMON_NAME),
+        subject_o=_attr(cert.subject, NameOID.ORGANIZATION_NAME),
+        issuer_cn=_attr(cert.issuer, NameOID.COMMON_NAME),
+        issuer_o=_attr(cert.issuer, NameOID.ORGANIZATION_NAME),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        self_signed=_self_signed(cert),
+        san_dns=dns,
+        san_ip=ips,
+        serial=f"{cert.serial_number:x}",
+        sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        signature_algorithm=_SIG_NAMES.get(
+            cert.signature_algorithm_oid.dotted_string, cert.signature_algorithm_oid.dotted_string
+        ),
+        public_key=key,
+    )
+
+
+register_stream("tls", TlsDissector)
