@@ -19,9 +19,17 @@ import click
 from rich.console import Console
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from medsentry.analysis import load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
-from medsentry.cli.scan import ScanTally, make_pipeline, print_summary, warning_text
+from medsentry.cli.scan import (
+    ENGINES_OPTION,
+    ScanTally,
+    make_pipeline,
+    parse_engines,
+    print_summary,
+    warning_text,
+)
 from medsentry.errors import InputError
 from medsentry.events import DecodeWarning, Event
 from medsentry.store import CaptureWriter, live_capture_info, open_store
@@ -57,6 +65,7 @@ def stop_on_signals(source: Any) -> Iterator[None]:
 @click.option("--promisc", is_flag=True, help="Put the interface in promiscuous mode.")
 @FORMAT_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No live status line.")
+@ENGINES_OPTION
 def monitor_cmd(
     interface: str,
     db_url: str | None,
@@ -65,6 +74,7 @@ def monitor_cmd(
     promisc: bool,
     fmt: str,
     quiet: bool,
+    engines: str | None,
 ) -> None:
     """Capture live from an interface into the store until Ctrl-C or --duration."""
     if duration is not None and not duration > 0:
@@ -77,6 +87,7 @@ def monitor_cmd(
     err = Console(stderr=True)
     with open_store(db_url) as store:
         pipeline = make_pipeline(Pipeline, ScanConfig)
+        analyzers = load_analyzers(store, parse_engines(engines))
         source = LiveSource(interface, bpf=bpf, duration=duration, promisc=promisc)
         info = live_capture_info(interface)
         status = Progress(
@@ -106,7 +117,10 @@ def monitor_cmd(
                     )
 
                 def sink(batch: list[Event]) -> None:
-                    writer.write(batch)
+                    writer.write(batch)  # committed per batch: engines store what they derived
+                    for engine in analyzers:
+                        engine.feed(batch)
+                        tally.add_engine_counts(engine.name, engine.finish(store, info.capture_id))
                     n = len(tally.warnings)
                     tally.see(batch, interface)
                     for w in tally.warnings[n:]:

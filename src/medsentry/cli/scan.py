@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medsentry.analysis import Analyzer, analyzer_names, load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
 from medsentry.errors import ConfigError, InputError
@@ -57,6 +58,15 @@ class ScanTally:
     captures: list[dict[str, Any]] = field(default_factory=list)
     first_ns: int | None = None
     last_ns: int | None = None
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)  # per analyzer: its counts
+
+    def add_engine_counts(self, name: str, counts: dict[str, Any]) -> None:
+        mine = self.engines.setdefault(name, {})
+        for key, value in counts.items():
+            if isinstance(value, int | float) and isinstance(mine.get(key, 0), int | float):
+                mine[key] = mine.get(key, 0) + value
+            else:
+                mine[key] = value
 
     def see(self, batch: Iterable[Event], source: str) -> None:
         """Count a batch; `source` is the capture file or interface (its reader's warnings)."""
@@ -90,6 +100,7 @@ class ScanTally:
             "elapsed_s": round(elapsed_s, 3),
             "packets_per_s": round(self.packets / elapsed_s, 1) if elapsed_s > 0 else 0.0,
             "database": database,
+            "engines": self.engines,
         }
 
 
@@ -129,6 +140,14 @@ def print_summary(summary: dict[str, Any], fmt: str, out: Console) -> None:
                 c["status"],
             )
         out.print(caps)
+    for name, counts in summary.get("engines", {}).items():
+        if counts:
+            eng = Table(title=name, show_header=False)
+            eng.add_column("what")
+            eng.add_column("value", justify="right")
+            for key, value in counts.items():
+                eng.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+            out.print(eng)
     if summary["protocols"]:
         protos = Table(title="protocols (flows)")
         protos.add_column("protocol")
@@ -136,6 +155,23 @@ def print_summary(summary: dict[str, Any], fmt: str, out: Console) -> None:
         for name, n in summary["protocols"].items():
             protos.add_row(name, f"{n:,}")
         out.print(protos)
+
+
+def parse_engines(value: str | None) -> list[str] | None:
+    """`--engines` value: None (all registered), "none", or a comma-separated list."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+ENGINES_OPTION = click.option(
+    "--engines",
+    metavar="NAMES",
+    help="Analysis engines to run after reading, comma-separated, or 'none'"
+    f" (default: all: {', '.join(analyzer_names()) or 'none registered'}).",
+)
 
 
 def make_progress(quiet: bool) -> Progress:
@@ -195,8 +231,9 @@ def scan_one(
     tally: ScanTally,
     progress: Callable[[int, int], None],
     warn: Callable[[DecodeWarning], None],
+    analyzers: list[Analyzer] | None = None,
 ) -> None:
-    """Scan one capture file into the store in one transaction.
+    """Scan one capture file into the store in one transaction, then run the analysis engines.
 
     The writer opens at the first batch of events: the pipeline hands events out only once it
     knows the file's SHA-256 (its capture id), so the file is read once. A capture that yields
@@ -222,6 +259,8 @@ def scan_one(
             if writer is None:
                 writer = open_writer(_capture_id_of(batch))
             writer.write(batch)
+            for engine in analyzers or ():
+                engine.feed(batch)
             n = len(tally.warnings)
             tally.see(batch, str(path))
             for w in tally.warnings[n:]:
@@ -240,6 +279,8 @@ def scan_one(
             link_types=link_types,
             status=status,
         )
+    for engine in analyzers or ():  # the capture is committed: engines store what they derived
+        tally.add_engine_counts(engine.name, engine.finish(store, writer.info.capture_id))
     tally.packets += stats.packets
     tally.bytes += stats.bytes
     tally.captures.append(
@@ -263,10 +304,14 @@ def scan_one(
 @DB_OPTION
 @FORMAT_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def scan_cmd(files: tuple[str, ...], db_url: str | None, fmt: str, quiet: bool) -> None:
+@ENGINES_OPTION
+def scan_cmd(
+    files: tuple[str, ...], db_url: str | None, fmt: str, quiet: bool, engines: str | None
+) -> None:
     """Read pcap/pcapng capture files into the store and print a summary.
 
-    Each file is stored in one transaction; scanning a file again duplicates nothing.
+    Each file is stored in one transaction; scanning a file again duplicates nothing. The
+    analysis engines (inventory, detection, ...) then fold its events into what they keep.
     """
     paths = check_inputs(files)
     started = time.perf_counter()
@@ -275,6 +320,7 @@ def scan_cmd(files: tuple[str, ...], db_url: str | None, fmt: str, quiet: bool) 
 
     with open_store(db_url) as store, make_progress(quiet) as bar:
         pipeline = make_pipeline(Pipeline, ScanConfig)
+        analyzers = load_analyzers(store, parse_engines(engines))
         sizes = [p.stat().st_size for p in paths]
         task = bar.add_task("scanning", total=sum(sizes))
         done_before = 0
@@ -294,7 +340,7 @@ def scan_cmd(files: tuple[str, ...], db_url: str | None, fmt: str, quiet: bool) 
                 )
 
             try:
-                scan_one(store, pipeline, path, tally, progress, warn)
+                scan_one(store, pipeline, path, tally, progress, warn, analyzers)
             except KeyboardInterrupt:
                 bar.stop()
                 n = len(tally.captures)

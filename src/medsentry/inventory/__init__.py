@@ -1,0 +1,1 @@
+"""Device inventory: evidence (events) folded into devices with identified attributes."""
