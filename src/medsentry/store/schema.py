@@ -156,3 +156,4 @@ STREAM_FIELDS = (
     "gaps",
     "gap_bytes",
 )
+from medsentry.inventory import tables as _inventory_tables  # noqa: E402,F401

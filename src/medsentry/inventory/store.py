@@ -1,0 +1,150 @@
+"""Reading and writing the inventory: the `Device` contract in, the `Device` contract out.
+
+Engines read devices with `load_devices(store)` / `load_device(store, device_id)`; they never
+query the inventory's tables themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import delete, insert, select
+
+from medsentry.inventory.model import Device
+from medsentry.inventory.tables import device_addresses, device_changes, devices
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from medsentry.store import Store
+
+_device_decoder = msgspec.json.Decoder(Device)
+_encoder = msgspec.json.Encoder()
+
+
+def load_devices(store: Store) -> list[Device]:
+    """Every device of the inventory, ordered by device_id."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(devices.c.record).order_by(devices.c.device_id))
+        return [_device_decoder.decode(r.record) for r in rows]
+
+
+def load_device(store: Store, device_id: str) -> Device | None:
+    """One device by its id ("mac:aa:bb:..", "ip:10.0.0.5"), or None."""
+    with store.engine.connect() as conn:
+        rec = conn.execute(
+            select(devices.c.record).where(devices.c.device_id == device_id)
+        ).scalar_one_or_none()
+    return None if rec is None else _device_decoder.decode(rec)
+
+
+def find_device(store: Store, key: str) -> Device | None:
+    """A device by id, bare MAC, current IP, or hostname (case-insensitive), else None."""
+    key = key.strip()
+    found = load_device(store, key)
+    if found is not None:
+        return found
+    low = key.lower()
+    with store.engine.connect() as conn:
+        for cond in (
+            devices.c.mac == low,
+            devices.c.ip == key,
+            devices.c.hostname == key,
+        ):
+            rec = conn.execute(select(devices.c.record).where(cond).limit(1)).scalar()
+            if rec is not None:
+                return _device_decoder.decode(rec)
+        ip_owner = conn.execute(
+            select(device_addresses.c.device_id)
+            .where(device_addresses.c.ip == key)
+            .order_by(device_addresses.c.last_ns.desc())
+            .limit(1)
+        ).scalar()
+    return load_device(store, ip_owner) if ip_owner else None
+
+
+def load_states(conn: Connection, device_ids: Iterable[str] | None = None) -> dict[str, bytes]:
+    """The stored observation state (JSON) per device, for folding new evidence in."""
+    q = select(devices.c.device_id, devices.c.state)
+    if device_ids is not None:
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        q = q.where(devices.c.device_id.in_(ids))
+    return {r.device_id: r.state.encode() for r in conn.execute(q)}
+
+
+def load_records(conn: Connection) -> dict[str, Device]:
+    rows = conn.execute(select(devices.c.device_id, devices.c.record))
+    return {r.device_id: _device_decoder.decode(r.record) for r in rows}
+
+
+def device_row(dev: Device, state: bytes) -> dict[str, Any]:
+    def val(attr):
+        return None if attr is None else attr.value[:255]
+
+    return {
+        "device_id": dev.device_id,
+        "mac": dev.mac,
+        "ip": dev.ips[0] if dev.ips else None,
+        "hostname": (dev.hostname or None) and dev.hostname[:255],
+        "first_seen_ns": dev.first_seen_ns,
+        "last_seen_ns": dev.last_seen_ns,
+        "category": val(dev.category),
+        "category_confidence": dev.category.confidence if dev.category else None,
+        "vendor": val(dev.vendor),
+        "model": val(dev.model),
+        "software_version": val(dev.software_version),
+        "os": val(dev.os),
+        "criticality": dev.criticality,
+        "medical": dev.medical,
+        "phi_observed": dev.phi_observed,
+        "record": _encoder.encode(dev).decode(),
+        "state": state.decode(),
+        "updated_at": datetime.now(UTC),
+    }
+
+
+def replace_devices(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    addresses: list[dict[str, Any]],
+    removed: Iterable[str] = (),
+) -> None:
+    """Write devices (upsert by delete + insert, portable across SQLite and PostgreSQL) and
+    their address history; `removed` are ids merged into another device."""
+    ids = [r["device_id"] for r in rows] + list(removed)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        conn.execute(delete(devices).where(devices.c.device_id.in_(chunk)))
+        conn.execute(delete(device_addresses).where(device_addresses.c.device_id.in_(chunk)))
+    if rows:
+        conn.execute(insert(devices), rows)
+    if addresses:
+        conn.execute(insert(device_addresses), addresses)
+
+
+def add_changes(conn: Connection, changes: list[dict[str, Any]]) -> None:
+    if changes:
+        conn.execute(insert(device_changes), changes)
+
+
+def list_changes(store: Store, device_id: str | None = None, limit: int = 1000) -> list[dict]:
+    q = select(device_changes).order_by(device_changes.c.ts_ns, device_changes.c.id)
+    if device_id:
+        q = q.where(device_changes.c.device_id == device_id)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.limit(limit))]
+
+
+def list_addresses(store: Store, device_id: str) -> list[dict]:
+    q = (
+        select(device_addresses)
+        .where(device_addresses.c.device_id == device_id)
+        .order_by(device_addresses.c.first_ns)
+    )
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
