@@ -157,3 +157,4 @@ STREAM_FIELDS = (
     "gap_bytes",
 )
 from medsentry.inventory import tables as _inventory_tables  # noqa: E402,F401
+from medsentry.detect import tables as _detect_tables  # noqa: E402,F401
