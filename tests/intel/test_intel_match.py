@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medsentry.intel.match import AFFECTED, POTENTIAL, Device, Matcher
+from medsentry.intel.match import AFFECTED, POTENTIAL, Matcher
+from medsentry.intel.match import DeviceQuery as Device
 from medsentry.intel.model import Advisory
 
 HERE = Path(__file__).resolve().parent
@@ -55,8 +56,10 @@ def _evaluate(matcher: Matcher, name: str) -> tuple[float, float, int, list[str]
             assert 0.5 <= m.confidence <= 1.0 and m.explanation and "\n" not in m.explanation
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
-    print(f"\n{name}: {len(cases)} devices, precision {precision:.3f}, recall {recall:.3f}"
-          f" (tp {tp}, fp {fp}, fn {fn})")
+    print(
+        f"\n{name}: {len(cases)} devices, precision {precision:.3f}, recall {recall:.3f}"
+        f" (tp {tp}, fp {fp}, fn {fn})"
+    )
     for e in errors:
         print("  ", e)
     return precision, recall, len(cases), errors
@@ -82,8 +85,11 @@ def test_explanations_are_specific(matcher: Matcher) -> None:
     assert "8015" in m.explanation and "12.1.2 is within <= 12.1.3" in m.explanation
     assert m.cves and m.max_cvss is not None
     # the same device without a version is only potentially affected
-    statuses = {x.status for x in matcher.match(Device(text="BD Alaris 8015 PC Unit"))
-                if x.advisory_id == "ICSMA-23-194-01"}
+    statuses = {
+        x.status
+        for x in matcher.match(Device(text="BD Alaris 8015 PC Unit"))
+        if x.advisory_id == "ICSMA-23-194-01"
+    }
     assert statuses == {POTENTIAL}
 
 

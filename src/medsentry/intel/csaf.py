@@ -290,9 +290,7 @@ def _walk(
         yield from _walk(d, child, f"{path}.branches[{i}]", here)
 
 
-def _product_tree(
-    d: _Doc, tree: Any
-) -> tuple[list[Product], dict[str, tuple[str, ...]]]:
+def _product_tree(d: _Doc, tree: Any) -> tuple[list[Product], dict[str, tuple[str, ...]]]:
     if tree is None:
         return [], {}
     pt = d.obj(tree, "$.product_tree")
@@ -412,8 +410,9 @@ def compute_score(vector: str, version_hint: str = "") -> Score:
     """
     if vector.startswith("CVSS:4.0/"):
         c4 = CVSS4(vector)
-        return Score(version="4.0", vector=vector, base_score=float(c4.base_score),
-                     severity=str(c4.severity))
+        return Score(
+            version="4.0", vector=vector, base_score=float(c4.base_score), severity=str(c4.severity)
+        )
     if vector.startswith(("CVSS:3.0/", "CVSS:3.1/")):
         c3 = CVSS3(vector)
         return Score(
@@ -441,7 +440,9 @@ def _score(
         try:
             score = compute_score(vector)
         except (CVSSError, ValueError) as exc:
-            raise d.error(f"{path}.{key}.vectorString", f"invalid CVSS vector {vector!r}: {exc}")
+            raise d.error(
+                f"{path}.{key}.vectorString", f"invalid CVSS vector {vector!r}: {exc}"
+            ) from exc
         stated = block.get("baseScore")
         if stated is not None and not isinstance(stated, int | float):
             raise d.error(f"{path}.{key}.baseScore", f"must be a number, not {_kind(stated)}")
@@ -496,8 +497,9 @@ def _vulnerability(
             status[key] = ids
     scores: list[Score] = []
     for i, s in enumerate(d.arr(v.get("scores", []), f"{path}.scores")):
-        scores.extend(_score(d, d.obj(s, f"{path}.scores[{i}]"), f"{path}.scores[{i}]", known,
-                             warnings))
+        scores.extend(
+            _score(d, d.obj(s, f"{path}.scores[{i}]"), f"{path}.scores[{i}]", known, warnings)
+        )
     rems: list[Remediation] = []
     for i, r_raw in enumerate(d.arr(v.get("remediations", []), f"{path}.remediations")):
         rp = f"{path}.remediations[{i}]"

@@ -110,8 +110,10 @@ def load_vocabulary(vendors_path: Path | None = None, vocab_path: Path | None = 
             raise ConfigError(f"{where}: 'aliases' must be a list of strings")
         if not isinstance(ambiguous, list) or not all(isinstance(a, str) for a in ambiguous):
             raise ConfigError(f"{where}: 'ambiguous' must be a list of strings")
-        if not isinstance(sources, list) or not sources or not all(
-            isinstance(s, str) and s for s in sources
+        if (
+            not isinstance(sources, list)
+            or not sources
+            or not all(isinstance(s, str) and s for s in sources)
         ):
             raise ConfigError(f"{where} ({key}): 'sources' must list at least one public source")
         vendors[key] = VendorInfo(key, name, tuple(aliases), tuple(sources))
@@ -229,8 +231,12 @@ class Features:
         return hits
 
 
-_RANGE = re.compile(r"(?<![a-z0-9])([a-z]{1,4})[ \-]?(\d+)\s*-\s*(?:([a-z]{1,4})[ \-]?)?(\d+)(?![a-z0-9])")
-_LIST = re.compile(r"(?<![a-z0-9])([a-z]{0,4})[ \-]?(\d+[a-z]{0,2})((?:\s*/\s*\d+[a-z]{0,2}(?![a-z0-9]))+)")
+_RANGE = re.compile(
+    r"(?<![a-z0-9])([a-z]{1,4})[ \-]?(\d+)\s*-\s*(?:([a-z]{1,4})[ \-]?)?(\d+)(?![a-z0-9])"
+)
+_LIST = re.compile(
+    r"(?<![a-z0-9])([a-z]{0,4})[ \-]?(\d+[a-z]{0,2})((?:\s*/\s*\d+[a-z]{0,2}(?![a-z0-9]))+)"
+)
 _COMPACT = re.compile(r"(?<![a-z0-9])([a-z]{1,4})[ \-](\d+[a-z0-9]*)(?![a-z0-9])")
 
 

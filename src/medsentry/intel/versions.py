@@ -53,15 +53,16 @@ _DATE = re.compile(
 class Version:
     """A parsed version: comparable segments, and whether it ends in a wildcard (2.x)."""
 
-    text: str
+    text: str = field(compare=False)
     segments: tuple[Segment, ...]
     wildcard: bool = False
+    width: int = field(default=0, compare=False)  # segments as written, before trailing zeros
 
     def __str__(self) -> str:
         return self.text
 
 
-def _segments(text: str) -> tuple[tuple[Segment, ...], bool]:
+def _segments(text: str) -> tuple[tuple[Segment, ...], bool, int]:
     segs: list[Segment] = []
     wildcard = False
     for part in re.split(r"[.\-_/ ]+", text):
@@ -75,9 +76,10 @@ def _segments(text: str) -> tuple[tuple[Segment, ...], bool]:
             segs.append(int(s) if s.isdigit() else s)
         if wildcard:
             break
+    width = len(segs)
     while segs and segs[-1] == 0:  # 1.0 == 1; M.00 == M
         segs.pop()
-    return tuple(segs), wildcard
+    return tuple(segs), wildcard, width
 
 
 def parse_version(text: str | None) -> Version | None:
@@ -101,14 +103,20 @@ def parse_version(text: str | None) -> Version | None:
     head = t.split(" ")[0]
     if not _VERSION_TOKEN.match(head):
         return None
-    segs, wildcard = _segments(_V_PREFIX.sub("", head))
+    segs, wildcard, width = _segments(_V_PREFIX.sub("", head))
     if extra and not wildcard:
         segs = segs + tuple(extra)
+        width += len(extra)
     if not segs:
         if wildcard:
             return None
         segs = (0,)
-    return Version(text.strip(), segs, wildcard)
+    return Version(text.strip(), segs, wildcard, max(width, len(segs)))
+
+
+def _later_build(v: Version, listed: Version) -> bool:
+    """`v` extends `listed` with more segments ("12.1.2" after a listed "12.1", not "1.4.0")."""
+    return v.width > listed.width and compare(v, listed, prefix=len(listed.segments)) == 0
 
 
 def compare(a: Version, b: Version, prefix: int | None = None) -> int | None:
@@ -156,16 +164,20 @@ class Interval:
                 c = compare(v, e, prefix=len(e.segments))
                 if c is None:
                     return "unknown", f"{v} and {e.text} are not comparable"
-                return ("affected", f"{v} is in release line {e.text}") if c == 0 else (
-                    "not_affected",
-                    f"{v} is not in {e.text}",
+                return (
+                    ("affected", f"{v} is in release line {e.text}")
+                    if c == 0
+                    else (
+                        "not_affected",
+                        f"{v} is not in {e.text}",
+                    )
                 )
             c = compare(v, e)
             if c is None:
                 return "unknown", f"{v} and {e.text} are not comparable"
             if c == 0:
                 return "affected", f"{v} equals listed version {e.text}"
-            if compare(v, e, prefix=len(e.segments)) == 0:
+            if _later_build(v, e):
                 return "unknown", f"{v} is a later build of listed version {e.text}"
             return "not_affected", f"{v} is not a listed version ({e.text})"
         if self.lo is not None:
@@ -180,7 +192,7 @@ class Interval:
             if c is None:
                 return "unknown", f"{v} and {h.text} are not comparable"
             if c > 0 or (c == 0 and not self.hi_incl):
-                if self.hi_incl and not h.wildcard and compare(v, h, len(h.segments)) == 0:
+                if self.hi_incl and not h.wildcard and _later_build(v, h):
                     return "unknown", f"{v} is a later build of the last affected {h.text}"
                 return "not_affected", f"{v} is above {self.describe()}"
         return "affected", f"{v} is within {self.describe()}"
@@ -244,8 +256,8 @@ _MODEL_NUMBER = re.compile(r"^\d{4,}[a-z]?$")  # bare 4+ digit integers are mode
 
 def _version_of(token: str) -> Version | None:
     token = token.strip().lower()
-    if not token or not _VERSION_TOKEN.match(_V_PREFIX.sub("", token)) and not _VERSION_TOKEN.match(
-        token
+    if not token or (
+        not _VERSION_TOKEN.match(_V_PREFIX.sub("", token)) and not _VERSION_TOKEN.match(token)
     ):
         return None
     return parse_version(token)
