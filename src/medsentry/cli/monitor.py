@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from medsentry.actor import cli_actor
 from medsentry.analysis import load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
@@ -32,6 +33,7 @@ from medsentry.cli.scan import (
 )
 from medsentry.errors import InputError
 from medsentry.events import DecodeWarning, Event
+from medsentry.ledger import record
 from medsentry.store import CaptureWriter, live_capture_info, open_store
 from medsentry.store.schema import STATUS_STOPPED
 
@@ -161,6 +163,21 @@ def monitor_cmd(
             }
         )
         database = store.url
+        record(
+            "scan.completed",
+            {
+                "capture_id": info.capture_id,
+                "source": info.source,
+                "format": "live",
+                "status": STATUS_STOPPED,
+                "packets": stats.packets,
+                "flows": tally.flows,
+                "kernel_drops": source.drops,
+                "database": database,
+                "engines": tally.engines,
+            },
+            actor=cli_actor(),
+        )
     summary = tally.summary(time.perf_counter() - started, database)
     summary["kernel_drops"] = source.drops
     out = Console(width=None if sys.stdout.isatty() else 1000)

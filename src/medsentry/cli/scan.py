@@ -31,11 +31,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medsentry.actor import cli_actor
 from medsentry.analysis import Analyzer, analyzer_names, load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
 from medsentry.errors import ConfigError, InputError
 from medsentry.events import DecodeWarning, Event, FlowRecord
+from medsentry.ledger import record
 from medsentry.store import CaptureInfo, CaptureWriter, Store, open_store
 from medsentry.store.schema import STATUS_COMPLETE, STATUS_DAMAGED
 from medsentry.store.writer import file_sha256
@@ -279,8 +281,25 @@ def scan_one(
             link_types=link_types,
             status=status,
         )
+    engine_counts: dict[str, Any] = {}
     for engine in analyzers or ():  # the capture is committed: engines store what they derived
-        tally.add_engine_counts(engine.name, engine.finish(store, writer.info.capture_id))
+        counts = engine.finish(store, writer.info.capture_id)
+        tally.add_engine_counts(engine.name, counts)
+        engine_counts[engine.name] = counts
+    record(
+        "scan.completed",
+        {
+            "capture_id": writer.info.capture_id,
+            "source": path.name,
+            "format": fmt,
+            "status": status,
+            "packets": stats.packets,
+            "flows": tally.flows - flows_before,
+            "database": store.url,
+            "engines": engine_counts,
+        },
+        actor=cli_actor(),
+    )
     tally.packets += stats.packets
     tally.bytes += stats.bytes
     tally.captures.append(
