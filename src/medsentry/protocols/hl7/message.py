@@ -181,6 +181,9 @@ def _plausible(
     return limit.low <= number <= limit.high
 
 
+_FIELDS_READ = frozenset(("MSH", "MSA", "PRT", "OBX"))  # segments whose fields are read
+
+
 def parse(payload: bytes) -> ParsedMessage:
     """Parse one message (the payload of an MLLP frame); raises Hl7Error when it is not HL7 v2."""
     text = _decode(payload).lstrip("\r\n")
@@ -195,6 +198,8 @@ def parse(payload: bytes) -> ParsedMessage:
         if not _SEGMENT_ID.match(seg_id) or (len(seg) > 3 and seg[3] != d.field):
             continue  # a broken line (e.g. a wrapped value); not counted as a segment
         msg.segment_counts[seg_id] = msg.segment_counts.get(seg_id, 0) + 1
+        if seg_id not in _FIELDS_READ:
+            continue  # only counted (PID, PV1, NK1 ... are PHI: never split into fields)
         fields = seg.split(d.field)
         if seg_id == "MSH" and not msh_seen:
             msh_seen = True
