@@ -1,0 +1,115 @@
+"""FDA per-component support information: level of support and end-of-support date.
+
+Which property names carry them and how their values read is knowledge, kept in
+`data/sbom_fields.yaml` (with sources); this module loads it and reads a component's properties.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medsentry.errors import ConfigError
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_ISO_DATE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?\s*$")
+
+
+def _key(name: str) -> str:
+    return _NON_ALNUM.sub("", name.lower())
+
+
+@dataclass(frozen=True)
+class SupportFields:
+    level_names: frozenset[str]  # normalized property names
+    eos_names: frozenset[str]
+    level_values: dict[str, str]  # normalized value -> FDA vocabulary
+    source: str
+
+
+def load_support_fields(path: Path | None = None) -> SupportFields:
+    name = "sbom_fields.yaml"
+    source = str(path) if path else f"medsentry/data/{name}"
+    try:
+        text = (
+            Path(path).read_text(encoding="utf-8")
+            if path
+            else (resources.files("medsentry") / "data" / name).read_text(encoding="utf-8")
+        )
+        doc: Any = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("source"), str):
+        raise ConfigError(f"{source}: must be a mapping with a 'source' string")
+
+    def names(section: str) -> frozenset[str]:
+        entries = (doc.get(section) or {}).get("property_names")
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"{source}: {section}.property_names must be a non-empty list")
+        out = set()
+        for i, e in enumerate(entries):
+            if not (isinstance(e, dict) and isinstance(e.get("name"), str) and e.get("source")):
+                raise ConfigError(
+                    f"{source}: {section}.property_names[{i}] needs a 'name' and its 'source'"
+                )
+            out.add(_key(e["name"]))
+        return frozenset(out)
+
+    values = doc["level_of_support"].get("values")
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise ConfigError(f"{source}: level_of_support.values must map strings to strings")
+    return SupportFields(
+        level_names=names("level_of_support"),
+        eos_names=names("end_of_support"),
+        level_values={_key(k): v for k, v in values.items()},
+        source=doc["source"],
+    )
+
+
+@cache
+def support_fields() -> SupportFields:
+    return load_support_fields()
+
+
+def parse_date(text: str) -> str:
+    """The ISO date (YYYY-MM-DD) `text` names, or "" when it names none."""
+    m = _ISO_DATE.match(text or "")
+    if not m:
+        return ""
+    try:
+        return date.fromisoformat(m.group(1)).isoformat()
+    except ValueError:
+        return ""
+
+
+def read_support(properties: list[tuple[str, str]]) -> dict[str, str]:
+    """level_of_support(+_raw), end_of_support(+_date) from (name, value) properties."""
+    f = support_fields()
+    out: dict[str, str] = {}
+    for name, value in properties:
+        k = _key(name)
+        value = (value or "").strip()
+        if not value:
+            continue
+        if k in f.level_names and "level_of_support_raw" not in out:
+            out["level_of_support_raw"] = value
+            out["level_of_support"] = f.level_values.get(_key(value), "")
+        elif k in f.eos_names and "end_of_support" not in out:
+            out["end_of_support"] = value
+            iso = parse_date(value)
+            if iso:
+                out["end_of_support_date"] = iso
+    return out
+
+
+def today() -> str:
+    return datetime.now().date().isoformat()
