@@ -1,7 +1,7 @@
 """SBOMs and VEX: sboms, sbom_components, vex_statements
 
 Revision ID: sbom_1
-Revises: detect_1
+Revises: controls_1
 Create Date: 2026-11-23 16:45:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "sbom_1"
-down_revision: str | None = "detect_1"
+down_revision: str | None = "controls_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
