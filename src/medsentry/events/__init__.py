@@ -6,7 +6,18 @@ Events are `msgspec.Struct` records tagged by `kind`, so they serialize to JSON 
 and can cross a process or a message bus unchanged.
 """
 
-from medsentry.events import ble, credentials, dicom, hl7, http, identity, mqtt, tls  # noqa: F401
+from medsentry.events import (  # noqa: F401
+    ble,
+    credentials,
+    dicom,
+    hl7,
+    http,
+    identity,
+    mqtt,
+    syslog,
+    telemetry,
+    tls,
+)
 from medsentry.events.base import (
     Endpoints,
     Event,

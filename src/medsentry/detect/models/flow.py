@@ -1,0 +1,236 @@
+"""Flow-shape anomaly detectors: Half-Space Trees over host-agnostic flow features.
+
+Three alerts come out of one detector:
+
+- `model.flow_hst` (and `model.flow_record_hst` for the flow table's records): a flow whose
+  shape (sizes, rates, inter-packet times) the learning period never produced, above the
+  `quantile` (default 0.999) of the learning-period scores.
+- `model.relay_mitm`: a flow from or to an address whose MAC is not the one first bound to it
+  (stateful evidence, trust on first use as arpwatch does) AND whose shape is unusual at the
+  lower `relay_quantile` (default 0.99). A host that answers for someone else's address and
+  also changes how the traffic flows (an extra hop adds delay, a proxy re-segments) is relaying
+  the conversation and can alter it in passing: adversary-in-the-middle with manipulation of
+  what the receiver sees. Either fact alone is weaker evidence; together they are one alert.
+- `net.flow_binding_mismatch`: the re-bound address alone (a spoofed source whose traffic
+  looks ordinary): every such flow, aggregated into one alert per address. `accept_binding`
+  takes a legitimate change (a replaced NIC, a DHCP re-assignment) into the baseline.
+
+Thresholds are fixed when the learning period ends, from the scores of that period (taken once
+the model has a reference window), and stored with the trees and the bindings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from medsentry.detect.base import SOURCE_MODEL, SOURCE_RULE, AlertDraft, ModelDetector
+from medsentry.detect.context import DetectContext
+from medsentry.detect.models.features import (
+    FLOW_RECORD_FEATURES,
+    MONITORED_FLOW_FEATURES,
+    flow_record_features,
+    monitored_flow_features,
+)
+from medsentry.detect.models.hst import HalfSpaceTrees
+from medsentry.events.base import Event
+from medsentry.events.flow import FlowRecord
+from medsentry.events.telemetry import MonitoredFlow
+
+# Address -> MAC bindings kept (bounded memory; later addresses are not bound once full).
+MAX_BINDINGS = 100_000
+
+
+def quantile_of(scores: list[float], q: float) -> float:
+    """The empirical q-quantile (the same index rule as ModelDetector.calibrate)."""
+    if not scores:
+        return float("inf")
+    s = sorted(scores)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class FlowAnomalyDetector(ModelDetector):
+    """Half-Space Trees over monitored-flow metrics, with the relay (MITM) correlation."""
+
+    detector_id: ClassVar[str] = "model.flow_hst"
+    kinds: ClassVar[frozenset[str]] = frozenset({"monitored_flow"})
+    relay_rule_id: ClassVar[str] = "model.relay_mitm"
+    binding_rule_id: ClassVar[str] = "net.flow_binding_mismatch"
+    features: ClassVar[tuple[str, ...]] = MONITORED_FLOW_FEATURES
+    severity: ClassVar[str] = "medium"
+    title: ClassVar[str] = "Flow unlike any in the learning period (Half-Space Trees)"
+    technique_id: ClassVar[str] = "T0830"
+    technique_name: ClassVar[str] = "Adversary-in-the-Middle"
+
+    def __init__(
+        self,
+        *,
+        quantile: float = 0.999,
+        relay_quantile: float = 0.99,
+        n_trees: int = 25,
+        height: int = 8,
+        window_size: int = 250,
+        seed: int = 42,
+        keep_learning: bool = False,
+    ) -> None:
+        model = HalfSpaceTrees(
+            self.features, n_trees=n_trees, height=height, window_size=window_size, seed=seed
+        )
+        super().__init__(model, self._featurize, quantile=quantile, keep_learning=keep_learning)
+        self.model: HalfSpaceTrees = model
+        self.relay_quantile = relay_quantile
+        self.relay_threshold: float | None = None
+        self.bindings: dict[str, str] = {}  # IP -> the MAC first seen with it
+
+    # --- features and bindings ------------------------------------------------------------------
+    def _featurize(self, event: Event, ctx: DetectContext) -> Mapping[str, float] | None:
+        if isinstance(event, MonitoredFlow):
+            return monitored_flow_features(event)
+        return None
+
+    def _rebound(self, ip: str | None, mac: str | None) -> str | None:
+        """The MAC first bound to `ip` when `mac` differs from it; binds a new address."""
+        if not ip or not mac:
+            return None
+        bound = self.bindings.get(ip)
+        if bound is None:
+            if len(self.bindings) < MAX_BINDINGS:
+                self.bindings[ip] = mac
+            return None
+        return bound if bound != mac else None
+
+    def accept_binding(self, ip: str, mac: str) -> None:
+        """Take a new IP-to-MAC binding into the baseline (an analyst's decision)."""
+        self.bindings[ip] = mac
+
+    # --- learning and calibration ---------------------------------------------------------------
+    def calibrate(self) -> float:
+        self.relay_threshold = quantile_of(self.calibration, self.relay_quantile)
+        return super().calibrate()
+
+    def observe(self, event: Event, ctx: DetectContext) -> list[AlertDraft]:
+        x = self.featurize(event, ctx)
+        if x is None:
+            return []
+        client, server = getattr(event, "client", None), getattr(event, "server", None)
+        rebound = [
+            (ip, bound, mac)
+            for ip, mac in (
+                (client, getattr(event, "client_mac", None)),
+                (server, getattr(event, "server_mac", None)),
+            )
+            if (bound := self._rebound(ip, mac)) is not None
+        ]
+        if ctx.learning:
+            # scores before the first reference window mean nothing: not calibration data
+            if self.model.ready and len(self.calibration) < self.max_calibration:
+                self.calibration.append(self.model.score_one(x))
+            self.model.learn_one(x)
+            return []
+        if self.threshold is None or self.relay_threshold is None:
+            self.calibrate()
+        assert self.threshold is not None and self.relay_threshold is not None
+        score = self.model.score_one(x)
+        device = ctx.device_of_event(event)
+        if rebound and score > self.relay_threshold:
+            ip, bound, mac = rebound[0]
+            return [
+                AlertDraft(
+                    rule_id=self.relay_rule_id,
+                    source=SOURCE_MODEL,
+                    severity="high",
+                    title=(
+                        "Traffic of a re-bound address relayed with an altered flow shape "
+                        "(adversary in the middle, data alteration)"
+                    ),
+                    technique_id="T0830",
+                    technique_name="Adversary-in-the-Middle",
+                    ts_ns=event.ts_ns,
+                    device_id=device,
+                    evidence=[ctx.evidence(event)],
+                    dedup_key=f"{self.relay_rule_id}|{device or '-'}|{ip}",
+                    detail={
+                        "ip": ip,
+                        "bound_mac": bound,
+                        "seen_mac": mac,
+                        "score": round(score, 6),
+                        "threshold": round(self.relay_threshold, 6),
+                        "model": "half-space-trees",
+                    },
+                    score=score,
+                )
+            ]
+        if rebound:
+            ip, bound, mac = rebound[0]
+            return [
+                AlertDraft(
+                    rule_id=self.binding_rule_id,
+                    source=SOURCE_RULE,
+                    severity="high",
+                    title="Traffic of an address from a MAC that is not the one bound to it",
+                    technique_id="T0830",
+                    technique_name="Adversary-in-the-Middle",
+                    ts_ns=event.ts_ns,
+                    device_id=device,
+                    evidence=[ctx.evidence(event, f"{ip} seen at {mac} (bound to {bound})")],
+                    dedup_key=f"{self.binding_rule_id}|{device or '-'}|{ip}",
+                    detail={"ip": ip, "bound_mac": bound, "seen_mac": mac},
+                )
+            ]
+        if score > self.threshold:
+            return [
+                AlertDraft(
+                    rule_id=self.detector_id,
+                    source=SOURCE_MODEL,
+                    severity=self.severity,
+                    title=self.title,
+                    technique_id=self.technique_id,
+                    technique_name=self.technique_name,
+                    ts_ns=event.ts_ns,
+                    device_id=device,
+                    evidence=[ctx.evidence(event)],
+                    dedup_key=f"{self.detector_id}|{device or '-'}",
+                    detail={
+                        "score": round(score, 6),
+                        "threshold": round(self.threshold, 6),
+                        "model": "half-space-trees",
+                    },
+                    score=score,
+                )
+            ]
+        if self.keep_learning and not rebound:
+            self.model.learn_one(x)
+        return []
+
+    # --- persistence ----------------------------------------------------------------------------
+    def model_state(self) -> Any:
+        return self.model.to_state()
+
+    def load_model_state(self, state: Any) -> None:
+        self.model = HalfSpaceTrees.from_state(state)
+
+    def state(self) -> dict[str, Any]:
+        out = super().state()
+        out["relay_threshold"] = self.relay_threshold
+        out["bindings"] = dict(self.bindings)
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.relay_threshold = state.get("relay_threshold")
+        self.bindings = dict(state.get("bindings") or {})
+
+
+class FlowRecordAnomalyDetector(FlowAnomalyDetector):
+    """The same model over the flow table's `FlowRecord`s (captures, live interfaces)."""
+
+    detector_id: ClassVar[str] = "model.flow_record_hst"
+    kinds: ClassVar[frozenset[str]] = frozenset({"flow"})
+    relay_rule_id: ClassVar[str] = "model.flow_record_relay_mitm"
+    binding_rule_id: ClassVar[str] = "net.flow_record_binding_mismatch"
+    features: ClassVar[tuple[str, ...]] = FLOW_RECORD_FEATURES
+
+    def _featurize(self, event: Event, ctx: DetectContext) -> Mapping[str, float] | None:
+        if isinstance(event, FlowRecord):
+            return flow_record_features(event)
+        return None

@@ -1,0 +1,225 @@
+"""Half-Space Trees: a streaming, unsupervised anomaly detector (NumPy).
+
+Tan, Ting & Liu, "Fast Anomaly Detection for Streaming Data", IJCAI 2011. An ensemble of
+random perfect binary trees cuts the feature space in halves (each node splits one random
+feature at the middle of its randomly perturbed work range, §3.1). Each node counts the
+instances that reach it in the latest window (`l`); when a window of `window_size` instances
+ends, the counts become the reference profile (`r`) and `l` restarts (§3.2). An instance's mass
+is, per tree, `r[node] * 2**depth` at the deepest node on its path whose reference count is
+above `size_limit` (or the leaf); few neighbours in the reference window -> small mass ->
+anomalous. `score_one` returns river's normalisation, 1 - mass / max mass, in [0, 1].
+
+Features are scaled to [0, 1] by `limits`; when none are given, the model learns them from its
+first window (the min/max of each feature, widened by half their span) and builds the trees
+then, replaying that window as its first reference. The whole state (trees, counts, limits)
+is plain data: `to_state()` / `from_state()`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# Minimum width of a learned feature range (in the feature's own units), so that a feature
+# that was constant during the first window still has a work range around its value.
+MIN_SPAN = 1.0
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _unb64(s: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype=dtype).reshape(shape).copy()
+
+
+class HalfSpaceTrees:
+    """river-style online model: `learn_one(x)`, `score_one(x)` (higher = more anomalous)."""
+
+    def __init__(
+        self,
+        features: Sequence[str],
+        *,
+        n_trees: int = 25,
+        height: int = 8,
+        window_size: int = 250,
+        size_limit: float | None = None,
+        limits: Mapping[str, tuple[float, float]] | None = None,
+        seed: int = 42,
+    ) -> None:
+        if not features:
+            raise ValueError("HalfSpaceTrees needs at least one feature")
+        if height < 1 or n_trees < 1 or window_size < 1:
+            raise ValueError("n_trees, height and window_size must be positive")
+        self.features = list(features)
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        # §3.2: a node is used for scoring only if its reference mass exceeds this
+        self.size_limit = 0.1 * window_size if size_limit is None else float(size_limit)
+        self.seed = seed
+        n_nodes = 2 ** (height + 1) - 1
+        self.feat = np.zeros((n_trees, n_nodes), dtype=np.int32)
+        self.split = np.zeros((n_trees, n_nodes), dtype=np.float64)
+        self.r = np.zeros((n_trees, n_nodes), dtype=np.int64)  # reference window masses
+        self.l = np.zeros((n_trees, n_nodes), dtype=np.int64)  # latest window masses
+        self.seen = 0  # instances learned
+        self.windows = 0  # completed windows (a reference profile exists once >= 1)
+        self.lo: np.ndarray | None = None
+        self.hi: np.ndarray | None = None
+        self._warm: list[list[float]] = []  # the first window, while the limits are unknown
+        self._tree_index = np.arange(n_trees)
+        self._max_mass = float(n_trees * window_size * 2**height)
+        if limits is not None:
+            self.lo = np.array([float(limits[f][0]) for f in self.features])
+            self.hi = np.array([float(limits[f][1]) for f in self.features])
+            self._build()
+
+    # --- construction -----------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self.lo is not None
+
+    @property
+    def ready(self) -> bool:
+        """A reference profile exists: scores mean something."""
+        return self.windows >= 1
+
+    def _build(self) -> None:
+        """§3.1 BuildSingleHS-Tree, for each tree, on the unit cube with a random work range."""
+        rng = np.random.default_rng(self.seed)
+        d = len(self.features)
+        for t in range(self.n_trees):
+            s = rng.random(d)
+            w = 2.0 * np.maximum(s, 1.0 - s)
+            mins, maxs = s - w, s + w
+            stack = [(0, mins, maxs, 0)]
+            while stack:
+                node, mn, mx, depth = stack.pop()
+                if depth == self.height:
+                    continue
+                q = int(rng.integers(d))
+                p = (mn[q] + mx[q]) / 2.0
+                self.feat[t, node] = q
+                self.split[t, node] = p
+                left_max = mx.copy()
+                left_max[q] = p
+                right_min = mn.copy()
+                right_min[q] = p
+                stack.append((2 * node + 1, mn, left_max, depth + 1))
+                stack.append((2 * node + 2, right_min, mx, depth + 1))
+
+    def _learn_limits(self) -> None:
+        warm = np.asarray(self._warm, dtype=np.float64)
+        lo, hi = warm.min(axis=0), warm.max(axis=0)
+        span = np.maximum(hi - lo, MIN_SPAN)
+        mid = (lo + hi) / 2.0
+        self.lo = mid - span
+        self.hi = mid + span
+        self._build()
+        rows, self._warm = self._warm, []
+        for row in rows:
+            self._learn_vector(np.asarray(row))
+
+    # --- online interface ---------------------------------------------------------------------
+    def _vector(self, x: Mapping[str, float]) -> np.ndarray:
+        return np.array([float(x.get(f, 0.0)) for f in self.features], dtype=np.float64)
+
+    def _path(self, v: np.ndarray) -> np.ndarray:
+        """Node index per depth (height + 1 rows) and tree (columns)."""
+        assert self.lo is not None and self.hi is not None
+        # not clipped to [0, 1]: the work ranges reach to [-1, 2], so a value beyond the learned
+        # limits still lands in a region of its own instead of the edge cell
+        u = np.clip((v - self.lo) / (self.hi - self.lo), -1.0, 2.0)
+        nodes = np.zeros(self.n_trees, dtype=np.int64)
+        path = np.empty((self.height + 1, self.n_trees), dtype=np.int64)
+        path[0] = nodes
+        idx = self._tree_index
+        for depth in range(self.height):
+            right = u[self.feat[idx, nodes]] >= self.split[idx, nodes]
+            nodes = 2 * nodes + 1 + right
+            path[depth + 1] = nodes
+        return path
+
+    def _learn_vector(self, v: np.ndarray) -> None:
+        path = self._path(v)
+        for depth in range(self.height + 1):
+            self.l[self._tree_index, path[depth]] += 1
+        self.seen += 1
+        if self.seen % self.window_size == 0:  # §3.2: the latest window becomes the reference
+            self.r, self.l = self.l, np.zeros_like(self.l)
+            self.windows += 1
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        if not self.built:
+            self._warm.append(self._vector(x).tolist())
+            if len(self._warm) >= self.window_size:
+                self._learn_limits()
+            return
+        self._learn_vector(self._vector(x))
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """1 - mass / max mass: 0 for the densest region, 1 where the reference saw nothing."""
+        if not self.ready:
+            return 0.0
+        path = self._path(self._vector(x))
+        idx = self._tree_index
+        mass = np.zeros(self.n_trees)
+        done = np.zeros(self.n_trees, dtype=bool)
+        for depth in range(self.height + 1):
+            m = self.r[idx, path[depth]]
+            stop = ~done & ((m <= self.size_limit) | (depth == self.height))
+            mass[stop] = m[stop] * float(2**depth)
+            done |= stop
+        return 1.0 - float(mass.sum()) / self._max_mass
+
+    # --- persistence ----------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        shape = list(self.r.shape)
+        return {
+            "algorithm": "half-space-trees",
+            "features": self.features,
+            "n_trees": self.n_trees,
+            "height": self.height,
+            "window_size": self.window_size,
+            "size_limit": self.size_limit,
+            "seed": self.seed,
+            "seen": self.seen,
+            "windows": self.windows,
+            "lo": None if self.lo is None else self.lo.tolist(),
+            "hi": None if self.hi is None else self.hi.tolist(),
+            "warm": self._warm,
+            "shape": shape,
+            "feat": _b64(self.feat.astype("<i4")),
+            "split": _b64(self.split.astype("<f8")),
+            "r": _b64(self.r.astype("<i8")),
+            "l": _b64(self.l.astype("<i8")),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> HalfSpaceTrees:
+        if state.get("algorithm") != "half-space-trees":
+            raise ValueError("not a Half-Space Trees state")
+        m = cls(
+            state["features"],
+            n_trees=int(state["n_trees"]),
+            height=int(state["height"]),
+            window_size=int(state["window_size"]),
+            size_limit=float(state["size_limit"]),
+            seed=int(state["seed"]),
+        )
+        shape = tuple(int(s) for s in state["shape"])
+        m.feat = _unb64(state["feat"], "<i4", shape).astype(np.int32)
+        m.split = _unb64(state["split"], "<f8", shape).astype(np.float64)
+        m.r = _unb64(state["r"], "<i8", shape).astype(np.int64)
+        m.l = _unb64(state["l"], "<i8", shape).astype(np.int64)
+        m.seen = int(state["seen"])
+        m.windows = int(state["windows"])
+        m._warm = [list(map(float, row)) for row in state.get("warm") or []]
+        if state.get("lo") is not None:
+            m.lo = np.asarray(state["lo"], dtype=np.float64)
+            m.hi = np.asarray(state["hi"], dtype=np.float64)
+        return m
