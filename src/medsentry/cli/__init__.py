@@ -64,5 +64,7 @@ register("flows", "flows_cmd")
 register("monitor", "monitor_cmd")
 register("audit", "audit")
 register("demo", "demo_cmd")
+register("intel", "intel_cmd")
+register("vulns", "vulns_cmd")
 
 _load()

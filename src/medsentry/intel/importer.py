@@ -49,11 +49,17 @@ def _read(path: Path) -> bytes:
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from exc
 
 
-def detect(data: bytes, name: str) -> tuple[str | None, Any]:
-    """(kind, decoded JSON or None) from a file's bytes and name."""
+def detect(data: bytes, name: str, *, strict: bool = True) -> tuple[str | None, Any]:
+    """(kind, decoded JSON or None) from a file's bytes and name.
+
+    A CSV named on the command line is EPSS (so its errors are EPSS errors); in a directory
+    only a CSV with the EPSS header is (a CSAF directory's changes.csv is not).
+    """
     low = name.lower()
-    if low.endswith((".csv", ".csv.gz")) or epss.is_epss(data):
+    if epss.is_epss(data):
         return "epss", None
+    if low.endswith((".csv", ".csv.gz")):
+        return ("epss" if strict else None), None
     if low.endswith(".zip"):
         return "osv", None
     doc = csaf.decode_json(data, name)
@@ -89,7 +95,7 @@ def _osv_zip(data: bytes, source: str) -> list[PackageVuln]:
 def parse_file(path: Path, kind: str | None, parsed: Parsed, *, strict: bool) -> None:
     data = _read(path)
     source = str(path)
-    found, doc = (kind, None) if kind else detect(data, path.name)
+    found, doc = (kind, None) if kind else detect(data, path.name, strict=strict)
     if found is None:
         if strict:
             raise InputError(
