@@ -14,7 +14,6 @@ from medsentry.events import (  # noqa: F401
     http,
     identity,
     mqtt,
-    syslog,
     telemetry,
     tls,
 )
