@@ -305,9 +305,12 @@ class ComponentIndex:
             for t in self.by_purl.get((purl.type, key), ()):
                 put(t, 0.95, f"same package {purl.type}/{key}")
             names.add(_simple(purl.name))
-            if purl.namespace:
-                vendors.update(_simple(x) for x in purl.namespace.split("/") if x)
-                vendors.add(_simple(purl.namespace.split("/")[-1].split(".")[-1]))
+            if purl.namespace:  # "org.apache.logging.log4j", "github.com/foo": each part
+                vendors.update(
+                    x
+                    for x in re.split(r"[/.]", purl.namespace.lower())
+                    if x and x not in ("org", "com", "net", "io", "github", "debian")
+                )
         cpe = parse_cpe(c.cpe) if c.cpe else None
         if cpe is not None:
             _, cv, cp, _ = cpe
