@@ -69,3 +69,4 @@ def load_analyzers(store: Store, names: Sequence[str] | None = None) -> list[Ana
 
 
 # One line per engine, in the order they run.
+register("detect", "medsentry.detect.analyzer:detect_analyzer")

@@ -167,8 +167,7 @@ def aggregate(alert: Alert, draft: AlertDraft) -> None:
             half = MAX_EVIDENCE // 2
             ev = ev[:half] + ev[-(MAX_EVIDENCE - half) :]
         alert.evidence = ev
-    for k, v in draft.detail.items():
-        alert.detail.setdefault(k, v)
+    alert.detail.update(draft.detail)  # the latest counts win
 
 
 class Detector(abc.ABC):

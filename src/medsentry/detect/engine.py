@@ -164,6 +164,9 @@ class DetectionEngine:
         states: dict[str, Any] = {d.detector_id: d.state() for d in self.detectors}
         states["_engine"] = {"start_ns": self.ctx.start_ns, "now_ns": self.ctx.now_ns}
         n = dstore.save(self.store, list(self.dirty.values()), states)
+        for a in self.dirty.values():
+            if a.status == STATUS_CLOSED and self.open.get(a.dedup_key) is a:
+                del self.open[a.dedup_key]  # closed meanwhile: a repeat raises a new alert
         self.dirty.clear()
         return {"alerts": n}
 
@@ -247,6 +250,12 @@ class DetectionEngine:
             sink.close()
 
 
+def _iso(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds")
+
+
 def ledger_data(alert: Alert) -> dict[str, Any]:
     """The PHI-free ledger entry of an alert (no evidence refs: they are in the store)."""
     return {
@@ -257,7 +266,7 @@ def ledger_data(alert: Alert) -> dict[str, Any]:
         "device_id": alert.device_id,
         "technique_id": alert.technique_id,
         "title": alert.title,
-        "first_seen_ns": alert.first_seen_ns,
+        "first_seen": _iso(alert.first_seen_ns),  # I-JSON: no integers beyond 2^53 (RFC 7493)
         "status": alert.status,
-        "recorded_ns": time.time_ns(),
+        "recorded": _iso(time.time_ns()),
     }
