@@ -130,6 +130,7 @@ class DicomCommand(Event, tag="dicom_dimse", frozen=True, kw_only=True):
     sop_instance_hash: str | None = None  # keyed hash of the affected/requested SOP instance UID
     move_destination: str | None = None
     move_originator_ae: str | None = None
+    move_originator_message_id: int | None = None
     priority: int | None = None
     data_set_present: bool = False  # (0000,0800) != 0x0101
     status: int | None = None

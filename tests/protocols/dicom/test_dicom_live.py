@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from loopcap import all_json, capture_lo, dcmtk, free_port, scan, tshark_fields, wait_port
+from loopcap import (
+    all_json,
+    assert_commands_match_tshark,
+    capture_lo,
+    dcmtk,
+    free_port,
+    scan,
+    tshark_fields,
+    wait_port,
+)
 from pydicom.data import get_testdata_file
 
 from medsentry.events.credentials import CleartextCredentials
@@ -177,6 +186,9 @@ def test_dcmtk_storescu_echoscu_against_storescp(
         for r in ac_rows
     )
     assert got_ac == want_ac
+    # and on every DIMSE command: command field, message IDs, affected SOP class, priority,
+    # data set type, status, and the (hashed) SOP instance
+    assert_commands_match_tshark(cmds, pcap, port)
 
 
 def test_pynetdicom_user_identity_and_rejection(tmp_path: Path) -> None:
@@ -249,6 +261,7 @@ def test_pynetdicom_user_identity_and_rejection(tmp_path: Path) -> None:
         "dicom.pdu.type == 3",
     )
     assert [int(x, 0) for x in row] == [rj.result, rj.source, rj.reason]
+    assert_commands_match_tshark(of(events, DicomCommand), pcap, port)
     text = all_json(events)
     for value in (*PHI, "dr.house", "vicodin-42", ds.SOPInstanceUID):
         assert value not in text

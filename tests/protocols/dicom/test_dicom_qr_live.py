@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from loopcap import all_json, capture_lo, dcmtk, free_port, scan, wait_port
+from loopcap import (
+    all_json,
+    assert_commands_match_tshark,
+    capture_lo,
+    dcmtk,
+    free_port,
+    scan,
+    wait_port,
+)
 from pydicom.data import get_testdata_file
 
 from medsentry.events.dicom import DicomAssociateRequest, DicomCommand, DicomDataset
@@ -102,6 +110,7 @@ def test_find_and_move_through_dcmqrscp(tmp_path: Path, caplog: pytest.LogCaptur
         c for c in cmds if c.command == "C-STORE-RQ" and c.endpoints.server_port == store_port
     )
     assert sub.move_originator_ae == "MOVESCU"
+    assert sub.move_originator_message_id == move_rq.message_id
     sub_rq = next(
         e
         for e in events
@@ -109,6 +118,12 @@ def test_find_and_move_through_dcmqrscp(tmp_path: Path, caplog: pytest.LogCaptur
     )
     assert (sub_rq.calling_ae, sub_rq.called_ae) == ("COMMON", "STORESCP")
     assert sub_rq.implementation == "OFFIS DCMTK"
+
+    # tshark's DICOM dissector decodes the same command sets, port by port (move destination,
+    # sub-operation counts and move originator included)
+    for port in (qr_port, store_port):
+        on_port = [c for c in cmds if c.endpoints.server_port == port]
+        assert_commands_match_tshark(on_port, pcap, port)
 
     datasets = [e for e in events if isinstance(e, DicomDataset)]
     query = next(d for d in datasets if d.command == "C-FIND-RQ")

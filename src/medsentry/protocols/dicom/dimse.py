@@ -61,6 +61,7 @@ NUMBER_OF_COMPLETED_SUBOPERATIONS = 0x1021
 NUMBER_OF_FAILED_SUBOPERATIONS = 0x1022
 NUMBER_OF_WARNING_SUBOPERATIONS = 0x1023
 MOVE_ORIGINATOR_AE_TITLE = 0x1030
+MOVE_ORIGINATOR_MESSAGE_ID = 0x1031  # PS3.7 §E.1: C-STORE sub-operation of a C-MOVE
 
 _US_ELEMENTS = {
     COMMAND_FIELD,
@@ -75,6 +76,7 @@ _US_ELEMENTS = {
     NUMBER_OF_COMPLETED_SUBOPERATIONS,
     NUMBER_OF_FAILED_SUBOPERATIONS,
     NUMBER_OF_WARNING_SUBOPERATIONS,
+    MOVE_ORIGINATOR_MESSAGE_ID,
 }
 _TEXT_ELEMENTS = {
     AFFECTED_SOP_CLASS_UID,
@@ -113,6 +115,7 @@ class CommandSet:
     requested_sop_instance_uid: str | None = None
     move_destination: str | None = None
     move_originator_ae_title: str | None = None
+    move_originator_message_id: int | None = None
     priority: int | None = None
     command_data_set_type: int | None = None
     status: int | None = None
@@ -178,6 +181,7 @@ class CommandSet:
         cmd.requested_sop_instance_uid = ui(REQUESTED_SOP_INSTANCE_UID)
         cmd.move_destination = ui(MOVE_DESTINATION)
         cmd.move_originator_ae_title = ui(MOVE_ORIGINATOR_AE_TITLE)
+        cmd.move_originator_message_id = us(MOVE_ORIGINATOR_MESSAGE_ID)
         cmd.priority = us(PRIORITY)
         cmd.command_data_set_type = us(COMMAND_DATA_SET_TYPE)
         cmd.status = us(STATUS)

@@ -490,6 +490,7 @@ class DicomDissector:
             sop_instance_hash=self.ctx.phi_hash(instance) if instance else None,
             move_destination=cmd.move_destination,
             move_originator_ae=cmd.move_originator_ae_title,
+            move_originator_message_id=cmd.move_originator_message_id,
             priority=cmd.priority,
             data_set_present=cmd.data_set_present,
             status=cmd.status,
