@@ -1,10 +1,15 @@
-"""Per-flow application layer: identification and dissectors over reassembled bytes.
+"""Per-flow application layer: identification over the kernel's first bytes, and dissectors.
 
-Only flows whose payload the kernel selected reach this module (a Python object per flow, never
-per packet of a flow that needs nothing). For each such flow it keeps the two reassemblers (TCP)
-or the first datagrams (UDP), the first `first_bytes` of each direction for identification, and,
-once the protocol is known, the flow's dissector. Until then, what was delivered is held (in
-arrival order) and replayed to the dissector when it starts.
+The flow kernel gathers the first bytes of each direction of every TCP/UDP flow not yet
+identified (TCP: the in-order stream prefix; UDP: the first datagram) and lists the flows whose
+bytes grew. After each kernel range this module identifies those flows in one pass (a Python
+call per flow and range, never per packet). A flow whose protocol has no registered dissector
+costs nothing more: the kernel stops gathering and selecting its payload.
+
+A flow gets a `FlowApp` (Python state) only when it needs one: its protocol has a dissector
+(the reassemblers feed it), or dissectors are on and identification is still undecided (the
+selected payload is held, in arrival order, and replayed to the dissector when it starts).
+Only packets of such flows reach Python, one bytes slice per contiguous run of a flow.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import numpy as np
 
 from medsentry.events.base import Event
 from medsentry.events.flow import DecodeWarning, ProtocolDetected, StreamStats
@@ -26,6 +33,7 @@ IdentifyFn = Callable[[int, int, int, bytes, bytes, bool], Any]
 # (protocol, method, confidence)
 AppResult = tuple[str | None, str | None, float]
 NO_APP: AppResult = (None, None, 0.0)
+APP_NONE, APP_DISSECTOR, APP_HOLD = 0, 1, 2  # FlowTable u8[:, B_APP]
 
 
 def load_identifier() -> IdentifyFn | None:
@@ -42,35 +50,16 @@ def load_identifier() -> IdentifyFn | None:
 class FlowApp:
     """Application-layer state of one flow (directions: 0 client->server, 1 server->client)."""
 
-    __slots__ = (
-        "client",
-        "dissector",
-        "fed",
-        "first",
-        "flow_id",
-        "gave_up",
-        "held",
-        "ident",
-        "new_bytes",
-        "ports",
-        "proto",
-        "slot",
-        "streams",
-        "whole",
-    )
+    __slots__ = ("client", "dissector", "fed", "flow_id", "held", "slot", "streams", "whole")
 
-    def __init__(self, slot: int, flow_id: str, proto: int, client: int, ports: tuple[int, int]):
+    def __init__(self, slot: int, flow_id: str, proto: int, client: int, max_pending: int):
         self.slot = slot
         self.flow_id = flow_id
-        self.proto = proto
         self.client = client  # canonical side of the client (kernel direction d -> d ^ client)
-        self.ports = ports  # (client port, server port)
         self.streams: list[StreamReassembler] | None = None
-        self.first = [bytearray(), bytearray()]
+        if proto == K.IPPROTO_TCP:
+            self.streams = [StreamReassembler(max_pending), StreamReassembler(max_pending)]
         self.held: list[tuple[int, Delivery, int]] | None = []
-        self.ident: Any = None
-        self.gave_up = False  # identification failed: no more attempts
-        self.new_bytes = False
         self.dissector: Any = None
         self.whole = False
         self.fed = [0, 0]
@@ -97,101 +86,179 @@ class AppLayer:
         self.dissectors = dissectors
         self.max_pending_bytes = max_pending_bytes
         self._lookup = dissector_lookup
-        self.apps: dict[int, FlowApp] = {}
+        self._factories: dict[str, Any] = {}
+        self.apps: dict[int, FlowApp] = {}  # flows with a dissector or held payload
+        self.results: dict[int, AppResult] = {}  # identified live flows
         self.warnings = 0
+        self._upgraded: list[int] = []
 
     # -- wiring -----------------------------------------------------------------------------
 
     def _factory(self, protocol: str, ts: int, events: list[Event]) -> Any:
         if not self.dissectors:
             return None
+        try:
+            return self._factories[protocol]
+        except KeyError:
+            pass
         if self._lookup is None:
             from medsentry.protocols import registry
 
             self._lookup = registry.stream_dissector
         try:
-            return self._lookup(protocol)
+            factory = self._lookup(protocol)
         except Exception as exc:  # a dissector module that fails to import
             self.dissectors = False
             self._warn(ts, "dissector registry", f"cannot load dissectors: {exc}", events)
             return None
+        self._factories[protocol] = factory
+        return factory
 
     def _warn(self, ts: int, source: str, message: str, events: list[Event]) -> None:
         self.warnings += 1
         events.append(DecodeWarning(ts_ns=ts, source=source, offset=None, message=message))
 
-    def _new(self, slots: list[int]) -> None:
-        """FlowApps for flows seeing their first selected payload (one pass over the table)."""
-        import numpy as np
-
-        t = self.table
-        idx = np.array(slots, np.int32)
-        ids = t.flow_ids(idx)
-        client = t.u8[idx, K.B_CLIENT].astype(np.intp)
-        rows = np.arange(idx.size)
-        ports = t.u32[idx, K.U_PORT : K.U_PORT + 2]
-        cports = ports[rows, client].tolist()
-        sports = ports[rows, 1 - client].tolist()
-        protos = t.u8[idx, K.B_PROTO].tolist()
-        mp = self.max_pending_bytes
-        for slot, fid, proto, c, cp, sp in zip(
-            slots, ids, protos, client.tolist(), cports, sports, strict=True
-        ):
-            app = FlowApp(slot, fid, proto, c, (cp, sp))
-            if proto == K.IPPROTO_TCP:
-                app.streams = [StreamReassembler(mp), StreamReassembler(mp)]
+    def _app(self, slot: int, flow_id: str) -> FlowApp:
+        app = self.apps.get(slot)
+        if app is None:
+            t = self.table
+            app = FlowApp(slot, flow_id, t.proto(slot), t.client_side(slot), self.max_pending_bytes)
             self.apps[slot] = app
+        return app
+
+    def _stop(self, slot: int) -> None:
+        """No more payload of this flow to Python."""
+        u8 = self.table.u8
+        u8[slot, K.B_WANT] = u8[slot, K.B_WANT + 1] = K.WANT_NONE
+        u8[slot, K.B_APP] = APP_NONE
 
     # -- per kernel range -------------------------------------------------------------------
 
     def handle_range(self, pb: Any, lo: int, hi: int, events: list[Event]) -> None:
-        """Deliver the payload the kernel selected in packets [lo, hi), identify, dissect."""
-        import numpy as np
-
+        """Identify the flows whose first bytes grew, then hand the payload of packets [lo, hi)
+        to the flows that have a dissector or hold payload."""
         t = self.table
-        dirs = t.pkt_dir[lo:hi]
-        sel = np.flatnonzero(dirs & K.EMITTED)
-        if sel.size == 0:
+        dirty = t.take_dirty()
+        if dirty.size and self.identify is not None:
+            live = dirty[t.u8[dirty, K.B_STATE] == K.LIVE]  # the others end in this range
+            if live.size:
+                self.identify_slots(live, False, events)
+        if not self.apps or hi <= lo:
+            self._upgraded = []
             return
-        sel += lo
-        touched = self._deliver(pb, sel, events)
-        upgraded: list[int] = []
-        for slot in touched:
-            app = self.apps[slot]
-            if app.ident is None and app.new_bytes and not app.gave_up:
-                app.new_bytes = False
-                ts = int(pb.raw.ts_ns[sel[-1]])
-                self._identify(slot, app, False, ts, events)
-                if app.whole:
-                    upgraded.append(slot)
+        slots = t.pkt_slot[lo:hi]
+        dirs = t.pkt_dir[lo:hi]
+        want = (dirs & K.EMITTED) != 0
+        upgraded = self._upgraded
         if upgraded:
-            # bytes of the same range the kernel did not select before the flow wanted them all
-            slots = t.pkt_slot[lo:hi]
-            late = np.flatnonzero(
-                np.isin(slots, np.array(upgraded, np.int32))
-                & ((dirs & K.EMITTED) == 0)
-                & (pb.pl_len[lo:hi] > 0)
-            )
-            if late.size:
-                self._deliver(pb, late + lo, events)
+            # bytes of this range the kernel did not select before the flow wanted them all
+            want |= np.isin(slots, np.array(upgraded, np.int32)) & (pb.pl_len[lo:hi] > 0)
+        cand = np.flatnonzero(want)
+        if cand.size:
+            sel = cand[t.u8[slots[cand], K.B_APP] != APP_NONE]
+            if sel.size:
+                self._deliver(pb, sel + lo, events)
+        if upgraded:
+            self._upgraded = []
             for slot in upgraded:
-                app = self.apps[slot]
-                if app.streams is None:
+                app = self.apps.get(slot)
+                if app is None or app.streams is None or not app.whole:
                     continue
                 for cdir in (0, 1):
                     # payload the kernel counted but never selected: a hole to jump, not wait on
                     if t.payload_bytes(slot, cdir ^ app.client) > app.streams[cdir].seen:
                         app.streams[cdir].resync()
 
-    def _deliver(self, pb: Any, sel: Any, events: list[Event]) -> list[int]:
+    def identify_slots(self, slots: np.ndarray, final: bool, events: list[Event]) -> None:
+        """Identify the flows in `slots` from their first bytes (final: the flows end now)."""
+        t = self.table
+        ident = self.identify
+        if ident is None:
+            return
+        u8 = t.u8[slots]
+        client = u8[:, K.B_CLIENT].astype(np.intp)
+        rows = np.arange(slots.size)
+        ports = t.u32[slots, K.U_PORT : K.U_PORT + 2]
+        cports = ports[rows, client].tolist()
+        sports = ports[rows, 1 - client].tolist()
+        protos = u8[:, K.B_PROTO].tolist()
+        lasts = t.i64[slots, K.I_LAST].tolist()
+        blocks = (t.u32[slots, K.U_FB].astype(np.int64) - 1).tolist()
+        fb, fbm = t.fb, t.fbm
+        hold = self.dissectors
+        fids = t.flow_ids(slots)
+        decided: list[int] = []
+        cols = (slots.tolist(), fids, protos, client.tolist(), cports, sports, blocks, lasts)
+        for slot, fid, proto, c, cp, sp, blk, ts in zip(*cols, strict=True):
+            if blk >= 0:
+                c2s = fb[blk, c, : fbm[blk, K.FB_LEN + c]].tobytes()
+                s2c = fb[blk, 1 - c, : fbm[blk, K.FB_LEN + 1 - c]].tobytes()
+            else:
+                c2s = s2c = b""
+            try:
+                res = ident(proto, cp, sp, c2s, s2c, final)
+            except Exception as exc:  # a fault in identification must not end the scan
+                self._warn(ts, f"identification, flow {fid}", type(exc).__name__, events)
+                decided.append(slot)  # no more attempts; held payload is dropped
+                self.apps.pop(slot, None)
+                self._stop(slot)
+                continue
+            if res is None:
+                if not final and hold and slot not in self.apps:
+                    self._app(slot, fid)
+                    t.u8[slot, K.B_APP] = APP_HOLD
+                continue
+            decided.append(slot)
+            self._decided(slot, fid, res, ts, events)
+        if decided:
+            t.decided(np.array(decided, np.int32))
+
+    def _decided(self, slot: int, fid: str, res: Any, ts: int, events: list[Event]) -> None:
+        t = self.table
+        self.results[slot] = (res.protocol, res.method, float(res.confidence))
+        events.append(
+            ProtocolDetected(
+                ts_ns=ts,
+                flow_id=fid,
+                protocol=res.protocol,
+                method=res.method,
+                confidence=float(res.confidence),
+                detail=res.detail,
+            )
+        )
+        factory = self._factory(res.protocol, ts, events)
+        if factory is None:
+            self.apps.pop(slot, None)
+            self._stop(slot)
+            return
+        app = self._app(slot, fid)
+        held, app.held = app.held or [], None
+        try:
+            app.dissector = factory(FlowContext(fid, t.endpoints(slot), self.phi_key))
+            app.whole = bool(getattr(app.dissector, "whole_stream", False))
+        except Exception as exc:
+            app.dissector = object()
+            self._detach(app, exc, ts, events)
+            return
+        for cdir, item, its in held:
+            if app.dissector is None:
+                break
+            self._feed(app, cdir, item, its, events)
+        if app.dissector is None:
+            return
+        want = K.WANT_ALL if app.whole else K.WANT_FIRST
+        t.u8[slot, K.B_WANT] = t.u8[slot, K.B_WANT + 1] = want
+        t.u8[slot, K.B_APP] = APP_DISSECTOR
+        if app.whole:
+            self._upgraded.append(slot)
+
+    def _deliver(self, pb: Any, sel: Any, events: list[Event]) -> None:
         """Hand the payload of packets `sel` (in packet order) to their flows.
 
         Consecutive selected packets of the same flow and direction whose sequence numbers
         follow on (a bulk transfer: the peer's ACKs carry no payload and are not selected) are
         joined into one segment, so Python works per run of packets, not per packet.
         """
-        import numpy as np
-
         t = self.table
         slots_a = t.pkt_slot[sel]
         dirs_a = t.pkt_dir[sel] & K.DIR_MASK
@@ -218,15 +285,10 @@ class AppLayer:
         stop = ends[last].tolist()
         tss = pb.raw.ts_ns[sel][last].tolist()
         multi = (last > first).tolist()
-        touched: dict[int, None] = {}
         apps = self.apps
-        run_slots = slots_a[first]
-        fresh = [s for s in np.unique(run_slots).tolist() if s not in apps]
-        if fresh:
-            self._new(fresh)
         for j, (slot, d, rel, b, e, ts) in enumerate(
             zip(
-                run_slots.tolist(),
+                slots_a[first].tolist(),
                 dirs_a[first].tolist(),
                 rels_a[first].tolist(),
                 begin,
@@ -235,8 +297,9 @@ class AppLayer:
                 strict=True,
             )
         ):
-            app = apps[slot]
-            touched[slot] = None
+            app = apps.get(slot)
+            if app is None:
+                continue
             cdir = d ^ app.client
             if app.streams is not None:
                 stream = app.streams[cdir]
@@ -257,19 +320,11 @@ class AppLayer:
                     self._route(app, cdir, item, ts, events)
             else:
                 self._route(app, cdir, blob[b:e], ts, events)
-        return list(touched)
 
     def _route(self, app: FlowApp, cdir: int, item: Delivery, ts: int, events: list[Event]) -> None:
         if app.held is not None:
             app.held.append((cdir, item, ts))
-            if isinstance(item, bytes):
-                first = app.first[cdir]
-                room = self.first_bytes - len(first)
-                if room > 0 and (app.streams is not None or not first):
-                    # TCP: the first bytes of the stream; UDP: the first datagram
-                    first += item[:room]
-                    app.new_bytes = True
-        if app.dissector is not None:
+        elif app.dissector is not None:
             self._feed(app, cdir, item, ts, events)
 
     def _feed(self, app: FlowApp, cdir: int, item: Delivery, ts: int, events: list[Event]) -> None:
@@ -291,7 +346,8 @@ class AppLayer:
             self._detach(app, exc, ts, events)
 
     def _detach(self, app: FlowApp, exc: Exception, ts: int, events: list[Event]) -> None:
-        proto = getattr(app.dissector, "protocol", None) or (app.ident and app.ident.protocol)
+        res = self.results.get(app.slot)
+        proto = getattr(app.dissector, "protocol", None) or (res[0] if res else None)
         # a ParseError message is the dissector's own; any other exception may quote input
         # bytes (PHI), so only its type is kept
         what = str(exc) if isinstance(exc, ParseError) else f"{type(exc).__name__} in dissector"
@@ -299,89 +355,46 @@ class AppLayer:
         log.debug("dissector %s detached from flow %s", proto, app.flow_id)
         app.dissector = None
         app.whole = False
-        self.table.set_want(app.slot, 0, K.WANT_NONE)
-        self.table.set_want(app.slot, 1, K.WANT_NONE)
-
-    def _identify(self, slot: int, app: FlowApp, final: bool, ts: int, events: list[Event]):
-        if self.identify is None:
-            return
-        try:
-            res = self.identify(
-                app.proto,
-                app.ports[0],
-                app.ports[1],
-                bytes(app.first[0]),
-                bytes(app.first[1]),
-                final,
-            )
-        except Exception as exc:  # a fault in identification must not end the scan
-            self._warn(ts, f"identification, flow {app.flow_id}", type(exc).__name__, events)
-            app.gave_up = True
-            app.held = None
-            for side in (0, 1):
-                self.table.set_want(slot, side, K.WANT_NONE)
-            return
-        if res is None:
-            return
-        app.ident = res
-        events.append(
-            ProtocolDetected(
-                ts_ns=ts,
-                flow_id=app.flow_id,
-                protocol=res.protocol,
-                method=res.method,
-                confidence=float(res.confidence),
-                detail=res.detail,
-            )
-        )
-        held, app.held = app.held or [], None
-        factory = self._factory(res.protocol, ts, events)
-        want = K.WANT_NONE
-        if factory is not None:
-            try:
-                app.dissector = factory(
-                    FlowContext(app.flow_id, self.table.endpoints(slot), self.phi_key)
-                )
-                app.whole = bool(getattr(app.dissector, "whole_stream", False))
-            except Exception as exc:
-                app.dissector = object()
-                self._detach(app, exc, ts, events)
-                return
-            for cdir, item, t in held:
-                if app.dissector is None:
-                    break
-                self._feed(app, cdir, item, t, events)
-            if app.dissector is not None:
-                want = K.WANT_ALL if app.whole else K.WANT_FIRST
-        for side in (0, 1):
-            self.table.set_want(slot, side, want)
+        self._stop(app.slot)
 
     # -- flow end ---------------------------------------------------------------------------
 
     def expire(
-        self,
-        slot: int,
-        flow_id: str,
-        proto: int,
-        client: int,
-        ports: tuple[int, int],
-        last_ns: int,
-        events: list[Event],
-    ) -> tuple[AppResult, StreamStats | None, StreamStats | None]:
-        """The flow in `slot` ended: flush, identify with final=True, close its dissector."""
-        app = self.apps.pop(slot, None)
-        if app is None:
-            if self.identify is None or proto not in (K.IPPROTO_TCP, K.IPPROTO_UDP):
-                return NO_APP, None, None
-            app = FlowApp(slot, flow_id, proto, client, ports)
+        self, slots: np.ndarray, events: list[Event]
+    ) -> tuple[list[AppResult], list[tuple[StreamStats | None, StreamStats | None]]]:
+        """The flows in `slots` ended: identify the undecided ones (final), close dissectors."""
+        t = self.table
+        n = slots.size
+        if self.identify is not None:
+            u8 = t.u8[slots]
+            pending = slots[
+                (u8[:, K.B_IDENT] == 0)
+                & ((u8[:, K.B_PROTO] == K.IPPROTO_TCP) | (u8[:, K.B_PROTO] == K.IPPROTO_UDP))
+            ]
+            if pending.size:
+                self.identify_slots(pending, True, events)
+                self._upgraded = []  # these slots end now: nothing to upgrade in a later range
+        streams: list[tuple[StreamStats | None, StreamStats | None]] = [(None, None)] * n
+        if self.apps:
+            lasts = t.i64[slots, K.I_LAST].tolist()
+            for j, slot in enumerate(slots.tolist()):
+                app = self.apps.pop(slot, None)
+                if app is not None:
+                    streams[j] = self._close(app, lasts[j], events)
+        results = self.results
+        if not results:
+            return [NO_APP] * n, streams
+        return [results.pop(s, NO_APP) for s in slots.tolist()], streams
+
+    def _close(
+        self, app: FlowApp, last_ns: int, events: list[Event]
+    ) -> tuple[StreamStats | None, StreamStats | None]:
         if app.streams is not None and app.dissector is not None and app.whole:
             for cdir in (0, 1):
                 for item in app.streams[cdir].finish():
                     if app.dissector is None:
                         break
                     self._feed(app, cdir, item, last_ns, events)
-        if app.ident is None and not app.gave_up:
-            self._identify(slot, app, True, last_ns, events)
         if app.dissector is not None:
             try:
                 out = app.dissector.close(last_ns)
@@ -389,13 +402,6 @@ class AppLayer:
                     events.extend(out)
             except Exception as exc:
                 self._detach(app, exc, last_ns, events)
-        sc = ss = None
         if app.streams is not None and app.whole:
-            sc, ss = app.streams[0].stats(), app.streams[1].stats()
-        return self._result(app), sc, ss
-
-    @staticmethod
-    def _result(app: FlowApp) -> AppResult:
-        if app.ident is None:
-            return NO_APP
-        return (app.ident.protocol, app.ident.method, float(app.ident.confidence))
+            return app.streams[0].stats(), app.streams[1].stats()
+        return None, None

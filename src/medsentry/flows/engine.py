@@ -16,11 +16,12 @@ import numpy as np
 from medsentry.capture.batch import DECODE_OK, PacketBatch
 from medsentry.events.base import Event
 from medsentry.events.flow import DecodeWarning
-from medsentry.flows import kernels as K
-from medsentry.flows.apps import NO_APP, AppLayer, IdentifyFn
+from medsentry.flows.apps import AppLayer, IdentifyFn
 from medsentry.flows.arp import arp_events
 from medsentry.flows.frames import frame_bytes, select_frames
 from medsentry.flows.table import FlowTable
+
+_FB_EASY_BYTES = 32 << 20  # first-bytes pool grown freely up to this size
 
 
 @dataclass
@@ -61,14 +62,14 @@ class FlowEngine:
         dissector_lookup=None,
     ):
         self.config = cfg = config or EngineConfig()
-        want = identify is not None
         self.table = FlowTable(
             idle_timeout_s=cfg.idle_timeout_s,
             active_timeout_s=cfg.active_timeout_s,
             linger_s=cfg.tcp_linger_s,
             first_bytes=cfg.first_bytes,
             udp_first_datagrams=cfg.udp_first_datagrams,
-            want_payload=want,
+            want_payload=identify is not None and cfg.dissectors,
+            gather=identify is not None,
             capacity=cfg.initial_capacity,
         )
         self.apps = AppLayer(
@@ -104,10 +105,18 @@ class FlowEngine:
         pos = 0
         while pos < n:
             stop = t.process(pb, pos)
+            out_of_blocks = stop < n and t.free_blocks == 0
             self.apps.handle_range(pb, pos, stop, events)
             self._expired(events)
-            if stop < n and t.free_slots == 0:
-                t.grow()
+            if stop < n:
+                if t.free_slots * 4 < t.capacity:  # few slots came back: grow, not churn
+                    t.grow()
+                # blocks: enough for the flows a batch starts (up to _FB_EASY), more only when
+                # most of them wait on undecided flows
+                if t.free_blocks * 4 < t.fb_blocks or (
+                    out_of_blocks and t.fb_blocks * t.fb_size < _FB_EASY_BYTES
+                ):
+                    t.grow_blocks()
             pos = stop
         events.extend(arp_events(pb, t.fmt_ip))
         if self.frame_dissectors:
@@ -142,44 +151,8 @@ class FlowEngine:
         slots = t.take_expired()
         if slots.size == 0:
             return
-        apps = self.apps
-        live_apps = apps.apps
-        slot_list = slots.tolist()
-        flow_ids: list[str | None] = [
-            a.flow_id if (a := live_apps.get(s)) is not None else None for s in slot_list
-        ]
-        missing = [j for j, f in enumerate(flow_ids) if f is None]
-        if missing:
-            for j, fid in zip(missing, t.flow_ids(slots[missing]), strict=True):
-                flow_ids[j] = fid
-        n = len(slot_list)
-        if apps.identify is None and len(missing) == n:
-            app: list = [NO_APP] * n
-            streams: list = [(None, None)] * n
-        else:
-            u8 = t.u8[slots]
-            client = u8[:, K.B_CLIENT].astype(np.intp)
-            rows = np.arange(n)
-            ports = t.u32[slots, K.U_PORT : K.U_PORT + 2]
-            cport = ports[rows, client].tolist()
-            sport = ports[rows, 1 - client].tolist()
-            protos = u8[:, K.B_PROTO].tolist()
-            last = t.i64[slots, K.I_LAST].tolist()
-            clients = client.tolist()
-            app, streams = [], []
-            for j, slot in enumerate(slot_list):
-                res, sc, ss = apps.expire(
-                    slot,
-                    flow_ids[j],
-                    protos[j],
-                    clients[j],
-                    (cport[j], sport[j]),
-                    last[j],
-                    events,
-                )
-                app.append(res)
-                streams.append((sc, ss))
-        recs = t.records(slots, flow_ids, app, streams, self.capture_id)
+        app, streams = self.apps.expire(slots, events)
+        recs = t.records(slots, t.flow_ids(slots), app, streams, self.capture_id)
         events.extend(recs)
         c = self.counters
         c.flows += len(recs)
@@ -187,7 +160,7 @@ class FlowEngine:
         keys = t.host_keys(slots)
         c.hosts.update(zip(keys[:, 0].tolist(), keys[:, 1].tolist(), strict=True))
         t.release(slots)
-        c.warnings = apps.warnings
+        c.warnings = self.apps.warnings
 
     def _frames(self, pb: PacketBatch, events: list[Event]) -> None:
         for i, ethertype in select_frames(pb):

@@ -25,9 +25,8 @@ I64_COLS = 9
 # F64 columns: Welford state of the inter-arrival times (µs) over the flow's packets.
 F_MEAN, F_M2, F_MIN, F_MAX = 0, 1, 2, 3
 F64_COLS = 4
-# U32 columns. U_GEN numbers the flows of one key starting in the same nanosecond (a flow
-# closed and reopened at once): it keeps their ids apart.
-U_PORT, U_VLAN, U_ISN, U_GEN = 0, 2, 3, 5  # U_PORT + side, U_ISN + d
+# U32 columns. U_FB: the flow's first-bytes block + 1 (0: none).
+U_PORT, U_VLAN, U_ISN, U_FB = 0, 2, 3, 5  # U_PORT + side, U_ISN + d
 U32_COLS = 6
 # U8 columns.
 B_STATE, B_VER, B_PROTO, B_CLIENT, B_FLAGS, B_FIN, B_RST, B_END, B_CLOSE_WHY = (
@@ -42,7 +41,11 @@ B_STATE, B_VER, B_PROTO, B_CLIENT, B_FLAGS, B_FIN, B_RST, B_END, B_CLOSE_WHY = (
     10,
 )
 B_WANT, B_HAS_ISN = 11, 13  # + d
-U8_COLS = 15
+# B_IDENT: identification decided (the kernel stops gathering first bytes); B_DIRTY: the slot is
+# in the dirty list; B_APP: Python keeps per-flow application state (a dissector, or payload
+# held until identification decides), so its selected payload must go to Python.
+B_IDENT, B_DIRTY, B_APP = 15, 16, 17
+U8_COLS = 18
 
 # Slot states.
 FREE, LIVE, PENDING = 0, 1, 2
@@ -55,11 +58,15 @@ WANT_NONE, WANT_FIRST, WANT_ALL = 0, 1, 2
 DIR_MASK, EMITTED = 1, 2
 
 # ctl cells.
-C_FREE_TOP, C_LIVE, C_NEXP, C_NOW = 0, 1, 2, 3
-CTL_SIZE = 4
-# prm cells.
-P_IDLE, P_ACTIVE, P_LINGER, P_FIRST_BYTES, P_UDP_FIRST, P_INIT_WANT = 0, 1, 2, 3, 4, 5
-PRM_SIZE = 6
+C_FREE_TOP, C_LIVE, C_NEXP, C_NOW, C_FB_TOP, C_NDIRTY = 0, 1, 2, 3, 4, 5
+CTL_SIZE = 6
+# prm cells. P_GATHER: gather first bytes for identification.
+P_IDLE, P_ACTIVE, P_LINGER, P_FIRST_BYTES, P_UDP_FIRST, P_INIT_WANT, P_GATHER = 0, 1, 2, 3, 4, 5, 6
+PRM_SIZE = 7
+# First-bytes block metadata columns (fbm, int64): contiguous length per direction d, and one
+# out-of-order range [lo, hi) per direction held until the hole before it fills.
+FB_LEN, FB_OOO_LO, FB_OOO_HI = 0, 2, 4  # + d
+FBM_COLS = 6
 
 # TCP flags, RFC 9293 §3.1.
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -196,13 +203,26 @@ def process(
     pkt_slot,
     pkt_dir,
     pkt_rel,
+    buf,
+    pl_off,
+    fb,
+    fbm,
+    fb_free,
+    dirty,
 ):
     """Account packets [start, n) to their flows; returns the index where it stopped.
 
-    It stops early only when the free stack is empty (the caller releases pending slots or
-    grows the table and calls again from there). Per packet it writes the flow slot (-1: no
-    flow), the direction (bit 0) and whether its payload is wanted (bit 1), and the payload's
-    offset relative to the direction's initial sequence number (TCP).
+    It stops early only when the free stack of slots, or of first-bytes blocks, is empty (the
+    caller releases pending slots or grows the table and calls again from there). Per packet it
+    writes the flow slot (-1: no flow), the direction (bit 0) and whether its payload is wanted
+    (bit 1), and the payload's offset relative to the direction's initial sequence number (TCP).
+
+    While a TCP/UDP flow is not identified (B_IDENT = 0) its first bytes are gathered here, into
+    a block of `fb` (`first_bytes` per direction): TCP the in-order stream prefix (RFC 9293
+    §3.10.7.4: the bytes from the initial sequence number on; one out-of-order range per
+    direction is held until the hole before it fills), UDP the first datagram of each
+    direction. A slot whose block grew (or whose selected payload has no Python consumer yet)
+    is listed once in `dirty`, so Python identifies per flow and per batch, never per packet.
     """
     n = ts.shape[0]
     # numba does not bounds-check: every per-packet array must be as long as ts
@@ -226,6 +246,7 @@ def process(
         or pkt_slot.shape[0] < n
         or pkt_dir.shape[0] < n
         or pkt_rel.shape[0] < n
+        or pl_off.shape[0] < n
     ):
         raise ValueError("packet arrays differ in length")
     cap = k64.shape[0]
@@ -237,11 +258,18 @@ def process(
         or free.shape[0] != cap
         or exp.shape[0] != cap
         or idx.shape[0] < 2 * cap
+        or dirty.shape[0] != cap
+        or fbm.shape[0] != fb.shape[0]
+        or fb_free.shape[0] != fb.shape[0]
+        or fb.shape[1] != 2
     ):
         raise ValueError("flow table arrays differ in size")
     mask = np.int64(idx.shape[0] - 1)
     first_bytes = prm[P_FIRST_BYTES]
     udp_first = prm[P_UDP_FIRST]
+    gather_on = prm[P_GATHER] != 0
+    fbsize = np.int64(fb.shape[2])
+    nbuf = np.int64(buf.shape[0])
     for i in range(start, n):
         pkt_slot[i] = -1
         pkt_dir[i] = 0
@@ -295,16 +323,23 @@ def process(
                 s = c
                 break
             j = (j + 1) & mask
-        gen = 0
+        why = 0
         if s >= 0:
             why = _expiry_reason(s, t, i64, u8, prm)
             if why == 0 and i64[s, I_CLOSE] != 0 and (fl & (SYN | ACK)) == SYN:
                 why = u8[s, B_CLOSE_WHY]  # a new SYN on a closed connection: a new flow
-            if why != 0:
-                if i64[s, I_FIRST] == t:
-                    gen = np.int64(u32[s, U_GEN]) + 1
-                _expire(s, why, idx, k64, u8, exp, ctl)
-                s = -1
+        pl = np.int64(pl_len[i])
+        if (
+            gather_on
+            and pl > 0
+            and p in (IPPROTO_TCP, IPPROTO_UDP)
+            and (s < 0 or why != 0 or (u8[s, B_IDENT] == 0 and u32[s, U_FB] == 0))
+            and ctl[C_FB_TOP] == 0
+        ):
+            return i  # a first-bytes block is needed and none is free: nothing changed yet
+        if why != 0:
+            _expire(s, why, idx, k64, u8, exp, ctl)
+            s = -1
         if s < 0:
             top = ctl[C_FREE_TOP] - 1
             s = free[top]
@@ -330,7 +365,7 @@ def process(
             u32[s, U_VLAN] = vl
             u32[s, U_ISN] = 0
             u32[s, U_ISN + 1] = 0
-            u32[s, U_GEN] = gen
+            u32[s, U_FB] = 0
             for c in range(U8_COLS):
                 u8[s, c] = 0
             u8[s, B_STATE] = LIVE
@@ -344,6 +379,10 @@ def process(
             if p in (IPPROTO_TCP, IPPROTO_UDP):
                 u8[s, B_WANT] = prm[P_INIT_WANT]
                 u8[s, B_WANT + 1] = prm[P_INIT_WANT]
+                if not gather_on:
+                    u8[s, B_IDENT] = 1
+            else:
+                u8[s, B_IDENT] = 1
             # index it (the probe position may have moved if a flow was just expired)
             index_insert(idx, h, s)
         else:
@@ -362,7 +401,6 @@ def process(
                 i64[s, I_LAST] = t
         i64[s, I_PKTS + d] += 1
         i64[s, I_BYTES + d] += ip_len[i]
-        pl = np.int64(pl_len[i])
         i64[s, I_PAYLOAD + d] += pl
         if k64[s, K_MAC + d] == 0:
             k64[s, K_MAC + d] = eth_src[i]
@@ -398,10 +436,91 @@ def process(
             w = u8[s, B_WANT + d]
             if w == WANT_ALL or (w == WANT_FIRST and i64[s, I_PKTS + d] <= udp_first):
                 emit = True
+        if pl > 0 and u8[s, B_IDENT] == 0:
+            grew = _gather(
+                s, d, p, rel, pl_off[i], pl, buf, nbuf, fb, fbm, fb_free, fbsize, u32, i64, ctl
+            )
+            if (grew or (emit and u8[s, B_APP] == 0)) and u8[s, B_DIRTY] == 0:
+                u8[s, B_DIRTY] = 1
+                dirty[ctl[C_NDIRTY]] = s
+                ctl[C_NDIRTY] += 1
         pkt_slot[i] = s
         pkt_dir[i] = d | (EMITTED if emit else 0)
         pkt_rel[i] = rel
     return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy(buf, nbuf, src, fb, blk, d, dst, ln) -> None:
+    if src < 0 or src + ln > nbuf:
+        raise ValueError("payload range outside the buffer")
+    for k in range(ln):
+        fb[blk, d, dst + k] = buf[src + k]
+
+
+@njit(cache=True, nogil=True)
+def _gather(s, d, p, rel, off, pl, buf, nbuf, fb, fbm, fb_free, fbsize, u32, i64, ctl) -> bool:
+    """Add one packet's payload to the first bytes of slot `s`, direction `d`; True if the
+    contiguous prefix grew. The caller made sure a block is free when the slot has none."""
+    blk = np.int64(u32[s, U_FB]) - 1
+    if blk < 0:
+        top = ctl[C_FB_TOP] - 1
+        blk = np.int64(fb_free[top])
+        ctl[C_FB_TOP] = top
+        u32[s, U_FB] = blk + 1
+        for c in range(FBM_COLS):
+            fbm[blk, c] = 0
+    have = fbm[blk, FB_LEN + d]
+    if p == IPPROTO_UDP:
+        if have != 0 or i64[s, I_PAYLOAD + d] != pl:
+            return False  # only the direction's first datagram
+        ln = min(pl, fbsize)
+        _copy(buf, nbuf, off, fb, blk, d, 0, ln)
+        fbm[blk, FB_LEN + d] = ln
+        return True
+    if have >= fbsize or rel >= fbsize:
+        return False
+    end = min(rel + pl, fbsize)
+    if rel > have:  # after a hole: hold it as the direction's out-of-order range
+        lo = fbm[blk, FB_OOO_LO + d]
+        hi = fbm[blk, FB_OOO_HI + d]
+        if hi == 0:
+            lo, hi = rel, end
+        elif rel <= hi and end >= lo:  # touches the held range: merge
+            lo, hi = min(lo, rel), max(hi, end)
+        else:
+            return False  # a second hole: retransmissions will bring these bytes again
+        _copy(buf, nbuf, off, fb, blk, d, rel, end - rel)
+        fbm[blk, FB_OOO_LO + d] = lo
+        fbm[blk, FB_OOO_HI + d] = hi
+        return False
+    if end <= have:
+        return False  # a retransmission of bytes already held
+    _copy(buf, nbuf, off + (have - rel), fb, blk, d, have, end - have)
+    have = end
+    hi = fbm[blk, FB_OOO_HI + d]
+    if hi != 0 and fbm[blk, FB_OOO_LO + d] <= have:
+        if hi > have:
+            have = hi
+        fbm[blk, FB_OOO_LO + d] = 0
+        fbm[blk, FB_OOO_HI + d] = 0
+    fbm[blk, FB_LEN + d] = have
+    return True
+
+
+@njit(cache=True, nogil=True)
+def free_blocks(slots, u32, fb_free, ctl) -> None:
+    """Give the first-bytes blocks of `slots` back (identification decided, or flow released)."""
+    for k in range(slots.shape[0]):
+        s = slots[k]
+        blk = np.int64(u32[s, U_FB]) - 1
+        if blk >= 0:
+            top = ctl[C_FB_TOP]
+            if top >= fb_free.shape[0]:
+                raise ValueError("first-bytes free stack overflow")
+            fb_free[top] = blk
+            ctl[C_FB_TOP] = top + 1
+            u32[s, U_FB] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -430,13 +549,18 @@ def flush(k64, i64, u8, idx, exp, ctl) -> int:
 
 
 @njit(cache=True, nogil=True)
-def release(slots, u8, free, ctl) -> None:
-    """Return pending slots (already read by Python) to the free stack."""
+def release(slots, u8, u32, free, fb_free, ctl) -> None:
+    """Return pending slots (already read by Python) and their first-bytes blocks."""
     for k in range(slots.shape[0]):
         s = slots[k]
         if s < 0 or s >= u8.shape[0] or u8[s, B_STATE] != PENDING:
             raise ValueError("release of a slot that is not pending")
         u8[s, B_STATE] = FREE
+        blk = np.int64(u32[s, U_FB]) - 1
+        if blk >= 0:
+            fb_free[ctl[C_FB_TOP]] = blk
+            ctl[C_FB_TOP] += 1
+            u32[s, U_FB] = 0
         top = ctl[C_FREE_TOP]
         if top >= free.shape[0]:
             raise ValueError("free stack overflow")

@@ -9,6 +9,7 @@ doubles only when every slot is live.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 
@@ -34,9 +35,9 @@ _KEY_DTYPE = np.dtype(
         ("pa", ">u2"),
         ("pb", ">u2"),
         ("first", ">i8"),
-        ("gen", ">u4"),
     ]
 )
+_GEN_ROOM = 1 << 16  # remembered (key, first ns) pairs before old ones are pruned
 
 
 def transport_name(proto: int) -> str:
@@ -91,6 +92,7 @@ class FlowTable:
         first_bytes: int = 4096,
         udp_first_datagrams: int = 2,
         want_payload: bool = True,
+        gather: bool = True,
         capacity: int = 4096,
     ):
         if idle_timeout_s <= 0 or active_timeout_s <= 0 or linger_s < 0:
@@ -102,9 +104,17 @@ class FlowTable:
         self.prm[K.P_FIRST_BYTES] = first_bytes
         self.prm[K.P_UDP_FIRST] = udp_first_datagrams
         self.prm[K.P_INIT_WANT] = K.WANT_FIRST if want_payload else K.WANT_NONE
+        self.prm[K.P_GATHER] = 1 if gather else 0
         self.ctl = np.zeros(K.CTL_SIZE, np.int64)
         self.capacity = 0
         self.fmt_ip = AddressFormatter()
+        self._ids: dict[int, str] = {}  # slot -> flow id, made once per flow
+        self._gens: dict[bytes, int] = {}  # (key, first ns) -> flows of it so far
+        self._gen_limit = _GEN_ROOM
+        self._horizon = 2 * int(self.prm[K.P_IDLE] + self.prm[K.P_ACTIVE])
+        self.fb_size = max(1, first_bytes)
+        self.fb_blocks = 0
+        self._alloc_fb(256 if gather else 1)
         self._alloc(max(16, 1 << (capacity - 1).bit_length()))
         self.pkt_slot = np.empty(0, np.int32)
         self.pkt_dir = np.empty(0, np.uint8)
@@ -121,6 +131,7 @@ class FlowTable:
             self.u32 = np.zeros((cap, K.U32_COLS), np.uint32)
             self.u8 = np.zeros((cap, K.U8_COLS), np.uint8)
             self.exp = np.zeros(cap, np.int32)
+            self.dirty = np.zeros(cap, np.int32)
             free = np.arange(cap - 1, -1, -1, dtype=np.int32)  # slot 0 on top
             self.free = free
             self.ctl[K.C_FREE_TOP] = cap
@@ -133,6 +144,9 @@ class FlowTable:
             exp = np.zeros(cap, np.int32)
             exp[:old] = self.exp
             self.exp = exp
+            dirty = np.zeros(cap, np.int32)
+            dirty[:old] = self.dirty
+            self.dirty = dirty
             top = int(self.ctl[K.C_FREE_TOP])
             free = np.zeros(cap, np.int32)
             free[:top] = self.free[:top]
@@ -144,8 +158,34 @@ class FlowTable:
         self.idx = np.full(2 * cap, -1, np.int32)
         K.index_rebuild(self.idx, self.k64, self.u8)
 
+    def _alloc_fb(self, blocks: int) -> None:
+        """The pool of first-bytes blocks (one per flow not yet identified), grown on demand."""
+        old = self.fb_blocks
+        fb = np.empty((blocks, 2, self.fb_size), np.uint8)
+        fbm = np.zeros((blocks, K.FBM_COLS), np.int64)
+        free = np.zeros(blocks, np.int32)
+        if old:
+            fb[:old] = self.fb
+            fbm[:old] = self.fbm
+            top = int(self.ctl[K.C_FB_TOP])
+            free[:top] = self.fb_free[:top]
+        else:
+            top = 0
+        added = np.arange(blocks - 1, old - 1, -1, dtype=np.int32)
+        free[top : top + added.size] = added
+        self.ctl[K.C_FB_TOP] = top + added.size
+        self.fb, self.fbm, self.fb_free = fb, fbm, free
+        self.fb_blocks = blocks
+
     def grow(self) -> None:
         self._alloc(self.capacity * 2)
+
+    def grow_blocks(self) -> None:
+        self._alloc_fb(self.fb_blocks * 2)
+
+    @property
+    def free_blocks(self) -> int:
+        return int(self.ctl[K.C_FB_TOP])
 
     @property
     def live(self) -> int:
@@ -201,6 +241,12 @@ class FlowTable:
             self.pkt_slot[:n],
             self.pkt_dir[:n],
             self.pkt_rel[:n],
+            pb.raw.buf,
+            pb.pl_off,
+            self.fb,
+            self.fbm,
+            self.fb_free,
+            self.dirty,
         )
 
     def sweep(self, now_ns: int) -> None:
@@ -217,10 +263,45 @@ class FlowTable:
         return out
 
     def release(self, slots: np.ndarray) -> None:
-        K.release(slots.astype(np.int32, copy=False), self.u8, self.free, self.ctl)
+        K.release(
+            slots.astype(np.int32, copy=False), self.u8, self.u32, self.free, self.fb_free, self.ctl
+        )
+        ids = self._ids
+        if ids:
+            for s in slots.tolist():
+                ids.pop(s, None)
 
     def set_want(self, slot: int, side: int, mode: int) -> None:
         self.u8[slot, K.B_WANT + side] = mode
+
+    def take_dirty(self) -> np.ndarray:
+        """Live or pending slots whose first bytes grew (or whose selected payload has no
+        consumer yet) since the last call, each once."""
+        n = int(self.ctl[K.C_NDIRTY])
+        if n == 0:
+            return self.dirty[:0].copy()
+        out = self.dirty[:n].copy()
+        self.ctl[K.C_NDIRTY] = 0
+        self.u8[out, K.B_DIRTY] = 0
+        return out
+
+    def decided(self, slots: np.ndarray) -> None:
+        """Identification of these flows is over: stop gathering, give their blocks back."""
+        slots = slots.astype(np.int32, copy=False)
+        self.u8[slots, K.B_IDENT] = 1
+        K.free_blocks(slots, self.u32, self.fb_free, self.ctl)
+
+    def first_bytes(self, slot: int) -> tuple[bytes, bytes]:
+        """(client->server, server->client) first bytes gathered by the kernel."""
+        blk = int(self.u32[slot, K.U_FB]) - 1
+        if blk < 0:
+            return b"", b""
+        c = int(self.u8[slot, K.B_CLIENT])
+        fb, n = self.fb[blk], self.fbm[blk]
+        return (
+            fb[c, : n[K.FB_LEN + c]].tobytes(),
+            fb[1 - c, : n[K.FB_LEN + 1 - c]].tobytes(),
+        )
 
     # -- per-flow views (Python, once per flow) --------------------------------------------
 
@@ -241,11 +322,23 @@ class FlowTable:
 
     def flow_ids(self, slots: np.ndarray) -> list[str]:
         """Deterministic ids: BLAKE2b-128 of the canonical key, the first packet's time and the
-        flow's number among flows of that key starting in that same nanosecond (usually 0).
+        flow's number among earlier flows of that key with that same first time (usually 0: a
+        flow closed and reopened within one nanosecond, or timestamps going backwards, make it
+        1, 2...). Made once per flow, kept until its slot is released.
 
         The same capture scanned twice gives the same ids (the store dedupes on them); a
         cryptographic hash, so traffic cannot be crafted to collide with another flow's id.
+        The (key, first time) pairs are remembered for `2 x (idle + active timeout)` of packet
+        time past the newest packet, so memory follows the live flows, not the capture.
         """
+        ids = self._ids
+        todo = [s for s in slots.tolist() if s not in ids]
+        if todo:
+            for s, fid in zip(todo, self._make_ids(np.array(todo, np.int32)), strict=True):
+                ids[s] = fid
+        return [ids[s] for s in slots.tolist()]
+
+    def _make_ids(self, slots: np.ndarray) -> list[str]:
         n = len(slots)
         rec = np.empty(n, _KEY_DTYPE)
         rec["vlan"] = self.u32[slots, K.U_VLAN]
@@ -257,11 +350,25 @@ class FlowTable:
         rec["pa"] = self.u32[slots, K.U_PORT]
         rec["pb"] = self.u32[slots, K.U_PORT + 1]
         rec["first"] = self.i64[slots, K.I_FIRST]
-        rec["gen"] = self.u32[slots, K.U_GEN]
         raw = rec.tobytes()
         w = _KEY_DTYPE.itemsize
         b2 = hashlib.blake2b
-        return [b2(raw[i : i + w], digest_size=16).hexdigest() for i in range(0, n * w, w)]
+        gens = self._gens
+        if len(gens) + n > self._gen_limit:
+            self._prune_gens()
+        out = []
+        for i in range(0, n * w, w):
+            key = raw[i : i + w]
+            gen = gens.get(key, 0)
+            gens[key] = gen + 1
+            out.append(b2(key + gen.to_bytes(4, "big"), digest_size=16).hexdigest())
+        return out
+
+    def _prune_gens(self) -> None:
+        oldest = self.now_ns - self._horizon
+        first = functools.partial(int.from_bytes, byteorder="big", signed=True)
+        self._gens = {k: g for k, g in self._gens.items() if first(k[-8:]) >= oldest}
+        self._gen_limit = max(_GEN_ROOM, 2 * len(self._gens))
 
     def endpoints(self, slot: int) -> Endpoints:
         k = self.k64[slot].tolist()
