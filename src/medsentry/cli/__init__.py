@@ -70,5 +70,8 @@ register("alerts", "alerts_cmd")
 register("baseline", "baseline_cmd")
 register("detect", "detect_cmd")
 register("logs", "logs_cmd")
+register("sbom", "sbom_cmd")
+register("vex", "vex_cmd")
+register("risk", "risk_cmd")
 
 _load()

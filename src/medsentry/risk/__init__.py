@@ -1,0 +1,1 @@
+"""Risk: CVSS scores computed from vectors and an explainable device risk score."""
