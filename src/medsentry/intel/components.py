@@ -24,12 +24,12 @@ only decide for a version equal to one of their commits, else "potentially affec
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from packageurl import PackageURL
 from univers.version_range import RANGE_CLASS_BY_SCHEMES
 from univers.versions import InvalidVersion
 
@@ -109,6 +109,7 @@ def _generic(text: str) -> Any:
     return parse_version(text)
 
 
+@lru_cache(maxsize=500_000)
 def vcmp(scheme: str, a: str, b: str) -> int | None:
     """Compare two versions of one package: -1/0/1, None when they have no common order."""
     va, vb = _eco_version(scheme, a), _eco_version(scheme, b)
@@ -268,12 +269,14 @@ class ComponentIndex:
         self.by_cpe: dict[tuple[str, str], list[_Target]] = {}
         self.by_name: dict[str, list[_Target]] = {}
         self.size = 0
+        self._cand_cache: dict[Any, list[tuple[_Target, float, str]]] = {}
         for v in vulns:
             self.add(v)
 
     def add(self, v: PackageVuln) -> None:
         if v.withdrawn:
             return
+        self._cand_cache.clear()
         self.size += 1
         vectors = tuple(s.vector for s in v.scores)
         top = max((s.base_score for s in v.scores), default=None)
@@ -286,8 +289,20 @@ class ComponentIndex:
                 self.by_purl.setdefault((ap.scheme, ap.name), []).append(t)
                 self.by_name.setdefault(_simple(ap.name.rsplit("/", 1)[-1]), []).append(t)
 
-    # candidates with their identification confidence and evidence
-    def _candidates(self, c: Component) -> list[tuple[_Target, float, str]]:
+    def _candidates(self, c: Component, purl: Purl | None) -> list[tuple[_Target, float, str]]:
+        """Candidates with their identification confidence and evidence (memoized: they do
+        not depend on the component's version)."""
+        cpe = parse_cpe(c.cpe) if c.cpe else None
+        key = (purl[:3] if purl else None, cpe[:3] if cpe else None, c.name, c.supplier)
+        found = self._cand_cache.get(key)
+        if found is None:
+            found = self._find(c, purl, cpe)
+            self._cand_cache[key] = found
+        return found
+
+    def _find(
+        self, c: Component, purl: Purl | None, cpe: tuple[str, str, str, str] | None
+    ) -> list[tuple[_Target, float, str]]:
         out: dict[int, tuple[_Target, float, str]] = {}
 
         def put(t: _Target, conf: float, why: str) -> None:
@@ -299,9 +314,8 @@ class ComponentIndex:
         vendors: set[str] = set()
         if c.supplier:
             vendors.add(_simple(c.supplier).split("-")[0])
-        purl = _parse_purl(c.purl)
         if purl is not None:
-            key = package_key(purl.type, purl.namespace, purl.name)
+            key = package_key(purl.type, purl.namespace or None, purl.name)
             for t in self.by_purl.get((purl.type, key), ()):
                 put(t, 0.95, f"same package {purl.type}/{key}")
             names.add(_simple(purl.name))
@@ -311,7 +325,6 @@ class ComponentIndex:
                     for x in re.split(r"[/.]", purl.namespace.lower())
                     if x and x not in ("org", "com", "net", "io", "github", "debian")
                 )
-        cpe = parse_cpe(c.cpe) if c.cpe else None
         if cpe is not None:
             _, cv, cp, _ = cpe
             for t in self.by_cpe.get((cv, cp), ()):
@@ -339,7 +352,7 @@ class ComponentIndex:
     ) -> list[tuple[_Target, str, float, str]]:
         """(target, status, confidence, explanation) for each record concerning `c`."""
         version = c.version
-        purl = _parse_purl(c.purl)
+        purl = parse_purl(c.purl)
         if not version and purl is not None and purl.version:
             version = purl.version
         if not version and c.cpe:
@@ -347,7 +360,7 @@ class ComponentIndex:
             if cp and cp[3] not in ("*", "-", ""):
                 version = cp[3]
         results: dict[str, tuple[_Target, str, float, str]] = {}
-        for t, conf, why in self._candidates(c):
+        for t, conf, why in self._candidates(c, purl):
             verdict, vwhy = evaluate(t.ap, version)
             if verdict == "affected":
                 status = AFFECTED if conf >= AFFECTED_CONFIDENCE else POTENTIAL
@@ -372,14 +385,46 @@ class ComponentIndex:
 _RANK = {AFFECTED: 3, POTENTIAL: 2, FIXED: 1, NOT_AFFECTED: 0}
 
 
-@lru_cache(maxsize=100_000)
-def _parse_purl(purl: str) -> PackageURL | None:
+class Purl(NamedTuple):
+    type: str
+    namespace: str
+    name: str
+    version: str
+
+
+def parse_purl(purl: str) -> Purl | None:
+    """purl-spec "How to parse a purl string": the parts matching needs (qualifiers and
+    subpath are not part of a package's identity). The version is split off before the
+    cached part, so each package is parsed once whatever its versions."""
     if not purl:
         return None
-    try:
-        return PackageURL.from_string(purl)
-    except ValueError:
+    head = purl.partition("#")[0].partition("?")[0]
+    at = head.rfind("@")
+    if at > head.find("/") > 0:  # "pkg:npm/%40scope/x@1.0": the version's "@" follows the type
+        base, version = head[:at], urllib.parse.unquote(head[at + 1 :])
+    else:
+        base, version = head, ""
+    p = _parse_base(base)
+    if p is None or not version:
+        return p
+    return p._replace(version=version)
+
+
+_parse_purl = parse_purl
+
+
+@lru_cache(maxsize=200_000)
+def _parse_base(base: str) -> Purl | None:
+    scheme, _, rest = base.partition(":")
+    if scheme.lower() != "pkg" or not rest:
         return None
+    parts = [urllib.parse.unquote(x) for x in rest.strip("/").split("/") if x]
+    if len(parts) < 2:
+        return None
+    ptype = parts[0].lower()
+    if not re.fullmatch(r"[a-z][a-z0-9.+\-]*", ptype):
+        return None
+    return Purl(ptype, "/".join(parts[1:-1]), parts[-1], "")
 
 
 def component_ref(c: Component) -> str:

@@ -464,8 +464,7 @@ class Matcher:
 
 def _csaf_packages(adv: Advisory) -> list[PackageVuln]:
     """CSAF products that carry a purl or cpe helper (§3.1.3.3), as component targets."""
-    from medsentry.intel.components import _parse_purl as parse_purl
-    from medsentry.intel.components import package_key, parse_cpe
+    from medsentry.intel.components import package_key, parse_cpe, parse_purl
 
     affected: set[str] = set()
     for v in adv.vulnerabilities:
@@ -481,7 +480,7 @@ def _csaf_packages(adv: Advisory) -> list[PackageVuln]:
             aps.append(
                 AffectedPackage(
                     scheme=purl.type,
-                    name=package_key(purl.type, purl.namespace, purl.name),
+                    name=package_key(purl.type, purl.namespace or None, purl.name),
                     purl=p.purl,
                     versions=(purl.version,) if purl.version else (),
                 )
