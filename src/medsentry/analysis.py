@@ -69,4 +69,5 @@ def load_analyzers(store: Store, names: Sequence[str] | None = None) -> list[Ana
 
 
 # One line per engine, in the order they run.
+register("controls", "medsentry.controls.engine:controls_analyzer")
 register("detect", "medsentry.detect.analyzer:detect_analyzer")

@@ -34,6 +34,7 @@ from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
 
 MEDICAL_PROTOCOLS = frozenset({"dicom", "dicom-tls", "hl7-mllp", "fhir"})
 _TLS_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2"}
+TFTP_PORT = 69
 _MAX_PENDING = 100_000  # per-flow pairing state kept at most (oldest dropped)
 
 
@@ -142,6 +143,12 @@ class Collector:
             for c in self.kn.communities:
                 self._communities[keyed_hash(phi_key, c.community)] = c
 
+    def drain(self) -> None:
+        """Forget what was reported (after `finish`); keep the pairing state of open flows."""
+        self.candidates.clear()
+        self.conversations.clear()
+        self.banners.clear()
+
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def add(
@@ -219,7 +226,13 @@ class Collector:
             transport=ev.transport,
         )
         tid = self.kn.insecure_services.get(proto or "")
-        if tid is not None and ev.packets_s2c > 0:
+        if proto == "tftp":
+            # RFC 1350 §4: the server answers from a new port (its TID), so the request to
+            # port 69 is the service's flow and the transfer flows are not services
+            tid = tid if ev.server_port == TFTP_PORT else None
+        elif ev.packets_s2c == 0:
+            tid = None
+        if tid is not None:
             self.add(
                 tid,
                 ev.server,

@@ -653,6 +653,19 @@ def netbios_session_smb(data: bytes) -> Verdict:
     return data[4:8] in (b"\xffSMB", b"\xfeSMB", b"\xfdSMB") and length >= 32
 
 
+@detail("smb_dialect")
+def smb_dialect(c2s: bytes, s2c: bytes) -> str | None:
+    """Is it "smb1": either side's first message is SMB1 (MS-SMB §2.2.3.1 protocol 0xFF 'SMB'),
+    the server's first (its NEGOTIATE response) deciding when present; else "smb2"."""
+    for data in (s2c, c2s):
+        if len(data) >= 8 and data[0] == 0x00:
+            if data[4:8] == b"\xffSMB":
+                return "smb1"
+            if data[4:8] in (b"\xfeSMB", b"\xfdSMB"):
+                return "smb2"
+    return None
+
+
 @validator("netbios_session_request", first=b"\x81")
 def netbios_session_request(data: bytes) -> Verdict:
     """SESSION REQUEST (0x81) with two encoded names of 34 bytes each (RFC 1002 §4.3.2)."""
