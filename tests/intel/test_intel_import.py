@@ -183,3 +183,30 @@ def test_bad_inventory_csv(tmp_path: Path) -> None:
         main, ["vulns", "--db", f"sqlite:///{tmp_path / 's.db'}", "--devices", str(p)]
     )
     assert res.exit_code == 2 and "inv.csv: device inventory line 1" in res.output
+
+
+def test_vulns_cli_from_inventory_store(tmp_path: Path, csaf_dir: Path) -> None:
+    """Without --devices, `vulns` matches the devices the inventory stored (load_devices)."""
+    from medsentry.inventory.store import device_row, update_records
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    dev = Device(
+        device_id="mac:02:00:00:00:00:01",
+        vendor=Attribute(value="GE Healthcare", confidence=0.9),
+        model=Attribute(value="CARESCAPE B650", confidence=0.85),
+        software_version=Attribute(value="2.0.4", confidence=0.8),
+        medical=True,
+    )
+    with open_store(url) as store:
+        import_paths(store, [csaf_dir])
+        with store.engine.begin() as conn:
+            update_records(conn, [device_row(dev, b"{}")])
+    res = CliRunner().invoke(main, ["vulns", "--db", url, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    [row] = json.loads(res.output)
+    assert (row["device_id"], row["advisory_id"], row["status"]) == (
+        "mac:02:00:00:00:00:01",
+        "ICSMA-20-023-01",
+        "affected",
+    )
+    assert "identified with confidence 0.85" in row["explanation"]
