@@ -89,6 +89,42 @@ def test_ja4s_spec_example() -> None:
     )
 
 
+# A real Chrome ClientHello (to content-autofill.googleapis.com) and a Google ServerHello, as
+# record bytes; they are stream 29 of FoxIO's ja4 test capture tls-handshake.pcapng, whose
+# published snapshot (rust/ja4/src/snapshots/ja4__insta@tls-handshake.pcapng.snap) gives
+# ja4 t13d1516h2_8daaf6152771_e5627efa2ab1 and ja4s t130200_1301_234ea6891581. The hex is the
+# sample used by CyberChef's JA4/JA4S operation tests; the padding extension (21) is 184 zeros.
+CHROME_CLIENT_HELLO = bytes.fromhex(
+    "1603010200010001fc0303b2c03e7ba990ef540c316a665d4d925f8e9079ac4b15687e587dc99016e75a6c20"
+    "d0b0099243c9296a0c84153ea4ada7d87ad017f4211c2ea1350b0b3cc5514d5f00205a5a130113021303c02b"
+    "c02fc02cc030cca9cca8c013c014009c009d002f003501000193fafa000000000024002200001f636f6e7465"
+    "6e742d6175746f66696c6c2e676f6f676c65617069732e636f6d0033002b00293a3a000100001d0020fb2cd8"
+    "ef3d605b96ab03119ec4f30a6e2088cb1af86c41a81feace8706068c50000d00120010040308040401050308"
+    "0505010806060100230000000b00020100ff01000100000a000a00083a3a001d00170018001b000302000244"
+    "690005000302683200120000002d000201010010000e000c02683208687474702f312e310005000501000000"
+    "00002b0007060a0a03040303001700001a1a000100001500b8"
+) + bytes(184)
+GOOGLE_SERVER_HELLO = bytes.fromhex(
+    "160303007a020000760303236d214556452c55a0754487e64b1a8b0262c50ba23004c9d504166a6de3439920"
+    "d0b0099243c9296a0c84153ea4ada7d87ad017f4211c2ea1350b0b3cc5514d5f130100002e00330024001d00"
+    "2099e3cc43a2c9941ae75af1b2c7a629bee3ee7031973cad85c82f2f23677fb244002b00020304"
+)
+
+
+def test_ja4_of_real_hellos_matches_foxio_published_values() -> None:
+    d = TlsDissector(ctx_for())
+    (ch,) = d.feed(0, CHROME_CLIENT_HELLO[:300], 1) + d.feed(0, CHROME_CLIENT_HELLO[300:], 2)
+    assert isinstance(ch, TlsClientHello)
+    assert ch.server_name == "content-autofill.googleapis.com"
+    assert ch.ja4 == "t13d1516h2_8daaf6152771_e5627efa2ab1"
+    assert ch.alpn == ["h2", "http/1.1"] and ch.max_version == "TLS 1.3"
+    assert 0x5A5A in ch.cipher_suites  # GREASE kept in the lists, ignored by JA4
+    (sh,) = d.feed(1, GOOGLE_SERVER_HELLO, 3)
+    assert isinstance(sh, TlsServerHello)
+    assert sh.ja4s == "t130200_1301_234ea6891581"
+    assert sh.cipher_name == "TLS_AES_128_GCM_SHA256" and sh.selected_version == 0x0304
+
+
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
