@@ -203,3 +203,31 @@ def test_nvd_malformed_named() -> None:
     )
     with pytest.raises(InputError, match=r"configurations\[0\].nodes\[0\].cpeMatch\[1\].criteria"):
         parse_nvd(doc, "n.json")
+
+
+def test_real_medical_device_sbom_components(shared_data: Path) -> None:
+    """The SBOM engineer's parser gives the components; NVD CPE criteria match them."""
+    sbom_mod = pytest.importorskip("medsentry.intel.sbom")
+    from medsentry.intel.sbom_model import DeviceModel
+
+    path = shared_data / "sbom/medical_device_case_study/sboms/case-study/extended.sbom.json"
+    if not path.is_file():
+        pytest.skip(f"case-study SBOM not found at {path}")
+    sbom = sbom_mod.read_sbom(path, DeviceModel("Acme", "Monitor", "1.0"))
+    index = IntelIndex(
+        packages=parse_nvd(json.loads((DATA / "nvd_sbom_sample.json").read_bytes()), "nvd.json")
+    )
+    found = {(m.component, m.advisory_id): m for m in match_components(index, sbom.components)}
+    refs = {c.name: c.bom_ref or c.purl for c in sbom.components}
+    # wolfSSL 4.8.1: same CPE vendor:product, 4.8.1 < 5.2.0
+    m = found[(refs["WolfSSL"], "CVE-2022-25638")]
+    assert (m.status, m.confidence) == (AFFECTED, 0.95)
+    # log4net: the SBOM's CPE vendor differs from NVD's; name + supplier "The Apache Software
+    # Foundation" identify it
+    m = found[(refs["log4net"], "CVE-2018-1285")]
+    assert (m.status, m.confidence) == (AFFECTED, 0.8)
+    assert found[(refs["jQuery"], "CVE-2020-11022")].status == AFFECTED
+    # Newtonsoft.Json: name only (supplier is the author's name): shown, not asserted
+    m = found[(refs["Newtonsoft.Json"], "CVE-2024-21907")]
+    assert (m.status, m.confidence) == (POTENTIAL, 0.6)
+    assert len(found) == 4

@@ -312,8 +312,10 @@ class ComponentIndex:
 
         names: set[str] = set()
         vendors: set[str] = set()
-        if c.supplier:
-            vendors.add(_simple(c.supplier).split("-")[0])
+        if c.supplier:  # "The Apache Software Foundation" -> apache
+            vendors.update(
+                w for w in re.findall(r"[a-z0-9]+", c.supplier.lower()) if w not in _NOT_VENDOR
+            )
         if purl is not None:
             key = package_key(purl.type, purl.namespace or None, purl.name)
             for t in self.by_purl.get((purl.type, key), ()):
@@ -382,6 +384,34 @@ class ComponentIndex:
         return list(results.values())
 
 
+# words of supplier names that say nothing about which vendor it is
+_NOT_VENDOR = frozenset(
+    [
+        "the",
+        "inc",
+        "ltd",
+        "llc",
+        "co",
+        "corp",
+        "corporation",
+        "company",
+        "gmbh",
+        "ag",
+        "software",
+        "foundation",
+        "project",
+        "group",
+        "open",
+        "source",
+        "systems",
+        "technologies",
+        "technology",
+        "labs",
+        "org",
+        "com",
+        "net",
+    ]
+)
 _RANK = {AFFECTED: 3, POTENTIAL: 2, FIXED: 1, NOT_AFFECTED: 0}
 
 
