@@ -69,5 +69,6 @@ def load_analyzers(store: Store, names: Sequence[str] | None = None) -> list[Ana
 
 
 # One line per engine, in the order they run.
+register("inventory", "medsentry.inventory.engine:inventory_engine")
 register("controls", "medsentry.controls.engine:controls_analyzer")
 register("detect", "medsentry.detect.analyzer:detect_analyzer")

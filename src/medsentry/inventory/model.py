@@ -25,6 +25,7 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     observed: str = ""  # the observed value (never PHI), e.g. "OFFIS_DCMTK_369"
     confidence: float = 0.0  # 0..1, this evidence alone
     ts_ns: int | None = None  # when it was observed
+    value: str | None = None  # the value it supports (set on conflicts: the rival value)
 
 
 class Attribute(msgspec.Struct, kw_only=True):

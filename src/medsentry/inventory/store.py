@@ -82,6 +82,25 @@ def load_records(conn: Connection) -> dict[str, Device]:
     return {r.device_id: _device_decoder.decode(r.record) for r in rows}
 
 
+def load_records_for(conn: Connection, device_ids: list[str]) -> dict[str, Device]:
+    out: dict[str, Device] = {}
+    for i in range(0, len(device_ids), 500):
+        chunk = device_ids[i : i + 500]
+        q = select(devices.c.device_id, devices.c.record).where(devices.c.device_id.in_(chunk))
+        for r in conn.execute(q):
+            out[r.device_id] = _device_decoder.decode(r.record)
+    return out
+
+
+def update_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Rewrite device rows in place (address history untouched)."""
+    ids = [r["device_id"] for r in rows]
+    for i in range(0, len(ids), 500):
+        conn.execute(delete(devices).where(devices.c.device_id.in_(ids[i : i + 500])))
+    if rows:
+        conn.execute(insert(devices), rows)
+
+
 def device_row(dev: Device, state: bytes) -> dict[str, Any]:
     def val(attr):
         return None if attr is None else attr.value[:255]

@@ -1,0 +1,125 @@
+"""Inventory changes as events with time: new device, changed identity, new software version,
+new role, new address. Stored in `device_changes` and recorded in the audit ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medsentry.inventory.model import Device
+from medsentry.inventory.state import DeviceState
+
+DEVICE_ADDED = "device_added"
+IDENTITY_CHANGED = "identity_changed"  # category, vendor or model
+SOFTWARE_CHANGED = "software_changed"  # software version or operating system
+ROLE_ADDED = "role_added"
+ADDRESS_ADDED = "address_added"
+
+_IDENTITY = ("category", "vendor", "model")
+_SOFTWARE = ("software_version", "os")
+
+
+def _iso(ns: int | None) -> str | None:
+    """Times as RFC 3339 text: ledger JSON keeps integers within I-JSON's 2^53 (RFC 7493)."""
+    from medsentry.store import ns_to_iso
+
+    return ns_to_iso(ns) if ns else None
+
+
+def _val(dev: Device, attr: str) -> str | None:
+    a = getattr(dev, attr)
+    return None if a is None else a.value
+
+
+def _when(attr_ts: int | None, dev: Device) -> int:
+    return attr_ts if attr_ts else dev.last_seen_ns
+
+
+def diff_devices(old: Device | None, new: Device, state: DeviceState) -> list[dict[str, Any]]:
+    did = new.device_id
+    if old is None:
+        return [
+            {
+                "device_id": did,
+                "ts_ns": new.first_seen_ns,
+                "change": DEVICE_ADDED,
+                "attribute": None,
+                "old_value": None,
+                "new_value": _val(new, "category"),
+            }
+        ]
+    out = []
+    for attrs, kind in ((_IDENTITY, IDENTITY_CHANGED), (_SOFTWARE, SOFTWARE_CHANGED)):
+        for attr in attrs:
+            before, after = _val(old, attr), _val(new, attr)
+            if after is not None and before != after:
+                a = getattr(new, attr)
+                ts = max((e.ts_ns or 0 for e in a.evidence), default=0)
+                out.append(
+                    {
+                        "device_id": did,
+                        "ts_ns": _when(ts, new),
+                        "change": kind,
+                        "attribute": attr,
+                        "old_value": before,
+                        "new_value": after,
+                    }
+                )
+    for role in sorted(set(new.roles) - set(old.roles)):
+        out.append(
+            {
+                "device_id": did,
+                "ts_ns": _when(state.roles.get(role), new),
+                "change": ROLE_ADDED,
+                "attribute": "role",
+                "old_value": None,
+                "new_value": role,
+            }
+        )
+    for ip in sorted(set(new.ips) - set(old.ips)):
+        span = state.addresses.get(ip)
+        out.append(
+            {
+                "device_id": did,
+                "ts_ns": _when(span.first_ns if span else None, new),
+                "change": ADDRESS_ADDED,
+                "attribute": "ip",
+                "old_value": old.ips[0] if old.ips else None,
+                "new_value": ip,
+            }
+        )
+    return out
+
+
+def ledger_entries(
+    changes: list[dict[str, Any]], devices: list[Device]
+) -> list[tuple[str, dict[str, Any], str]]:
+    """One ledger entry per change (PHI-free: identifiers, attribute values, times)."""
+    by_id = {d.device_id: d for d in devices}
+    out = []
+    for ch in changes:
+        dev = by_id.get(ch["device_id"])
+        if ch["change"] == DEVICE_ADDED and dev is not None:
+            data = {
+                "device_id": dev.device_id,
+                "mac": dev.mac,
+                "ips": dev.ips[:4],
+                "category": _val(dev, "category"),
+                "vendor": _val(dev, "vendor"),
+                "model": _val(dev, "model"),
+                "criticality": dev.criticality,
+                "first_seen": _iso(dev.first_seen_ns),
+                "capture_id": ch.get("capture_id"),
+            }
+            out.append(("inventory.device_added", data, "inventory"))
+        else:
+            data = {
+                "device_id": ch["device_id"],
+                "change": ch["change"],
+                "attribute": ch["attribute"],
+                "old": ch["old_value"],
+                "new": ch["new_value"],
+                "observed": _iso(ch["ts_ns"]),
+                "capture_id": ch.get("capture_id"),
+            }
+            out.append(("inventory.device_changed", data, "inventory"))
+    return out

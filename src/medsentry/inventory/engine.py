@@ -1,0 +1,181 @@
+"""The inventory analysis engine: events in, devices and their changes out.
+
+`feed` files observations per endpoint (cheap, per event); `finish` resolves endpoints into
+devices, folds them into what the store already knows (earlier captures, earlier live commits),
+identifies every touched device, writes devices, address history and changes in one
+transaction, then records the changes in the audit ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from medsentry.events.base import Event
+from medsentry.inventory import store as inv_store
+from medsentry.inventory.changes import diff_devices, ledger_entries
+from medsentry.inventory.cmms import asset_claims_for, assets_by_device, match_assets
+from medsentry.inventory.fingerprints import Library, default_library
+from medsentry.inventory.identify import identify
+from medsentry.inventory.model import Device
+from medsentry.inventory.observe import Observer
+from medsentry.inventory.state import DeviceState, decode_state, encode_state
+from medsentry.inventory.taxonomy import Taxonomy, taxonomy
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from medsentry.store import Store
+
+
+class InventoryEngine:
+    name = "inventory"
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        library: Library | None = None,
+        tax: Taxonomy | None = None,
+        ledger: bool = True,
+    ) -> None:
+        self.library = library or default_library()  # ConfigError now, at start-up
+        self.tax = tax or taxonomy()
+        self.observer = Observer()
+        self.ledger = ledger
+
+    def feed(self, events: Sequence[Event]) -> None:
+        self.observer.feed(events)
+
+    def finish(self, store: Store, capture_id: str | None) -> dict[str, Any]:
+        observer, self.observer = self.observer, Observer()
+        fresh, gateways = observer.resolve()
+        if not fresh:
+            return {"devices": 0, "new": 0, "changes": 0}
+        with store.engine.begin() as conn:
+            devices, changes, removed = fold_and_identify(
+                conn, fresh, self.library, self.tax, capture_id
+            )
+        entries = ledger_entries(changes, devices) if self.ledger else []
+        if entries:
+            from medsentry.ledger import ledger
+
+            ledger().append_many(entries)
+        return {
+            "devices": len(devices),
+            "new": sum(1 for c in changes if c["change"] == "device_added"),
+            "changes": len(changes),
+            "routers": len(gateways),
+            "merged": len(removed),
+            "events": observer.events,
+        }
+
+
+def fold_and_identify(
+    conn: Connection,
+    fresh: dict[str, DeviceState],
+    library: Library,
+    tax: Taxonomy,
+    capture_id: str | None,
+) -> tuple[list[Device], list[dict[str, Any]], list[str]]:
+    """Merge fresh states into stored ones, identify, write.
+
+    Returns the devices, the changes, and the ids merged away (IP-only devices now known by MAC).
+    """
+    wanted = set(fresh)
+    for st in fresh.values():  # IP-only devices that these MAC devices now explain
+        if st.device_id.startswith("mac:"):
+            wanted.update(f"ip:{ip}" for ip in st.addresses)
+    stored = inv_store.load_states(conn, wanted)
+    states: dict[str, DeviceState] = {}
+    removed: list[str] = []
+    for did, st in fresh.items():
+        old = stored.get(did)
+        if old is not None:
+            merged = decode_state(old)
+            merged.merge(st)
+            st = merged
+        states[did] = st
+    for did, st in list(states.items()):
+        if not did.startswith("mac:"):
+            continue
+        for ip in list(st.addresses):
+            ip_id = f"ip:{ip}"
+            if ip_id in stored and ip_id not in fresh:
+                st.merge(decode_state(stored[ip_id]))
+                removed.append(ip_id)
+    old_records = inv_store.load_records_for(conn, list(states) + removed)
+    match_assets(conn, states)
+    assets = assets_by_device(conn, list(states))
+    devices: list[Device] = []
+    rows, addresses = [], []
+    for did, st in states.items():
+        asset = assets.get(did)
+        dev = identify(st, library, tax, asset, asset_claims_for(asset))
+        devices.append(dev)
+        rows.append(inv_store.device_row(dev, encode_state(st)))
+        addresses += [
+            {
+                "device_id": did,
+                "ip": ip,
+                "first_ns": span.first_ns,
+                "last_ns": span.last_ns,
+                "source": span.source,
+            }
+            for ip, span in st.addresses.items()
+        ]
+    now = datetime.now(UTC)
+    changes = []
+    for dev in devices:
+        old = old_records.get(dev.device_id)
+        if old is None:  # a device first seen by IP keeps its history under its MAC
+            for r in removed:
+                if old_records.get(r) is not None and r[3:] in dev.ips:
+                    old = old_records[r]
+        state = states[dev.device_id]
+        for ch in diff_devices(old, dev, state):
+            ch.update(capture_id=capture_id, recorded_at=now)
+            changes.append(ch)
+    inv_store.replace_devices(conn, rows, addresses, removed)
+    inv_store.add_changes(conn, changes)
+    return devices, changes, removed
+
+
+def reidentify(store: Store, library: Library | None = None, ledger: bool = True) -> dict:
+    """Identify every stored device again (new fingerprint rules, new CMMS facts)."""
+    library = library or default_library()
+    with store.engine.begin() as conn:
+        states = {did: decode_state(raw) for did, raw in inv_store.load_states(conn).items()}
+        devices, changes, _ = _reidentify_all(conn, states, library, taxonomy())
+    entries = ledger_entries(changes, devices) if ledger else []
+    if entries:
+        from medsentry.ledger import ledger as open_ledger
+
+        open_ledger().append_many(entries)
+    return {"devices": len(devices), "changes": len(changes)}
+
+
+def _reidentify_all(
+    conn: Connection, states: dict[str, DeviceState], library: Library, tax: Taxonomy
+) -> tuple[list[Device], list[dict[str, Any]], list[str]]:
+    old_records = inv_store.load_records_for(conn, list(states))
+    match_assets(conn, states)
+    assets = assets_by_device(conn, list(states))
+    devices, rows, changes = [], [], []
+    now = datetime.now(UTC)
+    for did, st in states.items():
+        asset = assets.get(did)
+        dev = identify(st, library, tax, asset, asset_claims_for(asset))
+        devices.append(dev)
+        rows.append(inv_store.device_row(dev, encode_state(st)))
+        for ch in diff_devices(old_records.get(did), dev, st):
+            ch.update(capture_id=None, recorded_at=now)
+            changes.append(ch)
+    inv_store.update_records(conn, rows)
+    inv_store.add_changes(conn, changes)
+    return devices, changes, []
+
+
+def inventory_engine(store: Store) -> InventoryEngine:
+    """The factory `medsentry.analysis` registers."""
+    return InventoryEngine(store)

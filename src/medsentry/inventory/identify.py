@@ -1,0 +1,157 @@
+"""A device's accumulated observations -> the `Device` record with identified attributes.
+
+Derived observation keys added here (the fingerprint rules can use them): `mac.oui` (the IEEE
+registry's organization for the MAC), `role`, `listening` ("tcp/104"), `protocol`,
+`dicom.forwarder` ("true" when a device sends images of several makers or modalities: an
+archive or router of studies, whose datasets describe other devices, not itself).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from medsentry.inventory import oui
+from medsentry.inventory.combine import combine
+from medsentry.inventory.fingerprints import ATTRIBUTES, Claim, Library
+from medsentry.inventory.model import NONE, Device
+from medsentry.inventory.state import DeviceState
+from medsentry.inventory.taxonomy import Taxonomy
+
+# Keys a DICOM sender's datasets fill; dropped for forwarders (see module doc).
+_DATASET_KEYS = (
+    "dicom.manufacturer",
+    "dicom.model",
+    "dicom.software_version",
+    "dicom.modality",
+    "dicom.station_name",
+    "dicom.device_serial",
+)
+_LEGAL = re.compile(
+    r"\b(?:inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|nv|plc|sa|se|kg|kgaa|"
+    r"limited|srl|bv|ab|as|pty)\b"
+)
+MAX_EXTERNAL_PEERS = 200
+_SUFFIX = re.compile(
+    r"[,.]?\s+(inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|b\.?v|n\.?v|"
+    r"s\.?a|s\.?p\.?a|plc|limited|co\.,? ltd)\.?$",
+    re.IGNORECASE,
+)
+_MOBILE = re.compile(r"(?i)^(apple )?(ios|ipados|android)")
+
+
+@functools.lru_cache(maxsize=4096)
+def vendor_key(name: str) -> str:
+    """One key per company: the vendor alias table's key when it knows the name, else the name
+    folded (case, punctuation, legal suffixes off)."""
+    from medsentry.intel.normalize import vendor_keys
+
+    try:
+        keys = vendor_keys(name)
+    except Exception:  # the alias table is another area's data: fall back, never fail here
+        keys = frozenset()
+    known = [k for k in keys if not k.startswith("unknown:")]
+    if len(known) == 1:
+        return known[0]
+    folded = re.sub(r"[^a-z0-9 ]+", " ", name.casefold())
+    folded = " ".join(_LEGAL.sub(" ", folded).split())
+    return folded or name.casefold()
+
+
+def _vendor_display(claims: list[Claim]) -> str:
+    # a rule's clean company name over the registry's long organization string
+    best = max(claims, key=lambda c: (c.source != "mac.oui", c.value != c.observed, c.confidence))
+    if best.value == best.observed:  # a raw string: drop the legal suffix ("Dell Inc." -> Dell)
+        short = _SUFFIX.sub("", best.value).strip(" ,.")
+        return short or best.value
+    return best.value
+
+
+def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
+    obs = {k: dict(v) for k, v in state.observations.items()}
+    t0 = state.first_ns
+    if state.mac:
+        hit = oui.lookup(state.mac)
+        if hit is not None:
+            obs["mac.oui"] = {hit[0]: t0}
+    if state.roles:
+        obs["role"] = dict(state.roles)
+    if state.listening:
+        obs["listening"] = dict(state.listening)
+    if state.protocols:
+        obs["protocol"] = dict(state.protocols)
+    if state.hostnames:
+        obs.setdefault("hostname", {})
+        for k, ts in state.hostnames.items():
+            obs["hostname"].setdefault(k.split(":", 1)[1], ts)
+    sent = obs.get("dicom.sent.identity")
+    if sent and len(sent) > 1:
+        for k in _DATASET_KEYS:
+            obs.pop(k, None)
+        obs["dicom.forwarder"] = {"true": min(sent.values())}
+    return obs
+
+
+def best_hostname(state: DeviceState) -> str | None:
+    if not state.hostnames:
+        return None
+    key = min(state.hostnames, key=lambda k: (int(k.split(":", 1)[0]), state.hostnames[k], k))
+    return key.split(":", 1)[1]
+
+
+def identify(
+    state: DeviceState,
+    library: Library,
+    tax: Taxonomy,
+    asset: dict[str, str] | None = None,
+    extra: list[Claim] | None = None,
+) -> Device:
+    """`extra`: claims from outside the network (the CMMS list), combined like the rest."""
+    obs = observations_of(state)
+    claims = library.match(obs)
+    os_first = combine([c for c in claims if c.attribute == "os"])
+    if os_first is not None and _MOBILE.match(os_first.value):
+        # a phone or tablet: the maker's cloud it talks to is its companion app's (see cloud rules)
+        obs["platform"] = {"mobile": state.first_ns}
+        claims = library.match(obs)
+    claims += extra or []
+    by_attr: dict[str, list[Claim]] = {a: [] for a in ATTRIBUTES}
+    for c in claims:
+        if c.attribute == "category" and c.value not in tax.categories:
+            continue  # a templated category that named no known key
+        by_attr[c.attribute].append(c)
+    category = combine(by_attr["category"], key=lambda v: v, ancestors=lambda k: tax.ancestors(k))
+    vendor = combine(by_attr["vendor"], key=vendor_key, display=_vendor_display)
+    model = combine(by_attr["model"])
+    software = combine(by_attr["software_version"])
+    os_ = combine(by_attr["os"])
+    cat = tax.categories.get(category.value) if category else None
+    ips = sorted(state.addresses, key=lambda ip: (-state.addresses[ip].last_ns, ip))
+    return Device(
+        device_id=state.device_id,
+        mac=state.mac,
+        ips=ips,
+        hostname=best_hostname(state),
+        first_seen_ns=state.first_ns,
+        last_seen_ns=state.last_ns,
+        category=category,
+        vendor=vendor,
+        model=model,
+        software_version=software,
+        os=os_,
+        criticality=cat.criticality if cat else NONE,
+        fda_class=cat.fda_class if cat else None,
+        medical=cat.medical if cat else False,
+        phi_observed=state.phi_ns is not None,
+        roles=sorted(state.roles),
+        protocols=sorted(state.protocols),
+        peers=sorted(state.peers),
+        external_peers=sorted(state.external_peers)[:MAX_EXTERNAL_PEERS],
+        listening=sorted(state.listening, key=_svc_order),
+        asset=dict(asset or {}),
+    )
+
+
+def _svc_order(svc: str) -> tuple[str, int]:
+    proto, _, port = svc.partition("/")
+    return proto, int(port) if port.isdigit() else 0

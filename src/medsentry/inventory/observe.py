@@ -1,0 +1,614 @@
+"""Events -> observations per endpoint, then endpoints -> devices.
+
+Folding happens in two steps, because who a packet belongs to is only known at the end:
+
+1. `Observer.feed` files every observation under the endpoint that made it: the (MAC, IP) pair
+   as the frame showed it. A frame routed in from another subnet carries the router's MAC.
+2. `Observer.resolve` decides which endpoints are one device:
+   - a MAC seen with many addresses it never claimed (by ARP, DHCP, LLDP/CDP) is a router's:
+     its frames speak for hosts behind it. Its own addresses stay with it;
+   - an address behind a router belongs to the station that shows it with its own MAC
+     (several MACs over time: the one whose time span is nearest), else it is a device of
+     its own keyed by IP when local, or an external (internet) peer when not;
+   - every other endpoint is the device of its MAC: a device that changes address stays one
+     device, and one address held by several MACs over time stays several devices.
+
+Device ids: "mac:<mac>", "ip:<addr>", and "ble:<address>" for BLE advertisers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from medsentry.events.base import Endpoints, Event
+from medsentry.inventory.addresses import classify, is_unicast_mac
+from medsentry.inventory.state import DeviceState
+
+# A MAC carrying at least this many addresses it never claimed is a router (or a NAT/firewall).
+GATEWAY_MIN_FOREIGN_IPS = 4
+
+# Hostname sources, most trusted first (the rank prefixes the stored name).
+HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a": 4}
+
+_EMPTY: dict[str, int] = {}
+
+
+def _mac(mac: str | None) -> str | None:
+    if mac is None:
+        return None
+    mac = mac.lower()
+    return mac if is_unicast_mac(mac) else None
+
+
+class _Endpoint(DeviceState):
+    """The observations of one (MAC, IP) pair as seen on the wire (peers are pair keys)."""
+
+
+class Observer:
+    """Accumulates observations from events (`feed`) and folds them into devices (`resolve`)."""
+
+    def __init__(self) -> None:
+        self.pairs: dict[tuple[str | None, str | None], _Endpoint] = {}
+        self.ble: dict[str, DeviceState] = {}
+        # MAC -> address -> (first, last, source) for addresses the station itself claimed
+        self.claimed: dict[str, dict[str, list]] = defaultdict(dict)
+        self.dns_names: dict[str, tuple[int, str, int]] = {}  # ip -> (rank, name, ts)
+        self.events = 0
+
+    # -- endpoint bookkeeping --
+
+    def _pair(self, mac: str | None, ip: str | None, ts: int) -> _Endpoint | None:
+        mac = _mac(mac)
+        if ip is not None:
+            cls = classify(ip)
+            if cls in ("multicast", "invalid"):
+                return None
+            if cls == "unspecified":
+                ip = None
+        if mac is None and ip is None:
+            return None
+        key = (mac, ip)
+        ep = self.pairs.get(key)
+        if ep is None:
+            ep = self.pairs[key] = _Endpoint(device_id=f"{mac or ''}|{ip or ''}", mac=mac)
+        ep.see(ts)
+        return ep
+
+    def _ends(self, e: Endpoints, ts: int) -> tuple[_Endpoint | None, _Endpoint | None]:
+        return self._pair(e.client_mac, e.client, ts), self._pair(e.server_mac, e.server, ts)
+
+    def _claim(self, mac: str | None, ip: str | None, ts: int, source: str) -> None:
+        mac = _mac(mac)
+        if mac is None or ip is None or classify(ip) not in ("local", "external"):
+            return
+        span = self.claimed[mac].get(ip)
+        if span is None:
+            self.claimed[mac][ip] = [ts, ts, source]
+        else:
+            span[0], span[1] = min(span[0], ts), max(span[1], ts)
+
+    @staticmethod
+    def _link(a: _Endpoint | None, b: _Endpoint | None, ts: int) -> None:
+        if a is not None and b is not None:
+            if b.device_id not in a.peers:
+                a.peers[b.device_id] = ts
+            if a.device_id not in b.peers:
+                b.peers[a.device_id] = ts
+
+    @staticmethod
+    def _role(ep: _Endpoint | None, role: str, ts: int) -> None:
+        if ep is not None and role not in ep.roles:
+            ep.roles[role] = ts
+
+    @staticmethod
+    def _obs(ep: _Endpoint | DeviceState | None, key: str, value: str | None, ts: int) -> None:
+        if ep is not None and value:
+            ep.observe(key, value, ts)
+
+    @staticmethod
+    def _hostname(ep: _Endpoint | DeviceState | None, source: str, name: str | None, ts: int):
+        if ep is None or not name:
+            return
+        name = name.strip().rstrip(".")
+        if name.endswith(".local"):
+            name = name[: -len(".local")]
+        if not name or len(name) > 253:
+            return
+        key = f"{HOSTNAME_RANK[source]}:{name}"
+        if key not in ep.hostnames:
+            ep.hostnames[key] = ts
+
+    @staticmethod
+    def _phi(a: _Endpoint | None, b: _Endpoint | None, ts: int) -> None:
+        for ep in (a, b):
+            if ep is not None and (ep.phi_ns is None or ts < ep.phi_ns):
+                ep.phi_ns = ts
+
+    # -- events --
+
+    def feed(self, events: Sequence[Event]) -> None:
+        handlers = _HANDLERS
+        for ev in events:
+            h = handlers.get(type(ev).__name__)
+            if h is not None:
+                self.events += 1
+                h(self, ev)
+
+    def _flow(self, f) -> None:
+        ts, last = f.ts_ns, f.last_ns
+        c = self._pair(f.client_mac, f.client, ts)
+        s = self._pair(f.server_mac, f.server, ts)
+        if c is not None:
+            c.see(last)
+        if s is not None:
+            s.see(last)
+        self._link(c, s, ts)
+        proto = f.app_protocol
+        if proto:
+            for ep in (c, s):
+                if ep is not None and proto not in ep.protocols:
+                    ep.protocols[proto] = ts
+        if s is not None and f.transport in ("tcp", "udp") and f.server_port:
+            answered = (
+                (f.tcp_flags_s2c & 0x12) == 0x12 if f.transport == "tcp" else f.packets_s2c > 0
+            )
+            if answered:
+                svc = f"{f.transport}/{f.server_port}"
+                if svc not in s.listening:
+                    s.listening[svc] = ts
+
+    def _arp(self, a) -> None:
+        ep = self._pair(a.sender_mac, a.sender_ip, a.ts_ns)
+        if ep is not None:
+            self._claim(a.sender_mac, a.sender_ip, a.ts_ns, "arp")
+
+    def _dhcp(self, d) -> None:
+        e, ts = d.endpoints, d.ts_ns
+        if d.op == 1:  # BOOTREQUEST, from the client (RFC 2131 §4.4)
+            mac = d.client_mac or e.client_mac
+            ip = e.client if e.client_port == 68 else e.server
+            ep = self._pair(mac, ip, ts)
+            if ep is None:
+                return
+            self._role(ep, "dhcp-client", ts)
+            self._obs(ep, "dhcp.vendor_class", d.vendor_class, ts)
+            self._obs(ep, "dhcp.prl", d.parameter_request_list, ts)
+            self._obs(ep, "dhcp.options", ",".join(map(str, d.options)) if d.options else None, ts)
+            self._obs(ep, "hostname", d.hostname, ts)
+            self._hostname(ep, "dhcp", d.hostname, ts)
+            self._hostname(ep, "dhcp", d.client_fqdn, ts)
+            if d.requested_address and d.message_type == "REQUEST":
+                self._claim(mac, d.requested_address, ts, "dhcp")
+        else:  # BOOTREPLY, from a server or a relay agent
+            mac, ip = (e.client_mac, e.client) if e.client_port == 67 else (e.server_mac, e.server)
+            ep = self._pair(mac, ip, ts)
+            self._claim(mac, ip, ts, "dhcp")
+            if ep is not None:
+                self._role(ep, "dhcp-server" if ip == d.server_id else "dhcp-relay", ts)
+            if d.message_type == "ACK" and d.client_mac and d.your_address:
+                self._claim(d.client_mac, d.your_address, ts, "dhcp")  # the lease (§3.1)
+                self._pair(d.client_mac, d.your_address, ts)
+
+    def _dhcpv6(self, d) -> None:
+        e, ts = d.endpoints, d.ts_ns
+        client = e.client_port == 546 or e.server_port == 547
+        mac, ip = (e.client_mac, e.client) if client else (e.server_mac, e.server)
+        ep = self._pair(mac or d.duid_link_address, ip, ts)
+        if ep is None:
+            return
+        for vc in d.vendor_class:
+            self._obs(ep, "dhcp.vendor_class", vc, ts)
+        if d.vendor_enterprise is not None:
+            self._obs(ep, "dhcpv6.enterprise", str(d.vendor_enterprise), ts)
+        self._hostname(ep, "dhcp", d.fqdn, ts)
+
+    def _dns(self, m) -> None:
+        e, ts = m.endpoints, m.ts_ns
+        if m.protocol == "mdns":
+            sender = self._pair(e.client_mac, e.client, ts)
+            if sender is None:
+                return
+            if m.response:
+                for rr in m.answers:
+                    if rr.rtype in (1, 28) and rr.data == e.client:
+                        self._hostname(sender, "mdns", rr.name, ts)
+                for st in m.service_types:
+                    self._obs(sender, "mdns.service", st, ts)
+                for inst in m.service_instances:
+                    self._obs(sender, "mdns.instance", inst.split("._")[0], ts)
+            return
+        if m.protocol != "dns":
+            return
+        c, s = self._ends(e, ts)
+        if not m.response:
+            for q in m.questions:
+                name = q.name.rstrip(".").lower()
+                if name and not name.endswith((".arpa", ".local")):
+                    self._obs(c, "domain", name, ts)
+            return
+        self._role(s, "dns-server", ts)
+        for rr in m.answers:
+            if rr.rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
+                octets = rr.name[: -len(".in-addr.arpa")].split(".")
+                self._dns_name(".".join(reversed(octets)), "dns-ptr", rr.data, ts)
+            elif rr.rtype in (1, 28):
+                self._dns_name(rr.data, "dns-a", rr.name, ts)
+        for q in m.questions:  # the client asked: the cloud it talks to
+            name = q.name.rstrip(".").lower()
+            if name and not name.endswith((".arpa", ".local")):
+                self._obs(c, "domain", name, ts)
+
+    def _dns_name(self, ip: str, source: str, name: str, ts: int) -> None:
+        if classify(ip) != "local" or not name:
+            return
+        rank = HOSTNAME_RANK[source]
+        old = self.dns_names.get(ip)
+        if old is None or rank < old[0]:
+            self.dns_names[ip] = (rank, name.rstrip("."), ts)
+
+    def _ssdp(self, m) -> None:
+        e, ts = m.endpoints, m.ts_ns
+        ep = (
+            self._pair(e.server_mac, e.server, ts)
+            if m.method == "RESPONSE"
+            else self._pair(e.client_mac, e.client, ts)
+        )
+        self._obs(ep, "ssdp.server", m.server, ts)
+        self._obs(ep, "ssdp.user_agent", m.user_agent, ts)
+        if m.method != "M-SEARCH":
+            self._obs(ep, "ssdp.nt", m.nt, ts)
+
+    def _lldp(self, m) -> None:
+        ts = m.ts_ns
+        ep = self._pair(m.source_mac, None, ts)
+        if ep is None:
+            return
+        self._role(ep, "lldp", ts)
+        self._obs(ep, "lldp.system_name", m.system_name, ts)
+        self._obs(ep, "lldp.system_description", m.system_description, ts)
+        for cap in m.enabled_capabilities or m.capabilities:
+            self._obs(ep, "lldp.capability", cap, ts)
+        self._hostname(ep, "lldp", m.system_name, ts)
+        for addr in m.management_addresses:
+            self._claim(m.source_mac, addr, ts, "arp")
+
+    def _cdp(self, m) -> None:
+        ts = m.ts_ns
+        ep = self._pair(m.source_mac, None, ts)
+        if ep is None:
+            return
+        self._obs(ep, "cdp.platform", m.platform, ts)
+        self._obs(ep, "cdp.software_version", m.software_version, ts)
+        for cap in m.capabilities:
+            self._obs(ep, "lldp.capability", cap, ts)
+        self._hostname(ep, "cdp", m.device_id, ts)
+        for addr in m.addresses:
+            self._claim(m.source_mac, addr, ts, "arp")
+
+    def _tls_client_hello(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        ts = m.ts_ns
+        self._role(c, "tls-client", ts)
+        self._role(s, "tls-server", ts)
+        self._obs(c, "tls.ja4", m.ja4, ts)
+        if m.server_name:
+            self._obs(c, "domain", m.server_name.lower(), ts)
+
+    def _tls_server_hello(self, m) -> None:
+        _, s = self._ends(m.endpoints, m.ts_ns)
+        self._obs(s, "tls.ja4s", m.ja4s, m.ts_ns)
+
+    def _tls_certificate(self, m) -> None:
+        if m.chain_index != 0:
+            return
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        ts = m.ts_ns
+        self._obs(s, "tls.cert.subject_cn", m.subject_cn, ts)
+        self._obs(s, "tls.cert.subject_o", m.subject_o, ts)
+        self._obs(s, "tls.cert.issuer_o", m.issuer_o or m.issuer_cn, ts)
+        if m.self_signed:
+            self._obs(s, "tls.cert.self_signed", "true", ts)
+        for name in m.san_dns[:8]:  # the client talks to that service
+            self._obs(c, "domain", name.lower().lstrip("*."), ts)
+
+    def _http_request(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        ts = m.ts_ns
+        self._role(c, "http-client", ts)
+        self._role(s, "http-server", ts)
+        self._obs(c, "http.user_agent", m.user_agent, ts)
+        host = (m.host or "").split(":")[0].lower()
+        if host and classify(host) == "invalid":
+            self._obs(c, "domain", host, ts)
+
+    def _http_response(self, m) -> None:
+        _, s = self._ends(m.endpoints, m.ts_ns)
+        self._obs(s, "http.server", m.server, m.ts_ns)
+
+    def _fhir(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        ts = m.ts_ns
+        self._role(c, "fhir-client", ts)
+        self._role(s, "fhir-server", ts)
+        if m.resource_type:
+            self._obs(c, "fhir.resource", m.resource_type, ts)
+        if m.software_name:
+            self._obs(s, "fhir.software", m.software_name, ts)
+            self._obs(s, "fhir.software_version", m.software_version, ts)
+        if m.patient_data_in_clear:
+            self._phi(c, s, ts)
+
+    def _dicom_associate(self, m, accepted: bool) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        ts = m.ts_ns
+        me = s if accepted else c  # the side whose user information this is (PS3.7 §D.3.3)
+        self._obs(me, "dicom.implementation_class_uid", m.implementation_class_uid, ts)
+        self._obs(me, "dicom.implementation_version_name", m.implementation_version_name, ts)
+        self._obs(me, "dicom.implementation", m.implementation, ts)
+        if accepted:
+            self._role(s, "dicom-scp", ts)
+            self._role(c, "dicom-scu", ts)
+        else:
+            self._obs(c, "dicom.ae_title", m.calling_ae, ts)
+            self._obs(s, "dicom.ae_title", m.called_ae, ts)
+            for pc in m.presentation_contexts:
+                self._obs(c, "dicom.proposed", pc.sop_class_name or pc.abstract_syntax, ts)
+
+    def _dicom_rq(self, m) -> None:
+        self._dicom_associate(m, accepted=False)
+
+    def _dicom_ac(self, m) -> None:
+        self._dicom_associate(m, accepted=True)
+
+    def _dicom_command(self, m) -> None:
+        if not m.command.endswith("-RQ"):
+            return
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        sender, receiver = (c, s) if m.direction == 0 else (s, c)
+        ts = m.ts_ns
+        name = m.sop_class_name or m.affected_sop_class_uid or m.requested_sop_class_uid
+        service = m.command[:-3]
+        if name:
+            if service == "C-STORE":
+                self._obs(sender, "dicom.sop_class.sent", name, ts)
+                self._obs(receiver, "dicom.sop_class.received", name, ts)
+            else:
+                self._obs(sender, "dicom.service.scu", f"{service} {name}", ts)
+                self._obs(receiver, "dicom.service.scp", f"{service} {name}", ts)
+
+    def _dicom_dataset(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        sender, receiver = (c, s) if m.direction == 0 else (s, c)
+        ts = m.ts_ns
+        if m.phi_attributes:
+            self._phi(c, s, ts)
+        if m.command != "C-STORE-RQ":  # query results describe others, not the sender
+            if m.modality and receiver is not None and m.command == "C-FIND-RSP":
+                self._obs(receiver, "dicom.worklist_modality", m.modality, ts)
+            return
+        # Whose identity is this? The creator's; a forwarder (PACS) sends many: see identify.
+        ident = "|".join(
+            x or "" for x in (m.manufacturer, m.manufacturer_model_name, m.modality, m.station_name)
+        )
+        self._obs(sender, "dicom.sent.identity", ident, ts)
+        self._obs(sender, "dicom.manufacturer", m.manufacturer, ts)
+        self._obs(sender, "dicom.model", m.manufacturer_model_name, ts)
+        for v in m.software_versions:
+            self._obs(sender, "dicom.software_version", v, ts)
+        self._obs(sender, "dicom.modality", m.modality, ts)
+        self._obs(sender, "dicom.station_name", m.station_name, ts)
+        self._obs(sender, "dicom.device_serial", m.device_serial_number, ts)
+        self._obs(receiver, "dicom.received.modality", m.modality, ts)
+
+    def _dicom_tls(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        self._role(c, "dicom-tls-scu", m.ts_ns)
+        self._role(s, "dicom-tls-scp", m.ts_ns)
+
+    def _hl7(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        ts = m.ts_ns
+        sender, receiver = (c, s) if m.direction == 0 else (s, c)
+        if m.phi_segments:
+            self._phi(c, s, ts)
+        # MSH-3/4 name the sender's application and facility, MSH-5/6 the receiver's (§2.14.9)
+        self._obs(sender, "hl7.application", m.sending_application, ts)
+        self._obs(sender, "hl7.facility", m.sending_facility, ts)
+        self._obs(receiver, "hl7.application", m.receiving_application, ts)
+        self._obs(receiver, "hl7.facility", m.receiving_facility, ts)
+        if m.message_type == "ACK" or m.ack_code:
+            return
+        self._role(sender, "hl7-sender", ts)
+        self._role(receiver, "hl7-receiver", ts)
+        mt = m.message_type or ""
+        if m.trigger_event:
+            mt = f"{mt}^{m.trigger_event}"
+        self._obs(sender, "hl7.sent", mt, ts)
+        self._obs(receiver, "hl7.received", mt, ts)
+        for d in m.devices:
+            self._obs(sender, "hl7.device", d.entity_identifier, ts)
+            self._obs(sender, "hl7.device_namespace", d.namespace_id, ts)
+        for o in m.observations[:32]:
+            self._obs(sender, "hl7.observation", o.code, ts)
+
+    def _mqtt_connect(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        self._role(c, "mqtt-client", m.ts_ns)
+        self._role(s, "mqtt-broker", m.ts_ns)
+        self._obs(c, "mqtt.client_id", m.client_id, m.ts_ns)
+
+    def _mqtt_publish(self, m) -> None:
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        self._obs(c if m.from_client else s, "mqtt.topic", m.topic, m.ts_ns)
+
+    def _mqtt_subscribe(self, m) -> None:
+        c, _ = self._ends(m.endpoints, m.ts_ns)
+        for t in m.topic_filters[:16]:
+            self._obs(c, "mqtt.subscription", t, m.ts_ns)
+
+    def _ble(self, m) -> None:
+        addr = m.advertiser_address.lower()
+        dev = self.ble.get(addr)
+        ts = m.ts_ns
+        if dev is None:
+            dev = self.ble[addr] = DeviceState(
+                device_id=f"ble:{addr}", mac=None if m.address_random else addr
+            )
+            dev.roles["ble-peripheral"] = ts
+            dev.protocols["ble"] = ts
+            if m.address_random:
+                dev.observations["ble.address_type"] = {"random": ts}
+        dev.see(ts)
+        self._obs(dev, "ble.local_name", m.local_name, ts)
+        if m.company_id is not None:
+            self._obs(dev, "ble.company_id", f"0x{m.company_id:04X}", ts)
+            self._obs(dev, "ble.company", m.company_name, ts)
+        for u in m.service_uuids16:
+            self._obs(dev, "ble.service", f"0x{u:04X}", ts)
+        for h in m.health_services:
+            self._obs(dev, "ble.health_service", h, ts)
+        if m.appearance is not None:
+            self._obs(dev, "ble.appearance", str(m.appearance), ts)
+
+    # -- resolution --
+
+    def gateways(self) -> dict[str, set[str]]:
+        """Router MACs -> their own addresses (claimed by ARP/DHCP/LLDP/CDP)."""
+        ips_of: dict[str, set[str]] = defaultdict(set)
+        for mac, ip in self.pairs:
+            if mac is not None and ip is not None:
+                ips_of[mac].add(ip)
+        out: dict[str, set[str]] = {}
+        for mac, ips in ips_of.items():
+            own = set(self.claimed.get(mac, _EMPTY))
+            foreign = ips - own
+            external = sum(1 for ip in foreign if classify(ip) == "external")
+            if len(foreign) >= GATEWAY_MIN_FOREIGN_IPS or (external and len(ips) >= 2):
+                out[mac] = own
+        return out
+
+    def resolve(self) -> tuple[dict[str, DeviceState], dict[str, set[str]]]:
+        """The devices these observations describe, and the router MACs with their addresses."""
+        gateways = self.gateways()
+        # address -> stations (non-router MACs) that showed it as their own, with time spans
+        holders: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+        for (mac, ip), ep in self.pairs.items():
+            if mac is not None and ip is not None and mac not in gateways:
+                holders[ip].append((mac, ep.first_ns, ep.last_ns))
+        for mac, claims in self.claimed.items():
+            if mac not in gateways:
+                for ip, (first, last, _src) in claims.items():
+                    if all(h[0] != mac for h in holders[ip]):
+                        holders[ip].append((mac, first, last))
+
+        def owner(mac: str | None, ip: str | None, first: int, last: int) -> str | None:
+            """The device id for a pair, or None for an external peer."""
+            if mac is not None and mac not in gateways:
+                return f"mac:{mac}"
+            if ip is None:
+                return f"mac:{mac}" if mac else None
+            if mac is not None and ip in gateways[mac]:
+                return f"mac:{mac}"
+            cands = holders.get(ip)
+            if cands:
+                if len(cands) == 1:
+                    return f"mac:{cands[0][0]}"
+                best = min(cands, key=lambda h: _distance(h[1], h[2], first, last))
+                return f"mac:{best[0]}"
+            return f"ip:{ip}" if classify(ip) == "local" else None
+
+        id_of: dict[str, str | None] = {}
+        ext_of: dict[str, str] = {}
+        for (mac, ip), ep in self.pairs.items():
+            did = owner(mac, ip, ep.first_ns, ep.last_ns)
+            id_of[ep.device_id] = did
+            if did is None and ip is not None:
+                ext_of[ep.device_id] = ip
+
+        devices: dict[str, DeviceState] = {}
+        for (mac, ip), ep in self.pairs.items():
+            did = id_of[ep.device_id]
+            if did is None:
+                continue
+            dev = devices.get(did)
+            if dev is None:
+                dev = devices[did] = DeviceState(
+                    device_id=did, mac=did[4:] if did.startswith("mac:") else None
+                )
+            peers, ep.peers = ep.peers, {}
+            keep_mac = dev.mac
+            dev.merge(ep)
+            dev.mac = keep_mac  # an IP-keyed device never takes its router's MAC
+            if ip is not None:
+                own_claim = self.claimed.get(mac, _EMPTY).get(ip) if mac else None
+                src = own_claim[2] if own_claim else "flow"
+                dev.address(ip, ep.first_ns, ep.last_ns, src)
+            for pkey, ts in peers.items():
+                pid = id_of.get(pkey)
+                if pid is not None:
+                    if pid != did and pid not in dev.peers:
+                        dev.peers[pid] = ts
+                elif pkey in ext_of:
+                    x = ext_of[pkey]
+                    if x not in dev.external_peers:
+                        dev.external_peers[x] = ts
+        for mac, claims in self.claimed.items():  # leases and ARP bindings never seen in flows
+            did = f"mac:{mac}"
+            if did in devices:
+                for ip, (first, last, src) in claims.items():
+                    devices[did].address(ip, first, last, src)
+        for dev in devices.values():
+            for ip in dev.addresses:
+                named = self.dns_names.get(ip)
+                if named is not None:
+                    rank, name, ts = named
+                    src = "dns-ptr" if rank == HOSTNAME_RANK["dns-ptr"] else "dns-a"
+                    self._hostname(dev, src, name, ts)
+        for st in self.ble.values():
+            devices[st.device_id] = st
+        return devices, gateways
+
+
+def _distance(a0: int, a1: int, b0: int, b1: int) -> int:
+    """0 when the spans overlap, else the gap between them."""
+    if a1 < b0:
+        return b0 - a1
+    if b1 < a0:
+        return a0 - b1
+    return 0
+
+
+_HANDLERS = {
+    "FlowRecord": Observer._flow,
+    "ArpObserved": Observer._arp,
+    "DhcpMessage": Observer._dhcp,
+    "Dhcpv6Message": Observer._dhcpv6,
+    "DnsMessage": Observer._dns,
+    "SsdpMessage": Observer._ssdp,
+    "LldpNeighbor": Observer._lldp,
+    "CdpNeighbor": Observer._cdp,
+    "TlsClientHello": Observer._tls_client_hello,
+    "TlsServerHello": Observer._tls_server_hello,
+    "TlsCertificate": Observer._tls_certificate,
+    "HttpRequest": Observer._http_request,
+    "HttpResponse": Observer._http_response,
+    "FhirInteraction": Observer._fhir,
+    "DicomAssociateRequest": Observer._dicom_rq,
+    "DicomAssociateAccept": Observer._dicom_ac,
+    "DicomCommand": Observer._dicom_command,
+    "DicomDataset": Observer._dicom_dataset,
+    "DicomOverTls": Observer._dicom_tls,
+    "Hl7Message": Observer._hl7,
+    "MqttConnect": Observer._mqtt_connect,
+    "MqttPublish": Observer._mqtt_publish,
+    "MqttSubscribe": Observer._mqtt_subscribe,
+    "BleAdvertisement": Observer._ble,
+}
+
+
+def observe(events: Iterable[Event]) -> Observer:
+    """Convenience: an Observer fed with these events."""
+    obs = Observer()
+    obs.feed(list(events))
+    return obs

@@ -1,0 +1,120 @@
+"""What the inventory accumulates about one device, across captures and live commits.
+
+A `DeviceState` is the raw material: addresses over time, roles, peers and the identity strings
+observed (DHCP vendor class, DICOM implementation UID, HTTP user agent, ...) under observation
+keys (see docs/inventory.md). Identification (`identify`) turns a state into a `Device`;
+a state is stored beside the device so the next capture folds into it instead of replacing it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# Bound the distinct values kept per observation key (a busy client queries many names).
+MAX_VALUES_PER_KEY = 256
+MAX_PEERS = 2048
+
+
+class AddressSpan(msgspec.Struct, array_like=True):
+    first_ns: int
+    last_ns: int
+    source: str  # arp, dhcp, flow
+
+
+class DeviceState(msgspec.Struct, kw_only=True):
+    device_id: str
+    mac: str | None = None
+    first_ns: int = 0
+    last_ns: int = 0
+    addresses: dict[str, AddressSpan] = {}
+    # observation key -> observed value -> first time seen (ns)
+    observations: dict[str, dict[str, int]] = {}
+    roles: dict[str, int] = {}  # role -> first seen
+    protocols: dict[str, int] = {}
+    listening: dict[str, int] = {}
+    peers: dict[str, int] = {}  # device ids
+    external_peers: dict[str, int] = {}
+    hostnames: dict[str, int] = {}  # "<priority>:<name>" -> first seen, see observe.HOSTNAME_RANK
+    phi_ns: int | None = None  # first time PHI was seen to or from it
+
+    def see(self, ts_ns: int) -> None:
+        if ts_ns <= 0:
+            return
+        if self.first_ns == 0 or ts_ns < self.first_ns:
+            self.first_ns = ts_ns
+        if ts_ns > self.last_ns:
+            self.last_ns = ts_ns
+
+    def observe(self, key: str, value: str | None, ts_ns: int) -> None:
+        if not value:
+            return
+        value = value.strip()[:512]
+        if not value:
+            return
+        vals = self.observations.get(key)
+        if vals is None:
+            vals = self.observations[key] = {}
+        old = vals.get(value)
+        if old is None:
+            if len(vals) < MAX_VALUES_PER_KEY:
+                vals[value] = ts_ns
+        elif ts_ns < old:
+            vals[value] = ts_ns
+
+    def address(self, ip: str, first_ns: int, last_ns: int, source: str) -> None:
+        span = self.addresses.get(ip)
+        if span is None:
+            self.addresses[ip] = AddressSpan(first_ns, last_ns, source)
+            return
+        span.first_ns = min(span.first_ns, first_ns)
+        span.last_ns = max(span.last_ns, last_ns)
+        if source in ("dhcp", "arp") and span.source == "flow":
+            span.source = source
+
+    def merge(self, other: DeviceState) -> None:
+        """Fold another state (a later capture, or an IP-only device that proved to be this one)."""
+        self.see(other.first_ns)
+        self.see(other.last_ns)
+        if self.mac is None:
+            self.mac = other.mac
+        for ip, span in other.addresses.items():
+            self.address(ip, span.first_ns, span.last_ns, span.source)
+        for key, vals in other.observations.items():
+            for v, ts in vals.items():
+                self.observe(key, v, ts)
+        for mine, theirs in (
+            (self.roles, other.roles),
+            (self.protocols, other.protocols),
+            (self.listening, other.listening),
+            (self.peers, other.peers),
+            (self.external_peers, other.external_peers),
+            (self.hostnames, other.hostnames),
+        ):
+            _merge_first(mine, theirs)
+        if other.phi_ns is not None:
+            self.phi_ns = other.phi_ns if self.phi_ns is None else min(self.phi_ns, other.phi_ns)
+        if len(self.peers) > MAX_PEERS:
+            self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
+        if len(self.external_peers) > MAX_PEERS:
+            self.external_peers = dict(
+                sorted(self.external_peers.items(), key=lambda kv: kv[1])[:MAX_PEERS]
+            )
+
+
+def _merge_first(mine: dict[str, int], theirs: dict[str, int]) -> None:
+    for k, ts in theirs.items():
+        old = mine.get(k)
+        if old is None or ts < old:
+            mine[k] = ts
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(DeviceState)
+
+
+def encode_state(state: DeviceState) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes) -> DeviceState:
+    return _decoder.decode(data)
