@@ -44,6 +44,7 @@ from medsentry.intel.model import (
     Match,
     PackageVuln,
 )
+from medsentry.intel.normalize import vocabulary
 from medsentry.intel.versions import compare, parse_version
 
 Verdict = str  # "affected" | "fixed" | "not_affected" | "unknown"
@@ -314,7 +315,9 @@ class ComponentIndex:
         vendors: set[str] = set()
         if c.supplier:  # "The Apache Software Foundation" -> apache
             vendors.update(
-                w for w in re.findall(r"[a-z0-9]+", c.supplier.lower()) if w not in _NOT_VENDOR
+                w
+                for w in re.findall(r"[a-z0-9]+", c.supplier.lower())
+                if w not in vocabulary().supplier_noise
             )
         if purl is not None:
             key = package_key(purl.type, purl.namespace or None, purl.name)
@@ -384,34 +387,6 @@ class ComponentIndex:
         return list(results.values())
 
 
-# words of supplier names that say nothing about which vendor it is
-_NOT_VENDOR = frozenset(
-    [
-        "the",
-        "inc",
-        "ltd",
-        "llc",
-        "co",
-        "corp",
-        "corporation",
-        "company",
-        "gmbh",
-        "ag",
-        "software",
-        "foundation",
-        "project",
-        "group",
-        "open",
-        "source",
-        "systems",
-        "technologies",
-        "technology",
-        "labs",
-        "org",
-        "com",
-        "net",
-    ]
-)
 _RANK = {AFFECTED: 3, POTENTIAL: 2, FIXED: 1, NOT_AFFECTED: 0}
 
 

@@ -63,6 +63,7 @@ class Vocabulary:
     phrases: tuple[tuple[re.Pattern[str], str], ...]
     version_words: frozenset[str]
     source: str
+    supplier_noise: frozenset[str] = frozenset()
     alias_regex: re.Pattern[str] | None = None
 
 
@@ -140,6 +141,9 @@ def load_vocabulary(vendors_path: Path | None = None, vocab_path: Path | None = 
         raise ConfigError(f"{vsource}: 'phrases' must map a token to its spellings")
     if not isinstance(version_words, list):
         raise ConfigError(f"{vsource}: 'version_words' must be a list")
+    noise = vdoc.get("supplier_noise", [])
+    if not isinstance(noise, list) or not all(isinstance(w, str) for w in noise):
+        raise ConfigError(f"{vsource}: 'supplier_noise' must be a list of words")
     rewrites: list[tuple[str, str]] = []
     for token, spellings in phrases.items():
         if not isinstance(spellings, list) or not all(isinstance(s, str) for s in spellings):
@@ -156,6 +160,7 @@ def load_vocabulary(vendors_path: Path | None = None, vocab_path: Path | None = 
         phrases=compiled,
         version_words=frozenset(fold(w) for w in version_words),
         source=f"{source}, {vsource}",
+        supplier_noise=frozenset(fold(w) for w in noise),
     )
     object.__setattr__(vocab, "alias_regex", _alias_regex(vocab))
     return vocab
