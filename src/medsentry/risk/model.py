@@ -162,7 +162,7 @@ def _exposure(d: Device, hood: Neighbourhood, w: Weights) -> list[Factor]:
             "likelihood",
             "compensating_controls",
             ", ".join(declared) if declared else "none declared",
-            -credit,
+            -credit if credit else 0.0,
             "asset record (CMMS import): "
             + (
                 "; ".join(w.controls[k][1] for k in declared[:2])
