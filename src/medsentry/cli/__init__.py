@@ -75,5 +75,8 @@ register("logs", "logs_cmd")
 register("sbom", "sbom_cmd")
 register("vex", "vex_cmd")
 register("risk", "risk_cmd")
+register("devices", "devices_cmd")
+register("device", "device_cmd")
+register("inventory", "inventory_grp")
 
 _load()

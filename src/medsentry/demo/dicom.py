@@ -38,13 +38,19 @@ MAX_PDU = 16382
 IMPLEMENTATION_VERSION = "MEDSENTRY_DEMO"
 
 
-def _user_information() -> list[object]:
+# (Implementation Class UID, Implementation Version Name) of an application entity (PS3.7 D.3.3.2)
+Implementation = tuple[str, str]
+DEFAULT_IMPLEMENTATION: Implementation = (PYDICOM_IMPLEMENTATION_UID, IMPLEMENTATION_VERSION)
+
+
+def _user_information(implementation: Implementation | None = None) -> list[object]:
+    uid, version = implementation or DEFAULT_IMPLEMENTATION
     mln = pdu_primitives.MaximumLengthNotification()
     mln.maximum_length_received = MAX_PDU
     icu = pdu_primitives.ImplementationClassUIDNotification()
-    icu.implementation_class_uid = PYDICOM_IMPLEMENTATION_UID
+    icu.implementation_class_uid = uid
     ivn = pdu_primitives.ImplementationVersionNameNotification()
-    ivn.implementation_version_name = IMPLEMENTATION_VERSION
+    ivn.implementation_version_name = version
     return [mln, icu, ivn]
 
 
@@ -59,27 +65,37 @@ def _contexts(abstract_syntaxes: list[str]) -> list[PresentationContext]:
     return out
 
 
-def associate_rq(calling: str, called: str, abstract_syntaxes: list[str]) -> bytes:
+def associate_rq(
+    calling: str,
+    called: str,
+    abstract_syntaxes: list[str],
+    implementation: Implementation | None = None,
+) -> bytes:
     """A-ASSOCIATE-RQ PDU (PS3.8 §9.3.2) proposing one context per abstract syntax."""
     prim = pdu_primitives.A_ASSOCIATE()
     prim.application_context_name = APPLICATION_CONTEXT
     prim.calling_ae_title = calling
     prim.called_ae_title = called
-    prim.user_information = _user_information()
+    prim.user_information = _user_information(implementation)
     prim.presentation_context_definition_list = _contexts(abstract_syntaxes)
     rq = pdu.A_ASSOCIATE_RQ()
     rq.from_primitive(prim)
     return rq.encode()
 
 
-def associate_ac(calling: str, called: str, abstract_syntaxes: list[str]) -> bytes:
+def associate_ac(
+    calling: str,
+    called: str,
+    abstract_syntaxes: list[str],
+    implementation: Implementation | None = None,
+) -> bytes:
     """A-ASSOCIATE-AC PDU (PS3.8 §9.3.3) accepting every context with Explicit VR LE."""
     prim = pdu_primitives.A_ASSOCIATE()
     prim.application_context_name = APPLICATION_CONTEXT
     prim.calling_ae_title = calling
     prim.called_ae_title = called
     prim.result = 0  # accepted
-    prim.user_information = _user_information()
+    prim.user_information = _user_information(implementation)
     results = []
     for cx in _contexts(abstract_syntaxes):
         cx.transfer_syntax = [ExplicitVRLittleEndian]

@@ -30,6 +30,23 @@ UPSTREAM_MAC = "00:00:0c:9f:f0:01"
 ROUTER_MAC = {10: "00:00:0c:07:ac:0a", 20: "00:00:0c:07:ac:14", 30: "00:00:0c:07:ac:1e"}
 DOMAIN = "demo-hospital.local"
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's UID root, for generated UIDs
+# What the systems say about themselves, the way real ones do (the inventory identifies them):
+# the CT's association carries a GE Healthcare implementation class UID (GE's root
+# 1.2.840.113619) and the PACS/RIS answer as dcm4chee (dcm4che's 1.2.40.0.13.1.3, version name
+# 'dcm4che-<version>', as dcm4che-core Implementation.java sets them).
+CT_IMPLEMENTATION = ("1.2.840.113619.6.374", "REVOLUTION_EVO")
+ARCHIVE_IMPLEMENTATION = ("1.2.40.0.13.1.3", "dcm4che-5.31.0")
+# HL7 MSH-3/MSH-5 application names of the systems (their products' names)
+HL7_APP = {
+    "ehr": "EPIC",
+    "lis": "SUNQUEST",
+    "hl7-engine": "RHAPSODY",
+    "central": "IntelliVue Information Center iX",
+    "mon-101": "IntelliVue MX800",
+    "mon-102": "IntelliVue MX800",
+    "mon-103": "Infinity Delta",
+    "mon-104": "BeneVision N12",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +241,9 @@ def _dicom(net: _Net, t: int) -> None:
     # Verification (PS3.4 Annex A)
     s = net.session("ct-01", "pacs", 104, "dicom")
     t = s.open(t)
-    t = s.send(CLIENT, dicom.associate_rq("CT01", "PACS", [Verification]), t)
-    t = s.send(SERVER, dicom.associate_ac("CT01", "PACS", [Verification]), t + 800_000)
+    ct, arc = CT_IMPLEMENTATION, ARCHIVE_IMPLEMENTATION
+    t = s.send(CLIENT, dicom.associate_rq("CT01", "PACS", [Verification], ct), t)
+    t = s.send(SERVER, dicom.associate_ac("CT01", "PACS", [Verification], arc), t + 800_000)
     t = s.send(CLIENT, dicom.c_echo_rq(1), t)
     t = s.send(SERVER, dicom.c_echo_rsp(1), t + 300_000)
     t = s.send(CLIENT, dicom.release_rq(), t)
@@ -236,8 +254,8 @@ def _dicom(net: _Net, t: int) -> None:
     w = net.session("ct-01", "ris", 104, "dicom")
     t = w.open(t)
     mwl = [ModalityWorklistInformationFind]
-    t = w.send(CLIENT, dicom.associate_rq("CT01", "RIS", mwl), t)
-    t = w.send(SERVER, dicom.associate_ac("CT01", "RIS", mwl), t + 900_000)
+    t = w.send(CLIENT, dicom.associate_rq("CT01", "RIS", mwl, ct), t)
+    t = w.send(SERVER, dicom.associate_ac("CT01", "RIS", mwl, arc), t + 900_000)
     t = w.send(CLIENT, dicom.c_find_rq(1, dicom.worklist_query("CT", "CT01")), t)
     for p in PATIENTS[:2]:
         match = dicom.worklist_query("CT", "CT01")
@@ -253,8 +271,8 @@ def _dicom(net: _Net, t: int) -> None:
     t += 8_000_000_000
     st = net.session("ct-01", "pacs", 104, "dicom")
     t = st.open(t)
-    t = st.send(CLIENT, dicom.associate_rq("CT01", "PACS", [CTImageStorage]), t)
-    t = st.send(SERVER, dicom.associate_ac("CT01", "PACS", [CTImageStorage]), t + 800_000)
+    t = st.send(CLIENT, dicom.associate_rq("CT01", "PACS", [CTImageStorage], ct), t)
+    t = st.send(SERVER, dicom.associate_ac("CT01", "PACS", [CTImageStorage], arc), t + 800_000)
     p = PATIENTS[0]
     study = generate_uid(UID_ROOT, [f"study-{rng.random()}"])
     for i in range(1, 4):
@@ -309,10 +327,13 @@ def _hl7(net: _Net, t: int) -> None:
     s = net.session("ehr", "hl7-engine", 2575, "hl7")
     t1 = s.open(t)
     msgs = [
-        (f"ADT{i:04d}", hl7.adt_a01(p, "EHR", "ENGINE", _hl7_ts(t1), f"ADT{i:04d}"))
+        (
+            f"ADT{i:04d}",
+            hl7.adt_a01(p, HL7_APP["ehr"], HL7_APP["hl7-engine"], _hl7_ts(t1), f"ADT{i:04d}"),
+        )
         for i, p in enumerate(PATIENTS, 1)
     ]
-    t1 = _hl7_exchange(net, s, msgs, t1, "EHR", "ENGINE", 4_000_000_000)
+    t1 = _hl7_exchange(net, s, msgs, t1, HL7_APP["ehr"], HL7_APP["hl7-engine"], 4_000_000_000)
     s.close(t1)
     lab = net.session("lis", "hl7-engine", 2575, "hl7")
     t2 = lab.open(t + 20_000_000_000)
@@ -320,12 +341,17 @@ def _hl7(net: _Net, t: int) -> None:
         (
             f"LAB{i:04d}",
             hl7.oru_r01(
-                p, "LIS", "ENGINE", _hl7_ts(t2), f"LAB{i:04d}", [round(net.rng.uniform(60, 100))]
+                p,
+                HL7_APP["lis"],
+                HL7_APP["hl7-engine"],
+                _hl7_ts(t2),
+                f"LAB{i:04d}",
+                [round(net.rng.uniform(60, 100))],
             ),
         )
         for i, p in enumerate(PATIENTS[:2], 1)
     ]
-    t2 = _hl7_exchange(net, lab, msgs, t2, "LIS", "ENGINE", 2_000_000_000)
+    t2 = _hl7_exchange(net, lab, msgs, t2, HL7_APP["lis"], HL7_APP["hl7-engine"], 2_000_000_000)
     lab.close(t2)
     # bedside monitors: one long-lived connection each, vitals every 5 s
     for k, (mon, p) in enumerate(
@@ -347,11 +373,16 @@ def _hl7(net: _Net, t: int) -> None:
                 (
                     cid,
                     hl7.oru_r01(
-                        p, mon.upper(), "CENTRAL", _hl7_ts(tm + j * 5_000_000_000), cid, vit
+                        p,
+                        HL7_APP[mon],
+                        HL7_APP["central"],
+                        _hl7_ts(tm + j * 5_000_000_000),
+                        cid,
+                        vit,
                     ),
                 )
             )
-        tm = _hl7_exchange(net, m, msgs, tm, mon.upper(), "CENTRAL", 4_900_000_000)
+        tm = _hl7_exchange(net, m, msgs, tm, HL7_APP[mon], HL7_APP["central"], 4_900_000_000)
 
 
 def _tls(
