@@ -11,6 +11,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from medsentry.analysis import load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
 from medsentry.cli.scan import (
@@ -92,6 +93,7 @@ def demo_cmd(out_dir: str | None, db_url: str | None, seed: int, fmt: str, quiet
 
     with open_store(db_url) as store, make_progress(quiet) as bar:
         pipeline = make_pipeline(Pipeline, ScanConfig)
+        analyzers = load_analyzers(store)  # inventory, controls, detection: as `scan` runs them
         task = bar.add_task(path.name, total=path.stat().st_size)
 
         def progress(done: int, _total: int) -> None:
@@ -100,7 +102,7 @@ def demo_cmd(out_dir: str | None, db_url: str | None, seed: int, fmt: str, quiet
         def warn(w: DecodeWarning) -> None:
             bar.console.print(f"medsentry: warning: {warning_text(w)}", markup=False)
 
-        scan_one(store, pipeline, path, tally, progress, warn)  # as `medsentry scan` does
+        scan_one(store, pipeline, path, tally, progress, warn, analyzers)  # as `scan` does
         capture_id = tally.captures[-1]["capture_id"]
         per_protocol = protocol_table(list_flows(store, FlowFilter(capture=capture_id)))
         database = store.url
