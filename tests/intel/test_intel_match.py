@@ -79,6 +79,13 @@ def test_holdout_descriptions(matcher: Matcher) -> None:
     assert precision >= 0.75 and recall >= 0.75, errors
 
 
+def test_second_holdout_descriptions(matcher: Matcher) -> None:
+    precision, recall, n, errors = _evaluate(matcher, "match_holdout_2.yaml")
+    assert n >= 25
+    # written after the first hold-out was used for fixes, never tuned on: a floor
+    assert precision >= 0.75 and recall >= 0.75, errors
+
+
 def test_explanations_are_specific(matcher: Matcher) -> None:
     [m, *_] = matcher.match(Device(text="BD Alaris 8015 PC Unit v12.1.2"))
     assert m.advisory_id == "ICSMA-23-194-01" and m.status == AFFECTED

@@ -89,6 +89,7 @@ NOT_AFFECTED_STATUSES = ("known_not_affected",)
 
 _NOT_INCLUDING = re.compile(r",?\s*\b(?:not including|excluding|except)\b\s*")
 _PARENS = re.compile(r"\(([^()]*)\)")
+_ALTERNATIVES = re.compile(r"(?<![a-z0-9])[a-z]{2,}(?:\s*/\s*[a-z]{2,})+(?![a-z0-9])")
 MIN_CONFIDENCE = 0.5
 MIN_NAME_COVER = 0.4  # words-only matches must cover this share of the product's name
 AFFECTED_CONFIDENCE = 0.75
@@ -155,6 +156,8 @@ class _Entry:
     vectors: tuple[str, ...] = ()
     kind: str = AFFECTED  # AFFECTED, FIXED or NOT_AFFECTED: how the advisory lists the product
     remediations: tuple[str, ...] = ()
+    # "EPIQ/Affiniti": words that stand for each other
+    alternatives: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +267,14 @@ class Matcher:
         spec = parse_spec(p.version_range or p.version)
         qual_text = " ".join((*spec.qualifiers, *p.model_numbers, parens))
         _, qual_rest = find_vendors(qual_text, self.vocab)
+        alternatives = tuple(
+            frozenset(w for w in re.split(r"\s*/\s*", m.group(0).lower()))
+            for m in _ALTERNATIVES.finditer(rest)
+        )
         return _Entry(
             advisory=adv,
             product=p,
+            alternatives=alternatives,
             label=_product_label(p),
             vendors=frozenset(vendors),
             feats=features(rest, self.vocab),
@@ -360,7 +368,7 @@ class Matcher:
         # 2. evidence
         prod_words = e.feats.words | e.qual.words
         common_words = q.feats.words & prod_words
-        model_hits = q.feats.model_hits(e.feats) | (q.feats.models & e.qual.models)
+        model_hits = q.feats.model_hits(e.feats) | q.feats.model_hits(e.qual)
         if common_words and not model_hits:
             # a bare number taken out of a code ("mx800" -> "800") counts only beside a word
             model_hits = (q.feats.numbers & (e.feats.models | e.qual.models)) | (
@@ -370,6 +378,9 @@ class Matcher:
             return None
         # 3. different products of one family
         prod_only = e.feats.words - q.feats.words
+        for group in e.alternatives:  # "EPIQ/Affiniti": naming one names the product
+            if group & q.feats.words:
+                prod_only -= group
         dev_only_known = (q.feats.words & self._known_words) - prod_words
         if prod_only and dev_only_known and (not model_hits or not common_words):
             return None

@@ -245,6 +245,14 @@ _LIST = re.compile(
 _COMPACT = re.compile(r"(?<![a-z0-9])([a-z]{1,4})[ \-](\d+[a-z0-9]*)(?![a-z0-9])")
 
 
+def _compact(m: re.Match[str], generic: frozenset[str]) -> str:
+    """Compact a code: MX 800 -> mx800; a 4-letter name stays a word too (EPIQ 7 -> epiq, epiq7)."""
+    prefix, code = m.group(1), m.group(2)
+    if prefix in generic:
+        return m.group(0)
+    return f"{prefix} {prefix}{code}" if len(prefix) >= 4 else prefix + code
+
+
 def features(text: str, vocab: Vocabulary | None = None) -> Features:
     vocab = vocab or vocabulary()
     t = fold(text).replace("&", " and ")
@@ -263,9 +271,7 @@ def features(text: str, vocab: Vocabulary | None = None) -> Features:
         for num in [m.group(2), *re.findall(r"\d+[a-z]{0,2}", m.group(3))]:
             models.add(prefix + num)
             models.add(re.sub(r"[a-z]+$", "", num))
-    t = _COMPACT.sub(
-        lambda m: m.group(0) if m.group(1) in vocab.generic else m.group(1) + m.group(2), t
-    )
+    t = _COMPACT.sub(lambda m: _compact(m, vocab.generic), t)
     words: set[str] = set()
     numbers: set[str] = set()
     for tok in re.findall(r"[a-z0-9]+(?:\.[0-9]+)*", t):
