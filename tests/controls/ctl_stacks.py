@@ -60,7 +60,11 @@ def tcpdump(path: Path, expr: str, iface: str = "lo", netns: str | None = None) 
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline() if proc.stderr else ""
+    line = ""
+    for _ in range(4):  # "-i any" first warns about the link type, then says "listening"
+        line = proc.stderr.readline() if proc.stderr else ""
+        if "listening" in line or not line:
+            break
     if "listening" not in line:
         proc.kill()
         proc.wait()

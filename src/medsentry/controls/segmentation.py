@@ -354,11 +354,8 @@ def stored_conversations(store: Any) -> list[FlowSummary]:
     from medsentry.store import FlowFilter, iter_flow_records
 
     col = Collector(None)
-    flt = FlowFilter()
-    if hasattr(flt, "limit"):
-        flt.limit = None
     batch: list = []
-    for rec in iter_flow_records(store, flt):
+    for rec in iter_flow_records(store, FlowFilter()):
         batch.append(rec)
         if len(batch) >= 5000:
             col.feed(batch)
