@@ -177,9 +177,11 @@ def to_events(rows: Sequence[dict[str, str]]) -> Iterator[Any]:
         t += max(int(dur * 1e9), 1)
 
 
-def detectors() -> list[Any]:
-    """The engine's full detector set: the rules and the models."""
+def detectors(relay_quantile: float | None = None) -> list[Any]:
+    """The engine's full detector set: the rules and the models (their defaults unless a
+    sensitivity run overrides the relay quantile)."""
     from medsentry.detect.models import default_models
+    from medsentry.detect.models.flow import FlowAnomalyDetector
 
     out: list[Any] = []
     try:
@@ -188,7 +190,15 @@ def detectors() -> list[Any]:
         out.extend(build_rules())
     except ImportError:
         pass
-    out.extend(default_models())
+    models = default_models()
+    if relay_quantile is not None:
+        models = [
+            FlowAnomalyDetector(relay_quantile=relay_quantile)
+            if type(m) is FlowAnomalyDetector
+            else m
+            for m in models
+        ]
+    out.extend(models)
     return out
 
 
@@ -199,7 +209,12 @@ def predict(rule_ids: set[str]) -> int:
 
 
 # --- replay ------------------------------------------------------------------------------------
-def replay(rows: Sequence[dict[str, str]], learn: int, db_path: Path | None) -> dict[str, Any]:
+def replay(
+    rows: Sequence[dict[str, str]],
+    learn: int,
+    db_path: Path | None,
+    relay_quantile: float | None = None,
+) -> dict[str, Any]:
     """Learn on the clean learning period, store, reload into a new engine, score the rest."""
     from medsentry.detect.engine import DetectionEngine
     from medsentry.store import open_store
@@ -208,7 +223,7 @@ def replay(rows: Sequence[dict[str, str]], learn: int, db_path: Path | None) -> 
     events = list(to_events(rows))
     store = open_store(f"sqlite:///{db_path}") if db_path is not None else None
     t_learn = time.perf_counter()
-    learner = DetectionEngine(detectors(), store=store, ledger=False)
+    learner = DetectionEngine(detectors(relay_quantile), store=store, ledger=False)
     learner.ctx.forced_learning = True
     fed = 0
     for ev, y in zip(events[:learn], labels[:learn], strict=True):
@@ -218,7 +233,8 @@ def replay(rows: Sequence[dict[str, str]], learn: int, db_path: Path | None) -> 
     learner.commit()
     t_learn = time.perf_counter() - t_learn
 
-    scorer = DetectionEngine(detectors(), store=store, ledger=False)  # state from the store
+    # a new engine: its state comes from the store
+    scorer = DetectionEngine(detectors(relay_quantile), store=store, ledger=False)
     if store is None:  # no store: the same round trip through the stored form (JSON)
         for src, dst in zip(learner.detectors, scorer.detectors, strict=True):
             dst.load_state(msgspec.json.decode(msgspec.json.encode(src.state())))
@@ -227,8 +243,12 @@ def replay(rows: Sequence[dict[str, str]], learn: int, db_path: Path | None) -> 
     preds: list[int] = []
     fired: list[list[str]] = []
     t_score = time.perf_counter()
+    took: list[float] = []  # seconds from handing the record over to having its alerts
     for ev in events[learn:]:
-        ids = sorted({a.rule_id for a in scorer.process([ev])})
+        t0 = time.perf_counter()
+        raised = scorer.process([ev])
+        took.append(time.perf_counter() - t0)
+        ids = sorted({a.rule_id for a in raised})
         fired.append(ids)
         preds.append(predict(set(ids)))
     t_score = time.perf_counter() - t_score
@@ -255,7 +275,27 @@ def replay(rows: Sequence[dict[str, str]], learn: int, db_path: Path | None) -> 
         "score_s": t_score,
         "thresholds": thresholds,
         "raised_alerts": scorer.raised,
+        "process_s": took,
     }
+
+
+# Ablations, computed from what fired: without the flow model a relay record would have been
+# named by the binding mismatch alone (the detector raises one of the two per flow).
+ABLATIONS = {
+    "binding only": {"drop": {"model.relay_mitm", "model.flow_hst", "model.vitals_jump"}},
+    "binding + vitals models": {"drop": {"model.relay_mitm", "model.flow_hst"}},
+    "binding + flow model (no vitals)": {"drop": {"model.vitals_jump"}},
+}
+
+
+def ablate(fired: Sequence[list[str]], drop: set[str]) -> list[int]:
+    out = []
+    for ids in fired:
+        kept = set(ids) - drop
+        if "model.relay_mitm" in ids and "model.relay_mitm" in drop:
+            kept.add("net.flow_binding_mismatch")
+        out.append(predict(kept))
+    return out
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -328,6 +368,13 @@ def latency(y: Sequence[int], p: Sequence[int], durations: Sequence[float]) -> d
         "flowtime_s_median": med(secs),
         "flowtime_s_max": max(secs) if secs else None,
     }
+
+
+def _percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    v = sorted(seconds)
+    if not v:
+        return {}
+    return {f"p{q}": 1000 * v[min(len(v) - 1, int(q / 100 * len(v)))] for q in (50, 99)}
 
 
 # --- supervised baselines ----------------------------------------------------------------------
@@ -437,6 +484,8 @@ def render(result: dict[str, Any]) -> str:
     ):
         if key in result:
             lines.append(row(name, feats + " (whole dataset, test = 30 %)", result[key]))
+    for name, sc in result.get("ablations", {}).items():
+        lines.append(row(f"ablation: engine, {name}", "from the same run", sc))
     lines += [
         "",
         "Published (whole dataset, accuracy only; these keep the address, MAC and port columns, "
@@ -477,13 +526,26 @@ def render(result: dict[str, Any]) -> str:
         f"{lat['records_median']} / {lat['records_max']} | "
         f"{_f(lat['flowtime_s_median'])} / {_f(lat['flowtime_s_max'])} |"
     )
+    pm = result.get("process_ms") or {}
+    if pm:
+        first = "Every episode is named at its first record. " if lat["records_max"] == 0 else ""
+        lines += [
+            "",
+            f"{first}The engine's own latency, from handing a record to `process` to having "
+            f"its alert: p50 {pm['p50']:.3f} ms, p99 {pm['p99']:.3f} ms over the alerted "
+            "records (one event per call, every detector).",
+        ]
     if rf:
         rl = rf["latency"]
-        lines.append(
-            f"| RF prequential: {rl['episodes']} | {rl['detected']} | {rl['missed']} | "
+        lines += [
+            "",
+            "| supervised baseline | detected | missed | records to first alert "
+            "(median / max) | flow-time, s (median / max) |",
+            "|---|---|---|---|---|",
+            f"| RF prequential ({rl['episodes']} episodes) | {rl['detected']} | {rl['missed']} | "
             f"{rl['records_median']} / {rl['records_max']} | "
-            f"{_f(rl['flowtime_s_median'])} / {_f(rl['flowtime_s_max'])} |"
-        )
+            f"{_f(rl['flowtime_s_median'])} / {_f(rl['flowtime_s_max'])} |",
+        ]
     lines += [
         "",
         "## Which detectors fired (scored records)",
@@ -493,6 +555,24 @@ def render(result: dict[str, Any]) -> str:
     ]
     for rid, cnt in sorted(result["fired_by_class"].items()):
         lines.append(f"| `{rid}` | {cnt[0]} | {cnt[1]} | {cnt[2]} |")
+    if result.get("sensitivity"):
+        lines += [
+            "",
+            "## Sensitivity (not used to choose anything)",
+            "",
+            "The same replay with other learning lengths and relay quantiles, run after the "
+            "protocol above was fixed, to show how much the result depends on those choices "
+            "(no store round trip here; the state is handed over as JSON).",
+            "",
+            "| learning records | relay quantile | binary F1 | 3-class macro-F1 | "
+            "normal records alerted |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result["sensitivity"]:
+            lines.append(
+                f"| {r['learn']} | {r['relay_quantile']} | {_f(r['binary']['f1'])} | "
+                f"{_f(r['macro_f1'])} | {_f(r['false_alert_rate'], True)} |"
+            )
     lines += [
         "",
         "## Speed",
@@ -513,9 +593,27 @@ def render(result: dict[str, Any]) -> str:
         "vital-sign values themselves stay within physiological limits in this dataset (no "
         "`vitals.impossible_value` fires); their step-to-step jumps are a weaker, partial signal "
         "(`model.vitals_jump`).",
-        "- The design (features, the relay correlation, the 0.99/0.999 quantiles, the learning "
-        "length) was chosen after an exploratory look at the class-conditional feature "
-        "distributions of the whole dataset; no threshold was fitted to the scored decisions.",
+        "- Honesty notes. The design (features, the relay correlation, the 0.99/0.999 "
+        "quantiles, the learning length) was chosen after an exploratory look at the "
+        "class-conditional feature distributions of the whole dataset; no threshold was fitted "
+        "to the scored decisions. One change was made after looking at scored false alerts: "
+        "the vitals step model first refused an alerted reading as the stream's reference, "
+        "which made every real change alert three times in a row; it now keeps the jump as an "
+        "unconfirmed second reference (module doc of `detect/models/vitals.py`). Withholding "
+        "the attack records of the learning period uses the labels: it stands for an operator "
+        "who vouches for a clean baseline.",
+        "- What the ablations and the sensitivity table say: the binding state alone gives a "
+        "perfect binary detector but cannot tell the two attacks apart (macro-F1 about 0.56); "
+        "the flow model is what separates data alteration. The vitals step model adds nothing "
+        "on this dataset (the jumps it flags are mostly real physiology: all the false alerts on "
+        "normal records are its); it stays in the engine for value "
+        "tampering that keeps the flow timing intact. The relay quantile has a cliff: at 0.995 "
+        "of the learning scores the bar rises above most altered flows and 3-class macro-F1 "
+        "falls to about 0.65, while 0.98 and 0.99 agree; the learning length matters little.",
+        "- The supervised forest sees the vitals and flow metrics but has no notion of state: "
+        "the one fact that separates spoofing from normal traffic here (the MAC no longer "
+        "matches the address) is not in any non-identifying column. With the address/MAC "
+        "columns it is perfect, which is what the published figures measure.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -526,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N records only")
     ap.add_argument("--learn", type=int, default=LEARN)
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--no-sensitivity", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument(
         "--no-store",
@@ -563,8 +662,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "thresholds": run["thresholds"],
         "engine": eng,
         "latency": latency(run["y"], run["pred"], run["durations"]),
+        "process_ms": _percentiles(
+            [t for t, p in zip(run["process_s"], run["pred"], strict=True) if p != 0]
+        ),
         "fired_by_class": fired_by_class,
     }
+    result["ablations"] = {
+        name: scores(run["y"], ablate(run["fired"], spec["drop"]))
+        for name, spec in ABLATIONS.items()
+    }
+    if not args.no_sensitivity:
+        sens = []
+        for learn in (1000, 2000, 4000):
+            for q in (0.98, 0.99, 0.995):
+                r = replay(rows, learn, None, relay_quantile=q)
+                sens.append({"learn": learn, "relay_quantile": q, **scores(r["y"], r["pred"])})
+        result["sensitivity"] = sens
     if not args.no_baselines:
         rf = rf_prequential(rows, args.learn, REFIT)
         result["rf_prequential"] = {
