@@ -36,6 +36,7 @@ class DetectAnalyzer:
             sinks=sinks_from_config(cfg),
         )
         self.buffer: list[Event] = []
+        self.session: set[str] = set()  # captures this run has seen (a live one, many times)
         self._refreshed = 0.0
 
     def feed(self, events: Sequence[Event]) -> None:
@@ -53,12 +54,19 @@ class DetectAnalyzer:
         self.engine.process(batch)
 
     def finish(self, store: Store, capture_id: str | None) -> dict[str, Any]:
-        self.engine.ctx.capture_id = capture_id
+        engine = self.engine
+        if capture_id is not None and capture_id not in self.session:
+            self.session.add(capture_id)
+            if capture_id in engine.captures:  # the same file scanned again: already detected
+                self.buffer = []
+                return {"alerts": 0, "open": len(engine.open), "skipped": "already detected"}
+            engine.captures.append(capture_id)
+        engine.ctx.capture_id = capture_id
         self._refreshed = 0.0
-        before = self.engine.raised
+        before = engine.raised
         self._run()
-        self.engine.commit()
-        return {"alerts": self.engine.raised - before, "open": len(self.engine.open)}
+        engine.commit()
+        return {"alerts": engine.raised - before, "open": len(engine.open)}
 
 
 def detect_analyzer(store: Store) -> DetectAnalyzer:

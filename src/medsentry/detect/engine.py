@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # Open alerts kept in memory; the oldest (by last_seen) are evicted to the store beyond it.
 MAX_OPEN_ALERTS = 50_000
+# Capture ids remembered as processed.
+MAX_CAPTURES = 10_000
 
 
 class AlertSink(Protocol):
@@ -111,6 +113,7 @@ class DetectionEngine:
         self._by_kind: dict[str, list[Detector]] = {}
         self._all_kinds = [d for d in self.detectors if not d.kinds]
         self._was_learning: bool | None = None
+        self.captures: list[str] = []  # capture ids already run through (a re-scan is skipped)
         if store is not None:
             self._load(store)
 
@@ -125,6 +128,7 @@ class DetectionEngine:
         if engine_state:
             self.ctx.start_ns = engine_state.get("start_ns")
             self.ctx.now_ns = engine_state.get("now_ns", 0)
+            self.captures = list(engine_state.get("captures", []))
         for det in self.detectors:
             st = states.get(det.detector_id)
             if st is not None:
@@ -162,7 +166,11 @@ class DetectionEngine:
         from medsentry.detect import store as dstore
 
         states: dict[str, Any] = {d.detector_id: d.state() for d in self.detectors}
-        states["_engine"] = {"start_ns": self.ctx.start_ns, "now_ns": self.ctx.now_ns}
+        states["_engine"] = {
+            "start_ns": self.ctx.start_ns,
+            "now_ns": self.ctx.now_ns,
+            "captures": self.captures[-MAX_CAPTURES:],
+        }
         n = dstore.save(self.store, list(self.dirty.values()), states)
         for a in self.dirty.values():
             if a.status == STATUS_CLOSED and self.open.get(a.dedup_key) is a:
