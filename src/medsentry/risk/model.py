@@ -270,8 +270,11 @@ def _impact(
 def _vuln_factors(v: VulnInput | None, score: CvssScore | None, w: Weights) -> list[Factor]:
     L = w.likelihood
     if v is None:
+        src = "no affected or potentially affected match (intel + SBOM, after VEX)"
         return [
-            Factor("likelihood", "exploitability", "no known vulnerability", 0.0, "intel matches")
+            Factor("likelihood", "exploitability", "no known vulnerability", 0.0, src),
+            Factor("likelihood", "known_exploited", "no known vulnerability", 0.0, src),
+            Factor("likelihood", "epss", "no known vulnerability", 0.0, src),
         ]
     m = 1.0 if v.status != POTENTIAL else w.potential_match_factor
     src_m = "" if m == 1.0 else f"; potentially affected match x{m:g}"
