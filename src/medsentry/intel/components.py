@@ -53,19 +53,24 @@ AFFECTED_CONFIDENCE = 0.75
 _CASE_INSENSITIVE = frozenset({"pypi", "npm", "cargo", "gem", "nuget", "composer", "deb", "apk"})
 
 
+_PEP503 = re.compile(r"[-_.]+")
+_SEPARATORS = re.compile(r"[\s_.]+")
+_CPE_ESCAPE = re.compile(r"\\(.)")
+
+
 def package_key(scheme: str, namespace: str | None, name: str) -> str:
     """purl-spec normalization of a package name for lookup (pypi: '_' -> '-', lower case)."""
     full = f"{namespace}/{name}" if namespace else name
     if scheme in _CASE_INSENSITIVE:
         full = full.lower()
     if scheme == "pypi":
-        full = re.sub(r"[-_.]+", "-", full)
+        full = _PEP503.sub("-", full)  # PEP 503 name normalization
     return full
 
 
 def _simple(name: str) -> str:
     """A name for cross-source lookup: lower case, separators unified ("log4j-core")."""
-    return re.sub(r"[\s_.]+", "-", name.strip().lower())
+    return _SEPARATORS.sub("-", name.strip().lower())
 
 
 # -- CPE 2.3 (NISTIR 7695 §6.2 formatted string binding) -------------------------------------
@@ -87,7 +92,7 @@ def parse_cpe(cpe: str) -> tuple[str, str, str, str] | None:
         version = version or "*"
     else:
         return None
-    unq = [re.sub(r"\\(.)", r"\1", x).lower() for x in (vendor, product, version)]
+    unq = [_CPE_ESCAPE.sub(r"\1", x).lower() for x in (vendor, product, version)]
     return part, unq[0], unq[1], unq[2]
 
 
@@ -110,9 +115,20 @@ def _generic(text: str) -> Any:
     return parse_version(text)
 
 
+_NUMERIC = re.compile(r"\d+(?:\.\d+)*")
+
+
 @lru_cache(maxsize=500_000)
 def vcmp(scheme: str, a: str, b: str) -> int | None:
     """Compare two versions of one package: -1/0/1, None when they have no common order."""
+    if _NUMERIC.fullmatch(a) and _NUMERIC.fullmatch(b):
+        # plain dotted numbers order the same in every scheme (semver, PEP 440, Maven, Debian
+        # upstream, Go...): compare as integer tuples, padded with zeros
+        ta, tb = [int(x) for x in a.split(".")], [int(x) for x in b.split(".")]
+        n = max(len(ta), len(tb))
+        ta += [0] * (n - len(ta))
+        tb += [0] * (n - len(tb))
+        return -1 if ta < tb else (1 if ta > tb else 0)
     va, vb = _eco_version(scheme, a), _eco_version(scheme, b)
     if va is not None and vb is not None:
         try:
