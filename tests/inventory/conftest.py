@@ -21,3 +21,25 @@ db_url = _store_conftest.db_url
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def inventory_of(tmp_path: Path):
+    """Scan a capture and run the inventory engine into a fresh SQLite store: id -> Device."""
+    from medsentry.inventory.engine import InventoryEngine
+    from medsentry.inventory.store import load_devices
+    from medsentry.store import open_store
+
+    from invnet import scan  # noqa: PLC0415 (test helper beside this file)
+
+    url = f"sqlite:///{tmp_path / 'inv.db'}"
+
+    def run(pcap: Path, capture_id: str = "test"):
+        eng = InventoryEngine()
+        eng.feed(scan(pcap))
+        with open_store(url) as store:
+            eng.finish(store, capture_id)
+            return {d.device_id: d for d in load_devices(store)}
+
+    run.url = url
+    return run
