@@ -99,3 +99,16 @@ def test_any_text_parses(text: str) -> None:
     spec = parse_spec(text)
     spec.test(parse_version("1.2.3"))
     spec.test(None)
+
+
+def test_vers_with_ecosystem_scheme_uses_univers() -> None:
+    # PEP 440: 2.0.0rc1 is before 2.0.0; the vendor-segment rules would not know "rc"
+    spec = parse_spec("vers:pypi/>=1.0|<2.0.0")
+    assert spec.scheme == "pypi"
+    assert spec.test(parse_version("2.0.0rc1"))[0] == "affected"
+    assert spec.test(parse_version("2.0.0"))[0] == "not_affected"
+    # Maven: 1.0-beta1 < 1.0
+    spec = parse_spec("vers:maven/>=1.0-beta1|<1.0")
+    assert spec.test(parse_version("1.0-beta2"))[0] == "affected"
+    # generic vers stays on the vendor-segment rules (letters, builds)
+    assert parse_spec("vers:generic/>=1.0|<2.0").scheme == ""

@@ -210,11 +210,18 @@ class VersionSpec:
     intervals: tuple[Interval, ...] = ()
     qualifiers: tuple[str, ...] = ()  # non-version words found (model numbers, options)
     notes: tuple[str, ...] = field(default=())
+    # vers with an ecosystem scheme univers knows (vers:pypi/..., vers:maven/...): compared by
+    # that ecosystem's rules instead of the vendor-segment rules
+    scheme: str = ""
 
     def test(self, v: Version | None) -> tuple[Verdict, str]:
         """Is version `v` covered? With a one-line reason."""
         if self.kind == "all":
             return "affected", "all versions are affected"
+        if self.scheme and v is not None:
+            found = _univers_test(self.text, v.text)
+            if found is not None:
+                return found
         if self.kind == "date":
             return "unknown", f"affected by date ({self.text!r}), not by version"
         if self.kind in ("qualifier", "unknown") or not self.intervals:
@@ -289,7 +296,35 @@ def _vers(text: str) -> VersionSpec:
     scheme, _, constraints = body.partition("/")
     if scheme == "all" or constraints.strip() == "*":
         return VersionSpec(text, "all")
-    return _constraints(text, [c for c in constraints.split("|") if c.strip()], vers=True)
+    spec = _constraints(text, [c for c in constraints.split("|") if c.strip()], vers=True)
+    if scheme not in ("generic", "") and _univers_range(text) is not None:
+        spec = VersionSpec(
+            spec.text, spec.kind, spec.intervals, spec.qualifiers, spec.notes, scheme=scheme
+        )
+    return spec
+
+
+def _univers_range(text: str):  # -> univers VersionRange | None
+    from univers.version_range import VersionRange
+
+    try:
+        return VersionRange.from_string(text)
+    except Exception:  # univers raises several types for schemes/constraints it cannot read
+        return None
+
+
+def _univers_test(text: str, version: str) -> tuple[Verdict, str] | None:
+    """The verdict of univers for a vers range of a known ecosystem; None when it cannot tell."""
+    rng = _univers_range(text)
+    if rng is None:
+        return None
+    try:
+        inside = rng.version_class(version.strip().lstrip("vV")) in rng
+    except Exception:  # a version the ecosystem's scheme cannot parse
+        return None
+    if inside:
+        return "affected", f"{version} is within {text} ({rng.scheme} ordering)"
+    return "not_affected", f"{version} is outside {text} ({rng.scheme} ordering)"
 
 
 def _constraints(text: str, items: list[str], *, vers: bool) -> VersionSpec:
