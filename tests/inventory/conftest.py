@@ -26,11 +26,11 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def inventory_of(tmp_path: Path):
     """Scan a capture and run the inventory engine into a fresh SQLite store: id -> Device."""
+    from invnet import scan
+
     from medsentry.inventory.engine import InventoryEngine
     from medsentry.inventory.store import load_devices
     from medsentry.store import open_store
-
-    from invnet import scan  # noqa: PLC0415 (test helper beside this file)
 
     url = f"sqlite:///{tmp_path / 'inv.db'}"
 

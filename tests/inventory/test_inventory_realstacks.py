@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from invnet import lan, wait_port
 from pydicom.data import get_testdata_file
 
-from invnet import lan, wait_port
 from medsentry.inventory.identify import vendor_key
 
 GE_MAC = "44:4b:5d:00:00:11"  # IEEE MA-L 44:4B:5D GE Healthcare
@@ -150,7 +150,8 @@ HL7_SENDER = textwrap.dedent(
         m.msh.msh_10 = f"MON{i}"
         m.msh.msh_11 = "P"
         r = m.add_group("ORU_R01_PATIENT_RESULT")
-        r.add_group("ORU_R01_PATIENT").add(parse_segment("PID|1||SYN1^^^H^MR||TEST^PATIENT", version="2.5"))
+        pid = parse_segment("PID|1||SYN1^^^H^MR||TEST^PATIENT", version="2.5")
+        r.add_group("ORU_R01_PATIENT").add(pid)
         o = r.add_group("ORU_R01_ORDER_OBSERVATION")
         o.add(parse_segment("OBR|1|||VITALS", version="2.5"))
         o.add_group("ORU_R01_OBSERVATION").add(parse_segment(
