@@ -389,3 +389,46 @@ def test_sync_cli_and_tls_errors(provider: Provider, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 2 and "signature required: no --key" in res.output
+
+
+def test_aggregator_lists_the_provider(provider: Provider, tmp_path: Path) -> None:
+    """CSAF 2.0 §7.1.21 aggregator.json: each listed provider's metadata is followed."""
+    agg = provider.root / ".well-known" / "csaf-aggregator"
+    agg.mkdir(parents=True, exist_ok=True)
+    (agg / "aggregator.json").write_text(
+        json.dumps(
+            {
+                "aggregator": {
+                    "category": "lister",
+                    "name": "Test lister",
+                    "namespace": "https://lister.test",
+                },
+                "aggregator_version": "2.0",
+                "canonical_url": f"{provider.base}/.well-known/csaf-aggregator/aggregator.json",
+                "csaf_providers": [
+                    {
+                        "metadata": {
+                            "last_updated": "2024-10-24T00:00:00Z",
+                            "publisher": {
+                                "category": "coordinator",
+                                "name": "Test",
+                                "namespace": "https://t.test",
+                            },
+                            "role": "csaf_trusted_provider",
+                            "url": f"{provider.base}/.well-known/csaf/provider-metadata.json",
+                        }
+                    }
+                ],
+                "last_updated": "2024-10-24T00:00:00Z",
+            }
+        )
+    )
+    with open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        r = sync_provider(
+            store,
+            f"{provider.base}/.well-known/csaf-aggregator/aggregator.json",
+            mirror=tmp_path / "m",
+            keys=[provider.key],
+            cafile=provider.ca,
+        )
+        assert (r.documents, r.added, r.signatures_verified) == (144, 144, 144)
