@@ -8,7 +8,8 @@ patient-monitoring testbed with eight vital signs each, labelled normal / spoofi
 alteration. Protocol, fixed before any evaluation:
 
 - Records are replayed in their recorded order, one `MonitoredFlow` event each, through
-  `DetectionEngine` with the rules of `detect/rules.py` and the models of `detect/models/`.
+  `DetectionEngine` with the full detector set of `detect.registry.default_detectors()` (the
+  rules, the behavioural baselines and the models of `detect/models/`).
   The dataset has no timestamps: the event clock is the running sum of flow durations
   ("flow-time"), so latencies in seconds are flow-time, a lower bound of wall time.
 - Learning period: the first LEARN records. Only the normal ones are fed (the operator
@@ -178,27 +179,19 @@ def to_events(rows: Sequence[dict[str, str]]) -> Iterator[Any]:
 
 
 def detectors(relay_quantile: float | None = None) -> list[Any]:
-    """The engine's full detector set: the rules and the models (their defaults unless a
-    sensitivity run overrides the relay quantile)."""
-    from medsentry.detect.models import default_models
+    """The engine's full detector set (`detect.registry.default_detectors`: rules, baselines,
+    models), the relay quantile overridden only by the sensitivity runs."""
     from medsentry.detect.models.flow import FlowAnomalyDetector
+    from medsentry.detect.registry import default_detectors
 
-    out: list[Any] = []
-    try:
-        from medsentry.detect.rules import build_rules
-
-        out.extend(build_rules())
-    except ImportError:
-        pass
-    models = default_models()
+    out = default_detectors()
     if relay_quantile is not None:
-        models = [
+        out = [
             FlowAnomalyDetector(relay_quantile=relay_quantile)
-            if type(m) is FlowAnomalyDetector
-            else m
-            for m in models
+            if type(d) is FlowAnomalyDetector
+            else d
+            for d in out
         ]
-    out.extend(models)
     return out
 
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from medsentry.detect.base import SOURCE_MODEL, SOURCE_RULE, AlertDraft, ModelDetector
-from medsentry.detect.context import DetectContext
+from medsentry.detect.context import DetectContext, is_external
 from medsentry.detect.models.features import (
     FLOW_RECORD_FEATURES,
     MONITORED_FLOW_FEATURES,
@@ -90,8 +90,8 @@ class FlowAnomalyDetector(ModelDetector):
 
     def _rebound(self, ip: str | None, mac: str | None) -> str | None:
         """The MAC first bound to `ip` when `mac` differs from it; binds a new address."""
-        if not ip or not mac:
-            return None
+        if not ip or not mac or is_external(ip):
+            return None  # a routed (global) address arrives with its router's MAC
         bound = self.bindings.get(ip)
         if bound is None:
             if len(self.bindings) < MAX_BINDINGS:
