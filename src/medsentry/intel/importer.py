@@ -171,6 +171,14 @@ def parse_paths(
     return parsed
 
 
+def _top(file_origin: str, origin: str) -> str:
+    """The path given on the command line that `file_origin` was found under."""
+    for top in origin.split(", "):
+        if file_origin == top or file_origin.startswith(top.rstrip("/") + "/"):
+            return top
+    return file_origin
+
+
 def save_parsed(
     store: Store, parsed: Parsed, origin: str, actor: str = "intel"
 ) -> list[ImportCounts]:
@@ -183,7 +191,8 @@ def save_parsed(
         src = "csaf" if isinstance(rec, Advisory) else rec.source
         by_source.setdefault(src, []).append((rec, o))
     for src, recs in by_source.items():
-        counts = save_records(store, recs, ImportCounts(src, origin))
+        tops = dict.fromkeys(_top(o, origin) for _, o in recs)
+        counts = save_records(store, recs, ImportCounts(src, ", ".join(tops)))
         results.append(counts)
     for version, entries, source, sha in parsed.kev:
         counts = save_kev(store, version, entries, source, sha)
