@@ -214,6 +214,7 @@ def main() -> None:
     ap.add_argument("--components", type=int, default=200)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--naive-sample", type=int, default=1000)
+    ap.add_argument("--distinct", type=int, default=10_000, help="devices with unique versions")
     args = ap.parse_args()
     rng = random.Random(7)
     load = os.getloadavg()
@@ -229,6 +230,20 @@ def main() -> None:
     t0 = time.perf_counter()
     dev_matches = index.match_devices(devices)
     t_dev = time.perf_counter() - t0
+    # the same work with no repeats: every device its own description (a version per asset)
+    distinct_devs = [
+        DeviceQuery(
+            device_id=d.device_id,
+            vendor=d.vendor,
+            product=d.product,
+            version=f"{rng.randrange(1, 10)}.{rng.randrange(100)}.{i}",
+        )
+        for i, d in enumerate(devices[: args.distinct])
+    ]
+    fresh = IntelIndex(advisories=advisories)
+    t0 = time.perf_counter()
+    fresh.match_devices(distinct_devs)
+    t_distinct = time.perf_counter() - t0
     t0 = time.perf_counter()
     comp_matches = index.match_components(comps)
     t_comp = time.perf_counter() - t0
@@ -262,6 +277,11 @@ def main() -> None:
             t_naive_comp,
         ),
         ("total", total, t_naive_dev + t_naive_comp),
+        (
+            f"(extra) {len(distinct_devs):,} devices, all descriptions distinct",
+            t_distinct,
+            t_naive_dev * len(distinct_devs) / len(devices),
+        ),
     ]
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores, shared)")
     print(f"{'step':<58} {'indexed s':>10} {'naive s':>12} {'ratio':>8}")
@@ -299,6 +319,8 @@ def main() -> None:
         "naive_sample_components": len(sample_c),
         "device_matches": len(dev_matches),
         "component_matches": len(comp_matches),
+        "distinct_devices": len(distinct_devs),
+        "distinct_devices_s": t_distinct,
         "loadavg": load,
         "naive_indexed_agree_on_sample": naive_found == fast_sample,
     }
