@@ -86,6 +86,32 @@ HOSTS: tuple[DemoHost, ...] = (
     DemoHost("admin", "10.30.0.5", "00:08:74:30:00:05", 30, "Admin laptop", "Dell"),
     DemoHost("router", "10.10.0.1", ROUTER_MAC[10], 10, "Router", "Cisco", 255),
 )
+# What each host is, as the inventory's taxonomy names it (ground truth for tests/benchmarks).
+CATEGORY = {
+    "dns-dhcp": "it.server",
+    "ntp": "it.server",
+    "pacs": "pacs",
+    "ris": "ris",
+    "hl7-engine": "interface-engine",
+    "ehr": "ehr",
+    "lis": "lis",
+    "pump-server": "infusion-pump.pump-server",
+    "nms": "it.server",
+    "intranet": "it.server",
+    "ct-01": "imaging.ct",
+    "central": "patient-monitor.central-station",
+    "mon-101": "patient-monitor",
+    "mon-102": "patient-monitor",
+    "mon-103": "patient-monitor",
+    "mon-104": "patient-monitor",
+    "pump-150": "infusion-pump",
+    "pump-151": "infusion-pump",
+    "pc-21": "it.workstation",
+    "pc-22": "it.workstation",
+    "pc-23": "it.workstation",
+    "admin": "it.workstation",
+    "router": "it.network",
+}
 INTERNET = {"www.example.org": "203.0.113.10", "updates.example.com": "203.0.113.20"}
 
 # The synthetic patients (no real person): MRN, family, given, birth date, sex, bed.
