@@ -148,3 +148,17 @@ def test_default_models_have_unique_ids_and_plain_state():
 @pytest.mark.parametrize("kind", ["monitored_flow"])
 def test_flow_model_ignores_other_event_kinds(kind):
     assert FlowAnomalyDetector.kinds == frozenset({kind})
+
+
+def test_flow_model_damaged_stored_state_is_one_clear_store_error(tmp_path: Path):
+    from medsentry.detect.store import update_detector_state
+    from medsentry.errors import StoreError
+
+    store = open_store(f"sqlite:///{tmp_path / 'd.sqlite'}")
+    _engine, det = _learned(300)
+    state = det.state()
+    state["model"]["r"] = "not base64 of the right size"
+    update_detector_state(store, det.detector_id, state)
+    with pytest.raises(StoreError, match=r"detector state model\.flow_hst: damaged Half-Space"):
+        DetectionEngine([FlowAnomalyDetector(window_size=100)], store=store, ledger=False)
+    store.engine.dispose()

@@ -33,6 +33,7 @@ from medsentry.detect.models.features import (
     monitored_flow_features,
 )
 from medsentry.detect.models.hst import HalfSpaceTrees
+from medsentry.errors import StoreError
 from medsentry.events.base import Event
 from medsentry.events.flow import FlowRecord
 from medsentry.events.telemetry import MonitoredFlow
@@ -207,7 +208,10 @@ class FlowAnomalyDetector(ModelDetector):
         return self.model.to_state()
 
     def load_model_state(self, state: Any) -> None:
-        self.model = HalfSpaceTrees.from_state(state)
+        try:
+            self.model = HalfSpaceTrees.from_state(state)
+        except ValueError as exc:
+            raise StoreError(f"detector state {self.detector_id}: {exc}") from exc
 
     def state(self) -> dict[str, Any]:
         out = super().state()

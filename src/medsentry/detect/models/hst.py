@@ -18,10 +18,12 @@ is plain data: `to_state()` / `from_state()`.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 # Minimum width of a learned feature range (in the feature's own units), so that a feature
 # that was constant during the first window still has a work range around its value.
@@ -34,6 +36,35 @@ def _b64(a: np.ndarray) -> str:
 
 def _unb64(s: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype=dtype).reshape(shape).copy()
+
+
+# --- compiled kernels: one pass down each tree, no per-node Python -----------------------------
+@njit(cache=True, nogil=True)
+def _hst_learn(u, feat, split, height, latest):  # pragma: no cover - compiled
+    """§3.2 UpdateMass: add the instance to every node on its path (latest window)."""
+    for t in range(feat.shape[0]):
+        node = 0
+        latest[t, 0] += 1
+        for _ in range(height):
+            node = 2 * node + (2 if u[feat[t, node]] >= split[t, node] else 1)
+            latest[t, node] += 1
+
+
+@njit(cache=True, nogil=True)
+def _hst_mass(u, feat, split, height, ref, size_limit):  # pragma: no cover - compiled
+    """§3.2 Score: per tree, r * 2**depth at the first node with r <= size_limit or a leaf."""
+    total = 0.0
+    for t in range(feat.shape[0]):
+        node = 0
+        depth = 0
+        while True:
+            m = ref[t, node]
+            if m <= size_limit or depth == height:
+                total += m * 2.0**depth
+                break
+            node = 2 * node + (2 if u[feat[t, node]] >= split[t, node] else 1)
+            depth += 1
+    return total
 
 
 class HalfSpaceTrees:
@@ -71,7 +102,6 @@ class HalfSpaceTrees:
         self.lo: np.ndarray | None = None
         self.hi: np.ndarray | None = None
         self._warm: list[list[float]] = []  # the first window, while the limits are unknown
-        self._tree_index = np.arange(n_trees)
         self._max_mass = float(n_trees * window_size * 2**height)
         if limits is not None:
             self.lo = np.array([float(limits[f][0]) for f in self.features])
@@ -128,26 +158,14 @@ class HalfSpaceTrees:
     def _vector(self, x: Mapping[str, float]) -> np.ndarray:
         return np.array([float(x.get(f, 0.0)) for f in self.features], dtype=np.float64)
 
-    def _path(self, v: np.ndarray) -> np.ndarray:
-        """Node index per depth (height + 1 rows) and tree (columns)."""
+    def _unit(self, v: np.ndarray) -> np.ndarray:
         assert self.lo is not None and self.hi is not None
         # not clipped to [0, 1]: the work ranges reach to [-1, 2], so a value beyond the learned
         # limits still lands in a region of its own instead of the edge cell
-        u = np.clip((v - self.lo) / (self.hi - self.lo), -1.0, 2.0)
-        nodes = np.zeros(self.n_trees, dtype=np.int64)
-        path = np.empty((self.height + 1, self.n_trees), dtype=np.int64)
-        path[0] = nodes
-        idx = self._tree_index
-        for depth in range(self.height):
-            right = u[self.feat[idx, nodes]] >= self.split[idx, nodes]
-            nodes = 2 * nodes + 1 + right
-            path[depth + 1] = nodes
-        return path
+        return np.clip((v - self.lo) / (self.hi - self.lo), -1.0, 2.0)
 
     def _learn_vector(self, v: np.ndarray) -> None:
-        path = self._path(v)
-        for depth in range(self.height + 1):
-            self.l[self._tree_index, path[depth]] += 1
+        _hst_learn(self._unit(v), self.feat, self.split, self.height, self.l)
         self.seen += 1
         if self.seen % self.window_size == 0:  # §3.2: the latest window becomes the reference
             self.r, self.l = self.l, np.zeros_like(self.l)
@@ -165,16 +183,9 @@ class HalfSpaceTrees:
         """1 - mass / max mass: 0 for the densest region, 1 where the reference saw nothing."""
         if not self.ready:
             return 0.0
-        path = self._path(self._vector(x))
-        idx = self._tree_index
-        mass = np.zeros(self.n_trees)
-        done = np.zeros(self.n_trees, dtype=bool)
-        for depth in range(self.height + 1):
-            m = self.r[idx, path[depth]]
-            stop = ~done & ((m <= self.size_limit) | (depth == self.height))
-            mass[stop] = m[stop] * float(2**depth)
-            done |= stop
-        return 1.0 - float(mass.sum()) / self._max_mass
+        u = self._unit(self._vector(x))
+        mass = _hst_mass(u, self.feat, self.split, self.height, self.r, self.size_limit)
+        return 1.0 - mass / self._max_mass
 
     # --- persistence ----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -201,8 +212,17 @@ class HalfSpaceTrees:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> HalfSpaceTrees:
-        if state.get("algorithm") != "half-space-trees":
+        """Rebuild from `to_state()`; ValueError names what is wrong with a damaged state."""
+        if not isinstance(state, Mapping) or state.get("algorithm") != "half-space-trees":
             raise ValueError("not a Half-Space Trees state")
+        try:
+            return cls._from_state(state)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            raise ValueError(f"damaged Half-Space Trees state ({why})") from exc
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any]) -> HalfSpaceTrees:
         m = cls(
             state["features"],
             n_trees=int(state["n_trees"]),

@@ -31,7 +31,7 @@ import yaml
 
 from medsentry.detect.base import SOURCE_MODEL, SOURCE_RULE, AlertDraft, ModelDetector
 from medsentry.detect.context import DetectContext
-from medsentry.errors import ConfigError
+from medsentry.errors import ConfigError, StoreError
 from medsentry.events.base import Event
 from medsentry.events.telemetry import MonitoredFlow, VitalSigns
 
@@ -278,4 +278,7 @@ class VitalsIntegrityDetector(ModelDetector):
         return self.model.to_state()
 
     def load_model_state(self, state: Any) -> None:
-        self.model = VitalStepModel.from_state(state)
+        try:
+            self.model = VitalStepModel.from_state(state)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise StoreError(f"detector state {self.detector_id}: damaged ({exc})") from exc
