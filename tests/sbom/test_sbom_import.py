@@ -112,6 +112,7 @@ def _with_eos(doc: dict) -> dict:
     props = doc["components"][0]["properties"]
     props[:] = [p for p in props if p["name"] != "End-of-Support"]
     props.append({"name": "fda:end-of-support", "value": "2027-12-31"})
+    doc["metadata"]["lifecycles"] = [{"phase": "build"}, {"phase": "operations"}]
     return doc
 
 
@@ -142,6 +143,8 @@ def test_cyclonedx_15_16_made_by_cyclonedx_python_lib(
     assert first.end_of_support_date == "2027-12-31"
     assert first.level_of_support == "actively maintained"
     assert sum(1 for c in sbom.components if c.level_of_support) == 65
+    # CycloneDX 1.5 added metadata.lifecycles
+    assert sbom.lifecycles == (("build", "operations") if spec >= "1.5" else ())
 
 
 def test_spdx_23_written_by_spdx_tools(tmp_path: Path) -> None:

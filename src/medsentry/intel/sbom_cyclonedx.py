@@ -250,6 +250,11 @@ def _xml_to_doc(root: Any, spec: str) -> dict[str, Any]:
             if tc is not None:
                 names += [_text(t, "name") for t in tc]
             meta["tools"] = [{"name": n} for n in names if n]
+        lcs = _child(md, "lifecycles")
+        if lcs is not None:
+            meta["lifecycles"] = [
+                {"phase": _text(lc, "phase"), "name": _text(lc, "name")} for lc in lcs
+            ]
         manu = _child(md, "manufacturer")
     if manu is None:
         manu = _child(md, "manufacture")
@@ -354,6 +359,11 @@ def sbom_from_cyclonedx(
                 str(t.get("name", "")) for t in tools_raw.get(key) or () if isinstance(t, dict)
             ]
     authors = [str(a.get("name", "")) for a in meta.get("authors") or () if isinstance(a, dict)]
+    lifecycles = [
+        str(lc.get("phase") or lc.get("name") or "")
+        for lc in meta.get("lifecycles") or ()
+        if isinstance(lc, dict)
+    ]
     warnings = []
     if not comps:
         warnings.append("the SBOM lists no components")
@@ -371,5 +381,6 @@ def sbom_from_cyclonedx(
         created=str(meta.get("timestamp", "") or ""),
         authors=tuple(a for a in authors if a),
         tools=tuple(t for t in tools if t),
+        lifecycles=tuple(x for x in lifecycles if x),
         warnings=tuple(warnings),
     )

@@ -70,6 +70,9 @@ class Sbom(msgspec.Struct, frozen=True, omit_defaults=True):
     created: str = ""  # metadata.timestamp / creationInfo.created
     authors: tuple[str, ...] = ()  # SBOM author (NTIA)
     tools: tuple[str, ...] = ()
+    # CycloneDX 1.5+ metadata.lifecycles: the product life-cycle phases the SBOM describes
+    # ("design", "build", "post-build", "operations", ... or a custom name)
+    lifecycles: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
 

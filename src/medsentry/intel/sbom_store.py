@@ -88,6 +88,7 @@ def save_sbom(store: Store, sbom: Sbom) -> tuple[int, str | None]:
                     "created": sbom.created[:40] or None,
                     "authors": json.dumps(list(sbom.authors)),
                     "tools": json.dumps(list(sbom.tools)),
+                    "lifecycles": json.dumps(list(sbom.lifecycles)),
                     "component_count": len(sbom.components),
                     "imported_at": datetime.now(UTC),
                 },
@@ -122,6 +123,7 @@ def _sbom_record(r: Any) -> dict[str, Any]:
         "created": r.created or "",
         "authors": json.loads(r.authors),
         "tools": json.loads(r.tools),
+        "lifecycles": json.loads(r.lifecycles),
         "source": r.source,
         "imported_at": r.imported_at.isoformat() if r.imported_at else "",
     }

@@ -50,6 +50,7 @@ sboms = Table(
     Column("created", String(40), nullable=True),
     Column("authors", Text, nullable=False),  # JSON list
     Column("tools", Text, nullable=False),  # JSON list
+    Column("lifecycles", Text, nullable=False),  # JSON list (CycloneDX 1.5+ lifecycle phases)
     Column("component_count", Integer, nullable=False),
     Column("imported_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("device_key"),

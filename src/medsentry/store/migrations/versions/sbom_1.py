@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("created", sa.String(length=40), nullable=True),
         sa.Column("authors", sa.Text(), nullable=False),
         sa.Column("tools", sa.Text(), nullable=False),
+        sa.Column("lifecycles", sa.Text(), nullable=False),
         sa.Column("component_count", sa.Integer(), nullable=False),
         sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sboms")),
