@@ -57,6 +57,10 @@ _BY_TRANSPORT: dict[int, tuple[Signature, ...]] = {
     t: tuple(sorted((s for s in SIGNATURES if s.transport == t), key=lambda s: -s.confidence))
     for t in (TCP, UDP)
 }
+# (transport, port) pairs some signature names as a hint: any other port ranks like "no port"
+_HINT_PORTS: frozenset[tuple[int, int]] = frozenset(
+    (s.transport, p) for s in SIGNATURES for p in s.ports
+)
 
 
 def _side_allows(first: frozenset[int] | None, byte: int) -> bool:
@@ -74,9 +78,23 @@ def _may_match(sig: Signature, c0: int, s0: int) -> bool:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _candidates(transport: int, c0: int, s0: int) -> tuple[Signature, ...]:
-    """The signatures of `transport` that the two first bytes leave possible, in scan order."""
-    return tuple(s for s in _BY_TRANSPORT[transport] if _may_match(s, c0, s0))
+def _candidates(
+    transport: int, c0: int, s0: int, cport: int, sport: int
+) -> tuple[tuple[Signature, float], ...]:
+    """(signature, score) of `transport` that the two first bytes and the ports leave possible,
+    best score first, then higher confidence, then file order: the winner is the first match,
+    and the scan stops at the first score below it. Ports that no signature names come as -1,
+    so the cache stays small."""
+    out = []
+    for sig in _BY_TRANSPORT[transport]:  # stable: (-confidence, file order) among equal scores
+        if not _may_match(sig, c0, s0):
+            continue
+        port_hit = cport in sig.ports or sport in sig.ports
+        if sig.port_required and not port_hit:
+            continue
+        out.append((sig, sig.confidence + (PORT_BONUS if port_hit else 0.0)))
+    out.sort(key=lambda e: -e[1])
+    return tuple(out)
 
 
 def _and(a: bool | None, b: bool | None) -> bool | None:
@@ -120,6 +138,7 @@ def _signature_verdict(
     return verdict
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _by_port(transport: int, client_port: int, server_port: int) -> Identification | None:
     """The port table's answer: the server port first, then the client port."""
     for port in (server_port, client_port):
@@ -148,7 +167,13 @@ def identify(
         return _by_port(transport, client_port, server_port) if final else None
     c2s = bytes(c2s[:MAX_BYTES])
     s2c = bytes(s2c[:MAX_BYTES])
-    sigs = _candidates(transport, c2s[0] if c2s else -1, s2c[0] if s2c else -1)
+    sigs = _candidates(
+        transport,
+        c2s[0] if c2s else -1,
+        s2c[0] if s2c else -1,
+        client_port if (transport, client_port) in _HINT_PORTS else -1,
+        server_port if (transport, server_port) in _HINT_PORTS else -1,
+    )
     # a direction is complete when no more of its bytes can change a verdict
     if transport == UDP:
         c2s_done, s2c_done = final or bool(c2s), final or bool(s2c)
@@ -159,17 +184,12 @@ def identify(
     best: Signature | None = None
     best_score = -1.0
     pending: list[tuple[Signature, float]] = []
-    for sig in sigs:
-        if best is not None and sig.confidence + PORT_BONUS <= best_score:
-            break  # no signature left can score higher
-        port_hit = client_port in sig.ports or server_port in sig.ports
-        if sig.port_required and not port_hit:
-            continue
-        score = sig.confidence + (PORT_BONUS if port_hit else 0.0)
+    for sig, score in sigs:
+        if best is not None and score <= best_score:
+            break  # no signature left can score higher (or win a tie)
         verdict = _signature_verdict(sig, c2s, s2c, c2s_done, s2c_done)
         if verdict is True:
-            if score > best_score:
-                best, best_score = sig, score
+            best, best_score = sig, score
         elif verdict is None:
             pending.append((sig, score))
 

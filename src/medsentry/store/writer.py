@@ -26,6 +26,7 @@ Transaction design (why this shape):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -66,6 +67,7 @@ _PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d",
 }
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+SQLITE_WRITE_CACHE_KIB = 64 << 10  # page cache while a capture is written (SQLite: -KiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +133,14 @@ def event_kind(ev: Event) -> str:
 
 def event_key(capture_id: str, payload: bytes, occurrence: int = 0) -> str:
     """BLAKE2b-128 of (capture, event JSON, how many identical events came before it)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(capture_id.encode())
-    h.update(b"\0")
-    h.update(payload)
-    h.update(b"\0")
-    h.update(occurrence.to_bytes(8, "little"))
-    return h.hexdigest()
+    return _event_key(capture_id.encode() + b"\0", payload, occurrence)
+
+
+def _event_key(prefix: bytes, payload: bytes, occurrence: int) -> str:
+    # one call over the concatenation: the same digest as updating part by part
+    return hashlib.blake2b(
+        prefix + payload + b"\0" + occurrence.to_bytes(8, "little"), digest_size=16
+    ).hexdigest()
 
 
 def flow_row(rec: FlowRecord, capture_id: str) -> dict[str, Any]:
@@ -149,6 +152,56 @@ def flow_row(rec: FlowRecord, capture_id: str) -> dict[str, Any]:
             row[f"stream_{direction}_{name}"] = None if stats is None else getattr(stats, name)
     row["capture_id"] = capture_id
     return row
+
+
+# -- the bulk path: rows as tuples in table column order, no dict per row ----------------------
+
+_FLOW_FIELDS = {name: i for i, name in enumerate(FlowRecord.__struct_fields__)}
+_STREAM_NONE = (None,) * len(STREAM_FIELDS)
+
+
+@functools.cache
+def _columns(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if not (c.primary_key and c.autoincrement is True))
+
+
+@functools.cache
+def _flow_plan() -> tuple[Callable[[tuple], tuple], int, int, Callable[[Any], tuple]]:
+    """How a `flows` row is picked from astuple(FlowRecord) + both StreamStats + capture id."""
+    n = len(FlowRecord.__struct_fields__)
+    k = len(STREAM_FIELDS)
+    pos: dict[str, int] = dict(_FLOW_FIELDS)
+    for j, direction in enumerate(("c2s", "s2c")):
+        for m, name in enumerate(STREAM_FIELDS):
+            pos[f"stream_{direction}_{name}"] = n + j * k + m
+    pos["capture_id"] = n + 2 * k  # the writer's capture id, not the record's
+    from operator import attrgetter, itemgetter
+
+    pick = itemgetter(*(pos[c] for c in _columns(flows)))
+    return pick, _FLOW_FIELDS["stream_c2s"], _FLOW_FIELDS["stream_s2c"], attrgetter(*STREAM_FIELDS)
+
+
+def flow_tuples(recs: list[FlowRecord], capture_id: str) -> list[tuple]:
+    """`flows` rows (column order of the table) of FlowRecords."""
+    pick, ic, is_, stream = _flow_plan()
+    astuple = msgspec.structs.astuple
+    tail = (capture_id,)
+    out = []
+    for rec in recs:
+        t = astuple(rec)
+        sc, ss = t[ic], t[is_]
+        out.append(
+            pick(
+                t
+                + (_STREAM_NONE if sc is None else stream(sc))
+                + (_STREAM_NONE if ss is None else stream(ss))
+                + tail
+            )
+        )
+    return out
+
+
+_KINDS: dict[type, str] = {}
 
 
 def event_row(
@@ -208,6 +261,33 @@ def _insert_sql(dialect: Dialect, table: Table, key: str) -> tuple[str, tuple[st
     return str(compiled), order
 
 
+def insert_tuples_ignoring_conflicts(
+    conn: Connection, table: Table, rows: list[tuple], key: str
+) -> None:
+    """Like `insert_ignoring_conflicts`, rows given as tuples in the table's column order
+    (without an autoincrement key): no dict per row on SQLite and PostgreSQL."""
+    if not rows:
+        return
+    cols = _columns(table)
+    name = conn.dialect.name
+    if name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_insert(conn, table, rows, key, cols)
+        return
+    if name in ("sqlite", "postgresql"):
+        sql, order = _insert_sql(conn.dialect, table, key)
+        if order is not None and order != cols:
+            from operator import itemgetter
+
+            pick = itemgetter(*(cols.index(c) for c in order))
+            rows = [pick(r) for r in rows]
+        elif order is None:  # named parameters
+            conn.exec_driver_sql(sql, [dict(zip(cols, r, strict=True)) for r in rows])
+            return
+        conn.exec_driver_sql(sql, rows)
+        return
+    insert_portable(conn, table, [dict(zip(cols, r, strict=True)) for r in rows], key)
+
+
 def insert_ignoring_conflicts(
     conn: Connection, table: Table, rows: list[dict[str, Any]], key: str
 ) -> None:
@@ -227,11 +307,18 @@ def insert_ignoring_conflicts(
     insert_portable(conn, table, rows, key)
 
 
-def _copy_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], key: str) -> None:
+def _copy_insert(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]] | list[tuple],
+    key: str,
+    tuple_cols: tuple[str, ...] | None = None,
+) -> None:
     """PostgreSQL: COPY the batch into a temporary staging table, then one INSERT ... SELECT
-    ... ON CONFLICT DO NOTHING (about ten times faster than executemany for wide rows)."""
+    ... ON CONFLICT DO NOTHING (about ten times faster than executemany for wide rows).
+    `tuple_cols`: the rows are tuples in that column order."""
     q = conn.dialect.identifier_preparer.quote
-    cols = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+    cols = list(tuple_cols or _columns(table))
     col_list = ", ".join(q(c) for c in cols)
     stage = q(f"medsentry_stage_{table.name}")
     dbapi_conn = conn.connection.driver_connection
@@ -241,8 +328,12 @@ def _copy_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], key
             f" SELECT {col_list} FROM {q(table.name)} WITH NO DATA"
         )
         with cur.copy(f"COPY {stage} ({col_list}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in cols])
+            if tuple_cols is not None:
+                for row in rows:
+                    copy.write_row(row)
+            else:
+                for row in rows:
+                    copy.write_row([row[c] for c in cols])  # type: ignore[call-overload]
         cur.execute(
             f"INSERT INTO {q(table.name)} ({col_list}) SELECT {col_list} FROM {stage}"
             f" ON CONFLICT ({q(key)}) DO NOTHING"
@@ -318,6 +409,7 @@ class CaptureWriter:
         self._conn: Connection | None = None
         self._finished = False
         self._occurrence = _Sequence() if commit_each_batch else _Occurrences()
+        self._key_prefix = info.capture_id.encode() + b"\0"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -325,6 +417,10 @@ class CaptureWriter:
         try:
             self._conn = self.store.engine.connect()
             self._conn.begin()
+            if self._conn.dialect.name == "sqlite":
+                # random keys (flow ids, event keys) touch pages all over the indexes: a page
+                # cache of SQLITE_WRITE_CACHE_KIB keeps them in memory until the commit
+                self._conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
             _upsert_capture(self._conn, self._capture_row(status=STATUS_RUNNING))
             if self.commit_each_batch:
                 self._conn.commit()
@@ -357,6 +453,9 @@ class CaptureWriter:
 
     def _close(self) -> None:
         if self._conn is not None:
+            if self._conn.dialect.name == "sqlite":
+                with contextlib.suppress(Exception):  # back to SQLite's default for the pool
+                    self._conn.connection.driver_connection.execute("PRAGMA cache_size=-2000")
             self._conn.close()
             self._conn = None
 
@@ -367,21 +466,41 @@ class CaptureWriter:
         if self._conn is None:
             raise RuntimeError("CaptureWriter.write() outside its `with` block")
         cid = self.info.capture_id
-        flow_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
+        prefix = self._key_prefix
+        occurrence = self._occurrence
+        encode = encode_json
+        kinds = _KINDS
+        flow_recs: list[FlowRecord] = []
+        event_rows: list[tuple] = []
         totals = self.totals
+        counts = totals.kinds
         for ev in batch:
-            if isinstance(ev, FlowRecord):
-                flow_rows.append(flow_row(ev, cid))
+            cls = type(ev)
+            if cls is FlowRecord:
+                flow_recs.append(ev)  # type: ignore[arg-type]
                 continue
-            row = event_row(ev, cid, self._occurrence)
-            event_rows.append(row)
-            totals.kinds[row["kind"]] = totals.kinds.get(row["kind"], 0) + 1
-            if isinstance(ev, DecodeWarning):
+            kind = kinds.get(cls)
+            if kind is None:
+                kind = kinds[cls] = event_kind(ev)
+            payload = encode(ev)
+            # column order of `events`: event_key, kind, ts_ns, flow_id, capture_id, payload
+            event_rows.append(
+                (
+                    _event_key(prefix, payload, occurrence(payload)),
+                    kind,
+                    ev.ts_ns,
+                    getattr(ev, "flow_id", None),
+                    cid,
+                    payload.decode(),
+                )
+            )
+            counts[kind] = counts.get(kind, 0) + 1
+            if cls is DecodeWarning:
                 totals.warnings += 1
+        flow_rows = flow_tuples(flow_recs, cid)
         try:
-            insert_ignoring_conflicts(self._conn, flows, flow_rows, "flow_id")
-            insert_ignoring_conflicts(self._conn, events, event_rows, "event_key")
+            insert_tuples_ignoring_conflicts(self._conn, flows, flow_rows, "flow_id")
+            insert_tuples_ignoring_conflicts(self._conn, events, event_rows, "event_key")
             if self.commit_each_batch:
                 self._conn.execute(
                     update(captures)
