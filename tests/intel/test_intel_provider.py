@@ -432,3 +432,30 @@ def test_aggregator_lists_the_provider(provider: Provider, tmp_path: Path) -> No
             cafile=provider.ca,
         )
         assert (r.documents, r.added, r.signatures_verified) == (144, 144, 144)
+
+
+def test_cisa_directory_layout_served_as_published(shared_data: Path, tmp_path: Path) -> None:
+    """CISA's own index files, unchanged: changes.csv lists all 2,379 OT advisories with paths
+    from the repository root; the 144 medical ones are present, the others are not (404)."""
+    root = shared_data / "cisa_csaf_icsma"
+    if not (root / "csaf_files/OT/white/changes.csv").is_file():
+        pytest.skip("CISA CSAF directory not found")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/csaf_files/OT/white/"
+        with open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+            r = sync_provider(store, url, mirror=tmp_path / "m")
+            assert (r.documents, r.fetched, r.missing, r.added) == (2379, 144, 2235, 144)
+            assert r.hashes_checked == 0  # CISA's repository has no hash files
+            r = sync_provider(store, url, mirror=tmp_path / "m")
+            assert (r.fetched, r.unchanged, r.missing, r.added) == (0, 144, 2235, 0)
+    finally:
+        server.shutdown()
+        server.server_close()

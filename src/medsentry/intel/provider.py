@@ -55,6 +55,7 @@ class SyncReport:
     fetched: int = 0  # downloaded (new or changed)
     not_modified: int = 0  # conditional request answered 304
     unchanged: int = 0  # same timestamp as the mirror: not requested at all
+    missing: int = 0  # listed by the provider but not there (HTTP 404/410): skipped
     hashes_checked: int = 0
     signatures_verified: int = 0
     signatures_unverified: int = 0  # .asc present but no key given
@@ -198,8 +199,20 @@ def _directory_docs(f: _Fetcher, base: str) -> list[_Doc]:
             continue
         if len(row) != 2:
             raise InputError(f"changes.csv line {lineno}: expected 'path,timestamp'", base)
-        docs.append(_Doc(url=urllib.parse.urljoin(base, row[0]), updated=row[1]))
+        docs.append(_Doc(url=urllib.parse.urljoin(base, _relative(base, row[0])), updated=row[1]))
     return docs
+
+
+def _relative(base: str, path: str) -> str:
+    """A changes.csv path relative to the directory. Some providers write it from their
+    repository root ("csaf_files/OT/white/2024/x.json" in .../csaf_files/OT/white/): the
+    segments the directory URL already ends with are dropped."""
+    base_parts = [p for p in urllib.parse.urlsplit(base).path.split("/") if p]
+    parts = path.split("/")
+    for k in range(min(len(base_parts), len(parts) - 1), 0, -1):
+        if base_parts[-k:] == parts[:k]:
+            return "/".join(parts[k:])
+    return path
 
 
 def _provider_feeds(f: _Fetcher, meta_url: str, meta: Any) -> list[_Doc]:
@@ -330,6 +343,9 @@ def sync_provider(
         for d in docs:
             prev = state.get(d.url, {})
             local = _local(mirror, d.url)
+            if prev.get("missing") and d.updated and prev.get("updated") == d.updated:
+                report.missing += 1  # was not there at this timestamp: not asked again
+                continue
             if prev and d.updated and prev.get("updated") == d.updated and local.is_file():
                 report.unchanged += 1
                 continue
@@ -338,7 +354,13 @@ def sync_provider(
                 headers["If-None-Match"] = prev["etag"]
             if prev.get("last_modified") and local.is_file():
                 headers["If-Modified-Since"] = prev["last_modified"]
-            status, data, resp_headers = f.get(d.url, headers)
+            status, data, resp_headers = f.get(d.url, headers, optional=True)
+            if status == 403:  # e.g. a TLP:AMBER document behind access control
+                raise InputError("HTTP 403 Forbidden", d.url)
+            if status in (404, 410):
+                report.missing += 1
+                new_state[d.url] = {"updated": d.updated, "missing": "1"}
+                continue
             if status == 304:
                 report.not_modified += 1
                 new_state[d.url] = {**prev, "updated": d.updated}
