@@ -371,3 +371,55 @@ def test_reimport_replaces_and_records_in_ledger(
 def test_device_fields_required(medical_sbom: Path) -> None:
     with pytest.raises(InputError, match="device model must not be empty"):
         read_sbom(medical_sbom, DeviceModel("Acme", "", "1"))
+
+
+SPDX_BASE = {
+    "spdxVersion": "SPDX-2.3",
+    "dataLicense": "CC0-1.0",
+    "SPDXID": "SPDXRef-DOCUMENT",
+    "name": "gateway",
+    "documentNamespace": "https://acme.example/spdx/gateway-3.2",
+    "creationInfo": {"created": "2025-01-01T00:00:00Z", "creators": ["Tool: acme-sbom"]},
+    "packages": [
+        {
+            "SPDXID": "SPDXRef-openssl",
+            "name": "openssl",
+            "versionInfo": "1.1.1k",
+            "downloadLocation": "NOASSERTION",
+            "externalRefs": [
+                {
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": "pkg:generic/openssl@1.1.1k",
+                }
+            ],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["packages"][0].pop("name"), "field $.packages[0].name: missing"),
+        (lambda d: d["creationInfo"].pop("created"), "field $.creationInfo.created"),
+        (
+            lambda d: d["packages"][0].update(validUntilDate="next year"),
+            "field $.packages[0].validUntilDate",
+        ),
+        (lambda d: d["packages"][0].update(SPDXID="bad id"), "element bad id: spdx_id must"),
+        (
+            lambda d: d["packages"][0]["externalRefs"][0].update(referenceLocator="nope"),
+            "element SPDXRef-openssl: externalPackageRef locator",
+        ),
+        (lambda d: d.update(spdxVersion="SPDX-3.0"), "field spdxVersion"),
+    ],
+)
+def test_malformed_spdx_names_the_field(mutate, expected: str) -> None:
+    doc = json.loads(json.dumps(SPDX_BASE))
+    assert len(parse_sbom(json.dumps(doc).encode(), "ok.spdx.json", DM).components) == 1
+    mutate(doc)
+    with pytest.raises(InputError) as err:
+        parse_sbom(json.dumps(doc).encode(), "bad.spdx.json", DM)
+    msg = str(err.value)
+    assert msg.startswith("bad.spdx.json: SPDX") and expected in msg, msg

@@ -29,6 +29,45 @@ from medsentry.intel.sbom_model import Component, DeviceModel, Sbom
 from medsentry.intel.sbom_support import read_support
 
 SUPPORTED = ("SPDX-2.3", "SPDX-2.2")
+# SPDX 2.3 §6 / §7: fields the JSON schema requires, and the date format of §6.9, §7.26-7.29.
+_DOC_REQUIRED = ("SPDXID", "name", "dataLicense", "documentNamespace", "creationInfo")
+_PACKAGE_REQUIRED = ("SPDXID", "name", "downloadLocation")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_PACKAGE_DATES = ("releaseDate", "builtDate", "validUntilDate")
+
+
+def _precheck(doc: dict[str, Any], version: str, source: str) -> None:
+    """The required fields and date formats, named by JSON path (spdx-tools' own messages name
+    the Python class, not the field)."""
+
+    def fail(path: str, msg: str) -> InputError:
+        return InputError(f"SPDX {version} field {path}: {msg}", source=source)
+
+    for key in _DOC_REQUIRED:
+        if key not in doc:
+            raise fail(f"$.{key}", "missing")
+    ci = doc["creationInfo"]
+    if not isinstance(ci, dict):
+        raise fail("$.creationInfo", "must be an object")
+    if not isinstance(ci.get("creators"), list) or not ci["creators"]:
+        raise fail("$.creationInfo.creators", "missing or empty")
+    if not isinstance(ci.get("created"), str) or not _DATE.match(ci["created"]):
+        raise fail("$.creationInfo.created", "missing or not YYYY-MM-DDThh:mm:ssZ")
+    packages = doc.get("packages", [])
+    if not isinstance(packages, list):
+        raise fail("$.packages", "must be an array")
+    for i, pkg in enumerate(packages):
+        path = f"$.packages[{i}]"
+        if not isinstance(pkg, dict):
+            raise fail(path, "must be an object")
+        for key in _PACKAGE_REQUIRED:
+            if not isinstance(pkg.get(key), str) or not pkg[key].strip():
+                raise fail(f"{path}.{key}", "missing")
+        for key in _PACKAGE_DATES:
+            if key in pkg and not (isinstance(pkg[key], str) and _DATE.match(pkg[key])):
+                raise fail(f"{path}.{key}", f"{pkg[key]!r} is not YYYY-MM-DDThh:mm:ssZ")
+
+
 _KV = re.compile(r"^\s*([A-Za-z][A-Za-z _:-]{2,40}?)\s*[:=]\s*(.+?)\s*$", re.M)
 
 
@@ -47,6 +86,7 @@ def read_spdx_json(data: bytes, source: str, doc: Any | None = None) -> Document
             f"SPDX field spdxVersion: {version!r} is not one of {', '.join(SUPPORTED)}",
             source=source,
         )
+    _precheck(doc, version, source)
     try:
         document = JsonLikeDictParser().parse(doc)
     except SPDXParsingError as exc:
