@@ -162,3 +162,63 @@ def test_flow_model_damaged_stored_state_is_one_clear_store_error(tmp_path: Path
     with pytest.raises(StoreError, match=r"detector state model\.flow_hst: damaged Half-Space"):
         DetectionEngine([FlowAnomalyDetector(window_size=100)], store=store, ledger=False)
     store.engine.dispose()
+
+
+def _category_flow(i: int, rng: np.random.Generator, ip: str, big: bool) -> FlowRecord:
+    size = 2_000_000 if big else 600
+    pk = 1500 if big else 6
+    return FlowRecord(
+        ts_ns=i * 10**9,
+        last_ns=i * 10**9 + int((2e9 if big else 40e6) * rng.uniform(0.8, 1.2)),
+        flow_id=f"c{i}",
+        transport="tcp",
+        ip_version=4,
+        client=ip,
+        server="10.9.0.1",
+        client_port=40000 + i,
+        server_port=104 if big else 443,
+        packets_c2s=pk,
+        packets_s2c=pk // 2,
+        bytes_c2s=int(size * rng.uniform(0.9, 1.1)),
+        bytes_s2c=int(size * 0.01) + 300,
+        payload_c2s=int(size * 0.95),
+        payload_s2c=200,
+        iat_mean_us=(1300.0 if big else 8000.0) * rng.uniform(0.8, 1.2),
+    )
+
+
+def test_flow_model_per_device_category():
+    from medsentry.detect.context import DeviceInfo
+
+    det = FlowRecordAnomalyDetector(window_size=100)
+    engine = DetectionEngine([det], ledger=False)
+    engine.ctx.add_device(DeviceInfo(device_id="d:pump", category="infusion_pump"), ["10.2.0.5"])
+    engine.ctx.add_device(DeviceInfo(device_id="d:ct", category="imaging"), ["10.3.0.7"])
+    engine.ctx.forced_learning = True
+    rng = np.random.default_rng(4)
+    engine.process(
+        [_category_flow(i, rng, "10.2.0.5" if i % 2 else "10.3.0.7", big=not i % 2)
+         for i in range(800)]
+    )  # fmt: skip
+    engine.ctx.forced_learning = False
+    assert set(det.categories) == {"infusion_pump", "imaging"}
+    # a study-sized upload is ordinary for the CT scanner ...
+    assert engine.process([_category_flow(900, rng, "10.3.0.7", big=True)]) == []
+    # ... and never happens from the pump: judged by the pumps' own trees
+    (alert,) = engine.process([_category_flow(901, rng, "10.2.0.5", big=True)])
+    assert alert.rule_id == "model.flow_record_hst" and alert.detail["scope"] == "infusion_pump"
+    assert alert.device_id == "d:pump"
+    # the model of all flows has seen such uploads: it alone would not have said a word
+    from medsentry.detect.models.features import flow_record_features
+
+    x = flow_record_features(_category_flow(902, rng, "10.2.0.5", big=True))
+    assert det.model.score_one(x) <= det.threshold
+    # categories survive the stored form
+    again = FlowRecordAnomalyDetector(window_size=100)
+    import msgspec
+
+    again.load_state(msgspec.json.decode(msgspec.json.encode(det.state())))
+    assert again.categories["infusion_pump"].model.score_one(x) == (
+        det.categories["infusion_pump"].model.score_one(x)
+    )
+    assert again.categories["infusion_pump"].threshold == det.categories["infusion_pump"].threshold

@@ -2,7 +2,8 @@
 
 - `hst.HalfSpaceTrees`: streaming Half-Space Trees (Tan, Ting & Liu 2011), river's method set.
 - `flow.FlowAnomalyDetector` / `FlowRecordAnomalyDetector`: the trees over host-agnostic flow
-  features, plus the relay (adversary-in-the-middle) correlation with IP-to-MAC bindings.
+  features (one model of all flows, and one per device category the inventory knows), plus
+  the relay (adversary-in-the-middle) correlation with IP-to-MAC bindings.
 - `vitals.VitalsIntegrityDetector`: impossible / inconsistent vital signs and an online model
   of the step between consecutive readings of a patient stream.
 

@@ -17,6 +17,12 @@ Three alerts come out of one detector:
 
 Thresholds are fixed when the learning period ends, from the scores of that period (taken once
 the model has a reference window), and stored with the trees and the bindings.
+
+Per device category: when the inventory knows the acting device's category (infusion pump,
+patient monitor, modality, ...), that category also gets trees of its own, learned from its
+flows only, and its flows are scored against them -- a PACS transfer is ordinary for a
+modality and strange for an infusion pump. A category without a reference window at the end
+of learning, or first seen after it, is scored by the model of all flows.
 """
 
 from __future__ import annotations
@@ -40,6 +46,34 @@ from medsentry.events.telemetry import MonitoredFlow
 
 # Address -> MAC bindings kept (bounded memory; later addresses are not bound once full).
 MAX_BINDINGS = 100_000
+# Device categories with a model of their own (bounded memory; the taxonomy has fewer).
+MAX_CATEGORIES = 64
+
+
+class CategoryModel:
+    """One device category's trees, learning-period scores and thresholds."""
+
+    def __init__(self, model: HalfSpaceTrees) -> None:
+        self.model = model
+        self.calibration: list[float] = []
+        self.threshold: float | None = None
+        self.relay_threshold: float | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_state(),
+            "calibration": self.calibration,
+            "threshold": self.threshold,
+            "relay_threshold": self.relay_threshold,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> CategoryModel:
+        g = cls(HalfSpaceTrees.from_state(state["model"]))
+        g.calibration = [float(v) for v in state.get("calibration") or []]
+        g.threshold = state.get("threshold")
+        g.relay_threshold = state.get("relay_threshold")
+        return g
 
 
 def quantile_of(scores: list[float], q: float) -> float:
@@ -82,6 +116,13 @@ class FlowAnomalyDetector(ModelDetector):
         self.relay_quantile = relay_quantile
         self.relay_threshold: float | None = None
         self.bindings: dict[str, str] = {}  # IP -> the MAC first seen with it
+        self.categories: dict[str, CategoryModel] = {}
+        self._hst = {
+            "n_trees": n_trees,
+            "height": height,
+            "window_size": window_size,
+            "seed": seed,
+        }
 
     # --- features and bindings ------------------------------------------------------------------
     def _featurize(self, event: Event, ctx: DetectContext) -> Mapping[str, float] | None:
@@ -107,7 +148,32 @@ class FlowAnomalyDetector(ModelDetector):
     # --- learning and calibration ---------------------------------------------------------------
     def calibrate(self) -> float:
         self.relay_threshold = quantile_of(self.calibration, self.relay_quantile)
+        for g in self.categories.values():
+            if g.threshold is None and g.calibration:
+                g.relay_threshold = quantile_of(g.calibration, self.relay_quantile)
+                g.threshold = quantile_of(g.calibration, self.quantile) * self.margin
+                g.calibration = []
         return super().calibrate()
+
+    def _category(self, event: Event, ctx: DetectContext) -> str | None:
+        client = getattr(event, "client", None)
+        d = ctx.device(client, getattr(event, "client_mac", None))
+        return d.category if d is not None else None
+
+    def _learn(self, scores: list[float], model: HalfSpaceTrees, x: Mapping[str, float]) -> None:
+        # scores before the first reference window mean nothing: not calibration data
+        if model.ready and len(scores) < self.max_calibration:
+            scores.append(model.score_one(x))
+        model.learn_one(x)
+
+    def _scorer(self, category: str | None) -> tuple[HalfSpaceTrees, float, float, str]:
+        """(model, threshold, relay threshold, scope) that judges a flow of this category."""
+        g = self.categories.get(category) if category else None
+        if g is not None and g.model.ready and g.threshold is not None:
+            assert g.relay_threshold is not None and category is not None
+            return g.model, g.threshold, g.relay_threshold, category
+        assert self.threshold is not None and self.relay_threshold is not None
+        return self.model, self.threshold, self.relay_threshold, "all"
 
     def observe(self, event: Event, ctx: DetectContext) -> list[AlertDraft]:
         x = self.featurize(event, ctx)
@@ -122,18 +188,24 @@ class FlowAnomalyDetector(ModelDetector):
             )
             if (bound := self._rebound(ip, mac)) is not None
         ]
+        category = self._category(event, ctx)
         if ctx.learning:
-            # scores before the first reference window mean nothing: not calibration data
-            if self.model.ready and len(self.calibration) < self.max_calibration:
-                self.calibration.append(self.model.score_one(x))
-            self.model.learn_one(x)
+            self._learn(self.calibration, self.model, x)
+            if category:
+                g = self.categories.get(category)
+                if g is None and len(self.categories) < MAX_CATEGORIES:
+                    g = self.categories[category] = CategoryModel(
+                        HalfSpaceTrees(self.features, **self._hst)
+                    )
+                if g is not None:
+                    self._learn(g.calibration, g.model, x)
             return []
         if self.threshold is None or self.relay_threshold is None:
             self.calibrate()
-        assert self.threshold is not None and self.relay_threshold is not None
-        score = self.model.score_one(x)
+        model, threshold, relay_threshold, scope = self._scorer(category)
+        score = model.score_one(x)
         device = ctx.device_of_event(event)
-        if rebound and score > self.relay_threshold:
+        if rebound and score > relay_threshold:
             ip, bound, mac = rebound[0]
             return [
                 AlertDraft(
@@ -155,8 +227,9 @@ class FlowAnomalyDetector(ModelDetector):
                         "bound_mac": bound,
                         "seen_mac": mac,
                         "score": round(score, 6),
-                        "threshold": round(self.relay_threshold, 6),
+                        "threshold": round(relay_threshold, 6),
                         "model": "half-space-trees",
+                        "scope": scope,
                     },
                     score=score,
                 )
@@ -178,7 +251,7 @@ class FlowAnomalyDetector(ModelDetector):
                     detail={"ip": ip, "bound_mac": bound, "seen_mac": mac},
                 )
             ]
-        if score > self.threshold:
+        if score > threshold:
             return [
                 AlertDraft(
                     rule_id=self.detector_id,
@@ -193,14 +266,15 @@ class FlowAnomalyDetector(ModelDetector):
                     dedup_key=f"{self.detector_id}|{device or '-'}",
                     detail={
                         "score": round(score, 6),
-                        "threshold": round(self.threshold, 6),
+                        "threshold": round(threshold, 6),
                         "model": "half-space-trees",
+                        "scope": scope,
                     },
                     score=score,
                 )
             ]
         if self.keep_learning and not rebound:
-            self.model.learn_one(x)
+            model.learn_one(x)
         return []
 
     # --- persistence ----------------------------------------------------------------------------
@@ -217,12 +291,20 @@ class FlowAnomalyDetector(ModelDetector):
         out = super().state()
         out["relay_threshold"] = self.relay_threshold
         out["bindings"] = dict(self.bindings)
+        out["categories"] = {c: g.to_state() for c, g in self.categories.items()}
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.relay_threshold = state.get("relay_threshold")
         self.bindings = dict(state.get("bindings") or {})
+        try:
+            self.categories = {
+                str(c): CategoryModel.from_state(g)
+                for c, g in (state.get("categories") or {}).items()
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"detector state {self.detector_id}: categories: {exc}") from exc
 
 
 class FlowRecordAnomalyDetector(FlowAnomalyDetector):
