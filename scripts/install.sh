@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-DEB_PACKAGES="tshark tcpdump dcmtk libpcap0.8 iproute2 wireshark-common openssl curl openssh-client redis-tools gnupg poppler-utils libpango-1.0-0 libpangoft2-1.0-0 snmp snmpd tftpd-hpa tftp-hpa nftables iptables lldpd busybox"
+DEB_PACKAGES="tshark tcpdump dcmtk libpcap0.8 iproute2 wireshark-common openssl curl openssh-client redis-tools gnupg poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 snmp snmpd tftpd-hpa tftp-hpa nftables iptables lldpd busybox"
 missing=""
 for p in $DEB_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

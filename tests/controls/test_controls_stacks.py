@@ -164,3 +164,82 @@ def test_rescan_is_idempotent_and_close_lifecycle(stacks) -> None:
     assert {r["severity"] for r in json.loads(res.output)} == {"critical"}
     res = runner.invoke(main, ["findings", "--db", db, "--type", "nonsense"])
     assert res.exit_code == 2 and "unknown finding type" in res.output
+
+
+def _pdf_pages(pdf: Path, tmp: Path) -> list[Path]:
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (Debian poppler-utils) is not installed")
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(tmp / "page")], check=True)
+    return sorted(tmp.glob("page-*.png"))
+
+
+def test_report_from_the_real_stacks(stacks) -> None:
+    import subprocess
+
+    from PIL import Image, ImageStat
+
+    runner, db, tmp = stacks["runner"], stacks["db"], stacks["tmp"]
+    out = tmp / "report"
+    res = runner.invoke(main, ["report", "--db", db, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    pdf = out / "report.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    pages = _pdf_pages(pdf, tmp)
+    assert 5 <= len(pages) <= 40
+    for p in pages:  # every page has ink: not blank
+        img = Image.open(p).convert("L")
+        assert ImageStat.Stat(img).extrema[0][0] < 128, p.name
+        assert sum(img.histogram()[:200]) > 200, p.name  # pixels darker than paper
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    for needle in (
+        "Executive summary",
+        "Device risk",
+        "Findings by framework",
+        "Findings by device",
+        "Vulnerable devices (KEV first)",
+        "not available: no vulnerability intelligence imported",
+        "Segmentation",
+        "Recommended least-privilege policy",
+        "Audit ledger checkpoint",
+        "IEC 62443-3-3",
+        "45 CFR 164.312",
+        "Known default account used",
+        f"{NET}.8",
+    ):
+        assert needle in " ".join(text.split()), needle
+    html = (out / "report.html").read_text()
+    data = json.loads((out / "report.json").read_bytes())
+    assert len(data["findings"]) == len(stacks["findings"])
+    for f in stacks["findings"]:
+        assert f["finding_id"][:12] in html
+    assert data["ledger"]["size"] > 0 and data["ledger"]["note"] in html
+    assert data["availability"]["intel"].startswith("not available")
+    from hl7_build import PHI
+
+    for blob in (
+        pdf.read_bytes(),
+        html.encode(),
+        (out / "report.json").read_bytes(),
+        text.encode(),
+    ):
+        for value in (*PHI, "Quixote", "Zebediah", "pump-secret"):
+            assert value.encode() not in blob
+    # STIX 2.1: valid per the OASIS validator
+    from stix2validator import ValidationOptions, validate_file
+
+    result = validate_file(str(out / "report.stix.json"), ValidationOptions(version="2.1"))
+    assert result.is_valid, [str(e) for e in result.object_results for e in e.errors]
+    # a second report shows the trend against the first
+    res = runner.invoke(
+        main, ["report", "--db", db, "--out", str(tmp / "report2"), "--formats", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp / "report2" / "report.json").read_bytes())
+    rows = {t["key"]: t for t in again["trend"]["rows"]}
+    assert rows["open_findings"]["previous"] == data["summary"]["open_findings"]
+    assert again["ledger"]["size"] > data["ledger"]["size"]
+    res = runner.invoke(main, ["report", "--db", db, "--out", str(tmp / "r3"), "--formats", "doc"])
+    assert res.exit_code == 2 and "unknown format" in res.output
