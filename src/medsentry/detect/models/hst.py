@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,11 +32,12 @@ MIN_SPAN = 1.0
 
 
 def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+    """An array as base64 of its zlib-compressed little-endian bytes (masses are sparse)."""
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(a).tobytes(), 6)).decode("ascii")
 
 
 def _unb64(s: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(zlib.decompress(base64.b64decode(s)), dtype=dtype).reshape(shape).copy()
 
 
 # --- compiled kernels: one pass down each tree, no per-node Python -----------------------------
@@ -204,10 +206,10 @@ class HalfSpaceTrees:
             "hi": None if self.hi is None else self.hi.tolist(),
             "warm": self._warm,
             "shape": shape,
-            "feat": _b64(self.feat.astype("<i4")),
+            "feat": _b64(self.feat.astype("<i2")),
             "split": _b64(self.split.astype("<f8")),
-            "r": _b64(self.r.astype("<i8")),
-            "l": _b64(self.l.astype("<i8")),
+            "r": _b64(self.r.astype("<i4")),  # a mass is at most one window
+            "l": _b64(self.l.astype("<i4")),
         }
 
     @classmethod
@@ -217,7 +219,7 @@ class HalfSpaceTrees:
             raise ValueError("not a Half-Space Trees state")
         try:
             return cls._from_state(state)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        except (KeyError, TypeError, ValueError, binascii.Error, zlib.error) as exc:
             why = f"{type(exc).__name__}: {exc}"
             raise ValueError(f"damaged Half-Space Trees state ({why})") from exc
 
@@ -232,10 +234,10 @@ class HalfSpaceTrees:
             seed=int(state["seed"]),
         )
         shape = tuple(int(s) for s in state["shape"])
-        m.feat = _unb64(state["feat"], "<i4", shape).astype(np.int32)
+        m.feat = _unb64(state["feat"], "<i2", shape).astype(np.int32)
         m.split = _unb64(state["split"], "<f8", shape).astype(np.float64)
-        m.r = _unb64(state["r"], "<i8", shape).astype(np.int64)
-        m.l = _unb64(state["l"], "<i8", shape).astype(np.int64)
+        m.r = _unb64(state["r"], "<i4", shape).astype(np.int64)
+        m.l = _unb64(state["l"], "<i4", shape).astype(np.int64)
         m.seen = int(state["seen"])
         m.windows = int(state["windows"])
         m._warm = [list(map(float, row)) for row in state.get("warm") or []]
