@@ -51,19 +51,25 @@ def diff_devices(old: Device | None, new: Device, state: DeviceState) -> list[di
     for attrs, kind in ((_IDENTITY, IDENTITY_CHANGED), (_SOFTWARE, SOFTWARE_CHANGED)):
         for attr in attrs:
             before, after = _val(old, attr), _val(new, attr)
-            if after is not None and before != after:
-                a = getattr(new, attr)
-                ts = max((e.ts_ns or 0 for e in a.evidence), default=0)
-                out.append(
-                    {
-                        "device_id": did,
-                        "ts_ns": _when(ts, new),
-                        "change": kind,
-                        "attribute": attr,
-                        "old_value": before,
-                        "new_value": after,
-                    }
-                )
+            if after is None or before == after:
+                continue
+            if attr == "vendor" and before is not None:
+                from medsentry.inventory.identify import vendor_key
+
+                if vendor_key(before) == vendor_key(after):  # another spelling, same company
+                    continue
+            a = getattr(new, attr)
+            ts = max((e.ts_ns or 0 for e in a.evidence), default=0)
+            out.append(
+                {
+                    "device_id": did,
+                    "ts_ns": _when(ts, new),
+                    "change": kind,
+                    "attribute": attr,
+                    "old_value": before,
+                    "new_value": after,
+                }
+            )
     for role in sorted(set(new.roles) - set(old.roles)):
         out.append(
             {

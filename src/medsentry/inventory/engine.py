@@ -88,7 +88,7 @@ def fold_and_identify(
             wanted.update(f"ip:{ip}" for ip in st.addresses)
     stored = inv_store.load_states(conn, wanted)
     states: dict[str, DeviceState] = {}
-    removed: list[str] = []
+    removed: dict[str, str] = {}  # merged-away id -> the device it proved to be
     for did, st in fresh.items():
         old = stored.get(did)
         if old is not None:
@@ -103,8 +103,8 @@ def fold_and_identify(
             ip_id = f"ip:{ip}"
             if ip_id in stored and ip_id not in fresh:
                 st.merge(decode_state(stored[ip_id]))
-                removed.append(ip_id)
-    old_records = inv_store.load_records_for(conn, list(states) + removed)
+                removed[ip_id] = did
+    old_records = inv_store.load_records_for(conn, list(states) + list(removed))
     match_assets(conn, states)
     assets = assets_by_device(conn, list(states))
     devices: list[Device] = []
@@ -129,16 +129,17 @@ def fold_and_identify(
     for dev in devices:
         old = old_records.get(dev.device_id)
         if old is None:  # a device first seen by IP keeps its history under its MAC
-            for r in removed:
-                if old_records.get(r) is not None and r[3:] in dev.ips:
+            for r, target in removed.items():
+                if target == dev.device_id and old_records.get(r) is not None:
                     old = old_records[r]
         state = states[dev.device_id]
         for ch in diff_devices(old, dev, state):
             ch.update(capture_id=capture_id, recorded_at=now)
             changes.append(ch)
-    inv_store.replace_devices(conn, rows, addresses, removed)
+    inv_store.replace_devices(conn, rows, addresses, list(removed))
+    inv_store.rekey(conn, removed)  # its history and CMMS match follow the device
     inv_store.add_changes(conn, changes)
-    return devices, changes, removed
+    return devices, changes, list(removed)
 
 
 def reidentify(store: Store, library: Library | None = None, ledger: bool = True) -> dict:

@@ -40,6 +40,8 @@ import yaml
 
 from medsentry.errors import ConfigError
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+
 ATTRIBUTES = ("category", "vendor", "model", "software_version", "os")
 MATCHERS = ("equals", "in", "prefix", "suffix", "contains", "regex", "domain")
 ENV_FINGERPRINTS = "MEDSENTRY_FINGERPRINTS"
@@ -288,7 +290,7 @@ def _rules_of(doc: Any, name: str, categories: frozenset[str] | None) -> list[Ru
 
 def _read(path_or_name: str, text: str, categories: frozenset[str] | None) -> list[Rule]:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""

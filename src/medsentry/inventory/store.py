@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from medsentry.inventory.model import Device
 from medsentry.inventory.tables import device_addresses, device_changes, devices
@@ -144,6 +144,17 @@ def replace_devices(
         conn.execute(insert(devices), rows)
     if addresses:
         conn.execute(insert(device_addresses), addresses)
+
+
+def rekey(conn: Connection, moved: dict[str, str]) -> None:
+    """Device ids merged into another device: their change history and asset matches follow."""
+    from medsentry.inventory.tables import assets
+
+    for old, new in moved.items():
+        conn.execute(
+            update(device_changes).where(device_changes.c.device_id == old).values(device_id=new)
+        )
+        conn.execute(update(assets).where(assets.c.device_id == old).values(device_id=new))
 
 
 def add_changes(conn: Connection, changes: list[dict[str, Any]]) -> None:

@@ -1,0 +1,159 @@
+"""The fingerprint library, the taxonomy and the OUI extract: loading, validation, user rules,
+matching, and the documented rule for combining evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from medsentry.cli import main
+from medsentry.errors import ConfigError
+from medsentry.inventory import oui
+from medsentry.inventory.combine import combine, noisy_or
+from medsentry.inventory.fingerprints import Claim, load_library
+from medsentry.inventory.identify import identify, vendor_key
+from medsentry.inventory.state import DeviceState
+from medsentry.inventory.taxonomy import parse_taxonomy, taxonomy
+
+
+def claim(attr, value, conf, source="x", rule=None, observed="o") -> Claim:
+    return Claim(attr, value, conf, source, rule or f"{source}.{value}", observed, None)
+
+
+def test_shipped_library_loads_and_every_rule_has_a_source() -> None:
+    lib = load_library()
+    assert len(lib.rules) > 250
+    assert all(r.source.strip() for r in lib.rules)
+    ids = [r.id for r in lib.rules]
+    assert len(ids) == len(set(ids))
+    cats = set(taxonomy().categories)
+    for r in lib.rules:
+        c = r.set.get("category")
+        assert c is None or c in cats, r.id
+
+
+def test_taxonomy_has_the_issue_categories_with_classes() -> None:
+    tax = taxonomy()
+    for key in (
+        "infusion-pump", "patient-monitor", "patient-monitor.central-station", "ventilator",
+        "anaesthesia", "imaging.ct", "imaging.mr", "imaging.us", "imaging.cr-dx", "imaging.mg",
+        "imaging.nm", "imaging.pt", "imaging.xa", "pacs", "imaging-workstation", "lab-analyzer",
+        "point-of-care", "medication-dispensing", "telemetry", "remote-monitoring",
+        "interface-engine", "ehr", "it", "iot.building",
+    ):  # fmt: skip
+        assert key in tax.categories, key
+    ct = tax.categories["imaging.ct"]
+    assert ct.fda_class == "II" and "892.1750" in ct.regulation
+    assert tax.categories["ventilator"].criticality == "life-sustaining"
+    assert tax.categories["ehr"].fda_class is None and not tax.categories["ehr"].medical
+    assert tax.ancestors("remote-monitoring.cgm") == ["remote-monitoring"]
+    with pytest.raises(ConfigError, match="criticality"):
+        parse_taxonomy({"source": "s", "categories": {"x": {"name": "X", "medical": False,
+                                                             "criticality": "high"}}})  # fmt: skip
+    with pytest.raises(ConfigError, match="regulation"):
+        parse_taxonomy({"source": "s", "categories": {"x": {"name": "X", "medical": True,
+                        "criticality": "support", "fda_class": "II"}}})  # fmt: skip
+
+
+def test_oui_extract() -> None:
+    assert oui.lookup("00:09:5c:20:01:00")[0].startswith("Philips Medical Systems")
+    assert oui.lookup("44:4b:5d:00:00:01") == ("GE Healthcare", "444B5D/24")
+    assert oui.lookup("02:00:00:00:00:01") is None  # locally administered
+    assert "wireshark" in oui.source().lower() or "ieee-data" in oui.source().lower()
+
+
+def _write(d: Path, name: str, doc) -> Path:
+    p = d / name
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    return p
+
+
+def test_user_rules_extend_the_library(tmp_path: Path, monkeypatch) -> None:
+    _write(tmp_path, "site.yaml", {
+        "source": "our clinical engineering naming standard",
+        "rules": [{
+            "id": "site.pump-hostnames",
+            "when": {"hostname": {"regex": "^icu-pump-(?P<n>\\d+)$"}, "!role": "dicom-scu"},
+            "set": {"category": "infusion-pump", "model": "Site pump {n}"},
+            "confidence": 0.7,
+        }],
+    })  # fmt: skip
+    monkeypatch.setenv("MEDSENTRY_FINGERPRINTS", str(tmp_path))
+    lib = load_library()
+    assert any(r.id == "site.pump-hostnames" and r.file.endswith("site.yaml") for r in lib.rules)
+    st = DeviceState(device_id="mac:02:00:00:00:00:07", mac="02:00:00:00:00:07")
+    st.observe("hostname", "icu-pump-12", 1)
+    dev = identify(st, lib, taxonomy())
+    assert dev.category.value == "infusion-pump" and dev.model.value == "Site pump 12"
+    assert dev.category.evidence[0].rule == "site.pump-hostnames"
+    st.roles["dicom-scu"] = 1  # the negated condition now fails
+    assert identify(st, lib, taxonomy()).model is None
+    r = CliRunner().invoke(main, ["inventory", "fingerprints", "--format", "json"])
+    assert r.exit_code == 0 and "site.pump-hostnames" in r.output
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ("rules: [\n  - id: a\n    when: {x: [\n", "not valid YAML"),
+        ({"rules": [{"id": "a", "when": {"x": "y"}, "set": {"colour": "red"},
+                     "confidence": 0.5, "source": "s"}]}, "cannot set 'colour'"),
+        ({"rules": [{"id": "a", "when": {"x": "y"}, "set": {"category": "toaster"},
+                     "confidence": 0.5, "source": "s"}]}, "not in the taxonomy"),
+        ({"rules": [{"id": "a", "when": {"x": {"regex": "("}}, "set": {"vendor": "v"},
+                     "confidence": 0.5, "source": "s"}]}, "bad regex"),
+        ({"rules": [{"id": "a", "when": {"x": "y"}, "set": {"vendor": "v"},
+                     "confidence": 1.5, "source": "s"}]}, "confidence"),
+        ({"rules": [{"id": "a", "when": {"x": "y"}, "set": {"vendor": "v"},
+                     "confidence": 0.5}]}, "source"),
+        ({"rules": [{"id": "a", "when": {"!x": "y"}, "set": {"vendor": "v"},
+                     "confidence": 0.5, "source": "s"}]}, "cannot be negated"),
+        ({"rules": [{"id": "oui.vendor", "when": {"x": "y"}, "set": {"vendor": "v"},
+                     "confidence": 0.5, "source": "s"}]}, "already defined"),
+    ],
+)  # fmt: skip
+def test_malformed_user_rules_are_config_errors(tmp_path: Path, doc, message: str) -> None:
+    p = _write(tmp_path, "bad.yaml", doc)
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_library([tmp_path])
+    assert str(p) in str(exc.value)
+    r = CliRunner().invoke(main, ["inventory", "fingerprints", "--fingerprints", str(tmp_path)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_noisy_or_across_channels_max_within() -> None:
+    # two different observation keys agree: independent evidence
+    assert noisy_or([claim("v", "a", 0.5, "dhcp"), claim("v", "a", 0.6, "hl7")]) == pytest.approx(
+        0.8
+    )
+    # thirty names of one cloud are one channel
+    same = [claim("v", "a", 0.5, "domain", observed=f"n{i}") for i in range(30)]
+    assert noisy_or(same) == pytest.approx(0.5)
+
+
+def test_conflicting_evidence_lowers_confidence_and_is_kept() -> None:
+    a = combine([claim("vendor", "Philips", 0.8, "dicom"), claim("vendor", "GE", 0.4, "oui")])
+    assert a.value == "Philips"
+    assert a.confidence == pytest.approx(0.8 - 0.5 * 0.4)
+    assert [e.value for e in a.conflicts] == ["GE"]
+    tie = combine([claim("v", "x", 0.6, "a"), claim("v", "y", 0.6, "b")])
+    assert tie.confidence == pytest.approx(0.3)
+
+
+def test_vendor_spellings_agree_and_parents_support_children() -> None:
+    a = combine(
+        [claim("vendor", "GE MEDICAL SYSTEMS", 0.85, "dicom"),
+         claim("vendor", "GE Healthcare", 0.5, "mac.oui")],
+        key=vendor_key,
+    )  # fmt: skip
+    assert a.confidence == pytest.approx(1 - 0.15 * 0.5) and not a.conflicts
+    tax = taxonomy()
+    c = combine(
+        [claim("c", "imaging", 0.6, "dicom.service.scu"), claim("c", "imaging.ct", 0.5, "host")],
+        key=lambda v: v,
+        ancestors=tax.ancestors,
+    )
+    assert c.value == "imaging.ct" and c.confidence == pytest.approx(0.8) and not c.conflicts

@@ -1,0 +1,171 @@
+"""Folding events into devices: keys, routers, address history, merges across captures."""
+
+from __future__ import annotations
+
+from medsentry.events import ArpObserved, FlowRecord
+from medsentry.events.base import Endpoints
+from medsentry.events.identity import DhcpMessage
+from medsentry.inventory.engine import InventoryEngine
+from medsentry.inventory.observe import Observer
+from medsentry.inventory.store import list_changes, load_devices
+from medsentry.store import open_store
+
+T0 = 1_767_261_600_000_000_000
+S = 1_000_000_000
+ROUTER = "00:00:0c:07:ac:14"
+
+
+def flow(i, client, server, cmac, smac, t=0, port=443, proto="tls", answered=True) -> FlowRecord:
+    return FlowRecord(
+        ts_ns=T0 + t * S,
+        last_ns=T0 + t * S + S // 2,
+        flow_id=f"{i:016x}",
+        transport="tcp",
+        ip_version=4,
+        client=client,
+        server=server,
+        client_port=50000 + i,
+        server_port=port,
+        client_mac=cmac,
+        server_mac=smac,
+        packets_c2s=3,
+        packets_s2c=3 if answered else 0,
+        tcp_flags_c2s=0x1B,
+        tcp_flags_s2c=0x12 | 0x09 if answered else 0,
+        app_protocol=proto,
+    )
+
+
+def test_router_mac_speaks_for_hosts_behind_it() -> None:
+    obs = Observer()
+    evs = [
+        # a local host talks to many servers in other subnets and on the internet
+        flow(i, "10.20.0.50", srv, "00:12:21:00:00:50", ROUTER, t=i)
+        for i, srv in enumerate(
+            ["10.10.0.2", "10.10.0.3", "10.10.0.40", "8.8.8.8", "93.184.216.34", "10.10.0.60"]
+        )
+    ]
+    evs.append(ArpObserved(ts_ns=T0, op=2, sender_mac=ROUTER, sender_ip="10.20.0.1",
+                           target_mac="00:12:21:00:00:50", target_ip="10.20.0.50"))  # fmt: skip
+    # a server on another VLAN is also seen directly with its own MAC
+    evs.append(flow(99, "10.10.0.3", "10.10.0.9", "00:06:5b:10:00:03", "00:06:5b:10:00:09", t=9))
+    obs.feed(evs)
+    devices, gateways = obs.resolve()
+    assert set(gateways) == {ROUTER} and gateways[ROUTER] == {"10.20.0.1"}
+    router = devices[f"mac:{ROUTER}"]
+    assert list(router.addresses) == ["10.20.0.1"]  # its own address only
+    host = devices["mac:00:12:21:00:00:50"]
+    assert sorted(host.external_peers) == ["8.8.8.8", "93.184.216.34"]
+    # behind the router: by IP when no MAC was ever seen, by MAC when it was
+    assert "ip:10.10.0.40" in devices and "ip:10.10.0.3" not in devices
+    assert "mac:00:06:5b:10:00:03" in host.peers and "ip:10.10.0.40" in host.peers
+    # what it served through the router is its own
+    assert list(devices["mac:00:06:5b:10:00:03"].listening) == ["tcp/443"]
+    assert not any(d.startswith("ip:8.") or d.startswith("ip:93.") for d in devices)
+
+
+def test_one_ip_several_macs_over_time_stays_several_devices() -> None:
+    obs = Observer()
+    obs.feed(
+        [
+            flow(1, "10.20.0.70", "10.20.0.5", "00:12:21:00:00:01", "00:06:5b:00:00:05", t=0),
+            flow(2, "10.20.0.70", "10.20.0.5", "00:12:21:00:00:02", "00:06:5b:00:00:05", t=3600),
+        ]
+    )
+    devices, _ = obs.resolve()
+    a, b = devices["mac:00:12:21:00:00:01"], devices["mac:00:12:21:00:00:02"]
+    assert list(a.addresses) == list(b.addresses) == ["10.20.0.70"]
+    assert a.last_ns < b.first_ns
+    srv = devices["mac:00:06:5b:00:00:05"]
+    assert set(srv.peers) == {a.device_id, b.device_id}
+
+
+def dhcp_ack(mac: str, ip: str, t: int) -> DhcpMessage:
+    return DhcpMessage(
+        ts_ns=T0 + t * S,
+        flow_id=f"d{t}",
+        endpoints=Endpoints(
+            client="10.20.0.1",
+            server="255.255.255.255",
+            client_port=67,
+            server_port=68,
+            client_mac=ROUTER,
+        ),
+        op=2,
+        message_type="ACK",
+        client_mac=mac,
+        your_address=ip,
+        server_id="10.10.0.2",
+    )
+
+
+def test_ip_only_device_merges_when_its_mac_shows_up(sqlite_url: str) -> None:
+    pump = "00:12:21:00:00:99"
+    with open_store(sqlite_url) as store:
+        first = InventoryEngine()
+        # capture 1: only routed traffic: the pump is known by IP
+        first.feed(
+            [
+                flow(
+                    i,
+                    "10.10.0.50",
+                    "10.20.0.99",
+                    "00:0c:29:00:00:50",
+                    ROUTER,
+                    t=i,
+                    port=161,
+                    proto="snmp",
+                )
+                for i in range(5)
+            ]
+            + [
+                flow(10 + i, "10.10.0.50", f"10.20.0.{i}", "00:0c:29:00:00:50", ROUTER, t=i)
+                for i in range(2, 7)
+            ]
+        )
+        first.finish(store, "c1")
+        assert "ip:10.20.0.99" in {d.device_id for d in load_devices(store)}
+        # capture 2: the pump's own frames (and a new lease)
+        second = InventoryEngine()
+        second.feed(
+            [
+                flow(20, "10.20.0.99", "10.10.0.40", pump, ROUTER, t=100),
+                dhcp_ack(pump, "10.20.0.98", 200),
+                flow(21, "10.20.0.98", "10.10.0.40", pump, ROUTER, t=201),
+            ]
+        )
+        second.finish(store, "c2")
+        devs = {d.device_id: d for d in load_devices(store)}
+        assert "ip:10.20.0.99" not in devs
+        dev = devs[f"mac:{pump}"]
+        assert dev.ips == ["10.20.0.98", "10.20.0.99"]  # current first, history kept
+        assert "udp/161" in dev.listening or "tcp/161" in dev.listening  # from capture 1
+        assert dev.first_seen_ns == T0
+        kinds = [c["change"] for c in list_changes(store, dev.device_id)]
+        assert "device_added" in kinds and "address_added" in kinds
+
+
+def test_a_new_role_is_a_change(sqlite_url: str) -> None:
+    a, b = "02:00:00:00:00:01", "00:06:5b:00:00:05"  # a: no OUI, nothing known at first
+    request = DhcpMessage(
+        ts_ns=T0 + 50 * S,
+        flow_id="r1",
+        endpoints=Endpoints(
+            client="0.0.0.0", server="255.255.255.255", client_port=68, server_port=67, client_mac=a
+        ),
+        op=1,
+        message_type="REQUEST",
+        client_mac=a,
+        vendor_class="BBraun-SpaceStation",
+    )
+    with open_store(sqlite_url) as store:
+        e = InventoryEngine()
+        e.feed([flow(1, "10.20.0.7", "10.20.0.5", a, b)])
+        e.finish(store, "c1")
+        e.feed([request])
+        counts = e.finish(store, "c2")
+        assert counts["new"] == 0
+        changes = {(c["change"], c["new_value"]) for c in list_changes(store, f"mac:{a}")}
+        assert ("role_added", "dhcp-client") in changes
+        assert ("identity_changed", "infusion-pump") in changes  # the vendor class named it
+        assert all(c["capture_id"] == "c2" for c in list_changes(store, f"mac:{a}")[1:])
