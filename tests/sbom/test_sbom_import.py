@@ -423,3 +423,24 @@ def test_malformed_spdx_names_the_field(mutate, expected: str) -> None:
         parse_sbom(json.dumps(doc).encode(), "bad.spdx.json", DM)
     msg = str(err.value)
     assert msg.startswith("bad.spdx.json: SPDX") and expected in msg, msg
+
+
+def test_completeness_check(medical_sbom: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    runner = CliRunner()
+    narrow = medical_sbom.with_name("narrow.sbom.json")
+    args = ["--db", url, "--device-model", "Acme/Pump", "--version", "1"]
+    assert runner.invoke(main, ["sbom", "import", str(narrow), *args]).exit_code == 0
+    r = runner.invoke(main, ["sbom", "check", "Acme/Pump/1", "--db", url, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    got = {row["element"]: (row["present"], row["total"]) for row in json.loads(r.stdout)}
+    assert got == {
+        "supplier_name": (55, 55),
+        "component_name": (55, 55),
+        "component_version": (54, 55),  # the Qualcomm SoC is listed without a version
+        "unique_identifier": (55, 55),
+        "component_hash": (0, 55),
+        "license": (55, 55),
+        "level_of_support": (55, 55),
+        "end_of_support_date": (0, 55),  # written as prose ("Open source", "Unknown"), no dates
+    }

@@ -214,3 +214,28 @@ def show_cmd(db_url: str | None, key: str, vulns: bool, unsupported: bool, fmt: 
             continue
         rows.append(r)
     emit(rows, COMPONENT_COLUMNS, fmt, title=f"{title}: {len(rows)} components")
+
+
+@sbom_cmd.command("check")
+@DB_OPTION
+@click.argument("key")
+@FORMAT_OPTION
+def check_cmd(db_url: str | None, key: str, fmt: str) -> None:
+    """How complete an SBOM is: NTIA minimum elements and the FDA support fields, per component."""
+    from medsentry.intel.sbom_store import find_sbom, load_components
+    from medsentry.intel.sbom_support import completeness
+
+    with open_store(db_url) as store:
+        rec = find_sbom(store, key)
+        comps = load_components(store, rec["id"])
+    rows = completeness(comps)
+    for r in rows:
+        r["missing_examples"] = (
+            ", ".join(r["missing_examples"]) if fmt == "table" else r["missing_examples"]
+        )
+    emit(
+        rows,
+        ["element", "required_by", "present", "total", "share", "missing_examples"],
+        fmt,
+        title=f"{rec['manufacturer']} {rec['model']} {rec['version']}: SBOM completeness",
+    )

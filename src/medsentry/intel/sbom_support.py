@@ -113,3 +113,36 @@ def read_support(properties: list[tuple[str, str]]) -> dict[str, str]:
 
 def today() -> str:
     return datetime.now().date().isoformat()
+
+
+# NTIA "Minimum Elements for an SBOM" (2021) per-component data fields, and the FDA premarket
+# guidance §V.A.4.b additions; (element, where it is read from, test on a Component).
+ELEMENTS: tuple[tuple[str, str, Any], ...] = (
+    ("supplier_name", "NTIA", lambda c: bool(c.supplier)),
+    ("component_name", "NTIA", lambda c: bool(c.name)),
+    ("component_version", "NTIA", lambda c: bool(c.version)),
+    ("unique_identifier", "NTIA (purl or CPE)", lambda c: bool(c.purl or c.cpe)),
+    ("component_hash", "CISA minimum elements update", lambda c: bool(c.hashes)),
+    ("license", "CISA minimum elements update", lambda c: bool(c.licenses)),
+    ("level_of_support", "FDA §V.A.4.b", lambda c: bool(c.level_of_support_raw)),
+    ("end_of_support_date", "FDA §V.A.4.b (a date)", lambda c: bool(c.end_of_support_date)),
+)
+
+
+def completeness(components: list[Any]) -> list[dict[str, Any]]:
+    """Per element: how many components carry it, and the first few that do not."""
+    out = []
+    n = len(components)
+    for name, source, test in ELEMENTS:
+        missing = [c.name or c.bom_ref or "(unnamed)" for c in components if not test(c)]
+        out.append(
+            {
+                "element": name,
+                "required_by": source,
+                "present": n - len(missing),
+                "total": n,
+                "share": round((n - len(missing)) / n, 3) if n else 0.0,
+                "missing_examples": missing[:5],
+            }
+        )
+    return out
