@@ -136,9 +136,12 @@ def test_syn_flood_from_raw_sockets(tmp_path: Path) -> None:
         raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
     except PermissionError:
         pytest.skip("raw sockets need root")
+    src, dst = "127.0.5.6", "127.0.5.5"
+    raw.bind((src, 0))  # the kernel writes the IP header with this source
     with raw, tcpdump(pcap, "host 127.0.5.5 and tcp port 8080"):
-        src, dst = "127.0.5.6", "127.0.5.5"
         for i in range(260):
+            if i % 20 == 0:
+                time.sleep(0.005)  # paced a little: tcpdump keeps every frame on a busy host
             sport = 20000 + i
             hdr = struct.pack(">HHIIBBHHH", sport, 8080, 1000 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
             csum = _tcp_checksum(src, dst, hdr)

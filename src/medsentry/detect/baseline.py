@@ -105,7 +105,18 @@ def _sender(event: Any) -> tuple[str, str | None]:
 class Profile:
     """What one device did during its learning, and what departed since."""
 
-    __slots__ = ("first_ns", "hour", "hour_bytes", "hours", "known", "pending", "saturated", "w")
+    __slots__ = (
+        "combos",
+        "first_ns",
+        "hour",
+        "hour_bytes",
+        "hours",
+        "known",
+        "limit",
+        "pending",
+        "saturated",
+        "w",
+    )
 
     def __init__(self, first_ns: int) -> None:
         self.first_ns = first_ns
@@ -116,6 +127,8 @@ class Profile:
         self.hour_bytes = 0
         self.w = [0, 0.0, 0.0]  # Welford: n, mean, M2 of bytes per active hour
         self.hours = 0  # bit h set: active at hour-of-day h (UTC) during learning
+        self.combos: set[tuple[Any, ...]] = set()  # flows already judged (not persisted)
+        self.limit: float | None = None  # this hour's volume limit, when learned
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -270,33 +283,56 @@ class BaselineDetector(Detector):
             return
         if not _answered(f):
             return  # probes and scans are the rules' business, not a change of behaviour
-        cdev = ctx.device_id(f.client, f.client_mac)
-        sdev = ctx.device_id(f.server, f.server_mac)
-        assert cdev is not None and sdev is not None
         proto = f.app_protocol if (f.payload_c2s or f.payload_s2c) else None
-        port = f"{f.transport}/{f.server_port}" if f.server_port else f.transport
-        for dev, ip, mac, other, other_ip, role, sent in (
-            (cdev, f.client, f.client_mac, sdev, f.server, "to", f.bytes_c2s),
-            (sdev, f.server, f.server_mac, cdev, f.client, "serves", f.bytes_s2c),
+        cdev = sdev = None
+        glearning = ctx.learning
+        fresh = ctx.forced_learning is None
+        now, window = ctx.now_ns, ctx.learning_ns
+        hour = f.ts_ns // HOUR_NS
+        profiles = self.profiles
+        for ip, mac, other_ip, other_mac, role, sent in (
+            (f.client, f.client_mac, f.server, f.server_mac, "to", f.bytes_c2s),
+            (f.server, f.server_mac, f.client, f.client_mac, "serves", f.bytes_s2c),
         ):
             if is_external(ip):
                 continue  # baselines are for our devices, not for internet hosts
-            p = self._profile(dev, f.ts_ns)
-            learning = self._learning(p, ctx)
+            d = ctx.device(ip, mac)
+            dev = d.device_id if d is not None else "ip:" + ip
+            p = profiles.get(dev)
+            if p is None:
+                p = self._profile(dev, f.ts_ns)
+            learning = glearning or (fresh and now - p.first_ns < window)
+            if hour == p.hour and (learning or p.limit is None):
+                p.hour_bytes += sent  # the common case of _volume, inlined
+            else:
+                self._volume(dev, p, sent, f, ctx, learning, out)
+            # a saturated peer set (a server everyone talks to) no longer tells peers apart
+            peer_key = None if "peers" in p.saturated else other_ip
+            combo = (peer_key, proto, role, f.server_port, f.transport)
+            if combo in p.combos:
+                continue  # this device already did exactly this: nothing new to learn or flag
+            port = f"{f.transport}/{f.server_port}" if f.server_port else f.transport
+            if role == "to":
+                cdev = dev
+                other = sdev or ctx.device_id(other_ip, other_mac)
+            else:
+                sdev = dev
+                other = cdev or ctx.device_id(other_ip, other_mac)
             see = self._see
             if is_external(other_ip):
                 if role == "to":
                     self._add(out, see(dev, p, "external", other_ip, f, ctx, learning))
             else:
-                self._add(out, see(dev, p, "peers", other, f, ctx, learning))
+                self._add(out, see(dev, p, "peers", str(other), f, ctx, learning))
             if proto:
                 self._add(out, see(dev, p, "protocols", proto, f, ctx, learning))
             if role == "serves" or f.server_port < 1024 or proto:
                 self._add(out, see(dev, p, "ports", f"{role} {port}", f, ctx, learning))
-            d = ctx.device(ip, mac)
             if d is not None and d.category:
                 self._category(dev, p, d.category, proto, f"{role} {port}", f, ctx, learning, out)
-            self._volume(dev, p, sent, f, ctx, learning, out)
+            if len(p.combos) > 1024:
+                p.combos.clear()
+            p.combos.add(combo)
 
     def _category(
         self,
@@ -336,39 +372,51 @@ class BaselineDetector(Detector):
     ) -> None:
         hour = f.ts_ns // HOUR_NS
         if hour != p.hour:
-            if p.hour >= 0 and learning:
-                n, mean, m2 = p.w  # Welford's online mean and variance
-                n += 1
-                delta = p.hour_bytes - mean
-                mean += delta / n
-                m2 += delta * (p.hour_bytes - mean)
-                p.w = [n, mean, m2]
-            p.hour, p.hour_bytes = hour, 0
-            hod = 1 << int(hour % 24)
-            if learning:
-                p.hours |= hod
-            elif (
-                p.hours
-                and not p.hours & hod
-                and ctx.now_ns - p.first_ns > DAY_NS
-                and ctx.learning_ns >= DAY_NS
-            ):
-                self._add(out, self._see(dev, p, "timing", f"{hour % 24:02d}h UTC", f, ctx, False))
+            self._new_hour(dev, p, hour, f, ctx, learning, out)
         p.hour_bytes += sent
-        if learning:
+        if learning or p.limit is None or p.hour_bytes <= p.limit:
             return
+        value = f"hour {hour}: {p.hour_bytes} bytes (limit {int(p.limit)})"
+        p.limit = None  # one departure per hour
+        pend = p.pending.setdefault("volume", set())
+        pend.add(value)
+        out.append(self._draft(dev, "volume", value, f, ctx, len(pend)))
+
+    def _new_hour(
+        self,
+        dev: str,
+        p: Profile,
+        hour: int,
+        f: Any,
+        ctx: DetectContext,
+        learning: bool,
+        out: list[AlertDraft],
+    ) -> None:
+        if p.hour >= 0 and learning:
+            n, mean, m2 = p.w  # Welford's online mean and variance
+            n += 1
+            delta = p.hour_bytes - mean
+            mean += delta / n
+            m2 += delta * (p.hour_bytes - mean)
+            p.w = [n, mean, m2]
+        p.hour, p.hour_bytes = hour, 0
+        hod = 1 << int(hour % 24)
+        if learning:
+            p.hours |= hod
+        elif (
+            p.hours
+            and not p.hours & hod
+            and ctx.now_ns - p.first_ns > DAY_NS
+            and ctx.learning_ns >= DAY_NS
+        ):
+            self._add(out, self._see(dev, p, "timing", f"{hour % 24:02d}h UTC", f, ctx, False))
         n, mean, m2 = p.w
         if n < 3:
+            p.limit = None
             return
         v = self.config.volume
-        std = math.sqrt(m2 / (n - 1)) if n > 1 else 0.0
-        limit = max(mean + v.k * std, v.factor * mean, v.min_bytes)
-        if p.hour_bytes > limit:
-            value = f"hour {hour}: {p.hour_bytes} bytes (limit {int(limit)})"
-            pend = p.pending.setdefault("volume", set())
-            if not any(x.startswith(f"hour {hour}:") for x in pend):
-                pend.add(value)
-                out.append(self._draft(dev, "volume", value, f, ctx, len(pend)))
+        std = math.sqrt(m2 / (n - 1))
+        p.limit = max(mean + v.k * std, v.factor * mean, v.min_bytes)
 
     # --- acceptance and persistence -----------------------------------------------------------
     def accept(self, device: str, dimension: str | None = None) -> int:

@@ -19,7 +19,6 @@ from medsentry.detect.base import (
     Detector,
     aggregate,
     draft_key,
-    event_kind,
     new_alert,
 )
 from medsentry.detect.context import DetectContext, DeviceInfo
@@ -110,10 +109,11 @@ class DetectionEngine:
         self.dirty: dict[str, Alert] = {}  # alert_id -> alert changed since the last commit
         self.raised = 0
         self.events = 0
-        self._by_kind: dict[str, list[Detector]] = {}
+        self._by_kind: dict[type, list[Detector]] = {}
         self._all_kinds = [d for d in self.detectors if not d.kinds]
         self._was_learning: bool | None = None
         self.captures: list[str] = []  # capture ids already run through (a re-scan is skipped)
+        self._ledger_items: list[tuple[str, dict[str, Any], str]] = []
         if store is not None:
             self._load(store)
 
@@ -179,36 +179,48 @@ class DetectionEngine:
         return {"alerts": n}
 
     # --- processing ----------------------------------------------------------------------------
-    def _detectors_for(self, kind: str) -> list[Detector]:
-        ds = self._by_kind.get(kind)
+    def _detectors_for(self, etype: type) -> list[Detector]:
+        ds = self._by_kind.get(etype)
         if ds is None:
+            kind = etype.__struct_config__.tag  # type: ignore[attr-defined]
             ds = [d for d in self.detectors if d.kinds and kind in d.kinds] + self._all_kinds
-            self._by_kind[kind] = ds
+            self._by_kind[etype] = ds
         return ds
 
     def process(self, events: Iterable[Event]) -> list[Alert]:
         """Feed events in order; return the alerts raised or updated by them (each once)."""
         touched: dict[str, Alert] = {}
         ctx = self.ctx
+        by_type = self._by_kind
+        n = 0
+        forced = ctx.forced_learning
         for event in events:
-            self.events += 1
-            ctx.advance(event.ts_ns)
-            learning = ctx.learning
-            if learning != self._was_learning:
+            n += 1
+            ts = event.ts_ns
+            if ctx.start_ns is None:
+                ctx.start_ns = ts
+            if ts > ctx.now_ns:
+                ctx.now_ns = ts
+            # the learning period (DetectContext.learning, inlined: this loop is the hot path)
+            learning = forced if forced is not None else ctx.now_ns - ctx.start_ns < ctx.learning_ns
+            if learning is not self._was_learning:
                 if self._was_learning and not learning:
                     self._end_learning()
                 self._was_learning = learning
-            for det in self._detectors_for(event_kind(event)):
+            dets = by_type.get(type(event)) or self._detectors_for(type(event))
+            for det in dets:
                 drafts = det.observe(event, ctx)
                 if drafts:
                     for draft in drafts:
                         a = self._accept(draft)
                         touched[a.alert_id] = a
+        self.events += n
         for det in self.detectors:
             drafts = det.tick(ctx.now_ns, ctx)
             for draft in drafts:
                 a = self._accept(draft)
                 touched[a.alert_id] = a
+        self._write_ledger()
         return list(touched.values())
 
     def _end_learning(self) -> None:
@@ -241,11 +253,17 @@ class DetectionEngine:
 
     def _announce(self, alert: Alert) -> None:
         if self.ledger:
-            from medsentry.ledger import record
-
-            record("alert.raised", ledger_data(alert), actor="detect")
+            self._ledger_items.append(("alert.raised", ledger_data(alert), "detect"))
         for sink in self.sinks:
             sink.send(alert)
+
+    def _write_ledger(self) -> None:
+        """The batch's raised alerts as one durable ledger append (one set of fsyncs)."""
+        if self._ledger_items:
+            from medsentry.ledger import ledger
+
+            items, self._ledger_items = self._ledger_items, []
+            ledger().append_many(items)
 
     def forget(self, alert_id: str) -> None:
         """Drop an alert closed elsewhere (CLI) from the open set."""
