@@ -23,6 +23,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from medsentry.intel.components import evaluate, package_key, parse_cpe
 from medsentry.intel.csaf import read_csaf
@@ -187,6 +188,22 @@ def make_sboms(n_sboms: int, per: int, n_packages: int, rng: random.Random) -> l
     return comps
 
 
+class _Clock:
+    """Wall and CPU (process) time per step; CPU time is what load on a shared machine
+    disturbs least. `scale` extrapolates a sample to the full size."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def run(self, name: str, fn: Any, scale: float = 1.0) -> Any:
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        self.wall[name] = (time.perf_counter() - w0) * scale
+        self.cpu[name] = (time.process_time() - c0) * scale
+        return out
+
+
 def naive_components(records: list[PackageVuln], comps: list[Component]) -> int:
     """Every component against every affected package: same keys, same version evaluation."""
     from medsentry.intel.components import parse_purl
@@ -224,12 +241,9 @@ def main() -> None:
     devices = make_devices(args.devices, rng)
     comps = make_sboms(args.sboms, args.components, n_packages, rng)
 
-    t0 = time.perf_counter()
-    index = IntelIndex(advisories=advisories, packages=records)
-    t_build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dev_matches = index.match_devices(devices)
-    t_dev = time.perf_counter() - t0
+    clock = _Clock()
+    index = clock.run("build", lambda: IntelIndex(advisories=advisories, packages=records))
+    dev_matches = clock.run("devices", lambda: index.match_devices(devices))
     # the same work with no repeats: every device its own description (a version per asset)
     distinct_devs = [
         DeviceQuery(
@@ -241,57 +255,59 @@ def main() -> None:
         for i, d in enumerate(devices[: args.distinct])
     ]
     fresh = IntelIndex(advisories=advisories)
-    t0 = time.perf_counter()
-    fresh.match_devices(distinct_devs)
-    t_distinct = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    comp_matches = index.match_components(comps)
-    t_comp = time.perf_counter() - t0
-    total = t_build + t_dev + t_comp
+    clock.run("distinct", lambda: fresh.match_devices(distinct_devs))
+    comp_matches = clock.run("components", lambda: index.match_components(comps))
 
     # naive baseline on samples: no candidate index, no memo of repeated descriptions
     matcher = index.matcher
     sample_d = devices[: args.naive_sample]
-    t0 = time.perf_counter()
     naive_found: set[tuple[str, str]] = set()
-    for d in sample_d:
-        q = matcher._query(device_query(d))
-        for e in matcher.entries:
-            m = matcher._score(d, q, e)
-            if m is not None and m.status in ("affected", "potentially_affected"):
-                naive_found.add((d.device_id, m.advisory_id))
-    t_naive_dev = (time.perf_counter() - t0) * len(devices) / len(sample_d)
+
+    def naive_devices() -> None:
+        for d in sample_d:
+            q = matcher._query(device_query(d))
+            for e in matcher.entries:
+                m = matcher._score(d, q, e)
+                if m is not None and m.status in ("affected", "potentially_affected"):
+                    naive_found.add((d.device_id, m.advisory_id))
+
+    clock.run("naive_devices", naive_devices, scale=len(devices) / len(sample_d))
     sample_c = comps[: max(args.naive_sample // 10, 50)]
-    t0 = time.perf_counter()
-    naive_components(records, sample_c)
-    t_naive_comp = (time.perf_counter() - t0) * len(comps) / len(sample_c)
+    clock.run(
+        "naive_components",
+        lambda: naive_components(records, sample_c),
+        scale=len(comps) / len(sample_c),
+    )
     # agreement on the device sample (the index must find what the full loop finds)
     fast_sample = {(m.device_id, m.advisory_id) for m in index.match_devices(sample_d)}
-
+    w, c = clock.wall, clock.cpu
+    total_w = w["build"] + w["devices"] + w["components"]
+    total_c = c["build"] + c["devices"] + c["components"]
     rows = [
-        ("index build (144 advisories + records)", t_build, None),
-        (f"{len(devices):,} devices vs advisories", t_dev, t_naive_dev),
+        ("index build (144 advisories + records)", w["build"], c["build"], None),
+        (f"{len(devices):,} devices vs advisories", w["devices"], c["devices"], c["naive_devices"]),
         (
-            f"{len(comps):,} components vs {len(records):,} records + advisories",
-            t_comp,
-            t_naive_comp,
+            f"{len(comps):,} components vs {len(records):,} records + adv.",
+            w["components"],
+            c["components"],
+            c["naive_components"],
         ),
-        ("total", total, t_naive_dev + t_naive_comp),
+        ("total", total_w, total_c, c["naive_devices"] + c["naive_components"]),
         (
             f"(extra) {len(distinct_devs):,} devices, all descriptions distinct",
-            t_distinct,
-            t_naive_dev * len(distinct_devs) / len(devices),
+            w["distinct"],
+            c["distinct"],
+            c["naive_devices"] * len(distinct_devs) / len(devices),
         ),
     ]
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores, shared)")
-    print(f"{'step':<58} {'indexed s':>10} {'naive s':>12} {'ratio':>8}")
-    for name, fast, naive in rows:
-        ratio = f"{naive / fast:8.0f}x" if naive else ""
-        print(
-            f"{name:<58} {fast:10.2f} {naive if naive else '':>12.{1}f} {ratio}"
-            if naive
-            else f"{name:<58} {fast:10.2f} {'':>12} {'':>8}"
-        )
+    print(f"{'step':<56} {'wall s':>8} {'CPU s':>8} {'naive CPU s':>12} {'ratio':>7}")
+    for name, wall, cpu, naive in rows:
+        tail = f"{naive:12.1f} {naive / cpu:6.0f}x" if naive else f"{'':>12} {'':>7}"
+        print(f"{name:<56} {wall:8.2f} {cpu:8.2f} {tail}")
+    t_build, t_dev, t_comp, t_distinct = w["build"], w["devices"], w["components"], w["distinct"]
+    total = total_w
+    t_naive_dev, t_naive_comp = c["naive_devices"], c["naive_components"]
     distinct = len({(d.vendor, d.product, d.version) for d in devices})
     print(
         f"device matches: {len(dev_matches):,} ({distinct} distinct descriptions);"
@@ -321,6 +337,8 @@ def main() -> None:
         "component_matches": len(comp_matches),
         "distinct_devices": len(distinct_devs),
         "distinct_devices_s": t_distinct,
+        "cpu_s": clock.cpu,
+        "wall_s": clock.wall,
         "loadavg": load,
         "naive_indexed_agree_on_sample": naive_found == fast_sample,
     }
