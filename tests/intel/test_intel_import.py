@@ -172,6 +172,14 @@ def test_vulns_cli_from_inventory_csv(tmp_path: Path, csaf_dir: Path, kev_file: 
         main, ["vulns", "--db", url, "--devices", inv, "--kev-only", "--format", "json"]
     )
     assert res.exit_code == 0 and all(r["kev"] == "KEV" for r in json.loads(res.output))
+    res = runner.invoke(
+        main, ["vulns", "--db", url, "--devices", inv, "--summary", "--format", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    summary = {r["advisory_id"]: r for r in json.loads(res.output)}
+    assert summary["ICSMA-23-194-01"]["affected"] == 2  # both Alaris 8015 PCUs
+    assert sorted(summary["ICSMA-23-194-01"]["device_ids"]) == ["BME-004211", "BME-004212"]
+    assert summary["ICSMA-20-023-01"]["title"].startswith("GE CARESCAPE")
     res = runner.invoke(main, ["intel", "status", "--db", url, "--format", "json"])
     assert {r["source"]: r["records"] for r in json.loads(res.output)}["kev"] == 1404
 

@@ -24,6 +24,38 @@ def _match_rows(matches: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _summary_rows(matches: list[Any], titles: dict[str, str]) -> list[dict[str, Any]]:
+    by_adv: dict[str, dict[str, Any]] = {}
+    for m in matches:
+        row = by_adv.setdefault(
+            m.advisory_id,
+            {
+                "advisory_id": m.advisory_id,
+                "affected": 0,
+                "potentially_affected": 0,
+                "kev": "",
+                "max_cvss": None,
+                "title": titles.get(m.advisory_id, ""),
+                "device_ids": [],
+            },
+        )
+        if m.status in ("affected", "potentially_affected"):
+            row[m.status] += 1
+        if m.kev:
+            row["kev"] = "KEV"
+        if m.max_cvss is not None:
+            row["max_cvss"] = max(row["max_cvss"] or 0.0, m.max_cvss)
+        row["device_ids"].append(m.device_id)
+    rows = sorted(
+        by_adv.values(),
+        key=lambda r: (-r["affected"], -(r["max_cvss"] or 0), r["advisory_id"]),
+    )
+    for r in rows:
+        ids = r["device_ids"]
+        r["devices"] = ", ".join(ids[:3]) + (f" (+{len(ids) - 3})" if len(ids) > 3 else "")
+    return rows
+
+
 @click.command("vulns")
 @DB_OPTION
 @click.option(
@@ -43,6 +75,11 @@ def _match_rows(matches: list[Any]) -> list[dict[str, Any]]:
 )
 @click.option("--kev-only", is_flag=True, help="Only matches with a CVE in CISA's KEV catalog.")
 @click.option("--all", "show_all", is_flag=True, help="Also show fixed and not-affected results.")
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="One row per advisory: how many devices are affected or potentially affected.",
+)
 @FORMAT_OPTION
 def vulns_cmd(
     db_url: str | None,
@@ -52,6 +89,7 @@ def vulns_cmd(
     by: str,
     kev_only: bool,
     show_all: bool,
+    summary: bool,
     fmt: str,
 ) -> None:
     """Known vulnerabilities of the devices (inventory or --devices CSV)."""
@@ -74,6 +112,23 @@ def vulns_cmd(
         matches = [m for m in matches if m.advisory_id.lower() == advisory.lower()]
     if kev_only:
         matches = [m for m in matches if m.kev]
+    if summary:
+        titles = {a.advisory_id: a.title for a in index.advisories}
+        emit(
+            _summary_rows(matches, titles),
+            [
+                "advisory_id",
+                "affected",
+                "potentially_affected",
+                "kev",
+                "max_cvss",
+                "title",
+                "devices",
+            ],
+            fmt,
+            title=f"advisories concerning {len(devices)} devices",
+        )
+        return
     if by == "advisory":
         matches.sort(key=lambda m: (m.advisory_id, m.device_id))
     else:
