@@ -251,8 +251,29 @@ def provider(tmp_path_factory, csaf_files: list[Path]) -> Iterator[Provider]:
     requests: list[str] = []
 
     class Handler(SimpleHTTPRequestHandler):
+        """Static files with an ETag (RFC 9110 §8.8.3) and If-None-Match (§13.1.2); the base
+        class already answers If-Modified-Since."""
+
+        _etag: str | None = None
+
         def log_message(self, *args) -> None:
             requests.append(self.path)
+
+        def send_head(self):  # type: ignore[override]
+            path = Path(self.translate_path(self.path))
+            self._etag = None
+            if path.is_file():
+                self._etag = '"' + hashlib.sha256(path.read_bytes()).hexdigest()[:16] + '"'
+                if self.headers.get("If-None-Match") == self._etag:
+                    self.send_response(304)
+                    self.end_headers()
+                    return None
+            return super().send_head()
+
+        def end_headers(self) -> None:
+            if self._etag:
+                self.send_header("ETag", self._etag)
+            super().end_headers()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -315,6 +336,13 @@ def test_directory_distribution_and_not_modified(provider: Provider, tmp_path: P
         state = json.loads((mirror / ".medsentry-mirror.json").read_text())
         some = next(iter(state))
         state[some]["updated"] = "stale"
+        (mirror / ".medsentry-mirror.json").write_text(json.dumps(state))
+        r = sync_provider(store, url, mirror=mirror, cafile=provider.ca)
+        assert (r.fetched, r.not_modified, r.unchanged) == (0, 1, 143)
+        # the same with only the ETag remembered: If-None-Match alone gets the 304
+        state = json.loads((mirror / ".medsentry-mirror.json").read_text())
+        assert state[some]["etag"].startswith('"')
+        state[some]["updated"], state[some]["last_modified"] = "stale", ""
         (mirror / ".medsentry-mirror.json").write_text(json.dumps(state))
         r = sync_provider(store, url, mirror=mirror, cafile=provider.ca)
         assert (r.fetched, r.not_modified, r.unchanged) == (0, 1, 143)
