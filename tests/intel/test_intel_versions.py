@@ -112,3 +112,11 @@ def test_vers_with_ecosystem_scheme_uses_univers() -> None:
     assert spec.test(parse_version("1.0-beta2"))[0] == "affected"
     # generic vers stays on the vendor-segment rules (letters, builds)
     assert parse_spec("vers:generic/>=1.0|<2.0").scheme == ""
+
+
+def test_module_firmware_range_cannot_clear_a_device() -> None:
+    spec = parse_spec("Version B, Firmware A.01.09, Part #: N/A (Replaced by Version C)")
+    assert spec.module
+    assert spec.test(parse_version("A.01.09"))[0] == "affected"
+    verdict, why = spec.test(parse_version("J.10"))  # the host monitor's software revision
+    assert verdict == "unknown" and "module's firmware" in why

@@ -213,8 +213,17 @@ class VersionSpec:
     # vers with an ecosystem scheme univers knows (vers:pypi/..., vers:maven/...): compared by
     # that ecosystem's rules instead of the vendor-segment rules
     scheme: str = ""
+    # the range is a module's firmware ("Version A, Firmware A.03.09" of a WLAN card), which an
+    # inventory's software version of the host device does not tell: it can confirm, not clear
+    module: bool = False
 
     def test(self, v: Version | None) -> tuple[Verdict, str]:
+        verdict, why = self._test(v)
+        if self.module and verdict == "not_affected":
+            return "unknown", f"{why}; the range is a module's firmware, not the device's version"
+        return verdict, why
+
+    def _test(self, v: Version | None) -> tuple[Verdict, str]:
         """Is version `v` covered? With a one-line reason."""
         if self.kind == "all":
             return "affected", "all versions are affected"
@@ -417,6 +426,8 @@ def parse_spec(text: str) -> VersionSpec:
     else:
         items = [body]
     spec = _constraints(raw, items, vers=False)
-    if notes:
-        spec = VersionSpec(spec.text, spec.kind, spec.intervals, spec.qualifiers, notes)
+    if notes or fw:
+        spec = VersionSpec(
+            spec.text, spec.kind, spec.intervals, spec.qualifiers, notes, module=bool(fw)
+        )
     return spec
