@@ -112,3 +112,14 @@ def test_ambiguous_vendor_lowers_confidence(matcher: Matcher) -> None:
     [amb] = [m for m in matcher.match(Device(text="Fresenius Agilia Connect WiFi fw D24"))]
     [exact] = [m for m in matcher.match(Device(text="Fresenius Kabi Agilia Connect WiFi fw D24"))]
     assert amb.confidence < exact.confidence and "ambiguous" in amb.explanation
+
+
+def test_vendor_named_product_and_version_labelled_product(matcher: Matcher) -> None:
+    # "OpenClinic GA" is both the vendor and the product (ICSMA-20-184-01)
+    [m] = matcher.match(Device(text="OpenClinic GA 5.09.02"))
+    assert (m.advisory_id, m.status) == ("ICSMA-20-184-01", AFFECTED)
+    assert "vendor-named product" in m.explanation
+    assert matcher.match(Device(text="OpenClinic GA 5.90")) == []  # not a listed release
+    # ICSMA-18-086-01 names its product "Version"; the title names Alice 6
+    found = {x.advisory_id for x in matcher.match(Device(vendor="Philips", product="Alice 6"))}
+    assert "ICSMA-18-086-01" in found

@@ -62,6 +62,7 @@ from medsentry.intel.normalize import (
     Vocabulary,
     features,
     find_vendors,
+    fold,
     split_descriptor,
     vendor_keys,
     vocabulary,
@@ -89,6 +90,8 @@ NOT_AFFECTED_STATUSES = ("known_not_affected",)
 
 _NOT_INCLUDING = re.compile(r",?\s*\b(?:not including|excluding|except)\b\s*")
 _PARENS = re.compile(r"\(([^()]*)\)")
+_VERSION_LABELS = frozenset({"version", "versions", "all versions", "software version"})
+_TITLE_NOISE = re.compile(r"^icsma-[0-9a-z-]+_|\(update [a-z]\)|\bvulnerabilit(?:y|ies)\b")
 _ALTERNATIVES = re.compile(r"(?<![a-z0-9])[a-z]{2,}(?:\s*/\s*[a-z]{2,})+(?![a-z0-9])")
 MIN_CONFIDENCE = 0.5
 MIN_NAME_COVER = 0.4  # words-only matches must cover this share of the product's name
@@ -158,6 +161,7 @@ class _Entry:
     remediations: tuple[str, ...] = ()
     # "EPIQ/Affiniti": words that stand for each other
     alternatives: tuple[frozenset[str], ...] = ()
+    eponymous: bool = False  # the product's name is its vendor's ("OpenClinic GA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +238,8 @@ class Matcher:
                 | e.feats.numbers
                 | {f"range:{r[0]}" for r in e.feats.ranges}
             )
+            if e.eponymous:
+                keys = keys | {f"vendor:{v}" for v in e.vendors}
             for k in keys:
                 self._postings.setdefault(k, []).append(i)
         self._known_words = frozenset(self._df)
@@ -252,10 +258,15 @@ class Matcher:
         for v in p.vendors:
             vendors |= vendor_keys(v, self.vocab)
         name = " ".join(x for x in (p.family, p.product) if x) or p.name
+        if fold(name) in _VERSION_LABELS:
+            # CISA data slip (ICSMA-18-086-01): the product_name branch holds the version
+            # label; the document title names the product
+            name = _TITLE_NOISE.sub(" ", fold(adv.title))
         hits, rest = find_vendors(name, self.vocab)
         for h in hits:
             if not h.ambiguous:
                 vendors |= h.keys
+        eponymous = bool(hits) and not rest.strip()
         excluded = None
         ex = _NOT_INCLUDING.split(rest, maxsplit=1)
         if len(ex) == 2:
@@ -275,6 +286,7 @@ class Matcher:
             advisory=adv,
             product=p,
             alternatives=alternatives,
+            eponymous=eponymous,
             label=_product_label(p),
             vendors=frozenset(vendors),
             feats=features(rest, self.vocab),
@@ -339,6 +351,8 @@ class Matcher:
         cands: set[int] = set()
         for k in q.feats.words | q.feats.models | q.feats.numbers:
             cands.update(self._postings.get(k, ()))
+        for v in q.vendors:
+            cands.update(self._postings.get(f"vendor:{v}", ()))
         for m in q.feats.models:
             prefix = m.rstrip("0123456789")
             if prefix and m[len(prefix) :].isdigit():
@@ -360,12 +374,8 @@ class Matcher:
                 best[m.advisory_id] = m
         return sorted(best.values(), key=lambda m: (-_RANK[m.status], -m.confidence, m.advisory_id))
 
-    def _score(self, device: DeviceQuery, q: _Query, e: _Entry) -> Match | None:
-        # 1. vendor
-        if q.vendors and e.vendors and not (q.vendors & e.vendors):
-            return None
-        vendor_factor = 1.0 if (q.vendors and not q.ambiguous) else 0.9
-        # 2. evidence
+    def _evidence(self, q: _Query, e: _Entry) -> tuple[float, str] | None:
+        """Steps 2 and 3: shared model codes or words, and no sign of a sibling product."""
         prod_words = e.feats.words | e.qual.words
         common_words = q.feats.words & prod_words
         model_hits = q.feats.model_hits(e.feats) | q.feats.model_hits(e.qual)
@@ -400,15 +410,33 @@ class Matcher:
             evidence = f"model {', '.join(sorted(model_hits, key=len)[-1:])}"
             if common_words:
                 evidence += f" and {', '.join(sorted(common_words))}"
-        else:
-            main = e.feats.words or prod_words
-            cover = self._w(common_words & main) / max(self._w(main), 1e-9)
-            if main is not prod_words and not (common_words & main):
-                cover = self._w(common_words) / max(self._w(prod_words), 1e-9)
-            if cover < MIN_NAME_COVER:
+            return confidence, evidence
+        main = e.feats.words or prod_words
+        cover = self._w(common_words & main) / max(self._w(main), 1e-9)
+        if main is not prod_words and not (common_words & main):
+            cover = self._w(common_words) / max(self._w(prod_words), 1e-9)
+        if cover < MIN_NAME_COVER:
+            return None
+        words = ", ".join(sorted(common_words))
+        return 0.5 + 0.45 * cover, f"{words} ({cover:.0%} of the product's name)"
+
+    def _score(self, device: DeviceQuery, q: _Query, e: _Entry) -> Match | None:
+        # 1. vendor
+        if q.vendors and e.vendors and not (q.vendors & e.vendors):
+            return None
+        vendor_factor = 1.0 if (q.vendors and not q.ambiguous) else 0.9
+        if e.eponymous:
+            # a product named after its vendor ("OpenClinic GA"): the vendor is the evidence
+            if not (q.vendors & e.vendors):
                 return None
-            confidence = 0.5 + 0.45 * cover
-            evidence = f"{', '.join(sorted(common_words))} ({cover:.0%} of the product's name)"
+            plain = not (q.feats.words or q.feats.models)
+            confidence = 0.8 if plain else 0.6
+            evidence = "vendor-named product"
+        else:
+            found = self._evidence(q, e)
+            if found is None:
+                return None
+            confidence, evidence = found
         missing_model = bool(e.feats.models) and not q.feats.models
         if missing_model:
             confidence *= 0.8
