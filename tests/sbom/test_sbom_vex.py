@@ -312,3 +312,49 @@ def test_malformed_vex_exit_2_nothing_lost(db_url: str, tmp_path: Path) -> None:
         ["vex", "import", str(DATA / "openvex_medical.json"), "--db", db_url, "--format", "json"],
     )
     assert json.loads(again.stdout)[0]["added"] == 0  # content-keyed: stored once
+
+
+def test_vendor_csaf_vex_applies_to_an_inventory_device(sbom_dir: Path) -> None:
+    """A hospital's monitor matched (by name) to a real CISA advisory; Philips' VEX for the same
+    products (made from the advisory) states the MX400-MX850 line not affected by one CVE."""
+    from medsentry.intel.csaf import read_csaf
+    from medsentry.intel.match import match_devices
+    from medsentry.inventory.model import Attribute, Device
+
+    csaf = sbom_dir.parent / "cisa_csaf_icsma" / "csaf_files" / "OT" / "white" / "2020"
+    src = csaf / "icsma-20-254-01.json"
+    index = IntelIndex(advisories=[read_csaf(src)])
+    monitor = Device(
+        device_id="mac:02:00:00:00:00:09",
+        vendor=Attribute(value="Philips Healthcare", confidence=1.0),
+        model=Attribute(value="IntelliVue MX450", confidence=1.0),
+        software_version=Attribute(value="M.00", confidence=1.0),
+    )
+    [m] = match_devices(index, [monitor])
+    assert m.advisory_id == "ICSMA-20-254-01" and m.status == "affected"
+    doc = json.loads(src.read_bytes())
+    doc["document"]["category"] = "csaf_vex"
+    v = doc["vulnerabilities"][0]
+    cve = v["cve"]
+    v["product_status"] = {"known_not_affected": ["CSAFPID-0006"]}  # MX400-MX850 <= N
+    v["flags"] = [{"label": "inline_mitigations_already_exist", "product_ids": ["CSAFPID-0006"]}]
+    doc["vulnerabilities"] = [v]
+    vex = parse_vex(json.dumps(doc).encode(), "philips-vex.json")
+    [s] = vex.statements
+    assert (s.supplier, s.product_name, s.product_version) == (
+        "Philips",
+        "IntelliVue patient monitor MX400-MX850",
+        "<=N",
+    )
+    dm = DeviceModel("Philips Healthcare", "IntelliVue MX450", "M.00")
+    one_cve = Match(**{**{f: getattr(m, f) for f in m.__struct_fields__}, "cves": (cve,)})
+    [res] = apply_vex([one_cve], vex.statements, devices={monitor.device_id: dm})
+    assert (res.status, res.justification) == ("not_affected", "inline_mitigations_already_exist")
+    # the same statement does not reach another product of the family, nor a later version
+    for other in (
+        DeviceModel("Philips", "IntelliVue MP70", "M.00"),
+        DeviceModel("Philips", "IntelliVue MX450", "P.01"),
+        DeviceModel("GE Healthcare", "CARESCAPE B450", "2.0"),
+    ):
+        [res] = apply_vex([one_cve], vex.statements, devices={monitor.device_id: other})
+        assert res.vex_status == "", other

@@ -401,6 +401,7 @@ def _csaf(adv: Any, source: str) -> list[VexStatement]:
                         cpe=p.cpe,
                         product_name=name,
                         product_version=p.version or p.version_range,
+                        supplier=p.vendors[-1] if p.vendors else "",
                         justification=flags.get(pid, "") if status == NOT_AFFECTED else "",
                         justification_raw=flags.get(pid, ""),
                         impact_statement=impacts.get(pid, ""),

@@ -8,7 +8,10 @@ one of its CVEs, or a statement alias) and the same product:
 - by CPE 2.3: same vendor and product; version `*`/`-` or equal;
 - by bom-ref (CycloneDX ref or BOM-Link fragment) equal to the component's;
 - by product name (folded) equal to the component name or the device model, the statement's
-  version (single version or vers range) covering the component's or device's version;
+  version (single version or vers range) covering the component's or device's version; or, for
+  a device, when intel's name matcher (`intel.match.Matcher`: vendor aliases, model codes,
+  version ranges) matches the device to the statement's product as "affected", i.e. names the
+  same product and the device's version is within the statement's;
 - by supplier only (a statement covering every product of a maker): the supplier names the
   component supplier or the device manufacturer.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -148,14 +152,49 @@ def _specificity(s: VexStatement, t: _Target) -> int:
             return 0
         return 3
     if s.product_name:
-        if _fold(s.product_name) not in t.names:
-            return 0
-        if s.product_version and not _version_ok(s.product_version, t.version):
-            return 0
-        return 2
+        if _fold(s.product_name) in t.names:
+            if s.product_version and not _version_ok(s.product_version, t.version):
+                return 0
+            return 2
+        if t.d is not None and _names_device(s.supplier, s.product_name, s.product_version, t.d):
+            return 2
+        return 0
     if s.supplier:
         return 1 if _fold(s.supplier) in t.makers else 0
     return 0
+
+
+@lru_cache(maxsize=4096)
+def _names_device(vendor: str, product: str, version: str, device: DeviceModel) -> bool:
+    """Does the statement's product name `device` (intel's name matcher, version included)?"""
+    from medsentry.intel.match import DeviceQuery, Matcher
+    from medsentry.intel.model import Advisory, Product, Vulnerability
+
+    prod = Product(
+        product_id="VEX",
+        name=f"{vendor} {product} {version}".strip(),
+        vendors=(vendor,) if vendor else (),
+        product=product,
+        version=version,
+    )
+    adv = Advisory(
+        advisory_id="VEX",
+        title="",
+        category="csaf_vex",
+        publisher="",
+        version="1",
+        status="final",
+        initial_release="",
+        current_release="",
+        source="",
+        sha256="",
+        products=(prod,),
+        vulnerabilities=(
+            Vulnerability(cve="CVE-0000-0000", product_status={"known_affected": ("VEX",)}),
+        ),
+    )
+    query = DeviceQuery(vendor=device.manufacturer, product=device.model, version=device.version)
+    return any(m.status == "affected" for m in Matcher([adv]).match(query))
 
 
 def _ids(m: Match) -> set[str]:
