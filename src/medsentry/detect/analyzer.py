@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 MAX_BUFFERED = 200_000
 DEVICE_REFRESH_S = 10.0
+# A live session stores the learned state at most this often (alerts at every commit).
+STATE_SAVE_S = 30.0
 
 
 class DetectAnalyzer:
@@ -38,6 +40,7 @@ class DetectAnalyzer:
         self.buffer: list[Event] = []
         self.session: set[str] = set()  # captures this run has seen (a live one, many times)
         self._refreshed = 0.0
+        self._state_saved = 0.0
 
     def feed(self, events: Sequence[Event]) -> None:
         self.buffer.extend(events)
@@ -55,18 +58,29 @@ class DetectAnalyzer:
 
     def finish(self, store: Store, capture_id: str | None) -> dict[str, Any]:
         engine = self.engine
-        if capture_id is not None and capture_id not in self.session:
+        first = capture_id not in self.session
+        self._refreshed = 0.0  # the inventory (run before) may have stored new devices
+        if capture_id is not None and first:
             self.session.add(capture_id)
             if capture_id in engine.captures:  # the same file scanned again: already detected
                 self.buffer = []
                 return {"alerts": 0, "open": len(engine.open), "skipped": "already detected"}
             engine.captures.append(capture_id)
         engine.ctx.capture_id = capture_id
-        self._refreshed = 0.0
         before = engine.raised
         self._run()
-        engine.commit()
+        now = time.monotonic()
+        # a file's only finish saves the state; a live session every STATE_SAVE_S
+        save_state = first or now - self._state_saved >= STATE_SAVE_S
+        engine.commit(state=save_state)
+        if save_state:
+            self._state_saved = now
         return {"alerts": engine.raised - before, "open": len(engine.open)}
+
+    def close(self) -> None:
+        """Store the learned state now (end of a live session)."""
+        self.engine.commit()
+        self.engine.close()
 
 
 def detect_analyzer(store: Store) -> DetectAnalyzer:

@@ -158,19 +158,25 @@ class DetectionEngine:
         if self.store is not None:
             self._add_inventory_addresses(self.store)
 
-    def commit(self) -> dict[str, int]:
-        """Write changed alerts and every detector's state to the store (one transaction)."""
+    def commit(self, *, state: bool = True) -> dict[str, int]:
+        """Write changed alerts and (with `state`) every detector's state, in one transaction.
+
+        A live session commits alerts at every interval and the learned state less often
+        (`state=False` in between): the state of thousands of device baselines is large.
+        """
         if self.store is None:
             self.dirty.clear()
             return {"alerts": 0}
         from medsentry.detect import store as dstore
 
-        states: dict[str, Any] = {d.detector_id: d.state() for d in self.detectors}
-        states["_engine"] = {
-            "start_ns": self.ctx.start_ns,
-            "now_ns": self.ctx.now_ns,
-            "captures": self.captures[-MAX_CAPTURES:],
-        }
+        states: dict[str, Any] = {}
+        if state:
+            states = {d.detector_id: d.state() for d in self.detectors}
+            states["_engine"] = {
+                "start_ns": self.ctx.start_ns,
+                "now_ns": self.ctx.now_ns,
+                "captures": self.captures[-MAX_CAPTURES:],
+            }
         n = dstore.save(self.store, list(self.dirty.values()), states)
         for a in self.dirty.values():
             if a.status == STATUS_CLOSED and self.open.get(a.dedup_key) is a:
