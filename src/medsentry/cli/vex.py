@@ -150,8 +150,9 @@ def export_cmd(
     output: Path | None,
 ) -> None:
     """Export the VEX of a device model (SBOM: id, sha256 prefix or MANUFACTURER/MODEL/VERSION):
-    its components' vulnerabilities with the stored VEX statements applied."""
-    from medsentry.intel.match import match_components
+    the advisories naming the device and its components' vulnerabilities, with the stored VEX
+    statements applied."""
+    from medsentry.intel.match import DeviceQuery, match_components, match_devices
     from medsentry.intel.sbom_store import device_model_of, find_sbom, load_components, load_vex
     from medsentry.intel.store import load_index
     from medsentry.intel.vex_apply import apply_vex, component_key
@@ -161,7 +162,11 @@ def export_cmd(
         rec = find_sbom(store, sbom_key)
         comps = load_components(store, rec["id"])
         dm = device_model_of(rec)
-        matches = match_components(load_index(store), comps, include_resolved=True)
+        index = load_index(store)
+        # the advisories that name the device model itself, and those of its components
+        query = DeviceQuery(vendor=dm.manufacturer, product=dm.model, version=dm.version)
+        matches = match_devices(index, [query], include_resolved=True)
+        matches += match_components(index, comps, include_resolved=True)
         vexed = apply_vex(
             matches, load_vex(store), components={component_key(c): c for c in comps}, device=dm
         )

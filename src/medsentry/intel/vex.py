@@ -92,7 +92,7 @@ def parse_vex(data: bytes, source: str) -> VexDocument:
         from medsentry.intel.csaf import advisory_from_json
 
         adv = advisory_from_json(doc, source, sha)
-        return VexDocument("csaf", source, sha, tuple(_csaf(adv, source)))
+        return VexDocument("csaf", source, sha, tuple(_csaf(adv, source, doc)))
     raise InputError(
         "not a VEX document: neither CycloneDX ($.bomFormat), OpenVEX ($.@context) nor CSAF"
         " ($.document)",
@@ -353,12 +353,21 @@ def _openvex(doc: dict[str, Any], source: str) -> list[VexStatement]:
 # -- CSAF VEX --------------------------------------------------------------------------------
 
 
-def _csaf(adv: Any, source: str) -> list[VexStatement]:
+def _ids_text(raw: dict[str, Any], i: int) -> str:
+    """§3.2.3.6 ids[0].text of vulnerability i (a GHSA, vendor or OSV id when there is no CVE)."""
+    try:
+        ids = raw["vulnerabilities"][i].get("ids") or []
+        return str(ids[0]["text"]) if ids else ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+
+
+def _csaf(adv: Any, source: str, raw: dict[str, Any]) -> list[VexStatement]:
     vocab = vex_vocabulary()
     products = {p.product_id: p for p in adv.products}
     out: list[VexStatement] = []
     for i, v in enumerate(adv.vulnerabilities):
-        vid = v.cve or v.title
+        vid = v.cve or _ids_text(raw, i) or v.title
         if not vid:
             raise InputError(
                 f"CSAF field $.vulnerabilities[{i}].cve: a VEX statement needs the"
@@ -407,7 +416,7 @@ def _csaf(adv: Any, source: str) -> list[VexStatement]:
                         impact_statement=impacts.get(pid, ""),
                         action_statement=actions.get(pid, ""),
                         timestamp=adv.current_release,
-                        aliases=(v.cve,) if v.cve and v.cve != vid else (),
+                        aliases=tuple(a for a in (v.cve, _ids_text(raw, i)) if a and a != vid),
                     )
                 )
     return out
