@@ -178,20 +178,20 @@ def to_events(rows: Sequence[dict[str, str]]) -> Iterator[Any]:
         t += max(int(dur * 1e9), 1)
 
 
-def detectors(relay_quantile: float | None = None) -> list[Any]:
+def detectors(relay_quantile: float | None = None, algorithm: str | None = None) -> list[Any]:
     """The engine's full detector set (`detect.registry.default_detectors`: rules, baselines,
-    models), the relay quantile overridden only by the sensitivity runs."""
+    models); the sensitivity and model-swap runs replace the monitored-flow model."""
     from medsentry.detect.models.flow import FlowAnomalyDetector
     from medsentry.detect.registry import default_detectors
 
     out = default_detectors()
-    if relay_quantile is not None:
-        out = [
-            FlowAnomalyDetector(relay_quantile=relay_quantile)
-            if type(d) is FlowAnomalyDetector
-            else d
-            for d in out
-        ]
+    if relay_quantile is not None or algorithm is not None:
+        kw: dict[str, Any] = {}
+        if relay_quantile is not None:
+            kw["relay_quantile"] = relay_quantile
+        if algorithm is not None:
+            kw["algorithm"] = algorithm
+        out = [FlowAnomalyDetector(**kw) if type(d) is FlowAnomalyDetector else d for d in out]
     return out
 
 
@@ -207,6 +207,7 @@ def replay(
     learn: int,
     db_path: Path | None,
     relay_quantile: float | None = None,
+    algorithm: str | None = None,
 ) -> dict[str, Any]:
     """Learn on the clean learning period, store, reload into a new engine, score the rest."""
     from medsentry.detect.engine import DetectionEngine
@@ -216,7 +217,7 @@ def replay(
     events = list(to_events(rows))
     store = open_store(f"sqlite:///{db_path}") if db_path is not None else None
     t_learn = time.perf_counter()
-    learner = DetectionEngine(detectors(relay_quantile), store=store, ledger=False)
+    learner = DetectionEngine(detectors(relay_quantile, algorithm), store=store, ledger=False)
     learner.ctx.forced_learning = True
     fed = 0
     for ev, y in zip(events[:learn], labels[:learn], strict=True):
@@ -227,7 +228,7 @@ def replay(
     t_learn = time.perf_counter() - t_learn
 
     # a new engine: its state comes from the store
-    scorer = DetectionEngine(detectors(relay_quantile), store=store, ledger=False)
+    scorer = DetectionEngine(detectors(relay_quantile, algorithm), store=store, ledger=False)
     if store is None:  # no store: the same round trip through the stored form (JSON)
         for src, dst in zip(learner.detectors, scorer.detectors, strict=True):
             dst.load_state(msgspec.json.decode(msgspec.json.encode(src.state())))
@@ -477,6 +478,14 @@ def render(result: dict[str, Any]) -> str:
     ):
         if key in result:
             lines.append(row(name, feats + " (whole dataset, test = 30 %)", result[key]))
+    if "swap_robust_z" in result:
+        lines.append(
+            row(
+                "engine, flow model swapped: online robust z-score instead of Half-Space Trees",
+                "same",
+                result["swap_robust_z"],
+            )
+        )
     for name, sc in result.get("ablations", {}).items():
         lines.append(row(f"ablation: engine, {name}", "from the same run", sc))
     lines += [
@@ -664,6 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         name: scores(run["y"], ablate(run["fired"], spec["drop"]))
         for name, spec in ABLATIONS.items()
     }
+    swap = replay(rows, args.learn, None, algorithm="robust-z")
+    result["swap_robust_z"] = scores(swap["y"], swap["pred"])
+    result["swap_robust_z_thresholds"] = swap["thresholds"]
     if not args.no_sensitivity:
         sens = []
         for learn in (1000, 2000, 4000):

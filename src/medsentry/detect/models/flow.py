@@ -39,6 +39,7 @@ from medsentry.detect.models.features import (
     monitored_flow_features,
 )
 from medsentry.detect.models.hst import HalfSpaceTrees
+from medsentry.detect.models.robust import RobustZScore
 from medsentry.errors import StoreError
 from medsentry.events.base import Event
 from medsentry.events.flow import FlowRecord
@@ -49,11 +50,20 @@ MAX_BINDINGS = 100_000
 # Device categories with a model of their own (bounded memory; the taxonomy has fewer).
 MAX_CATEGORIES = 64
 
+FlowModel = HalfSpaceTrees | RobustZScore
+ALGORITHMS = ("half-space-trees", "robust-z")
+
+
+def model_from_state(state: Mapping[str, Any]) -> FlowModel:
+    if isinstance(state, Mapping) and state.get("algorithm") == "robust-z":
+        return RobustZScore.from_state(state)
+    return HalfSpaceTrees.from_state(state)
+
 
 class CategoryModel:
     """One device category's trees, learning-period scores and thresholds."""
 
-    def __init__(self, model: HalfSpaceTrees) -> None:
+    def __init__(self, model: FlowModel) -> None:
         self.model = model
         self.calibration: list[float] = []
         self.threshold: float | None = None
@@ -69,7 +79,7 @@ class CategoryModel:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> CategoryModel:
-        g = cls(HalfSpaceTrees.from_state(state["model"]))
+        g = cls(model_from_state(state["model"]))
         g.calibration = [float(v) for v in state.get("calibration") or []]
         g.threshold = state.get("threshold")
         g.relay_threshold = state.get("relay_threshold")
@@ -93,7 +103,7 @@ class FlowAnomalyDetector(ModelDetector):
     binding_rule_id: ClassVar[str] = "net.flow_binding_mismatch"
     features: ClassVar[tuple[str, ...]] = MONITORED_FLOW_FEATURES
     severity: ClassVar[str] = "medium"
-    title: ClassVar[str] = "Flow unlike any in the learning period (Half-Space Trees)"
+    title: ClassVar[str] = "Flow unlike any in the learning period (online model)"
     technique_id: ClassVar[str] = "T0830"
     technique_name: ClassVar[str] = "Adversary-in-the-Middle"
 
@@ -107,22 +117,31 @@ class FlowAnomalyDetector(ModelDetector):
         window_size: int = 250,
         seed: int = 42,
         keep_learning: bool = False,
+        algorithm: str = "half-space-trees",
     ) -> None:
-        model = HalfSpaceTrees(
-            self.features, n_trees=n_trees, height=height, window_size=window_size, seed=seed
-        )
-        super().__init__(model, self._featurize, quantile=quantile, keep_learning=keep_learning)
-        self.model: HalfSpaceTrees = model
-        self.relay_quantile = relay_quantile
-        self.relay_threshold: float | None = None
-        self.bindings: dict[str, str] = {}  # IP -> the MAC first seen with it
-        self.categories: dict[str, CategoryModel] = {}
+        if algorithm not in ALGORITHMS:
+            from medsentry.errors import ConfigError
+
+            raise ConfigError(f"unknown flow model {algorithm!r} (known: {', '.join(ALGORITHMS)})")
+        self.algorithm = algorithm
         self._hst = {
             "n_trees": n_trees,
             "height": height,
             "window_size": window_size,
             "seed": seed,
         }
+        model = self._new_model()
+        super().__init__(model, self._featurize, quantile=quantile, keep_learning=keep_learning)
+        self.model: FlowModel = model
+        self.relay_quantile = relay_quantile
+        self.relay_threshold: float | None = None
+        self.bindings: dict[str, str] = {}  # IP -> the MAC first seen with it
+        self.categories: dict[str, CategoryModel] = {}
+
+    def _new_model(self) -> FlowModel:
+        if self.algorithm == "robust-z":
+            return RobustZScore(self.features)
+        return HalfSpaceTrees(self.features, **self._hst)
 
     # --- features and bindings ------------------------------------------------------------------
     def _featurize(self, event: Event, ctx: DetectContext) -> Mapping[str, float] | None:
@@ -160,13 +179,13 @@ class FlowAnomalyDetector(ModelDetector):
         d = ctx.device(client, getattr(event, "client_mac", None))
         return d.category if d is not None else None
 
-    def _learn(self, scores: list[float], model: HalfSpaceTrees, x: Mapping[str, float]) -> None:
+    def _learn(self, scores: list[float], model: FlowModel, x: Mapping[str, float]) -> None:
         # scores before the first reference window mean nothing: not calibration data
         if model.ready and len(scores) < self.max_calibration:
             scores.append(model.score_one(x))
         model.learn_one(x)
 
-    def _scorer(self, category: str | None) -> tuple[HalfSpaceTrees, float, float, str]:
+    def _scorer(self, category: str | None) -> tuple[FlowModel, float, float, str]:
         """(model, threshold, relay threshold, scope) that judges a flow of this category."""
         g = self.categories.get(category) if category else None
         if g is not None and g.model.ready and g.threshold is not None:
@@ -194,9 +213,7 @@ class FlowAnomalyDetector(ModelDetector):
             if category:
                 g = self.categories.get(category)
                 if g is None and len(self.categories) < MAX_CATEGORIES:
-                    g = self.categories[category] = CategoryModel(
-                        HalfSpaceTrees(self.features, **self._hst)
-                    )
+                    g = self.categories[category] = CategoryModel(self._new_model())
                 if g is not None:
                     self._learn(g.calibration, g.model, x)
             return []
@@ -228,7 +245,7 @@ class FlowAnomalyDetector(ModelDetector):
                         "seen_mac": mac,
                         "score": round(score, 6),
                         "threshold": round(relay_threshold, 6),
-                        "model": "half-space-trees",
+                        "model": self.algorithm,
                         "scope": scope,
                     },
                     score=score,
@@ -267,7 +284,7 @@ class FlowAnomalyDetector(ModelDetector):
                     detail={
                         "score": round(score, 6),
                         "threshold": round(threshold, 6),
-                        "model": "half-space-trees",
+                        "model": self.algorithm,
                         "scope": scope,
                     },
                     score=score,
@@ -283,7 +300,7 @@ class FlowAnomalyDetector(ModelDetector):
 
     def load_model_state(self, state: Any) -> None:
         try:
-            self.model = HalfSpaceTrees.from_state(state)
+            self.model = model_from_state(state)
         except ValueError as exc:
             raise StoreError(f"detector state {self.detector_id}: {exc}") from exc
 
