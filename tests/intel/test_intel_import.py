@@ -218,3 +218,34 @@ def test_vulns_cli_from_inventory_store(tmp_path: Path, csaf_dir: Path) -> None:
         "affected",
     )
     assert "identified with confidence 0.85" in row["explanation"]
+
+
+def test_osv_zip_export_and_gzipped_epss(tmp_path: Path) -> None:
+    """The shapes the sources publish: OSV's per-ecosystem all.zip, EPSS's daily .csv.gz."""
+    import gzip
+    import zipfile
+
+    records = json.loads((DATA / "osv_sample.json").read_bytes())
+    with zipfile.ZipFile(tmp_path / "all.zip", "w") as zf:
+        for r in records:
+            zf.writestr(f"{r['id']}.json", json.dumps(r))
+    (tmp_path / "epss_scores-2024-03-15.csv.gz").write_bytes(
+        gzip.compress((DATA / "epss_sample.csv").read_bytes())
+    )
+    with open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        results, _ = import_paths(
+            store, [tmp_path / "all.zip", tmp_path / "epss_scores-2024-03-15.csv.gz"]
+        )
+        assert {r.kind: r.added for r in results} == {"osv": 5, "epss": 10}
+        index = load_index(store)
+        assert {p.id for p in index.packages} >= {"GHSA-jfh8-c2jp-5v3q", "DSA-4963-1"}
+        assert index.epss["CVE-2021-44228"].percentile == pytest.approx(0.99996)
+    # a damaged member names the archive and the member
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+        zf.writestr("X-1.json", '{"id": "X-1", "modified": "2024", "affected": [{}]}')
+    bad = r"bad.zip!X-1.json: OSV field \$.affected\[0\]"
+    with (
+        open_store(f"sqlite:///{tmp_path / 's.db'}") as store,
+        pytest.raises(InputError, match=bad),
+    ):
+        import_paths(store, [tmp_path / "bad.zip"])
