@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -9,6 +12,32 @@ import click
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
 from medsentry.store import open_store
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[Path], None] | None]:
+    """A spinner with the file being read, on a terminal only (stderr)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+        n = 0
+
+        def tick(path: Path) -> None:
+            nonlocal n
+            n += 1
+            bar.update(task, description=f"reading {n}: {path.name}")
+
+        yield tick
 
 
 @click.group("intel")
@@ -30,8 +59,8 @@ def import_cmd(db_url: str | None, paths: tuple[Path, ...], kind: str | None, fm
     """Import files or directories (CSAF 2.0, CISA KEV JSON, EPSS CSV, OSV JSON/zip, NVD 2.0)."""
     from medsentry.intel.importer import import_paths
 
-    with open_store(db_url) as store:
-        results, parsed = import_paths(store, paths, kind)
+    with open_store(db_url) as store, _progress() as tick:
+        results, parsed = import_paths(store, paths, kind, progress=tick)
     rows = [r.as_dict() for r in results]
     emit(rows, ["kind", "added", "updated", "unchanged", "origin"], fmt, title="intel import")
     if parsed.skipped and fmt == "table":

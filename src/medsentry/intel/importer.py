@@ -208,9 +208,13 @@ def save_parsed(
 
 
 def import_paths(
-    store: Store, paths: Iterable[Path], kind: str | None = None, actor: str = "intel"
+    store: Store,
+    paths: Iterable[Path],
+    kind: str | None = None,
+    actor: str = "intel",
+    progress: Callable[[Path], None] | None = None,
 ) -> tuple[list[ImportCounts], Parsed]:
     paths = list(paths)
-    parsed = parse_paths(paths, kind)
+    parsed = parse_paths(paths, kind, progress)
     origin = ", ".join(str(p) for p in paths)
     return save_parsed(store, parsed, origin, actor), parsed
