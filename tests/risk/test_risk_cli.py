@@ -58,10 +58,22 @@ def _devices() -> list[Device]:
         external_peers=["52.1.2.3"],
         roles=["hl7-sender"],
     )
+    telemetry = Device(
+        device_id="mac:02:00:00:00:00:03",
+        mac="02:00:00:00:00:03",
+        ips=["10.9.0.8"],
+        hostname="xtr-4west",
+        vendor=_attr("Spacelabs"),
+        model=_attr("Xhibit Telemetry Receiver (XTR) 96280"),
+        software_version=_attr("1.0.2"),
+        category=_attr("telemetry"),
+        criticality="patient-affecting",
+        medical=True,
+    )
     printer = Device(
         device_id="ip:10.9.0.50", ips=["10.9.0.50"], medical=False, category=_attr("it.printer")
     )
-    return [pump, gateway, printer, *office]
+    return [pump, gateway, telemetry, printer, *office]
 
 
 def _setup(db_url: str, shared_data: Path, medical_sbom: Path) -> CliRunner:
@@ -98,7 +110,7 @@ def test_risk_ranks_devices_with_breakdowns(
     r = runner.invoke(main, ["risk", "--db", db_url, "--format", "json"])
     assert r.exit_code == 0, r.output
     ranked = json.loads(r.stdout)
-    assert [x["rank"] for x in ranked] == list(range(1, 8))
+    assert [x["rank"] for x in ranked] == list(range(1, 9))
     assert [x["risk"] for x in ranked] == sorted((x["risk"] for x in ranked), reverse=True)
     by_id = {x["device_id"]: x for x in ranked}
     pump, gw = by_id["mac:02:00:00:00:00:01"], by_id["mac:02:00:00:00:00:02"]
@@ -127,6 +139,14 @@ def test_risk_ranks_devices_with_breakdowns(
     )
     assert gw_f["multi_patient_harm"]["points"] == 20
     assert gw_f["exploitability"]["source"].startswith("CVSS 3.1 CVSS:3.1/AV:N/AC:L/PR:N/UI:N/")
+    # BlueKeep (CVE-2019-0708) in the real KEV catalog drives the telemetry receiver
+    xtr = by_id["mac:02:00:00:00:00:03"]
+    xtr_f = {f["name"]: f for f in xtr["factors"]}
+    assert xtr["driver"] == "ICSMA-20-049-01"
+    assert (
+        xtr_f["known_exploited"]["points"] == 20
+        and xtr_f["known_exploited"]["value"] == "in CISA KEV"
+    )
     pump_f = {f["name"]: f for f in pump["factors"]}
     assert pump_f["flat_network"]["points"] == 10 and pump_f["cleartext_protocols"]["points"] == 10
 
