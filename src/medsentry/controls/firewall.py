@@ -18,10 +18,12 @@ def _nets(policy: ZonePolicy, zone: str, version: int) -> list[str] | None:
         return None
     if zone == EXTERNAL:
         return ["0.0.0.0/0"] if version == 4 else ["::/0"]
-    for z in policy.zones:
-        if z.name == zone:
-            return [str(n) for n in z.subnets if n.version == version]
-    return []
+    cache = policy.__dict__.setdefault("_nets_text", {})
+    if not cache:
+        for z in policy.zones:
+            for v in (4, 6):
+                cache[(z.name, v)] = [str(n) for n in z.subnets if n.version == v]
+    return cache.get((zone, version), [])
 
 
 def _set_name(zone: str, version: int) -> str:

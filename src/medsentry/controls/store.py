@@ -250,3 +250,24 @@ def finding_history_rows(store: Store, fid: str) -> list[dict[str, Any]]:
                 .order_by(finding_history.c.id)
             )
         ]
+
+
+def finding_dicts(store: Store, status: str | None = None) -> list[dict[str, Any]]:
+    """Every finding as a plain dict (evidence and peers decoded in one pass each): the bulk
+    path for reports, which handle 100,000 findings; times stay nanoseconds."""
+    q = select(findings)
+    if status:
+        q = q.where(findings.c.status == status)
+    with store.engine.connect() as conn:
+        rows = [r._mapping for r in conn.execute(q)]
+    if not rows:
+        return []
+    evidence = msgspec.json.decode("[" + ",".join(r["evidence"] for r in rows) + "]")
+    peers = msgspec.json.decode("[" + ",".join(r["peers"] for r in rows) + "]")
+    out = []
+    for r, ev, pe in zip(rows, evidence, peers, strict=True):
+        d = dict(r)
+        d["evidence"], d["peers"] = ev, pe
+        del d["closed_last_seen_ns"]
+        out.append(d)
+    return out

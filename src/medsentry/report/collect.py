@@ -8,21 +8,23 @@ come from their own engine through its public API, when that engine is installed
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import importlib
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import numpy as np
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from medsentry import __version__
 from medsentry.controls.devices import load_inventory
 from medsentry.controls.knowledge import SEVERITIES, knowledge
-from medsentry.controls.model import Finding
-from medsentry.controls.store import SEVERITY_RANK, FindingFilter, list_findings
+from medsentry.controls.store import SEVERITY_RANK, finding_dicts
 from medsentry.controls.tables import report_runs
 from medsentry.inventory.model import CRITICALITIES, Device
 from medsentry.store import ns_to_iso
@@ -149,16 +151,43 @@ def remember(store: Store, report: dict[str, Any]) -> None:
         )
 
 
-def finding_dict(f: Finding, labels: dict[str, str]) -> dict[str, Any]:
-    d = msgspec.to_builtins(f)
-    d["device"] = labels.get(f.device_id, f.device_id)
-    d["first_seen"] = ns_to_iso(f.first_seen_ns)
-    d["last_seen"] = ns_to_iso(f.last_seen_ns)
-    d["closed_at"] = ns_to_iso(f.closed_ns) or ""
-    return d
+def iso_times(ns: Sequence[int | None]) -> list[str]:
+    """ISO 8601 UTC (microseconds, "Z") of many nanosecond times at once (NumPy)."""
+    arr = np.array([-1 if v is None else v for v in ns], dtype=np.int64)
+    text = np.datetime_as_string(arr.astype("datetime64[ns]"), unit="us")
+    return ["" if v < 0 else f"{s}Z" for v, s in zip(arr.tolist(), text.tolist(), strict=True)]
 
 
-def collect(
+def _findings(store: Store, labels: dict[str, str]) -> list[dict[str, Any]]:
+    rows = finding_dicts(store)
+    first = iso_times([f["first_seen_ns"] for f in rows])
+    last = iso_times([f["last_seen_ns"] for f in rows])
+    closed = iso_times([f["closed_ns"] for f in rows])
+    for f, a, b, c in zip(rows, first, last, closed, strict=True):
+        f["device"] = labels.get(f["device_id"], f["device_id"])
+        f["first_seen"], f["last_seen"], f["closed_at"] = a, b, c
+    return rows
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while building 100,000-item structures of acyclic dicts and lists."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def collect(store: Store, **kw: Any) -> dict[str, Any]:
+    """Gather the report (see `_collect` for the keywords)."""
+    with _gc_paused():
+        return _collect(store, **kw)
+
+
+def _collect(
     store: Store,
     *,
     devices: Sequence[Device] | None = None,
@@ -170,9 +199,9 @@ def collect(
     now_ns = now_ns or time.time_ns()
     devices = list(load_inventory(store) if devices is None else devices)
     by_id = {d.device_id: d for d in devices}
-    findings = list_findings(store, FindingFilter(status=None))
-    open_f = [f for f in findings if f.status == "open"]
     labels = {d.device_id: _label(d, d.device_id) for d in devices}
+    findings = _findings(store, labels)
+    open_f = [f for f in findings if f["status"] == "open"]
 
     # -- vulnerabilities (intel) and risk --------------------------------------------------------
     from medsentry.controls.vulns import device_matches
@@ -206,7 +235,7 @@ def collect(
     # -- devices ---------------------------------------------------------------------------------
     per_dev: dict[str, Counter] = defaultdict(Counter)
     for f in open_f:
-        per_dev[f.device_id][f.severity] += 1
+        per_dev[f["device_id"]][f["severity"]] += 1
     device_rows = []
     ids = list(by_id) + sorted(set(per_dev) - set(by_id))
     for did in ids:
@@ -239,10 +268,10 @@ def collect(
 
     # -- findings by framework and by device -----------------------------------------------------
     by_fw: dict[str, dict[str, Any]] = {}
-    per_type_open = Counter(f.type for f in open_f)
+    per_type_open = Counter(f["type"] for f in open_f)
     devs_per_type: dict[str, set[str]] = defaultdict(set)
     for f in open_f:
-        devs_per_type[f.type].add(f.device_id)
+        devs_per_type[f["type"]].add(f["device_id"])
     for fid, fw in kn.frameworks.items():
         rows: dict[str, dict[str, Any]] = {}
         for t, n in per_type_open.items():
@@ -266,20 +295,25 @@ def collect(
             r["types"] = sorted(r["types"])
         by_fw[fid] = {"name": fw.name, "source": fw.source, "controls": ordered}
 
-    def top_key(f: Finding) -> tuple:
-        d = by_id.get(f.device_id)
-        r = risk_of.get(f.device_id)
+    dev_rank = {
+        did: (
+            -CRIT_RANK.get(d.criticality, 0),
+            -(risk_of[did].risk if did in risk_of else 0),
+        )
+        for did, d in by_id.items()
+    }
+
+    def top_key(f: dict[str, Any]) -> tuple:
         return (
-            -SEVERITY_RANK.get(f.severity, 0),
-            -CRIT_RANK.get(d.criticality, 0) if d is not None else 0,
-            -(r.risk if r is not None else 0),
-            -f.evidence_count,
-            f.finding_id,
+            -SEVERITY_RANK.get(f["severity"], 0),
+            *dev_rank.get(f["device_id"], (0, 0)),
+            -f["evidence_count"],
+            f["finding_id"],
         )
 
     ranked = sorted(open_f, key=top_key)
     # -- segmentation ----------------------------------------------------------------------------
-    seg = [finding_dict(f, labels) for f in ranked if f.type == "segmentation-violation"]
+    seg = [f for f in ranked if f["type"] == "segmentation-violation"]
     policy: dict[str, Any] | None = None
     nft: str | None = None
     if policy_from_flows:
@@ -292,7 +326,7 @@ def collect(
             policy, nft = rec.as_dict(), to_nftables(rec)
 
     alerts = _alerts(store)
-    sev_counts = Counter(f.severity for f in open_f)
+    sev_counts = Counter(f["severity"] for f in open_f)
     cats = Counter((d.category.value if d.category else "unclassified") for d in devices)
     crit = Counter(d.criticality for d in devices)
     bands = Counter(r.band for r in risks) if risks else None
@@ -350,9 +384,8 @@ def collect(
         "summary": summary,
         "trend": trend,
         "devices": device_rows,
-        "top_risks": [finding_dict(f, labels) for f in ranked[:10]],
-        "findings": [finding_dict(f, labels) for f in ranked]
-        + [finding_dict(f, labels) for f in findings if f.status != "open"],
+        "top_risks": ranked[:10],
+        "findings": ranked + [f for f in findings if f["status"] != "open"],
         "findings_by_framework": by_fw,
         "vulnerabilities": vulns,
         "segmentation": {"violations": seg, "policy": policy, "nftables": nft},

@@ -7,9 +7,12 @@ the top rows (by risk and severity) so that it stays readable at 10,000 devices.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,9 @@ from medsentry.errors import InputError
 from medsentry.report.charts import SEVERITY_COLORS, hbar, stacked
 
 FORMATS = ("html", "pdf", "json", "stix")
-PRINT_TOP = 50  # rows per table in the print edition
-PRINT_DEVICES = 15  # devices (with their findings) in the print "by device" section
-PRINT_PER_DEVICE = 12
+PRINT_TOP = 40  # rows per table in the print edition
+PRINT_DEVICES = 10  # devices (with their findings) in the print "by device" section
+PRINT_PER_DEVICE = 10
 
 
 @dataclass
@@ -84,6 +87,43 @@ def _by_device(
     return out, total - shown
 
 
+_HEAD = (
+    "<table><tr><th>severity</th><th>type</th><th>subject</th><th>detail</th><th>evidence</th>"
+    "<th>last seen</th><th>id</th></tr>"
+)
+
+
+def _evidence_html(f: dict[str, Any]) -> str:
+    parts = [f"{f['evidence_count']}×"]
+    for e in f["evidence"][:2]:
+        where = escape(e.get("client") or "")
+        if e.get("server"):
+            where += f" → {escape(e['server'])}:{e.get('server_port', '')}"
+        parts.append(f"<br>{escape(e['kind'])} {where}")
+    return "".join(parts)
+
+
+def _by_device_html(groups: list[tuple[str, list[dict[str, Any]]]]) -> Markup:
+    """The by-device tables, written directly (100,000 rows: ten times faster than a
+    template loop), every value escaped."""
+    out: list[str] = []
+    for title, items in groups:
+        out.append(f"<h3>{escape(title)}</h3>")
+        out.append(_HEAD)
+        for f in items:
+            sev = escape(f["severity"])
+            out.append(
+                f'<tr><td><span class="sev sev-{sev}">{sev}</span></td>'
+                f"<td>{escape(f['type'])}</td><td>{escape(f['subject'])}</td>"
+                f'<td class="small">{escape(f["detail"])}</td>'
+                f'<td class="small">{_evidence_html(f)}</td>'
+                f'<td class="small">{f["last_seen"][:19]}</td>'
+                f'<td class="small">{f["finding_id"][:12]}</td></tr>'
+            )
+        out.append("</table>")
+    return Markup("".join(out))
+
+
 def render_html(r: dict[str, Any], full: bool) -> str:
     top = None if full else PRINT_TOP
     order = [d["device_id"] for d in r["devices"]]
@@ -105,7 +145,7 @@ def render_html(r: dict[str, Any], full: bool) -> str:
             charts=_charts(r),
             devices=devices,
             devices_more=len(r["devices"]) - len(devices),
-            by_device=by_device,
+            by_device_html=_by_device_html(by_device),
             findings_more=more,
             closed=closed if full else closed[:top],
             closed_more=0 if full else max(0, len(closed) - PRINT_TOP),
@@ -127,6 +167,13 @@ def render_pdf(html: str, path: Path) -> None:
 def write_report(
     r: dict[str, Any], out: Path, formats: tuple[str, ...] = FORMATS, basename: str = "report"
 ) -> Written:
+    from medsentry.report.collect import _gc_paused
+
+    with _gc_paused():
+        return _write(r, out, formats, basename)
+
+
+def _write(r: dict[str, Any], out: Path, formats: tuple[str, ...], basename: str) -> Written:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -138,14 +185,19 @@ def write_report(
         fn()
         w.seconds[name] = round(time.perf_counter() - t0, 3)
 
+    pdf_job = None
+    if "pdf" in formats:
+        # the PDF engine runs in a second process while this one writes HTML, JSON and STIX
+        path = out / f"{basename}.pdf"
+        t0 = time.perf_counter()
+        printed = render_html(r, full=False)
+        ctx = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        pdf_job = (pool, pool.submit(render_pdf, printed, path), t0, path)
     if "html" in formats:
         path = out / f"{basename}.html"
         timed("html", lambda: path.write_text(render_html(r, full=True), "utf-8"))
         w.paths["html"] = path
-    if "pdf" in formats:
-        path = out / f"{basename}.pdf"
-        timed("pdf", lambda: render_pdf(render_html(r, full=False), path))
-        w.paths["pdf"] = path
     if "json" in formats:
         path = out / f"{basename}.json"
         timed("json", lambda: path.write_bytes(msgspec.json.encode(r)))
@@ -156,4 +208,12 @@ def write_report(
         path = out / f"{basename}.stix.json"
         timed("stix", lambda: path.write_text(bundle(r).serialize(pretty=False), "utf-8"))
         w.paths["stix"] = path
+    if pdf_job is not None:
+        pool, job, t0, path = pdf_job
+        try:
+            job.result()
+        finally:
+            pool.shutdown()
+        w.paths["pdf"] = path
+        w.seconds["pdf"] = round(time.perf_counter() - t0, 3)  # wall time, overlapping the rest
     return w
