@@ -231,3 +231,98 @@ def test_real_medical_device_sbom_components(shared_data: Path) -> None:
     m = found[(refs["Newtonsoft.Json"], "CVE-2024-21907")]
     assert (m.status, m.confidence) == (POTENTIAL, 0.6)
     assert len(found) == 4
+
+
+def _vendor_csaf() -> bytes:
+    """A manufacturer's CSAF 2.0 advisory naming a component by purl with a vers range."""
+    branch = {
+        "category": "vendor",
+        "name": "Acme Medical",
+        "branches": [
+            {
+                "category": "product_name",
+                "name": "libdicomx",
+                "branches": [
+                    {
+                        "category": "product_version_range",
+                        "name": "vers:pypi/>=1.0|<1.4",
+                        "product": {
+                            "product_id": "P1",
+                            "name": "libdicomx >=1.0 <1.4",
+                            "product_identification_helper": {"purl": "pkg:pypi/libdicomx"},
+                        },
+                    },
+                    {
+                        "category": "product_version",
+                        "name": "1.4",
+                        "product": {
+                            "product_id": "P2",
+                            "name": "libdicomx 1.4",
+                            "product_identification_helper": {"purl": "pkg:pypi/libdicomx@1.4"},
+                        },
+                    },
+                ],
+            }
+        ],
+    }
+    doc = {
+        "document": {
+            "category": "csaf_security_advisory",
+            "csaf_version": "2.0",
+            "publisher": {
+                "category": "vendor",
+                "name": "Acme Medical",
+                "namespace": "https://acme.example",
+            },
+            "title": "libdicomx heap overflow",
+            "tracking": {
+                "id": "ACME-2024-001",
+                "status": "final",
+                "version": "1",
+                "initial_release_date": "2024-01-01T00:00:00Z",
+                "current_release_date": "2024-01-01T00:00:00Z",
+                "revision_history": [
+                    {"date": "2024-01-01T00:00:00Z", "number": "1", "summary": "initial"}
+                ],
+            },
+        },
+        "product_tree": {"branches": [branch]},
+        "vulnerabilities": [
+            {
+                "cve": "CVE-2024-99999",
+                "product_status": {"known_affected": ["P1"], "fixed": ["P2"]},
+                "scores": [
+                    {
+                        "products": ["P1"],
+                        "cvss_v3": {
+                            "version": "3.1",
+                            "vectorString": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+                            "baseScore": 9.8,
+                            "baseSeverity": "CRITICAL",
+                        },
+                    }
+                ],
+                "remediations": [
+                    {"category": "vendor_fix", "details": "Update to 1.4", "product_ids": ["P1"]}
+                ],
+            }
+        ],
+    }
+    return json.dumps(doc).encode()
+
+
+def test_manufacturer_csaf_purl_with_vers_range() -> None:
+    from medsentry.intel.csaf import parse_csaf
+
+    adv = parse_csaf(_vendor_csaf(), "acme.json")
+    assert adv.product("P1").version_range == "vers:pypi/>=1.0|<1.4"
+    index = IntelIndex(advisories=[adv])
+    assert _status(index, Component(purl="pkg:pypi/libdicomx@1.3.2"), "ACME-2024-001") == AFFECTED
+    # PEP 440 through univers: 1.4rc1 comes before 1.4
+    assert _status(index, Component(purl="pkg:pypi/libdicomx@1.4rc1"), "ACME-2024-001") == AFFECTED
+    assert _status(index, Component(purl="pkg:pypi/libdicomx@1.4"), "ACME-2024-001") in (
+        NOT_AFFECTED,
+        None,
+    )
+    [m] = match_components(index, [Component(purl="pkg:pypi/libdicomx@1.2")])
+    assert m.source == "csaf" and m.cves == ("CVE-2024-99999",) and m.max_cvss == 9.8

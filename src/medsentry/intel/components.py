@@ -45,7 +45,7 @@ from medsentry.intel.model import (
     PackageVuln,
 )
 from medsentry.intel.normalize import vocabulary
-from medsentry.intel.versions import compare, parse_version
+from medsentry.intel.versions import VersionSpec, compare, parse_spec, parse_version
 
 Verdict = str  # "affected" | "fixed" | "not_affected" | "unknown"
 AFFECTED_CONFIDENCE = 0.75
@@ -108,6 +108,11 @@ def _eco_version(scheme: str, text: str) -> Any:
         return cls.version_class(text)
     except (InvalidVersion, ValueError, TypeError, AttributeError):
         return None
+
+
+@lru_cache(maxsize=10_000)
+def _spec(text: str) -> VersionSpec:
+    return parse_spec(text)
 
 
 @lru_cache(maxsize=200_000)
@@ -203,6 +208,8 @@ def evaluate(ap: AffectedPackage, version: str) -> tuple[Verdict, str]:
     for r in ap.ranges:
         if r.type == "NVD":
             verdict, why = _nvd_range(version, r)
+        elif r.type == "SPEC":  # a CSAF product's version text: vers or CISA's prose
+            verdict, why = _spec(r.spec).test(parse_version(version))
         else:
             verdict, why = _osv_range(scheme, r, version)
         if verdict == "affected":

@@ -50,6 +50,7 @@ from medsentry.intel.model import (
     POTENTIAL,
     Advisory,
     AffectedPackage,
+    AffectedRange,
     Component,
     EpssScore,
     KevEntry,
@@ -514,6 +515,10 @@ def _csaf_packages(adv: Advisory) -> list[PackageVuln]:
         if p.product_id not in affected or not (p.purl or p.cpe):
             continue
         aps: list[AffectedPackage] = []
+        # the branch's version or version range (§3.1.2.3: product_version(_range)) applies to
+        # the helper's package unless the purl pins a version itself
+        text = p.version_range or p.version
+        ranges = (AffectedRange(type="SPEC", spec=text),) if text else ()
         purl = parse_purl(p.purl) if p.purl else None
         if purl is not None:
             aps.append(
@@ -522,6 +527,7 @@ def _csaf_packages(adv: Advisory) -> list[PackageVuln]:
                     name=package_key(purl.type, purl.namespace or None, purl.name),
                     purl=p.purl,
                     versions=(purl.version,) if purl.version else (),
+                    ranges=() if purl.version else ranges,
                 )
             )
         cpe = parse_cpe(p.cpe) if p.cpe else None
@@ -534,6 +540,7 @@ def _csaf_packages(adv: Advisory) -> list[PackageVuln]:
                     cpe_vendor=cpe[1],
                     cpe_product=cpe[2],
                     cpe_version=cpe[3],
+                    ranges=ranges if cpe[3] in ("*", "-", "") else (),
                 )
             )
         vulns = [v for v in adv.vulnerabilities if p.product_id in _ids(v.product_status)]

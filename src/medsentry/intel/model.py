@@ -130,8 +130,9 @@ class RangeEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 class AffectedRange(msgspec.Struct, frozen=True, omit_defaults=True):
     """A range of affected versions.
 
-    `type` is the OSV range type (SEMVER, ECOSYSTEM, GIT) with its `events`, or "NVD" for a CPE
-    match (NVD CVE API 2.0 cpeMatch: versionStart/End Including/Excluding) given as bounds.
+    `type` is the OSV range type (SEMVER, ECOSYSTEM, GIT) with its `events`, "NVD" for a CPE
+    match (NVD CVE API 2.0 cpeMatch: versionStart/End Including/Excluding) given as bounds, or
+    "SPEC" for a CSAF product's version text (a vers range or CISA's prose) in `spec`.
     """
 
     type: str
@@ -141,6 +142,7 @@ class AffectedRange(msgspec.Struct, frozen=True, omit_defaults=True):
     start_excluding: str = ""
     end_including: str = ""
     end_excluding: str = ""
+    spec: str = ""
 
 
 class AffectedPackage(msgspec.Struct, frozen=True, omit_defaults=True):
