@@ -34,6 +34,10 @@ def accept_baseline(
         if a is None:
             raise InputError(f"alert {alert_id!r}: no such alert")
         if a.source != SOURCE_BASELINE:
+            from medsentry.detect.models.accept import BINDING_RULES, accept_binding
+
+            if a.rule_id in BINDING_RULES:  # an IP-to-MAC binding held by the flow models
+                return [accept_binding(store, a, by=by, reason=reason)]
             raise InputError(
                 f"alert {a.alert_id} is a {a.source} alert ({a.rule_id}), not a baseline departure"
             )
