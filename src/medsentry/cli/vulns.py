@@ -10,6 +10,7 @@ import msgspec
 
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.errors import InputError
 from medsentry.store import open_store
 
 
@@ -101,8 +102,10 @@ def vulns_cmd(
         if devices_csv is not None:
             devices: list[Any] = list(read_devices_csv(devices_csv))
         else:
-            from medsentry.inventory.store import load_devices
-
+            try:
+                from medsentry.inventory.store import load_devices
+            except ImportError as exc:  # an installation without the inventory
+                raise InputError("no device inventory here; give --devices FILE.csv") from exc
             devices = list(load_devices(store))
         index = load_index(store)
     if device_filter:
