@@ -296,6 +296,8 @@ IAC, SB, SE = 255, 250, 240  # RFC 854 "TELNET COMMAND STRUCTURE"
 WILL, WONT, DO, DONT = 251, 252, 253, 254
 _LOGIN_PROMPT = re.compile(rb"(?:login|username|user name|user)\s*:\s*$", re.I)
 _PASSWORD_PROMPT = re.compile(rb"(?:password|passcode|passwd)\s*:\s*$", re.I)
+_LINE_END = re.compile(rb"[\r\n\x00]+")  # CR LF, CR NUL (RFC 854), or a bare LF
+_MAX_TYPED_SCAN = 1024  # bytes of one typed line looked at (a name or password is short)
 _LOGIN_FAILED = re.compile(rb"(?:login incorrect|incorrect|failed|denied|invalid)", re.I)
 
 
@@ -308,17 +310,27 @@ class _IacStripper:
         self.state = 0  # 0 data, 1 after IAC, 2 option byte, 3 in SB, 4 IAC in SB
 
     def strip(self, data: bytes) -> bytes:
+        """Data bytes of `data`; Python steps per command byte, plain runs are copied whole."""
         if IAC not in data and self.state == 0:
             return data
         out = bytearray()
         st = self.state
-        for b in data:
-            if st == 0:
-                if b == IAC:
-                    st = 1
-                else:
-                    out.append(b)
-            elif st == 1:
+        i, n = 0, len(data)
+        while i < n:
+            if st == 0 or st == 3:  # data, or inside SB: jump to the next IAC
+                j = data.find(IAC, i)
+                if j < 0:
+                    if st == 0:
+                        out += data[i:]
+                    break
+                if st == 0:
+                    out += data[i:j]
+                st = 1 if st == 0 else 4
+                i = j + 1
+                continue
+            b = data[i]
+            i += 1
+            if st == 1:
                 if b == IAC:
                     out.append(IAC)  # IAC IAC: a data byte 255
                     st = 0
@@ -330,10 +342,7 @@ class _IacStripper:
                     st = 0
             elif st == 2:
                 st = 0
-            elif st == 3:
-                if b == IAC:
-                    st = 4
-            else:  # st == 4
+            else:  # st == 4: IAC inside SB
                 st = 0 if b == SE else 3
         self.state = st
         return bytes(out)
@@ -366,24 +375,29 @@ class TelnetDissector(_Credentials):
             ):
                 out += self._verdict(True)
             return out
-        for b in data:
+        pos, n = 0, len(data)
+        while pos < n:  # Python steps per typed line, not per byte
             if self.field is None:
                 if _PASSWORD_PROMPT.search(self.screen):
                     self.field = "password"
                 elif _LOGIN_PROMPT.search(self.screen):
                     self.field = "user"
                 else:
-                    continue
+                    break  # nothing asked for: the rest is not a credential
                 self.typed.clear()
-            if b in (0x0D, 0x0A, 0x00):
-                if self.typed or self.field == "password":
-                    out += self._line_done(ts_ns)
-                continue
-            if b in (0x08, 0x7F):  # erase character
-                if self.typed:
-                    self.typed.pop()
-            elif len(self.typed) < 256:
-                self.typed.append(b)
+            m = _LINE_END.search(data, pos)
+            end = n if m is None else m.start()
+            for b in data[pos : min(end, pos + _MAX_TYPED_SCAN)]:
+                if b in (0x08, 0x7F):  # erase character
+                    if self.typed:
+                        self.typed.pop()
+                elif len(self.typed) < 256:
+                    self.typed.append(b)
+            if m is None:
+                break
+            if self.typed or self.field == "password":
+                out += self._line_done(ts_ns)
+            pos = m.end()
         return out
 
     def _line_done(self, ts_ns: int) -> list[Event]:
