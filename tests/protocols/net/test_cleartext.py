@@ -9,6 +9,7 @@ import ftplib
 import threading
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,6 +35,21 @@ def _creds(ev: list) -> list[CleartextCredentials]:
 
 def _no(secret: bytes, ev: list) -> None:
     assert secret not in b"".join(encode_json(e) for e in ev)
+
+
+def _values(obj: object) -> list[str]:
+    """Every string value of an event, field names left out (a password may be a common word)."""
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _values(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _values(v)]
+    return []
+
+
+def _no_value(secret: str, ev: list) -> None:
+    assert not [v for e in ev for v in _values(msgspec.to_builtins(e)) if secret in v]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +126,7 @@ def test_ndpi_telnet_login(ndpi_pcaps: Path) -> None:
     (c,) = _creds(ev)
     assert c.protocol == "telnet" and c.username_hash == H("fake") and c.password_sent
     _no(b"fake", ev)
+    _no_value("user", ev)  # the password typed after "Password:"
 
 
 def test_ndpi_pop3(ndpi_pcaps: Path) -> None:
@@ -150,6 +167,9 @@ def test_ndpi_ftp(ndpi_pcaps: Path) -> None:
     ev = _ndpi(ndpi_pcaps, "ftp.pcap", FtpDissector, 21)
     (c,) = _creds(ev)
     assert c.anonymous and c.username_hash == H("anonymous")
+    rows = tshark(ndpi_pcaps / "ftp.pcap", 'ftp.request.command == "PASS"', "ftp.request.arg")
+    (password,) = {r[0] for r in rows}
+    _no(password.encode(), ev)
 
 
 def test_rfc1939_apop_and_sasl() -> None:
@@ -170,6 +190,7 @@ def test_rfc1939_apop_and_sasl() -> None:
     assert [(c.mechanism, c.username_hash, c.accepted) for c in ev] == [
         ("auth-plain", H("tim"), False)
     ]
+    _no(b"tanstaaf", ev)
 
 
 def test_imap_literal_quoted_and_starttls() -> None:
@@ -177,6 +198,7 @@ def test_imap_literal_quoted_and_starttls() -> None:
     d.feed(0, b'a001 LOGIN "fred \\"x\\"" "open sesame"\r\n', 1)
     ev = d.feed(1, b"a001 OK LOGIN completed\r\n", 2)
     assert [c.username_hash for c in ev] == [H('fred "x"')]
+    _no(b"sesame", ev)
     d = ImapDissector(ctx_for())
     d.feed(0, b"a002 LOGIN {5}\r\n", 1)
     d.feed(0, b"smith {6}\r\n", 2)
