@@ -242,11 +242,14 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def latency_run(detectors, rate: int, seconds: float, devices: int, batch_ms: float = 1.0):
-    """Learn for 2 s of events (not timed), then the paced, timed run."""
+    """Learn for 2 s of events and cross the end of learning (not timed), then the paced run."""
     engine = DetectionEngine(detectors, learning_ns=2 * 10**9)
-    warm = events(2 * rate, rate, devices, 10**9)  # normal traffic only
-    engine.process(warm)
-    stream = events(int(rate * seconds), rate, devices, 1000, start_s=2.0)
+    # 2 s of normal traffic to learn from, then 0.5 s past the end of learning (thresholds are
+    # calibrated there, once), all untimed; the timed run starts after it
+    warm = events(int(2.5 * rate), rate, devices, 10**9)
+    for i in range(0, len(warm), 1000):
+        engine.process(warm[i : i + 1000])
+    stream = events(int(rate * seconds), rate, devices, 1000, start_s=2.5)
     per_batch = max(1, int(rate * batch_ms / 1000))
     lat_all: list[float] = []
     lat_alert: list[float] = []
