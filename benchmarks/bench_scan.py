@@ -10,13 +10,19 @@ the whole process as a user would see it (start-up included); peak RSS is the pr
 (`os.wait4`). Rows:
 
 - medsentry scan (CLI): `medsentry scan FILE --db sqlite:///...` into a fresh SQLite file:
-  decoding, flow table, TCP reassembly, protocol identification, dissectors, storage;
+  decoding, flow table, TCP reassembly, protocol identification, dissectors, storage, and the
+  registered analysis engines; the same with `--engines none` (no analysis engines);
 - medsentry pipeline (in-process): `Pipeline(ScanConfig()).scan_files` with a counting sink,
-  timed inside the process (no start-up, no storage);
+  timed inside the process (no start-up, no storage); and the same with dissectors off
+  (`ScanConfig(dissectors=False)`: flows and identification only);
 - tshark -q -z conv,tcp: Wireshark's dissection plus its TCP conversation table;
 - dpkt loop: dpkt parses each frame and a dict keeps the same bidirectional flow table
   (packets, bytes, first/last time per flow);
 - NFStream without dissection (n_dissections=0) and with its default nDPI dissection.
+
+On a shared machine wall time includes waiting for the core; CPU s (user + sys of the process
+tree, from GNU time) is the work each tool did, and "packets per CPU s" compares tools without
+the other users' load.
 
 Writes benchmarks/out/bench_scan.json and benchmarks/bench_scan.md and prints the table.
 """
@@ -45,7 +51,7 @@ OUT_DIR = HERE / "out"
 # ---------------------------------------------------------------------------------------------
 
 
-def worker_pipeline(path: str) -> dict[str, Any]:
+def worker_pipeline(path: str, dissectors: bool = True) -> dict[str, Any]:
     from medsentry.events import FlowRecord
     from medsentry.pipeline import Pipeline, ScanConfig
 
@@ -57,7 +63,7 @@ def worker_pipeline(path: str) -> dict[str, Any]:
         events += len(batch)
         flows += sum(1 for e in batch if isinstance(e, FlowRecord))
 
-    pipe = Pipeline(ScanConfig())
+    pipe = Pipeline(ScanConfig(dissectors=dissectors))
     t0 = time.perf_counter()
     stats = pipe.scan_files([path], sink=sink)
     inner = time.perf_counter() - t0
@@ -121,6 +127,7 @@ def worker_nfstream(path: str, dissect: bool) -> dict[str, Any]:
 
 WORKERS = {
     "pipeline": worker_pipeline,
+    "pipeline-nodiss": lambda p: worker_pipeline(p, False),
     "dpkt": worker_dpkt,
     "nfstream": lambda p: worker_nfstream(p, False),
     "nfstream-dpi": lambda p: worker_nfstream(p, True),
@@ -245,8 +252,8 @@ def bench_file(
     workdir = Path(tempfile.mkdtemp(prefix="bench_scan_"))
     try:
         for tool in tools:
-            if tool == "medsentry":
-                db = workdir / "scan.db"
+            db = workdir / "scan.db"
+            if tool in ("medsentry", "medsentry-noengines"):
                 db.unlink(missing_ok=True)
                 medsentry = shutil.which("medsentry") or "medsentry"
                 cmd = [
@@ -260,6 +267,9 @@ def bench_file(
                     "json",
                 ]
                 label = "medsentry scan (CLI, into SQLite)"
+                if tool == "medsentry-noengines":
+                    cmd += ["--engines", "none"]
+                    label = "medsentry scan --engines none (CLI, into SQLite)"
             elif tool == "tshark":
                 cmd = ["tshark", "-r", str(path), "-q", "-z", "conv,tcp"]
                 label = "tshark -q -z conv,tcp (flows: TCP only)"
@@ -267,6 +277,7 @@ def bench_file(
                 cmd = [*me, "--worker", tool, str(path)]
                 label = {
                     "pipeline": "medsentry pipeline (in-process, no store)",
+                    "pipeline-nodiss": "medsentry pipeline, dissectors off (in-process, no store)",
                     "dpkt": "dpkt loop + flow dict",
                     "nfstream": "NFStream (n_dissections=0)",
                     "nfstream-dpi": "NFStream (nDPI dissection)",
@@ -283,8 +294,7 @@ def bench_file(
             print(f"  running {label} ...", file=sys.stderr, flush=True)
             runs = []
             for _ in range(max(1, repeat)):
-                if tool == "medsentry":
-                    db.unlink(missing_ok=True)
+                db.unlink(missing_ok=True)
                 runs.append(_popen_wait4(pin(cmd, cores), env))
             ok = [r for r in runs if r["rc"] == 0] or runs
             res = min(ok, key=lambda r: r["wall_s"])
@@ -334,29 +344,33 @@ def count_packets(path: Path) -> int:
 def table(rows: list[dict[str, Any]], packets: int, size: int) -> str:
     base = next((r for r in rows if r["tool"] == "medsentry" and r.get("rc") == 0), None)
     head = (
-        "| tool | wall s | packets/s | MB/s | × medsentry time | peak RSS MB | peak anon MB "
-        "| flows |"
+        "| tool | wall s | packets/s | MB/s | × medsentry time | CPU s (user+sys) "
+        "| packets per CPU s | × medsentry CPU | peak RSS MB | peak anon MB | flows |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    empty = " | |" * 9
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['label']} | skipped: {r['skipped']} | | | | | | |")
+            lines.append(f"| {r['label']} | skipped: {r['skipped']}{empty}")
             continue
         if r.get("rc") != 0:
-            lines.append(f"| {r['label']} | failed: {' '.join(r.get('error', []))} | | | | | | |")
+            lines.append(f"| {r['label']} | failed: {' '.join(r.get('error', []))}{empty}")
             continue
         wall = r["wall_s"]
+        cpu = r["user_s"] + r["sys_s"]
         ratio = f"{wall / base['wall_s']:.2f}" if base else "-"
+        cpu_ratio = f"{cpu / (base['user_s'] + base['sys_s']):.2f}" if base else "-"
         flows = "" if r["flows"] is None else f"{r['flows']:,}"
         lines.append(
             f"| {r['label']} | {wall:.2f} | {packets / wall:,.0f} | {size / wall / 1e6:,.1f} "
-            f"| {ratio} | {r['peak_rss_mb']:,.0f} | {r['peak_anon_mb']:,.0f} | {flows} |"
+            f"| {ratio} | {cpu:.2f} | {packets / cpu:,.0f} | {cpu_ratio} "
+            f"| {r['peak_rss_mb']:,.0f} | {r['peak_anon_mb']:,.0f} | {flows} |"
         )
         if r.get("inner_s"):
             inner = r["inner_s"]
             lines.append(
                 f"| ↳ {r['tool']}: timed inside the process | {inner:.2f} | {packets / inner:,.0f} "
-                f"| {size / inner / 1e6:,.1f} | | | | |"
+                f"| {size / inner / 1e6:,.1f} |{' |' * 7}"
             )
     return "\n".join(lines)
 
@@ -458,7 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--cores", default="0", help="taskset core list, or 'all' (default: 0)")
-    ap.add_argument("--tools", default="medsentry,pipeline,tshark,dpkt,nfstream,nfstream-dpi")
+    ap.add_argument(
+        "--tools",
+        default="medsentry,medsentry-noengines,pipeline,pipeline-nodiss,tshark,dpkt,nfstream,"
+        "nfstream-dpi",
+    )
     ap.add_argument(
         "--memory",
         action="store_true",
@@ -486,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     # numba compiles medsentry's kernels on first use and caches them on disk: one untimed scan
     # of a small capture first, so the timed runs see an installation that has run once
-    if "medsentry" in tools or "pipeline" in tools or a.memory:
+    if any(t.startswith(("medsentry", "pipeline")) for t in tools) or a.memory:
         small = Path(tempfile.mkdtemp(prefix="bench_warm_")) / "warm.pcap"
         generate(small, 5000, [])
         db = small.with_suffix(".db")

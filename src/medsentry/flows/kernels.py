@@ -454,8 +454,7 @@ def process(
 def _copy(buf, nbuf, src, fb, blk, d, dst, ln) -> None:
     if src < 0 or src + ln > nbuf:
         raise ValueError("payload range outside the buffer")
-    for k in range(ln):
-        fb[blk, d, dst + k] = buf[src + k]
+    fb[blk, d, dst : dst + ln] = buf[src : src + ln]
 
 
 @njit(cache=True, nogil=True)
