@@ -49,7 +49,7 @@ def test_taxonomy_has_the_issue_categories_with_classes() -> None:
     assert ct.fda_class == "II" and "892.1750" in ct.regulation
     assert tax.categories["ventilator"].criticality == "life-sustaining"
     assert tax.categories["ehr"].fda_class is None and not tax.categories["ehr"].medical
-    assert tax.ancestors("remote-monitoring.cgm") == ["remote-monitoring"]
+    assert tax.ancestors("remote-monitoring.cgm") == ("remote-monitoring",)
     with pytest.raises(ConfigError, match="criticality"):
         parse_taxonomy({"source": "s", "categories": {"x": {"name": "X", "medical": False,
                                                              "criticality": "high"}}})  # fmt: skip

@@ -72,10 +72,14 @@ def combine(
         for a in lineage(k):
             pooled += groups.get(a, [])
         support[k] = noisy_or(pooled)
-    winner = max(
-        support,
-        key=lambda k: (round(support[k], 9), len(lineage(k)), len({c.source for c in groups[k]})),
-    )
+    if len(support) == 1:
+        winner = next(iter(support))
+    else:
+        rank = {
+            k: (round(support[k], 9), len(lineage(k)), len({c.source for c in groups[k]}))
+            for k in support
+        }
+        winner = max(rank, key=rank.__getitem__)
     family = {winner, *lineage(winner)}
     rivals = [k for k in groups if k not in family]
     s_alt = max((support[k] for k in rivals), default=0.0)

@@ -127,6 +127,11 @@ class Library:
     _exact: dict[str, dict[str, list[Rule]]] = field(default_factory=dict)
     _domain: dict[str, dict[str, list[Rule]]] = field(default_factory=dict)
     _scan: dict[str, list[Rule]] = field(default_factory=dict)
+    # (key, value) -> rules whose first condition matched, with their groups: values repeat
+    # across devices (OUI organizations, vendor classes, application names), so each is tried once
+    _first: dict[tuple[str, str], tuple[tuple[Rule, dict[str, str]], ...]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         for r in self.rules:
@@ -170,10 +175,21 @@ class Library:
         observations: dict[str, dict[str, int]],
         out: list[Claim],
     ) -> None:
+        first = self._first
         for value, ts in values.items():
-            for rule in self._candidates(rkey, value):
-                groups = rule.conditions[0].match(value)
-                if groups is None or not _rest_hold(rule, observations, groups):
+            hits = first.get((rkey, value))
+            if hits is None:
+                hits = tuple(
+                    (rule, g)
+                    for rule in self._candidates(rkey, value)
+                    if (g := rule.conditions[0].match(value)) is not None
+                )
+                if len(first) > 500_000:
+                    first.clear()
+                first[(rkey, value)] = hits
+            for rule, g in hits:
+                groups = dict(g)
+                if len(rule.conditions) > 1 and not _rest_hold(rule, observations, groups):
                     continue
                 groups.setdefault("value", value)
                 for attr, template in rule.set.items():

@@ -31,6 +31,12 @@ _LEGAL = re.compile(
     r"\b(?:inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|nv|plc|sa|se|kg|kgaa|"
     r"limited|srl|bv|ab|as|pty)\b"
 )
+# Words that do not tell companies apart ("Cisco Systems" is Cisco, "LG Electronics" is LG).
+_GENERIC = re.compile(
+    r"\b(?:systems?|technolog(?:y|ies)|electronics?|international|foundation|group|holdings?|"
+    r"communications?|mobile|industries|industrial|enterprises?|labs?|laboratories|solutions|"
+    r"devices?|products?|manufacturing|the|and|of)\b"
+)
 MAX_EXTERNAL_PEERS = 200
 _SUFFIX = re.compile(
     r"[,.]?\s+(inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|b\.?v|n\.?v|"
@@ -53,9 +59,10 @@ def vendor_key(name: str) -> str:
     known = [k for k in keys if not k.startswith("unknown:")]
     if len(known) == 1:
         return known[0]
-    folded = re.sub(r"[^a-z0-9 ]+", " ", name.casefold())
-    folded = " ".join(_LEGAL.sub(" ", folded).split())
-    return folded or name.casefold()
+    base = re.sub(r"\([^)]*\)?", " ", name.casefold())  # "(Mobile Communications)", cut "(CM"
+    folded = re.sub(r"[^a-z0-9 ]+", " ", base)
+    folded = _GENERIC.sub(" ", _LEGAL.sub(" ", folded))
+    return " ".join(folded.split()) or name.casefold()
 
 
 def _vendor_display(claims: list[Claim]) -> str:
@@ -68,7 +75,7 @@ def _vendor_display(claims: list[Claim]) -> str:
 
 
 def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
-    obs = {k: dict(v) for k, v in state.observations.items()}
+    obs = dict(state.observations)  # derived keys are added to this copy only
     t0 = state.first_ns
     if state.mac:
         hit = oui.lookup(state.mac)
@@ -81,9 +88,10 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
     if state.protocols:
         obs["protocol"] = dict(state.protocols)
     if state.hostnames:
-        obs.setdefault("hostname", {})
+        names = dict(obs.get("hostname", ()))
         for k, ts in state.hostnames.items():
-            obs["hostname"].setdefault(k.split(":", 1)[1], ts)
+            names.setdefault(k.split(":", 1)[1], ts)
+        obs["hostname"] = names
     sent = obs.get("dicom.sent.identity")
     if sent and len(sent) > 1:
         for k in _DATASET_KEYS:

@@ -55,6 +55,18 @@ class Observer:
         self.claimed: dict[str, dict[str, list]] = defaultdict(dict)
         self.dns_names: dict[str, tuple[int, str, int]] = {}  # ip -> (rank, name, ts)
         self.events = 0
+        # Messages that repeat what an earlier one said (same endpoints, same identity fields)
+        # add nothing: their times are in the flow records. Bounded: cleared when large.
+        self._said: set[tuple] = set()
+
+    def _repeat(self, sig: tuple) -> bool:
+        said = self._said
+        if sig in said:
+            return True
+        if len(said) > 1_000_000:
+            said.clear()
+        said.add(sig)
+        return False
 
     # -- endpoint bookkeeping --
 
@@ -220,6 +232,10 @@ class Observer:
             return
         if m.protocol != "dns":
             return
+        if not m.response:
+            sig = ("dnsq", e.client, e.client_mac, tuple(q.name for q in m.questions))
+            if self._repeat(sig):
+                return
         c, s = self._ends(e, ts)
         if not m.response:
             for q in m.questions:
@@ -256,6 +272,7 @@ class Observer:
         )
         self._obs(ep, "ssdp.server", m.server, ts)
         self._obs(ep, "ssdp.user_agent", m.user_agent, ts)
+        self._obs(ep, "http.user_agent", m.user_agent, ts)  # SSDP is HTTP over UDP (UDA §1.1.2)
         if m.method != "M-SEARCH":
             self._obs(ep, "ssdp.nt", m.nt, ts)
 
@@ -287,6 +304,10 @@ class Observer:
             self._claim(m.source_mac, addr, ts, "arp")
 
     def _tls_client_hello(self, m) -> None:
+        e = m.endpoints
+        if self._repeat(("tls", e.client, e.client_mac, e.server, e.server_mac, m.server_name,
+                         m.ja4)):  # fmt: skip
+            return
         c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
         self._role(c, "tls-client", ts)
@@ -296,6 +317,9 @@ class Observer:
             self._obs(c, "domain", m.server_name.lower(), ts)
 
     def _tls_server_hello(self, m) -> None:
+        e = m.endpoints
+        if self._repeat(("tlss", e.server, e.server_mac, m.ja4s)):
+            return
         _, s = self._ends(m.endpoints, m.ts_ns)
         self._obs(s, "tls.ja4s", m.ja4s, m.ts_ns)
 
@@ -313,6 +337,10 @@ class Observer:
             self._obs(c, "domain", name.lower().lstrip("*."), ts)
 
     def _http_request(self, m) -> None:
+        e = m.endpoints
+        if self._repeat(("http", e.client, e.client_mac, e.server, e.server_mac, m.user_agent,
+                         m.host)):  # fmt: skip
+            return
         c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
         self._role(c, "http-client", ts)
@@ -323,6 +351,9 @@ class Observer:
             self._obs(c, "domain", host, ts)
 
     def _http_response(self, m) -> None:
+        e = m.endpoints
+        if self._repeat(("httpr", e.server, e.server_mac, m.server)):
+            return
         _, s = self._ends(m.endpoints, m.ts_ns)
         self._obs(s, "http.server", m.server, m.ts_ns)
 
@@ -407,6 +438,16 @@ class Observer:
         self._role(s, "dicom-tls-scp", m.ts_ns)
 
     def _hl7(self, m) -> None:
+        e = m.endpoints
+        sig = (
+            "hl7", e.client, e.client_mac, e.server, e.server_mac, m.direction,
+            m.sending_application, m.sending_facility, m.receiving_application,
+            m.receiving_facility, m.message_type, m.trigger_event, m.ack_code is None,
+            bool(m.phi_segments), tuple(d.entity_identifier for d in m.devices),
+            tuple(o.code for o in m.observations[:32]),
+        )  # fmt: skip
+        if self._repeat(sig):
+            return
         c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
         sender, receiver = (c, s) if m.direction == 0 else (s, c)
@@ -502,6 +543,8 @@ class Observer:
                     if all(h[0] != mac for h in holders[ip]):
                         holders[ip].append((mac, first, last))
 
+        router_of = {ip: mac for mac, own in gateways.items() for ip in own}
+
         def owner(mac: str | None, ip: str | None, first: int, last: int) -> str | None:
             """The device id for a pair, or None for an external peer."""
             if mac is not None and mac not in gateways:
@@ -510,6 +553,9 @@ class Observer:
                 return f"mac:{mac}" if mac else None
             if mac is not None and ip in gateways[mac]:
                 return f"mac:{mac}"
+            router = router_of.get(ip)
+            if router is not None:  # a router's own address, seen without its MAC
+                return f"mac:{router}"
             cands = holders.get(ip)
             if cands:
                 if len(cands) == 1:
@@ -565,6 +611,16 @@ class Observer:
                     rank, name, ts = named
                     src = "dns-ptr" if rank == HOSTNAME_RANK["dns-ptr"] else "dns-a"
                     self._hostname(dev, src, name, ts)
+        for mac in gateways:  # every router interface is a device, even without own address
+            did = f"mac:{mac}"
+            dev = devices.get(did)
+            if dev is None:
+                dev = devices[did] = DeviceState(device_id=did, mac=mac)
+                for (m, _ip), ep in self.pairs.items():
+                    if m == mac:
+                        dev.see(ep.first_ns)
+                        dev.see(ep.last_ns)
+            dev.roles.setdefault("ip-router", dev.first_ns)
         for st in self.ble.values():
             devices[st.device_id] = st
         return devices, gateways

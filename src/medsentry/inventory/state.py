@@ -48,6 +48,13 @@ class DeviceState(msgspec.Struct, kw_only=True):
     def observe(self, key: str, value: str | None, ts_ns: int) -> None:
         if not value:
             return
+        vals = self.observations.get(key)
+        if vals is not None:  # fast path: seen before (the common case)
+            old = vals.get(value)
+            if old is not None:
+                if ts_ns < old:
+                    vals[value] = ts_ns
+                return
         value = value.strip()[:512]
         if not value:
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import yaml
@@ -31,15 +31,20 @@ class Category:
 class Taxonomy:
     categories: dict[str, Category]
     source: str
+    _lineage: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
-    def ancestors(self, key: str) -> list[str]:
+    def __post_init__(self) -> None:
+        for key in self.categories:
+            out = []
+            cat = self.categories.get(key)
+            while cat is not None and cat.parent:
+                out.append(cat.parent)
+                cat = self.categories.get(cat.parent)
+            self._lineage[key] = tuple(out)
+
+    def ancestors(self, key: str) -> tuple[str, ...]:
         """The category's parents, nearest first."""
-        out = []
-        cat = self.categories.get(key)
-        while cat is not None and cat.parent:
-            out.append(cat.parent)
-            cat = self.categories.get(cat.parent)
-        return out
+        return self._lineage.get(key, ())
 
     def is_ancestor(self, maybe_parent: str, key: str) -> bool:
         return maybe_parent in self.ancestors(key)

@@ -1,0 +1,198 @@
+"""Inventory speed: devices and events per second, and the inventory's share of scan time.
+
+    python benchmarks/inventory_speed.py                       # generates the capture if needed
+    python benchmarks/inventory_speed.py --pcap /tmp/hosts10k.pcap
+
+The capture is the foundation benchmark's (benchmarks/gen_capture.py, 1.2M packets) scaled to
+10,000 client hosts (`--scale-hosts 10000`). Two measurements, same run, same machine:
+
+1. In-process stages: the sensing pipeline (capture -> flows -> dissectors -> events) runs once
+   and its events are kept; then the inventory engine is timed on them: `feed` (observations
+   per event), `resolve` (endpoints -> devices, routers), `identify + write` (fingerprints,
+   evidence combination, one SQLite transaction) and the ledger append. The inventory's share
+   = inventory time / (pipeline time + inventory time).
+2. End to end: `medsentry scan FILE --engines inventory` against `--engines none`, each a fresh
+   process into a fresh SQLite file (storage of flows and events included); share = the
+   difference / the time with the inventory.
+
+The machine is shared (2 cores, other engineers' jobs): the load average is printed; ratios
+measured in the same run are what to compare. Writes benchmarks/out/inventory_speed.json and
+benchmarks/inventory_speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+def ensure_capture(path: Path, hosts: int, packets: int) -> None:
+    if path.exists():
+        return
+    subprocess.run(
+        [sys.executable, str(HERE / "gen_capture.py"), "--out", str(path), "--packets",
+         str(packets), "--scale-hosts", str(hosts), "-q"],
+        check=True,
+    )  # fmt: skip
+
+
+def in_process(pcap: Path, work: Path) -> dict:
+    os.environ["MEDSENTRY_HOME"] = str(work / "home")
+    from medsentry.events import FlowRecord
+    from medsentry.inventory.engine import InventoryEngine, fold_and_identify
+    from medsentry.inventory.store import load_devices
+    from medsentry.ledger import ledger
+    from medsentry.pipeline import Pipeline, ScanConfig
+    from medsentry.store import open_store
+
+    batches: list[list] = []
+    t0 = time.perf_counter()
+    Pipeline(ScanConfig()).scan_files([pcap], lambda b: batches.append(list(b)))
+    t_pipeline = time.perf_counter() - t0
+    n_events = sum(len(b) for b in batches)
+    n_flows = sum(1 for b in batches for e in b if isinstance(e, FlowRecord))
+
+    eng = InventoryEngine()  # fingerprint library loaded here, not timed (start-up)
+    t0 = time.perf_counter()
+    for b in batches:
+        eng.feed(b)
+    t_feed = time.perf_counter() - t0
+    obs = eng.observer
+    t0 = time.perf_counter()
+    fresh, gateways = obs.resolve()
+    t_resolve = time.perf_counter() - t0
+    url = f"sqlite:///{work / 'inproc.db'}"
+    with open_store(url) as store:
+        t0 = time.perf_counter()
+        with store.engine.begin() as conn:
+            devices, changes, _ = fold_and_identify(conn, fresh, eng.library, eng.tax, "bench")
+        t_identify = time.perf_counter() - t0
+        from medsentry.inventory.changes import ledger_entries
+
+        t0 = time.perf_counter()
+        ledger().append_many(ledger_entries(changes, devices))
+        t_ledger = time.perf_counter() - t0
+        stored = load_devices(store)
+    t_inv = t_feed + t_resolve + t_identify + t_ledger
+    cats: dict[str, int] = {}
+    for d in stored:
+        k = d.category.value if d.category else "(unidentified)"
+        cats[k] = cats.get(k, 0) + 1
+    return {
+        "events": n_events,
+        "flows": n_flows,
+        "events_seen_by_inventory": obs.events,
+        "devices": len(stored),
+        "routers": len(gateways),
+        "changes": len(changes),
+        "t_pipeline": t_pipeline,
+        "t_feed": t_feed,
+        "t_resolve": t_resolve,
+        "t_identify_write": t_identify,
+        "t_ledger": t_ledger,
+        "t_inventory": t_inv,
+        "events_per_s_feed": obs.events / t_feed if t_feed else 0,
+        "events_per_s_inventory": n_events / t_inv if t_inv else 0,
+        "devices_per_s_identify": len(stored) / t_identify if t_identify else 0,
+        "devices_per_s_inventory": len(stored) / t_inv if t_inv else 0,
+        "share_in_process": t_inv / (t_pipeline + t_inv),
+        "categories": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def cli_scan(pcap: Path, work: Path, engines: str) -> float:
+    db = work / f"cli-{engines}.db"
+    env = dict(os.environ, MEDSENTRY_HOME=str(work / f"home-{engines}"))
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["medsentry", "scan", str(pcap), "--db", f"sqlite:///{db}", "--engines", engines, "-q"],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pcap", type=Path, default=Path(tempfile.gettempdir()) / "hosts10k.pcap")
+    ap.add_argument("--hosts", type=int, default=10_000)
+    ap.add_argument("--packets", type=int, default=1_200_000)
+    ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI runs")
+    a = ap.parse_args()
+    ensure_capture(a.pcap, a.hosts, a.packets)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        r = in_process(a.pcap, work)
+        if not a.no_cli:
+            r["t_cli_none"] = cli_scan(a.pcap, work, "none")
+            r["t_cli_inventory"] = cli_scan(a.pcap, work, "inventory")
+            r["share_cli"] = (r["t_cli_inventory"] - r["t_cli_none"]) / r["t_cli_inventory"]
+    r |= {
+        "pcap": str(a.pcap),
+        "size_mb": a.pcap.stat().st_size / 1e6,
+        "load_avg_start": load,
+        "load_avg_end": os.getloadavg(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "inventory_speed.json").write_text(json.dumps(r, indent=2))
+    rows = [
+        ("sensing pipeline (capture -> events)", r["t_pipeline"], f"{r['events']:,} events"),
+        ("inventory feed (observations)", r["t_feed"],
+         f"{r['events_per_s_feed']:,.0f} events/s"),
+        ("inventory resolve (endpoints -> devices)", r["t_resolve"],
+         f"{r['devices']:,} devices, {r['routers']} router MACs"),
+        ("inventory identify + write (SQLite)", r["t_identify_write"],
+         f"{r['devices_per_s_identify']:,.0f} devices/s"),
+        ("inventory ledger append", r["t_ledger"], f"{r['changes']:,} entries"),
+        ("inventory total", r["t_inventory"],
+         f"{r['events_per_s_inventory']:,.0f} events/s, {r['devices_per_s_inventory']:,.0f}"
+         " devices/s"),
+    ]  # fmt: skip
+    lines = [
+        f"# inventory_speed: {a.hosts:,} hosts, {r['size_mb']:.0f} MB ({a.pcap.name})",
+        "",
+        f"CPU: {r['cpu']} ({r['cores']} cores, shared). Load average at start "
+        f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; at end {r['load_avg_end'][0]:.2f}.",
+        "",
+        "| stage | seconds | throughput |",
+        "|---|---:|---|",
+        *[f"| {n} | {t:.2f} | {x} |" for n, t, x in rows],
+        "",
+        f"**Inventory share of scan time (in-process stages): {r['share_in_process']:.1%}**"
+        " (target < 10%).",
+    ]
+    if "share_cli" in r:
+        lines += [
+            "",
+            "End to end, `medsentry scan` as a fresh process into SQLite:",
+            "",
+            "| engines | wall s |",
+            "|---|---:|",
+            f"| none | {r['t_cli_none']:.2f} |",
+            f"| inventory | {r['t_cli_inventory']:.2f} |",
+            "",
+            f"**Inventory share of end-to-end scan time: {r['share_cli']:.1%}** (difference of "
+            "two runs on a shared machine: noisy).",
+        ]
+    top = list(r["categories"].items())[:8]
+    lines += ["", "Devices by category: " + ", ".join(f"{k} {v:,}" for k, v in top) + "."]
+    md = "\n".join(lines) + "\n"
+    (HERE / "inventory_speed.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
