@@ -362,6 +362,7 @@ def tshark_spot_check(path: Path) -> dict[str, Any]:
 
 LABELS = {
     "medsentry": "medsentry scan (all dissectors, identification, engines, SQLite)",
+    "medsentry-sensing": "medsentry scan --engines none (dissectors, identification, SQLite)",
     "tshark": "tshark -q -z io,stat,0 (DICOM, HL7 decode-as)",
     "tshark-count": "tshark -q -z io,stat,0,dicom,hl7 (protocol tree built)",
 }
@@ -372,8 +373,10 @@ def run(path: Path, repeat: int, cores: str) -> list[dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="bench_mix_"))
     db = work / "scan.db"
     medsentry = shutil.which("medsentry") or "medsentry"
+    scan = [medsentry, "scan", str(path), "--db", f"sqlite:///{db}", "-q", *JSON]
     cmds = {
-        "medsentry": [medsentry, "scan", str(path), "--db", f"sqlite:///{db}", "-q", *JSON],
+        "medsentry": scan,
+        "medsentry-sensing": [*scan, "--engines", "none"],
         **tshark_cmds(path),
     }
     env.setdefault("MEDSENTRY_HOME", str(work / "home"))
@@ -384,7 +387,7 @@ def run(path: Path, repeat: int, cores: str) -> list[dict[str, Any]]:
                 db.unlink(missing_ok=True)
                 print(f"  run {i + 1}/{repeat}: {tool} ...", file=sys.stderr, flush=True)
                 r = bs._popen_wait4(bs.pin(cmd, cores), env)
-                if tool == "medsentry":
+                if tool.startswith("medsentry"):
                     r["summary"] = bs._last_json(r["stdout"])
                     r["db_mb"] = db.stat().st_size / 1e6 if db.exists() else None
                 elif tool == "tshark-count":
@@ -413,15 +416,60 @@ def run(path: Path, repeat: int, cores: str) -> list[dict[str, Any]]:
     return rows
 
 
+# where `medsentry scan --engines none` spends its time: (bucket, frame substrings), first match
+# from the top of the stack wins, so a dissector's time is not also counted as the flow layer's
+BUCKETS = (
+    ("dissectors (per flow/message Python)", ("AppLayer._feed",)),
+    ("protocol identification", ("AppLayer._identify",)),
+    ("storage (SQLite writer)", ("CaptureWriter", "scan_one.<locals>.sink", "_Out._send")),
+    ("capture read + decode (numba)", ("capture/reader.py", "capture/decode.py")),
+    ("flow table, TCP reassembly, delivery", ("FlowEngine.process", "FlowEngine.finish")),
+    ("start-up (imports, migrations, JIT cache)", ("_find_and_load", "open_store", "upgrade")),
+)
+
+
+def profile(path: Path, cores: str) -> dict[str, Any] | None:
+    """py-spy samples of one `medsentry scan --engines none` run, summed into BUCKETS."""
+    pyspy = shutil.which("py-spy")
+    if pyspy is None:
+        return None
+    work = Path(tempfile.mkdtemp(prefix="bench_mix_prof_"))
+    try:
+        raw = work / "raw.txt"
+        medsentry = shutil.which("medsentry") or "medsentry"
+        cmd = [pyspy, "record", "-r", "100", "-f", "raw", "-o", str(raw), "--"]
+        cmd += bs.pin([medsentry, "scan", str(path), "--db", f"sqlite:///{work}/p.db", "-q"], cores)
+        cmd += ["--engines", "none"]
+        env = {**os.environ, "MEDSENTRY_HOME": str(work / "home")}
+        subprocess.run(cmd, capture_output=True, timeout=1800, env=env, check=True)
+        total = 0
+        sums: Counter = Counter()
+        for line in raw.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            frames = stack.split(";")
+            total += int(n)
+            for name, keys in BUCKETS:
+                if any(k in f for f in frames for k in keys):
+                    sums[name] += int(n)
+                    break
+            else:
+                sums["other"] += int(n)
+        return {k: sums[k] / total for k in [b[0] for b in BUCKETS] + ["other"]} if total else None
+    except (subprocess.SubprocessError, OSError):
+        return None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def table(rows: list[dict[str, Any]], packets: int) -> str:
-    ms = next(r for r in rows if r["tool"] == "medsentry")
+    ts = next(r for r in rows if r["tool"] == "tshark")
     lines = [
-        "| tool | wall s (runs) | packets/s | medsentry ÷ tool (packets/s) | peak RSS MB |",
+        "| tool | wall s (runs) | packets/s | packets/s ÷ tshark's | peak RSS MB |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         pps = packets / r["wall_s"]
-        ratio = r["wall_s"] / ms["wall_s"]
+        ratio = ts["wall_s"] / r["wall_s"]
         runs = ", ".join(f"{w:.2f}" for w in r["all_wall_s"])
         lines.append(
             f"| {r['label']} | {r['wall_s']:.2f} ({runs}) | {pps:,.0f} | {ratio:.2f} | "
@@ -437,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the capture")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--cores", default="0", help="taskset core list, or 'all'")
+    ap.add_argument("--profile", action="store_true", help="one py-spy run: where time goes")
     ap.add_argument("--write-md", action="store_true", help="write benchmarks/bench_medical_mix.md")
     a = ap.parse_args(argv)
     if a.packets < 300_000:
@@ -455,13 +504,16 @@ def main(argv: list[str] | None = None) -> int:
         bs.warm(cap)
         spot = tshark_spot_check(cap)
         rows = run(cap, a.repeat, a.cores)
+        prof = profile(cap, a.cores) if a.profile else None
     finally:
         if not a.keep and a.capture is None:
             shutil.rmtree(cap.parent, ignore_errors=True)
     packets = gen["packets"]
     ms = next(r for r in rows if r["tool"] == "medsentry")
+    sensing = next(r for r in rows if r["tool"] == "medsentry-sensing")
     ts = next(r for r in rows if r["tool"] == "tshark")
     ratio = ts["wall_s"] / ms["wall_s"]
+    ratio_sensing = ts["wall_s"] / sensing["wall_s"]
     load_end = os.getloadavg()
     share = gen["packets_by_kind"]
     head = (
@@ -479,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = ms.get("summary") or {}
     body = table(rows, packets)
     tail = (
-        f"\n\nmedsentry ÷ tshark (packets/s): **{ratio:.2f}x** (issue target: 20x). "
+        f"\n\nmedsentry ÷ tshark (packets/s): **{ratio:.2f}x** with every analysis engine, "
+        f"**{ratio_sensing:.2f}x** for the sensing part alone (issue target: 20x). "
         f"medsentry found {summary.get('flows', '?'):,} flows; protocols: "
         f"{summary.get('protocols')}.\n\n"
         f"tshark io,stat with dicom,hl7 columns (frames, bytes): "
@@ -488,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
         + "\n".join(f"- {k}: {v}" for k, v in spot.items())
         + "\n"
     )
+    if prof:
+        tail += (
+            "\nWhere `medsentry scan --engines none` spends its time (py-spy, one run, share of "
+            "samples):\n\n| part | share |\n|---|---:|\n"
+            + "\n".join(f"| {k} | {v:.0%} |" for k, v in prof.items())
+            + "\n"
+        )
     text = head + "\n" + body + tail
     print(text)
     OUT_DIR.mkdir(exist_ok=True)
@@ -500,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                 "size_bytes": size,
                 "rows": rows,
                 "ratio_medsentry_over_tshark": ratio,
+                "ratio_sensing_over_tshark": ratio_sensing,
+                "profile": prof,
                 "tshark_spot_check": spot,
             },
             indent=2,

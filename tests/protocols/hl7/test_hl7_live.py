@@ -160,6 +160,20 @@ def test_ndpi_adt_a01_capture_matches_hl7apy(ndpi_pcaps: Path) -> None:
         if m.message_type == "ACK":
             assert m.ack_code == ref.msa.msa_1.value == "AA"
             assert m.ack_control_id == ref.msa.msa_2.value
+    # tshark's HL7 dissector on the same capture: message type, trigger event, segments
+    port = msgs[0].endpoints.server_port
+    rows = tshark_fields(
+        pcap, f"tcp.port=={port},hl7", ["hl7.message.type", "hl7.event.type", "hl7.segment"], "hl7"
+    )
+    theirs = []
+    for mtype, event, segments in rows:
+        counts: dict[str, int] = {}
+        # the aggregator "|" is also HL7's field separator: tshark ends each segment with "\r"
+        for seg in segments.removesuffix("\\r").split("\\r|"):
+            counts[seg[:3]] = counts.get(seg[:3], 0) + 1
+        theirs.append((mtype, event or None, counts))
+    ours = [(m.message_type, m.trigger_event, m.segment_counts) for m in msgs]
+    assert sorted(ours, key=repr) == sorted(theirs, key=repr)
     adt = next(m for m in msgs if m.message_type == "ADT")
     assert adt.trigger_event == "A01" and {"PID", "NK1", "PV1"} <= set(adt.phi_segments)
     # the capture's patient values never reach an event
