@@ -53,7 +53,20 @@ def tcpdump(path: Path, expr: str, iface: str = "lo", netns: str | None = None) 
     exe = have("tcpdump")
     if exe is None:
         pytest.skip("tcpdump is not installed")
-    cmd = [exe, "-i", iface, "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(path)]
+    cmd = [
+        exe,
+        "-i",
+        iface,
+        "-n",
+        "-U",
+        "--immediate-mode",
+        "-s",
+        "0",
+        "-B",
+        "16384",
+        "-w",
+        str(path),
+    ]
     if iface == "any":
         cmd[3:3] = ["-Q", "in"]  # each routed packet once: as the router receives it
     cmd.append(expr)
