@@ -164,3 +164,55 @@ def test_store_lifecycle_on_both_databases(kind: str, request, tmp_path: Path) -
         assert [r.finding_id for r in res.reopened] == [f.finding_id]
         (again,) = list_findings(store, FindingFilter(status="open"))
         assert again.evidence_count == 2
+
+
+def test_default_community_by_keyed_hash_and_account_protocols() -> None:
+    from medsentry.controls.rules import keyed_hash
+    from medsentry.events.credentials import CleartextCredentials
+
+    key = b"s" * 32
+    ep = Endpoints(client="10.7.0.2", server="10.7.0.9", client_port=5000, server_port=161,
+                   transport="udp")  # fmt: skip
+    col = Collector(key)
+    col.feed(
+        [
+            CleartextCredentials(ts_ns=T0, flow_id="s", endpoints=ep, protocol="snmp",
+                                 mechanism="community", username_hash=keyed_hash(key, "admin"),
+                                 password_sent=True),
+            # "pi" is a default account for ssh/telnet/ftp, not for IMAP: no finding there
+            CleartextCredentials(ts_ns=T0, flow_id="i", endpoints=ep, protocol="imap",
+                                 mechanism="login", username_hash=keyed_hash(key, "pi"),
+                                 password_sent=True, accepted=True),
+            # a rejected default login is not "default credentials observed"
+            CleartextCredentials(ts_ns=T0, flow_id="f", endpoints=ep, protocol="ftp",
+                                 mechanism="user-pass", username_hash=keyed_hash(key, "pi"),
+                                 password_sent=True, accepted=False),
+        ]
+    )  # fmt: skip
+    found = {(f.type, f.subject): f for f in build_findings(col, [])}
+    assert "'admin'" in found[("snmp-default-community", "udp/161")].detail
+    assert not [k for k in found if k[0] == "default-credentials"]
+    assert ("cleartext-credentials", "imap udp/161") in found
+
+
+def test_zone_policy_configured_for_scans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medsentry.controls.engine import ControlsAnalyzer
+    from medsentry.controls.store import FindingFilter, list_findings
+    from medsentry.errors import InputError
+
+    pol = tmp_path / "zones.yaml"
+    pol.write_text("zones:\n  - {name: icu, subnets: [10.8.1.0/24]}\n"
+                   "  - {name: office, subnets: [10.8.2.0/24]}\nallow: []\n")  # fmt: skip
+    monkeypatch.setenv("MEDSENTRY_ZONE_POLICY", str(pol))
+    an = ControlsAnalyzer(phi_key=b"k" * 32)
+    an.feed(
+        [_flow("10.8.2.5", "10.8.1.7", 3389, "rdp"), _flow("10.8.1.7", "10.8.1.8", 104, "dicom", 1)]
+    )
+    with open_store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        counts = an.finish(store, None)
+        assert counts["opened"] == 1
+        (f,) = list_findings(store, FindingFilter(types=("segmentation-violation",)))
+    assert f.subject == "office -> icu tcp/3389" and f.device_id == "ip:10.8.2.5"
+    pol.write_text("zones: [{name: icu}]\n")
+    with pytest.raises(InputError, match="zones\\[0\\]"):
+        ControlsAnalyzer(phi_key=b"k" * 32)
