@@ -115,8 +115,13 @@ def test_dhcp_discover_and_offer(dhcp_capture: Path) -> None:
         "dhcp.option.request_list_item",
         "dhcp.hw.mac_addr",
         "dhcp.option.requested_ip_address",
+        "dhcp.hw.type",
     )
-    host, vendor, prl, mac, req = rows[0]
+    host, vendor, prl, mac, req, hw_types = rows[0]
+    # option 61 (RFC 2132 §9.14): a type byte, then the identifier (here a MAC); tshark shows
+    # them as a second hardware type and client MAC after the header's
+    cid_type, cid_mac = hw_types.split("|")[-1], mac.split("|")[-1]
+    assert disc.client_id == f"{int(cid_type, 0):02x}" + cid_mac.replace(":", "")
     mac = mac.split("|")[0]  # tshark also lists the MAC inside option 61
     assert (host, vendor, mac, req) == (
         disc.hostname,
