@@ -258,6 +258,7 @@ def latency_run(detectors, rate: int, seconds: float, devices: int, batch_ms: fl
     t0 = time.perf_counter() + 0.05
     busy = 0.0
     cpu = 0.0
+    batch_cpu: list[float] = []  # CPU ms of each process() call: the engine's own cost
     for b in range(0, len(stream), per_batch):
         batch = stream[b : b + per_batch]
         due = t0 + (b + len(batch)) / rate  # the last event of the batch has arrived
@@ -265,9 +266,11 @@ def latency_run(detectors, rate: int, seconds: float, devices: int, batch_ms: fl
         if due > now:
             time.sleep(due - now)
         s = time.perf_counter()
-        c = time.process_time()
+        c = time.thread_time()
         alerts = engine.process(batch)
-        cpu += time.process_time() - c
+        c = time.thread_time() - c
+        cpu += c
+        batch_cpu.append(c * 1000)
         done = time.perf_counter()
         busy += done - s
         hit = {ev.evidence[-1].ts_ns for ev in alerts if ev.evidence}
@@ -292,6 +295,39 @@ def latency_run(detectors, rate: int, seconds: float, devices: int, batch_ms: fl
         "achieved_rate": round(len(stream) / wall),
         "us_per_event": round(busy / len(stream) * 1e6, 2),
         "cpu_us_per_event": round(cpu / len(stream) * 1e6, 2),
+        "batch_cpu_p99_ms": round(pct(batch_cpu, 99), 3),
+        "batch_cpu_max_ms": round(max(batch_cpu), 3),
+    }
+
+
+def cpu_run(detectors, devices: int, n: int = 200_000, batch: int = 50) -> dict:
+    """The engine's own cost, unpaced: CPU time (this thread) per event and per 1 ms batch
+    (50 events at 50,000/s). Under a loaded machine wall time inflates; CPU time much less."""
+    engine = DetectionEngine(detectors, learning_ns=2 * 10**9)
+    warm = events(125_000, 50_000, devices, 10**9)
+    for i in range(0, len(warm), 1000):
+        engine.process(warm[i : i + 1000])
+    stream = events(n, 50_000, devices, 1000, start_s=2.5)
+    per: list[float] = []
+    gc.collect()
+    gc.freeze()
+    w = time.perf_counter()
+    for i in range(0, len(stream), batch):
+        c = time.thread_time()
+        engine.process(stream[i : i + batch])
+        per.append((time.thread_time() - c) * 1000)
+    wall = time.perf_counter() - w
+    gc.unfreeze()
+    cpu_us = sum(per) / len(stream) * 1000
+    return {
+        "events": len(stream),
+        "cpu_us_per_event": round(cpu_us, 2),
+        "wall_us_per_event": round(wall / len(stream) * 1e6, 2),
+        "cores_at_50k": round(cpu_us * 50_000 / 1e6, 3),
+        "max_rate_one_core": round(1e6 / cpu_us),
+        "batch_cpu_p50_ms": round(pct(per, 50), 3),
+        "batch_cpu_p99_ms": round(pct(per, 99), 3),
+        "batch_cpu_max_ms": round(max(per), 3),
     }
 
 
@@ -354,6 +390,24 @@ def main() -> None:
     load = os.getloadavg()
     runs = []
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+    sets = {
+        "rules+baselines": lambda: [*build_rules(), BaselineDetector()],
+        "full (with models)": default_detectors,
+    }
+    cpu = {}
+    print(
+        f"{'detectors':20}{'cpu µs/ev':>10}{'wall µs/ev':>11}{'cores @50k':>11}"
+        f"{'max/s 1 core':>13}{'1ms batch cpu p50/p99/max ms':>30}"
+    )
+    for name, make in sets.items():
+        c = cpu_run(make(), args.devices)
+        cpu[name] = c
+        print(
+            f"{name:20}{c['cpu_us_per_event']:>10}{c['wall_us_per_event']:>11}"
+            f"{c['cores_at_50k']:>11}{c['max_rate_one_core']:>13}"
+            f"{c['batch_cpu_p50_ms']:>14}/{c['batch_cpu_p99_ms']}/{c['batch_cpu_max_ms']}"
+        )
+    print()
     print(
         f"{'detectors':20}{'rate/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'alert p50':>10}"
         f"{'alert p99':>10}{'max ms':>9}{'wall µs/ev':>11}{'cpu µs/ev':>10}{'busy':>6}"
@@ -362,13 +416,8 @@ def main() -> None:
         ("full (with models)", r) for r in args.models_rates
     ]
     for name, rate in plan:
-        dets = (
-            [*build_rules(), BaselineDetector()]
-            if name == "rules+baselines"
-            else (default_detectors())
-        )
         seconds = args.seconds if name == "rules+baselines" else args.models_seconds
-        r = latency_run(dets, rate, seconds, args.devices)
+        r = latency_run(sets[name](), rate, seconds, args.devices)
         r.update(detectors=name, rate=rate)
         runs.append(r)
         print(
@@ -390,7 +439,9 @@ def main() -> None:
         json.dumps(
             {
                 "load_average": load,
+                "load_average_end": os.getloadavg(),
                 "cores": os.cpu_count(),
+                "cpu": cpu,
                 "latency": runs,
                 "memory": mem,
                 "args": vars(args),
