@@ -99,9 +99,9 @@ def dhcp_ack(mac: str, ip: str, t: int) -> DhcpMessage:
     )
 
 
-def test_ip_only_device_merges_when_its_mac_shows_up(sqlite_url: str) -> None:
+def test_ip_only_device_merges_when_its_mac_shows_up(db_url: str) -> None:
     pump = "00:12:21:00:00:99"
-    with open_store(sqlite_url) as store:
+    with open_store(db_url) as store:
         first = InventoryEngine()
         # capture 1: only routed traffic: the pump is known by IP
         first.feed(

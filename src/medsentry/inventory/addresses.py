@@ -25,8 +25,10 @@ _LOCAL_NETS = tuple(
 @functools.lru_cache(maxsize=65536)
 def classify(ip: str) -> str:
     """'local', 'external', 'multicast' (incl. broadcast), 'unspecified' or 'invalid'."""
+    if not ip or not (ip[0].isdigit() or ":" in ip):  # a name, not an address: no exception
+        return "invalid"
     try:
-        a = ipaddress.ip_address(ip)
+        a = ipaddress.IPv6Address(ip) if ":" in ip else ipaddress.IPv4Address(ip)
     except ValueError:
         return "invalid"
     if a.is_unspecified:

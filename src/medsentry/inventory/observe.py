@@ -32,6 +32,7 @@ GATEWAY_MIN_FOREIGN_IPS = 4
 HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a": 4}
 
 _EMPTY: dict[str, int] = {}
+_MISSING = object()
 
 
 def _mac(mac: str | None) -> str | None:
@@ -58,6 +59,7 @@ class Observer:
         # Messages that repeat what an earlier one said (same endpoints, same identity fields)
         # add nothing: their times are in the flow records. Bounded: cleared when large.
         self._said: set[tuple] = set()
+        self._raw: dict[tuple[str | None, str | None], _Endpoint | None] = {}
 
     def _repeat(self, sig: tuple) -> bool:
         said = self._said
@@ -71,6 +73,19 @@ class Observer:
     # -- endpoint bookkeeping --
 
     def _pair(self, mac: str | None, ip: str | None, ts: int) -> _Endpoint | None:
+        # raw (MAC, IP) as the event wrote them -> endpoint: normalization done once per pair
+        raw = (mac, ip)
+        ep = self._raw.get(raw, _MISSING)
+        if ep is _MISSING:
+            ep = self._raw[raw] = self._new_pair(mac, ip)
+        if ep is not None:
+            if ts < ep.first_ns or ep.first_ns == 0:
+                ep.first_ns = ts
+            if ts > ep.last_ns:
+                ep.last_ns = ts
+        return ep
+
+    def _new_pair(self, mac: str | None, ip: str | None) -> _Endpoint | None:
         mac = _mac(mac)
         if ip is not None:
             cls = classify(ip)
@@ -84,7 +99,6 @@ class Observer:
         ep = self.pairs.get(key)
         if ep is None:
             ep = self.pairs[key] = _Endpoint(device_id=f"{mac or ''}|{ip or ''}", mac=mac)
-        ep.see(ts)
         return ep
 
     def _ends(self, e: Endpoints, ts: int) -> tuple[_Endpoint | None, _Endpoint | None]:
@@ -438,13 +452,12 @@ class Observer:
         self._role(s, "dicom-tls-scp", m.ts_ns)
 
     def _hl7(self, m) -> None:
-        e = m.endpoints
+        obx = m.observations
         sig = (
-            "hl7", e.client, e.client_mac, e.server, e.server_mac, m.direction,
-            m.sending_application, m.sending_facility, m.receiving_application,
-            m.receiving_facility, m.message_type, m.trigger_event, m.ack_code is None,
-            bool(m.phi_segments), tuple(d.entity_identifier for d in m.devices),
-            tuple(o.code for o in m.observations[:32]),
+            "hl7", m.flow_id, m.direction, m.sending_application, m.sending_facility,
+            m.receiving_application, m.receiving_facility, m.message_type, m.trigger_event,
+            m.ack_code, bool(m.phi_segments), len(m.devices), len(obx),
+            obx[0].code if obx else None, obx[-1].code if obx else None,
         )  # fmt: skip
         if self._repeat(sig):
             return
