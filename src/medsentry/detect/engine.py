@@ -111,6 +111,8 @@ class DetectionEngine:
         self.events = 0
         self._by_kind: dict[type, list[Detector]] = {}
         self._all_kinds = [d for d in self.detectors if not d.kinds]
+        # only detectors with a window to close are ticked after each batch
+        self._tickers = [d for d in self.detectors if type(d).tick is not Detector.tick]
         self._was_learning: bool | None = None
         self.captures: list[str] = []  # capture ids already run through (a re-scan is skipped)
         self._ledger_items: list[tuple[str, dict[str, Any], str]] = []
@@ -221,7 +223,7 @@ class DetectionEngine:
                         a = self._accept(draft)
                         touched[a.alert_id] = a
         self.events += n
-        for det in self.detectors:
+        for det in self._tickers:
             drafts = det.tick(ctx.now_ns, ctx)
             for draft in drafts:
                 a = self._accept(draft)
