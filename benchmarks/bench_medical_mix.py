@@ -420,7 +420,7 @@ def run(path: Path, repeat: int, cores: str) -> list[dict[str, Any]]:
 # from the top of the stack wins, so a dissector's time is not also counted as the flow layer's
 BUCKETS = (
     ("dissectors (per flow/message Python)", ("AppLayer._feed",)),
-    ("protocol identification", ("AppLayer._identify",)),
+    ("protocol identification", ("AppLayer._identify", "identify_slots", "protocols/identify")),
     ("storage (SQLite writer)", ("CaptureWriter", "scan_one.<locals>.sink", "_Out._send")),
     ("capture read + decode (numba)", ("capture/reader.py", "capture/decode.py")),
     ("flow table, TCP reassembly, delivery", ("FlowEngine.process", "FlowEngine.finish")),
