@@ -119,6 +119,8 @@ def test_risk_ranks_devices_with_breakdowns(
     # log4net (C:H/I:H/A:H) and Newtonsoft.Json (A:H) tie on a patient-affecting device
     assert gw["driver"] in ("GHSA-2cwj-8chv-9pp9", "GHSA-5crp-9r3c-p9vr")
     assert gw["vulnerabilities"] == 3
+    assert gw["vulnerability_ids"][0].startswith(gw["driver"] + " (affected")
+    assert len(gw["vulnerability_ids"]) == 3
     assert ranked[0]["device_id"] in (pump["device_id"], gw["device_id"])
     assert by_id["ip:10.9.0.50"]["risk"] == 0  # a printer with nothing known and no exposure
     for x in ranked:

@@ -72,3 +72,7 @@ def risk_cmd(
                 + (f"; driven by {r['driver']}" if r["driver"] else "; exposure only")
             ),
         )
+        ids = r["vulnerability_ids"]
+        if ids:
+            more = f" (+{len(ids) - 10} more)" if len(ids) > 10 else ""
+            click.echo(f"vulnerabilities counted: {'; '.join(ids[:10])}{more}")

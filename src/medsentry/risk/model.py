@@ -67,6 +67,8 @@ class RiskScore(msgspec.Struct, frozen=True):
     driver: str  # the vulnerability that sets the score, or "" (exposure only)
     vulnerabilities: int  # affected + potentially affected
     factors: tuple[Factor, ...]
+    # the vulnerabilities counted, each "id (status[, KEV])", the driver first
+    vulnerability_ids: tuple[str, ...] = ()
 
 
 def device_label(d: Device) -> str:
@@ -349,6 +351,11 @@ def score_device(
             best = (risk, lk, im, v.id if v else "", factors)
     assert best is not None
     risk, lk, im, driver, factors = best
+    listed: dict[str, str] = {}
+    for v in sorted(vulns, key=lambda v: (v.id != driver, v.status != "affected", not v.kev)):
+        if v.id not in listed:
+            flags = v.status + (", KEV" if v.kev else "") + (f", via {v.via}" if v.via else "")
+            listed[v.id] = f"{v.id} ({flags})"
     return RiskScore(
         device_id=d.device_id,
         device=device_label(d),
@@ -359,6 +366,7 @@ def score_device(
         driver=driver,
         vulnerabilities=len(vulns),
         factors=tuple(factors),
+        vulnerability_ids=tuple(listed.values()),
     )
 
 
