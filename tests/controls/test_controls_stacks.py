@@ -243,3 +243,24 @@ def test_report_from_the_real_stacks(stacks) -> None:
     assert again["ledger"]["size"] > data["ledger"]["size"]
     res = runner.invoke(main, ["report", "--db", db, "--out", str(tmp / "r3"), "--formats", "doc"])
     assert res.exit_code == 2 and "unknown format" in res.output
+
+
+def test_with_the_inventory_engine(stacks, tmp_path: Path) -> None:
+    """Scanned with the inventory engine first (as `medsentry scan` runs them), findings land on
+    the inventory's devices."""
+    pytest.importorskip("medsentry.inventory.engine")
+    from medsentry.controls.devices import load_inventory
+    from medsentry.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'inv.db'}"
+    runner = stacks["runner"]
+    res = runner.invoke(
+        main, ["scan", "--db", db, "--engines", "inventory,controls", "-q", str(stacks["pcap"])]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["findings", "--db", db, "--format", "json"])
+    rows = json.loads(res.output)
+    assert {r["type"] for r in rows} >= {r["type"] for r in stacks["findings"]} - {"eol-os"}
+    with open_store(db) as store:
+        known = {d.device_id for d in load_inventory(store)}
+    assert known and {r["device_id"] for r in rows} <= known

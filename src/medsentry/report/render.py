@@ -49,7 +49,9 @@ def _charts(r: dict[str, Any]) -> dict[str, Markup]:
     sev = list(s["findings_by_severity"].items())
     out = {
         "severity": Markup(stacked(sev, "Open findings by severity", SEVERITY_COLORS)),
-        "types": Markup(hbar(list(s["findings_by_type"].items()), "Open findings by type")),
+        "types": Markup(
+            hbar(list(s["findings_by_type"].items()), "Open findings by type", max_items=24)
+        ),
     }
     if s["by_category"]:
         out["category"] = Markup(hbar(list(s["by_category"].items()), "Devices by category"))
