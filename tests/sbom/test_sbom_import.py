@@ -444,3 +444,23 @@ def test_completeness_check(medical_sbom: Path, tmp_path: Path) -> None:
         "level_of_support": (55, 55),
         "end_of_support_date": (0, 55),  # written as prose ("Open source", "Unknown"), no dates
     }
+
+
+def test_support_fields_file_is_validated(tmp_path: Path) -> None:
+    from medsentry.errors import ConfigError
+    from medsentry.intel.sbom_support import load_support_fields
+
+    good = load_support_fields()
+    assert "levelofsupport" in good.level_names and "endofsupport" in good.eos_names
+    p = tmp_path / "fields.yaml"
+    for text, why in [
+        ("source: x\nlevel_of_support: {property_names: []}\n", "non-empty list"),
+        (
+            "source: x\nlevel_of_support:\n  property_names: [{name: a}]\n",
+            r"property_names\[0\] needs a 'name' and its 'source'",
+        ),
+        ("[1, 2]", "mapping with a 'source'"),
+    ]:
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=why):
+            load_support_fields(p)
