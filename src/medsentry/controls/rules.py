@@ -368,7 +368,7 @@ class Collector:
                 "http-basic-cleartext",
                 ep.server,
                 f"{ep.transport}/{ep.server_port}",
-                _ev(ev, ep, ev.flow_id, f"{ev.method} {ev.path} with Authorization: Basic"),
+                _ev(ev, ep, ev.flow_id, f"{ev.method} {_first_segment(ev.path)} with Basic auth"),
                 detail="HTTP Basic credentials sent without TLS",
                 mac=ep.server_mac,
                 peer=ep.client,
@@ -377,7 +377,7 @@ class Collector:
             "cleartext-medical-protocol",
             ep.server,
             subj,
-            _ev(ev, ep, ev.flow_id, f"{ev.method} {ev.path} over plain HTTP"),
+            _ev(ev, ep, ev.flow_id, f"{ev.method} {_first_segment(ev.path)} over plain HTTP"),
             detail=f"web interface without TLS; secure variant: "
             f"{self.kn.secure_variants['http']['secure']}",
             mac=ep.server_mac,
@@ -599,6 +599,13 @@ class Collector:
             mac=ep.server_mac,
             peer=ep.client,
         )
+
+
+def _first_segment(path: str) -> str:
+    """Only the first path segment goes into evidence: later segments of non-FHIR web APIs may
+    name a record ("/patients/12345"), which no finding needs."""
+    head = path.split("?", 1)[0].strip("/").split("/", 1)[0]
+    return f"/{head[:40]}" + ("/..." if "/" in path.strip("/") else "")
 
 
 def _msg_type(ev: Hl7Message) -> str:
