@@ -453,11 +453,20 @@ def test_support_fields_file_is_validated(tmp_path: Path) -> None:
     good = load_support_fields()
     assert "levelofsupport" in good.level_names and "endofsupport" in good.eos_names
     p = tmp_path / "fields.yaml"
+    eos = "end_of_support: {property_names: [{name: e, source: s}]}\n"
     for text, why in [
-        ("source: x\nlevel_of_support: {property_names: []}\n", "non-empty list"),
+        ("source: x\nlevel_of_support: {property_names: []}\n" + eos, "non-empty list"),
         (
-            "source: x\nlevel_of_support:\n  property_names: [{name: a}]\n",
+            "source: x\nlevel_of_support:\n  property_names: [{name: a}]\n" + eos,
             r"property_names\[0\] needs a 'name' and its 'source'",
+        ),
+        (
+            "source: x\nlevel_of_support: {property_names: [{name: a, source: s}]}\n" + eos,
+            "values must map strings",
+        ),
+        (
+            "source: x\nlevel_of_support: {property_names: [{name: a, source: s}]}\n",
+            "end_of_support",
         ),
         ("[1, 2]", "mapping with a 'source'"),
     ]:

@@ -62,14 +62,19 @@ def load_support_fields(path: Path | None = None) -> SupportFields:
             out.add(_key(e["name"]))
         return frozenset(out)
 
+    for section in ("level_of_support", "end_of_support"):
+        if not isinstance(doc.get(section), dict):
+            raise ConfigError(f"{source}: '{section}' must be a mapping")
+    level_names = names("level_of_support")
+    eos_names = names("end_of_support")
     values = doc["level_of_support"].get("values")
     if not isinstance(values, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in values.items()
     ):
         raise ConfigError(f"{source}: level_of_support.values must map strings to strings")
     return SupportFields(
-        level_names=names("level_of_support"),
-        eos_names=names("end_of_support"),
+        level_names=level_names,
+        eos_names=eos_names,
         level_values={_key(k): v for k, v in values.items()},
         source=doc["source"],
     )
