@@ -109,7 +109,7 @@ def test_report_with_every_source(full_store: str, tmp_path: Path) -> None:
                           text=True).stdout  # fmt: skip
     flat = " ".join(text.split())
     for needle in ("CVE-2017-0143", "KEV", "Remote Services", "Philips IntelliSpace Portal",
-                   "Devices by clinical criticality"):  # fmt: skip
+                   "Devices by clinical criticality", "Risk score distribution"):  # fmt: skip
         assert needle in flat, needle
     assert "not available: no vulnerability intelligence" not in flat
     bundle = json.loads((out / "report.stix.json").read_text())

@@ -330,6 +330,10 @@ def _collect(
     cats = Counter((d.category.value if d.category else "unclassified") for d in devices)
     crit = Counter(d.criticality for d in devices)
     bands = Counter(r.band for r in risks) if risks else None
+    histogram = None
+    if risks:
+        buckets = Counter(min(r.risk // 10, 9) for r in risks)
+        histogram = {f"{b * 10}-{b * 10 + 9 if b < 9 else 100}": buckets[b] for b in range(10)}
     summary = {
         "devices": len(devices),
         "medical_devices": sum(1 for d in devices if d.medical),
@@ -345,6 +349,7 @@ def _collect(
         "kev_devices": len(kev_devices) if matches is not None else None,
         "vulnerable_devices": len({v["device_id"] for v in vulns}) if vulns is not None else None,
         "risk_bands": dict(bands) if bands is not None else None,
+        "risk_histogram": histogram,
         "open_alerts": alerts["open"] if alerts else None,
         "segmentation_violations": len(seg),
     }

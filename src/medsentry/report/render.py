@@ -61,6 +61,10 @@ def _charts(r: dict[str, Any]) -> dict[str, Markup]:
         )
     if s["risk_bands"]:
         out["risk"] = Markup(hbar(list(s["risk_bands"].items()), "Devices by risk band"))
+    if s.get("risk_histogram"):
+        out["risk_hist"] = Markup(
+            hbar(list(s["risk_histogram"].items()), "Risk score distribution (devices)")
+        )
     if r["alerts"]:
         out["alerts"] = Markup(
             hbar(list(r["alerts"]["by_severity"].items()), "Open alerts", SEVERITY_COLORS)
