@@ -32,7 +32,7 @@ class _Group(click.Group):
     """`medsentry findings [filters]` lists; `medsentry findings close ID` closes."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] in self.commands:
+        if args and (args[0] in self.commands or args[0] in ("-h", "--help")):
             return super().parse_args(ctx, args)
         ctx.ensure_object(dict)["_list_args"] = list(args)
         return super().parse_args(ctx, ["list", *args])
@@ -40,7 +40,8 @@ class _Group(click.Group):
 
 @click.group("findings", cls=_Group, invoke_without_command=False)
 def findings_cmd() -> None:
-    """Findings of the security-controls audit (open by default)."""
+    """Findings of the security-controls audit. Without a subcommand: `list` (open findings;
+    filters --status, --type, --severity, --device, --format json)."""
 
 
 @findings_cmd.command("list")
