@@ -473,3 +473,44 @@ def test_support_fields_file_is_validated(tmp_path: Path) -> None:
         p.write_text(text)
         with pytest.raises(ConfigError, match=why):
             load_support_fields(p)
+
+
+def test_cyclonedx_16_release_notes_and_nested_components() -> None:
+    doc = {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "version": 1,
+        "metadata": {
+            "lifecycles": [{"phase": "post-build"}],
+            "component": {"type": "device", "name": "Infusion Gateway", "version": "3.2"},
+        },
+        "components": [
+            {
+                "type": "firmware",
+                "bom-ref": "fw",
+                "name": "gateway-firmware",
+                "version": "3.2.0",
+                "authors": [{"name": "Acme Medical"}],
+                "releaseNotes": {
+                    "type": "major",
+                    "properties": [{"name": "endOfSupport", "value": "2030-06-30"}],
+                },
+                "components": [
+                    {
+                        "type": "library",
+                        "bom-ref": "zlib",
+                        "name": "zlib",
+                        "version": "1.3.1",
+                        "supplier": {"name": "zlib"},
+                        "purl": "pkg:generic/zlib@1.3.1",
+                        "properties": [{"name": "fda:level-of-support", "value": "Abandoned"}],
+                    }
+                ],
+            }
+        ],
+    }
+    sbom = parse_sbom(json.dumps(doc).encode(), "gateway.cdx.json", DM)
+    fw, zlib = sbom.components
+    assert (fw.supplier, fw.end_of_support_date, fw.parent) == ("Acme Medical", "2030-06-30", "")
+    assert (zlib.parent, zlib.level_of_support, zlib.supplier) == ("fw", "abandoned", "zlib")
+    assert sbom.lifecycles == ("post-build",) and sbom.name == "Infusion Gateway"

@@ -59,6 +59,8 @@ def risk_cmd(
         emit(records, RANK_COLUMNS, fmt)
         return
     emit(records, RANK_COLUMNS, fmt, title=f"risk: {len(records)} device(s), highest first")
+    if not records:
+        click.echo("no devices in the inventory yet: run `medsentry scan` first", err=True)
     if brief:
         return
     for r in records:
