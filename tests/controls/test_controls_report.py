@@ -122,3 +122,23 @@ def test_report_with_every_source(full_store: str, tmp_path: Path) -> None:
 
     result = validate_file(str(out / "report.stix.json"), ValidationOptions(version="2.1"))
     assert result.is_valid
+
+
+@pytest.mark.postgres
+def test_report_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    from medsentry.report.collect import collect, remember
+    from medsentry.report.render import write_report
+
+    col = Collector(None)
+    col.feed([FlowRecord(ts_ns=T0, flow_id="a", last_ns=T0 + 5, transport="tcp", ip_version=4,
+                         client="10.1.9.9", server="10.1.2.7", client_port=5000, server_port=21,
+                         packets_c2s=3, packets_s2c=3, app_protocol="ftp")])  # fmt: skip
+    with open_store(pg_url) as store:
+        upsert_findings(store, build_findings(col, []))
+        r = collect(store)
+        remember(store, r)
+        again = collect(store, checkpoint=False)
+    assert r["summary"]["open_findings"] == 1 and r["findings"][0]["type"] == "ftp-service"
+    assert again["trend"]["rows"][0]["key"] == "devices"
+    w = write_report(r, tmp_path / "pg", ("html", "json"))
+    assert "ftp-service" in w.paths["html"].read_text()
