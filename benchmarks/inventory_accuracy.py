@@ -340,6 +340,22 @@ def main() -> int:
             + (f"{v['recall']:.2f}" if v["labelled"] else "-")
             + " |"
         )
+    lines += [
+        "",
+        "## Read with care",
+        "",
+        "- The demo and the LAN captures were built with devices that announce themselves the way"
+        " real ones do (vendor DICOM UIDs, product names in HL7 MSH-3, DHCP vendor classes, maker"
+        " cloud names): they show the mechanisms work end to end, not how often real devices say"
+        " that much.",
+        "- The nDPI captures were labelled by hand before tuning; a first run's misses led to"
+        " general rules (OUI categories of media and smart-home makers, Windows system user"
+        " agents, router interfaces as devices, company-name folding). Those figures are"
+        " therefore optimistic for unseen networks.",
+        "- No labelled capture of real hospital medical devices or of consumer medical devices and"
+        " their companion apps was available; those will be measured on captures outside this"
+        " repository.",
+    ]
     lines += ["", "## Misses (truth -> what medsentry said)", ""]
     lines += [f"- {n} `{k}` ({note}) {attr}: {t} -> {g}" for n, k, note, attr, t, g in misses]
     md = "\n".join(lines) + "\n"

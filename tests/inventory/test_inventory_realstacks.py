@@ -112,7 +112,7 @@ def test_pynetdicom_worklist_roles(tmp_path: Path, inventory_of) -> None:
     us, ris = devs["mac:00:1b:78:00:00:31"], devs[f"mac:{DELL_MAC}"]
     assert "dicom-scu" in us.roles and "dicom-scp" in ris.roles
     assert ris.category.value == "ris"  # the Modality Worklist SCP (PS3.4 K.6)
-    assert us.category.value.startswith("imaging")  # a worklist SCU is an acquisition modality
+    assert us.category.value == "imaging.us"  # a worklist SCU answered for modality US
     assert us.software_version.value.startswith("pynetdicom ")
     assert ris.phi_observed  # the worklist answer named a patient
 

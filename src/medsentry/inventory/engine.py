@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from medsentry.events.base import Event
+from medsentry.inventory import oui
 from medsentry.inventory import store as inv_store
 from medsentry.inventory.changes import diff_devices, ledger_entries
 from medsentry.inventory.cmms import asset_claims_for, assets_by_device, match_assets
@@ -41,6 +42,7 @@ class InventoryEngine:
     ) -> None:
         self.library = library or default_library()  # ConfigError now, at start-up
         self.tax = tax or taxonomy()
+        oui.source()  # the OUI extract too
         self.observer = Observer()
         self.ledger = ledger
 
@@ -136,7 +138,8 @@ def fold_and_identify(
         for ch in diff_devices(old, dev, state):
             ch.update(capture_id=capture_id, recorded_at=now)
             changes.append(ch)
-    inv_store.replace_devices(conn, rows, addresses, list(removed))
+    known = [did for did in states if did in stored] + list(removed)  # rows to replace
+    inv_store.replace_devices(conn, rows, addresses, list(removed), existing=known)
     inv_store.rekey(conn, removed)  # its history and CMMS match follow the device
     inv_store.add_changes(conn, changes)
     return devices, changes, list(removed)

@@ -33,6 +33,7 @@ HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a
 
 _EMPTY: dict[str, int] = {}
 _MISSING = object()
+_BY_TYPE: dict[type, object] = {}  # event class -> handler (or None), filled as classes appear
 
 
 def _mac(mac: str | None) -> str | None:
@@ -154,28 +155,37 @@ class Observer:
     # -- events --
 
     def feed(self, events: Sequence[Event]) -> None:
-        handlers = _HANDLERS
+        by_type = _BY_TYPE
+        n = 0
         for ev in events:
-            h = handlers.get(type(ev).__name__)
+            cls = ev.__class__
+            h = by_type.get(cls, _MISSING)
+            if h is _MISSING:
+                h = by_type[cls] = _HANDLERS.get(cls.__name__)
             if h is not None:
-                self.events += 1
+                n += 1
                 h(self, ev)
+        self.events += n
 
     def _flow(self, f) -> None:
         ts, last = f.ts_ns, f.last_ns
         c = self._pair(f.client_mac, f.client, ts)
         s = self._pair(f.server_mac, f.server, ts)
-        if c is not None:
-            c.see(last)
-        if s is not None:
-            s.see(last)
-        self._link(c, s, ts)
         proto = f.app_protocol
-        if proto:
-            for ep in (c, s):
-                if ep is not None and proto not in ep.protocols:
-                    ep.protocols[proto] = ts
-        if s is not None and f.transport in ("tcp", "udp") and f.server_port:
+        if c is not None:
+            if last > c.last_ns:
+                c.last_ns = last
+            if proto and proto not in c.protocols:
+                c.protocols[proto] = ts
+        if s is None:
+            return
+        if last > s.last_ns:
+            s.last_ns = last
+        if proto and proto not in s.protocols:
+            s.protocols[proto] = ts
+        if c is not None:
+            self._link(c, s, ts)
+        if f.server_port and f.transport in ("tcp", "udp"):
             answered = (
                 (f.tcp_flags_s2c & 0x12) == 0x12 if f.transport == "tcp" else f.packets_s2c > 0
             )
@@ -429,8 +439,13 @@ class Observer:
         if m.phi_attributes:
             self._phi(c, s, ts)
         if m.command != "C-STORE-RQ":  # query results describe others, not the sender
-            if m.modality and receiver is not None and m.command == "C-FIND-RSP":
+            # a worklist query names the querying modality's type, and so do the answers
+            # (PS3.4 K.6.1.2.2: Scheduled Procedure Step Modality); rules use it only for
+            # devices that use the Modality Worklist service
+            if m.modality and m.command == "C-FIND-RSP":
                 self._obs(receiver, "dicom.worklist_modality", m.modality, ts)
+            elif m.modality and m.command == "C-FIND-RQ":
+                self._obs(sender, "dicom.worklist_modality", m.modality, ts)
             return
         # Whose identity is this? The creator's; a forwarder (PACS) sends many: see identify.
         ident = "|".join(

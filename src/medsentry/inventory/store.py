@@ -132,10 +132,12 @@ def replace_devices(
     rows: list[dict[str, Any]],
     addresses: list[dict[str, Any]],
     removed: Iterable[str] = (),
+    existing: Iterable[str] | None = None,
 ) -> None:
     """Write devices (upsert by delete + insert, portable across SQLite and PostgreSQL) and
-    their address history; `removed` are ids merged into another device."""
-    ids = [r["device_id"] for r in rows] + list(removed)
+    their address history; `removed` are ids merged into another device; `existing`, when
+    known, the ids already stored (only those need deleting)."""
+    ids = [r["device_id"] for r in rows] + list(removed) if existing is None else list(existing)
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         conn.execute(delete(devices).where(devices.c.device_id.in_(chunk)))
