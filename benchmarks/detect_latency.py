@@ -384,6 +384,7 @@ def main() -> None:
         default=0,
         help="change the process priority first (negative: as a sensor would run)",
     )
+    ap.add_argument("--label", default="", help="suffix of the JSON file name")
     args = ap.parse_args()
     if args.nice:
         os.nice(args.nice)
@@ -434,12 +435,13 @@ def main() -> None:
         )
     out = ROOT / "benchmarks" / "out"
     out.mkdir(exist_ok=True)
-    name = "detect_latency" + (f"_nice{args.nice}" if args.nice else "")
+    name = "detect_latency" + (f"_{args.label}" if args.label else "")
     (out / f"{name}.json").write_text(
         json.dumps(
             {
                 "load_average": load,
                 "load_average_end": os.getloadavg(),
+                "scheduler": os.sched_getscheduler(0),
                 "cores": os.cpu_count(),
                 "cpu": cpu,
                 "latency": runs,
