@@ -6,7 +6,7 @@ from medsentry.events import ArpObserved, FlowRecord
 from medsentry.events.base import Endpoints
 from medsentry.events.identity import DhcpMessage
 from medsentry.inventory.engine import InventoryEngine
-from medsentry.inventory.observe import Observer
+from medsentry.inventory.observe import GATEWAY_MIN_FOREIGN_IPS, Observer
 from medsentry.inventory.store import list_changes, load_devices
 from medsentry.store import open_store
 
@@ -169,3 +169,25 @@ def test_a_new_role_is_a_change(sqlite_url: str) -> None:
         assert ("role_added", "dhcp-client") in changes
         assert ("identity_changed", "infusion-pump") in changes  # the vendor class named it
         assert all(c["capture_id"] == "c2" for c in list_changes(store, f"mac:{a}")[1:])
+
+
+def test_a_router_stays_a_router_in_later_intervals(sqlite_url: str) -> None:
+    """Live monitoring folds short intervals: a router found once is not taken for a host
+    later, when an interval shows it with a single routed address."""
+    host = "00:12:21:00:00:50"
+    with open_store(sqlite_url) as store:
+        e = InventoryEngine()
+        e.feed(
+            [
+                flow(i, "10.20.0.50", f"10.10.0.{i + 2}", host, ROUTER, t=i)
+                for i in range(GATEWAY_MIN_FOREIGN_IPS + 1)
+            ]
+        )
+        e.finish(store, "interval-1")
+        later = InventoryEngine()  # a new process: routers come back from the store
+        later.feed([flow(50, "10.20.0.50", "10.10.0.77", host, ROUTER, t=60)])
+        later.finish(store, "interval-2")
+        devs = {d.device_id: d for d in load_devices(store)}
+        assert devs[f"mac:{ROUTER}"].ips == []  # never took the routed addresses
+        assert "ip-router" in devs[f"mac:{ROUTER}"].roles
+        assert "ip:10.10.0.77" in devs

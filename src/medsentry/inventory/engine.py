@@ -45,13 +45,17 @@ class InventoryEngine:
         oui.source()  # the OUI extract too
         self.observer = Observer()
         self.ledger = ledger
+        self.gateways: dict[str, set[str]] | None = None  # router MACs -> own addresses
 
     def feed(self, events: Sequence[Event]) -> None:
         self.observer.feed(events)
 
     def finish(self, store: Store, capture_id: str | None) -> dict[str, Any]:
         observer, self.observer = self.observer, Observer()
-        fresh, gateways = observer.resolve()
+        if self.gateways is None:
+            self.gateways = inv_store.load_routers(store)
+        fresh, gateways = observer.resolve(self.gateways)
+        self.gateways.update(gateways)
         if not fresh:
             return {"devices": 0, "new": 0, "changes": 0}
         with store.engine.begin() as conn:

@@ -542,8 +542,9 @@ class Observer:
 
     # -- resolution --
 
-    def gateways(self) -> dict[str, set[str]]:
-        """Router MACs -> their own addresses (claimed by ARP/DHCP/LLDP/CDP)."""
+    def gateways(self, known: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+        """Router MACs -> their own addresses (claimed by ARP/DHCP/LLDP/CDP); `known`: routers
+        found earlier (a live session's earlier commits, earlier captures), kept as routers."""
         ips_of: dict[str, set[str]] = defaultdict(set)
         for mac, ip in self.pairs:
             if mac is not None and ip is not None:
@@ -555,11 +556,15 @@ class Observer:
             external = sum(1 for ip in foreign if classify(ip) == "external")
             if len(foreign) >= GATEWAY_MIN_FOREIGN_IPS or (external and len(ips) >= 2):
                 out[mac] = own
+        for mac, own in (known or {}).items():
+            out[mac] = out.get(mac, set()) | set(self.claimed.get(mac, _EMPTY)) | own
         return out
 
-    def resolve(self) -> tuple[dict[str, DeviceState], dict[str, set[str]]]:
+    def resolve(
+        self, known_gateways: dict[str, set[str]] | None = None
+    ) -> tuple[dict[str, DeviceState], dict[str, set[str]]]:
         """The devices these observations describe, and the router MACs with their addresses."""
-        gateways = self.gateways()
+        gateways = self.gateways(known_gateways)
         # address -> stations (non-router MACs) that showed it as their own, with time spans
         holders: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
         for (mac, ip), ep in self.pairs.items():
@@ -642,6 +647,8 @@ class Observer:
         for mac in gateways:  # every router interface is a device, even without own address
             did = f"mac:{mac}"
             dev = devices.get(did)
+            if dev is None and not any(m == mac for m, _ip in self.pairs):
+                continue  # a router known from before, silent in this interval
             if dev is None:
                 dev = devices[did] = DeviceState(device_id=did, mac=mac)
                 for (m, _ip), ep in self.pairs.items():

@@ -66,6 +66,21 @@ def find_device(store: Store, key: str) -> Device | None:
     return load_device(store, ip_owner) if ip_owner else None
 
 
+def load_routers(store: Store) -> dict[str, set[str]]:
+    """Router interfaces already in the inventory (role ip-router): MAC -> own addresses."""
+    out: dict[str, set[str]] = {}
+    with store.engine.connect() as conn:
+        q = select(devices.c.device_id, devices.c.mac).where(
+            devices.c.mac.is_not(None), devices.c.record.like('%"ip-router"%')
+        )
+        for did, mac in conn.execute(q).all():
+            ips = conn.execute(
+                select(device_addresses.c.ip).where(device_addresses.c.device_id == did)
+            ).scalars()
+            out[mac] = set(ips)
+    return out
+
+
 def load_states(conn: Connection, device_ids: Iterable[str] | None = None) -> dict[str, bytes]:
     """The stored observation state (JSON) per device, for folding new evidence in."""
     q = select(devices.c.device_id, devices.c.state)
