@@ -204,3 +204,57 @@ def test_malformed_rule_file_is_a_config_error(tmp_path: Path) -> None:
         load_rule_specs(bad)
     specs = load_rule_specs()
     assert all(s.rationale and s.sources and s.technique[0].startswith("T0") for s in specs)
+
+
+def test_category_norm_and_volume_departures() -> None:
+    """Two infusion pumps learn their category's norm; after learning, one speaks SSH (outside
+    the norm) and another sends a hundred times its hourly volume."""
+    pumps = [
+        Device(
+            device_id=f"mac:00:09:fb:00:00:0{i}",
+            mac=f"00:09:fb:00:00:0{i}",
+            ips=[f"10.30.0.{i}"],
+            category=Attribute(value="infusion-pump", confidence=0.9),
+            medical=True,
+        )
+        for i in (1, 2)
+    ]
+    hour = 3600 * S
+    ctx = context_from_devices(pumps)
+    engine = DetectionEngine([BaselineDetector()], context=ctx, learning_ns=5 * hour)
+    learn = []
+    for h in range(5):  # five hours of ordinary HTTPS to the pump server, ~50 kB an hour
+        for i in (1, 2):
+            learn.append(
+                flow(
+                    h * 3600 + i,
+                    client=f"10.30.0.{i}",
+                    server="10.30.9.9",
+                    server_port=443,
+                    app_protocol="tls",
+                    bytes_c2s=50_000 + h * 100,
+                )
+            )
+    learn.sort(key=lambda e: e.ts_ns)
+    assert engine.process(learn) == []
+    after = [
+        flow(
+            5 * 3600 + 10,
+            client="10.30.0.1",
+            server="10.30.9.9",
+            server_port=22,
+            app_protocol="ssh",
+        ),
+        flow(
+            5 * 3600 + 20,
+            client="10.30.0.2",
+            server="10.30.9.9",
+            server_port=443,
+            app_protocol="tls",
+            bytes_c2s=20_000_000,
+        ),
+    ]
+    got = {(a.rule_id, a.device_id) for a in engine.process(after)}
+    assert ("baseline.category", "mac:00:09:fb:00:00:01") in got
+    assert ("baseline.volume", "mac:00:09:fb:00:00:02") in got
+    assert ("baseline.category", "mac:00:09:fb:00:00:02") not in got  # TLS/443: the norm
