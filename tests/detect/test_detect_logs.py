@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medsentry.cli import main
 from medsentry.detect.engine import DetectionEngine, context_from_devices
@@ -238,3 +240,20 @@ def test_logs_listen_command_receives_from_logger(tmp_path: Path) -> None:
     with open_store(db) as store:
         evs = [decode_json(encode_json(e)) for e in iter_events(store, kinds=["syslog"])]
     assert len(evs) == 5 and {e.transport for e in evs} == {"udp", "tcp"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_parser_and_framing_never_crash_on_arbitrary_bytes(data: bytes) -> None:
+    from medsentry.detect.logs import octet_frames
+    from medsentry.errors import InputError
+
+    for msg in (data, b"<13>1 " + data, b"<13>Nov 23 10:00:00 h a: " + data):
+        try:
+            ev = parse_syslog(msg, key=b"k" * 32)
+        except InputError:
+            continue
+        assert ev.length >= 0 and ev.format in ("rfc5424", "rfc3164", "unknown")
+    buf = bytearray(data)
+    frames = list(octet_frames(buf))
+    assert sum(len(f) for f in frames) <= len(data)
