@@ -208,3 +208,24 @@ def test_arp_spoofing_frames_agree_with_tshark(tmp_path: Path) -> None:
     # every frame tshark flags is one our rule reported (evidence times are frame times)
     flagged_times = {frames[int(n) - 1][0] for n in out[0::2]}
     assert flagged_times & {e.ts_ns for e in spoof.evidence}
+
+
+def test_udp_packet_flood(tmp_path: Path) -> None:
+    pcap = tmp_path / "udpflood.pcap"
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.5.8", 9999))  # a device's service that never answers
+    with (
+        tcpdump(pcap, "host 127.0.5.8 and udp port 9999"),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as src,
+    ):
+        src.bind(("127.0.5.9", 0))
+        for i in range(8000):
+            src.sendto(b"x" * 64, ("127.0.5.8", 9999))
+            if i % 500 == 499:
+                time.sleep(0.01)  # tcpdump keeps up on a busy host
+    sink.close()
+    alerts, _ = _detect(pcap)
+    (flood,) = [a for a in alerts if a.rule_id == "net.packet_flood"]
+    assert flood.device_id == "ip:127.0.5.8" and flood.technique_id == "T0814"
+    assert flood.detail["source"] == "127.0.5.9" and flood.detail["rate_pps"] >= 2000
+    assert flood.detail["packets"] >= 5000
