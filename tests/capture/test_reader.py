@@ -195,3 +195,20 @@ def test_not_a_regular_file(tmp_path: Path) -> None:
             open_capture(fifo)
     finally:
         os.close(fd)
+
+
+def test_mapped_pages_behind_the_read_position_are_released(tmp_path: Path) -> None:
+    """The mmap reader gives back the pages of windows it has passed (RSS stays a few windows
+    whatever the file size), and an early batch still reads its own bytes afterwards."""
+    recs = _records(3000, seed=11)
+    path = pcap_file(tmp_path / "rel.pcap", recs)
+    chunk = 16384
+    with open_capture(path, chunk_bytes=chunk) as reader:
+        batches = list(reader)
+        win = reader._windows
+        assert win is not None and win.mapped
+        assert win._released >= path.stat().st_size - 8 * chunk
+        data = [
+            bytes(b.buf[o : o + c]) for b in batches for o, c in zip(b.off, b.caplen, strict=True)
+        ]
+    assert data == [r[1] for r in recs]

@@ -34,6 +34,7 @@ from medsentry.errors import CaptureError
 from medsentry.events import DecodeWarning
 
 DEFAULT_CHUNK_BYTES = 32 << 20
+_RESIDENT_WINDOWS = 6  # mapped windows kept resident behind the read position
 _HEAD_LEN = 64
 _OTHER_MAGICS = {
     b"\x1f\x8b": "gzip-compressed file; decompress it first",
@@ -59,10 +60,27 @@ class _Windows:
                 self._mm = None
         self._buf = np.empty(0, np.uint8)
         self._buf_pos = 0  # file offset of _buf[0]
+        self._released = 0  # mapped bytes before this offset were given back to the kernel
 
     @property
     def mapped(self) -> bool:
         return self._mm is not None
+
+    def release(self, upto: int) -> None:
+        """Drop the mapped pages before `upto` from this process (madvise(2) MADV_DONTNEED).
+
+        The map is read-only and file-backed: a view still used after this (a late reader)
+        faults the same bytes back in from the page cache, so this is safe at any time; it
+        keeps the resident mapped pages at a few windows whatever the file size.
+        """
+        mm = self._mm
+        if mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        upto -= upto % mmap.PAGESIZE
+        if upto > self._released:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            self._released = upto
 
     def get(self, pos: int, length: int) -> np.ndarray:
         """Bytes [pos, pos+length) clipped to the file end; pos never moves backwards."""
@@ -218,6 +236,9 @@ class CaptureReader:
                 yield batch
             pos += used
             self.bytes_read = pos
+            # the batches before the last few windows are done with (the capture hash may lag
+            # a few windows behind the scan): their pages leave the process
+            win.release(pos - _RESIDENT_WINDOWS * self.chunk_bytes)
             if status in (WALK_NEED_MORE, WALK_FULL):
                 continue
             if status != WALK_END:

@@ -91,6 +91,7 @@ class AppLayer:
         self.results: dict[int, AppResult] = {}  # identified live flows
         self.warnings = 0
         self._upgraded: list[int] = []
+        self._quiet: list[int] = []  # identified without a dissector in this pass
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -210,6 +211,12 @@ class AppLayer:
                 continue
             decided.append(slot)
             self._decided(slot, fid, res, ts, events)
+        if self._quiet:  # identified, no dissector: no more payload to Python (one write)
+            quiet = np.array(self._quiet, np.int32)
+            self._quiet = []
+            t.u8[quiet, K.B_WANT] = K.WANT_NONE
+            t.u8[quiet, K.B_WANT + 1] = K.WANT_NONE
+            t.u8[quiet, K.B_APP] = APP_NONE
         if decided:
             t.decided(np.array(decided, np.int32))
 
@@ -228,8 +235,9 @@ class AppLayer:
         )
         factory = self._factory(res.protocol, ts, events)
         if factory is None:
-            self.apps.pop(slot, None)
-            self._stop(slot)
+            if self.apps:
+                self.apps.pop(slot, None)
+            self._quiet.append(slot)
             return
         app = self._app(slot, fid)
         held, app.held = app.held or [], None
