@@ -273,7 +273,7 @@ def test_dicom_c_move_to_a_new_destination(tmp_path: Path) -> None:
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
     ct = dcmread(get_testdata_file("CT_small.dcm"))
-    where = {"VIEWER": ("127.0.8.20", 11120), "EXFIL2": ("127.0.8.99", 11121)}
+    where = {"VIEWER": ("127.0.12.20", 11120), "EXFIL2": ("127.0.12.99", 11121)}
 
     def on_move(event):  # PS3.4 C.4.2.2: the SCP resolves the destination, then sub-operations
         dest = (
@@ -289,14 +289,14 @@ def test_dicom_c_move_to_a_new_destination(tmp_path: Path) -> None:
     pacs.add_supported_context(StudyRootQueryRetrieveInformationModelMove)
     pacs.requested_contexts = StoragePresentationContexts
     scp = pacs.start_server(
-        ("127.0.8.10", 11119), block=False, evt_handlers=[(evt.EVT_C_MOVE, on_move)]
+        ("127.0.12.10", 11119), block=False, evt_handlers=[(evt.EVT_C_MOVE, on_move)]
     )
     sinks = [_storage_scp(ae, *addr) for ae, addr in where.items()]
 
     def move(dest: str) -> None:
         ae = AE(ae_title="WS1")
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        assoc = ae.associate("127.0.8.10", 11119, ae_title="PACS", bind_address=("127.0.8.11", 0))
+        assoc = ae.associate("127.0.12.10", 11119, ae_title="PACS", bind_address=("127.0.12.11", 0))
         assert assoc.is_established
         q = Dataset()
         q.QueryRetrieveLevel = "STUDY"
@@ -311,10 +311,10 @@ def test_dicom_c_move_to_a_new_destination(tmp_path: Path) -> None:
 
     try:
         learn = tmp_path / "learn.pcap"
-        with tcpdump(learn, "net 127.0.8.0/24 and tcp"):
+        with tcpdump(learn, "net 127.0.12.0/24 and tcp"):
             move("VIEWER")
         attack = tmp_path / "attack.pcap"
-        with tcpdump(attack, "net 127.0.8.0/24 and tcp"):
+        with tcpdump(attack, "net 127.0.12.0/24 and tcp"):
             move("VIEWER")
             move("EXFIL2")
     finally:
@@ -327,7 +327,7 @@ def test_dicom_c_move_to_a_new_destination(tmp_path: Path) -> None:
     moves = {
         a.detail["destination"]: a for a in alerts if a.rule_id == "dicom.transfer_to_new_peer"
     }
-    assert set(moves) == {"EXFIL2@move", "EXFIL2@127.0.8.99"}
-    assert moves["EXFIL2@move"].device_id == "ip:127.0.8.10"  # the PACS sends the studies
+    assert set(moves) == {"EXFIL2@move", "EXFIL2@127.0.12.99"}
+    assert moves["EXFIL2@move"].device_id == "ip:127.0.12.10"  # the PACS sends the studies
     assert moves["EXFIL2@move"].detail["command"] == "C-MOVE-RQ"
-    assert moves["EXFIL2@127.0.8.99"].detail["command"] == "C-STORE-RQ"
+    assert moves["EXFIL2@127.0.12.99"].detail["command"] == "C-STORE-RQ"
