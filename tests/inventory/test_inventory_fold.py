@@ -141,8 +141,10 @@ def test_ip_only_device_merges_when_its_mac_shows_up(db_url: str) -> None:
         assert dev.ips == ["10.20.0.98", "10.20.0.99"]  # current first, history kept
         assert "udp/161" in dev.listening or "tcp/161" in dev.listening  # from capture 1
         assert dev.first_seen_ns == T0
-        kinds = [c["change"] for c in list_changes(store, dev.device_id)]
+        changes = list_changes(store, dev.device_id)
+        kinds = [c["change"] for c in changes]
         assert "device_added" in kinds and "address_added" in kinds
+        assert all(c["recorded_at"].year >= 2024 for c in changes)  # typed values round-trip
 
 
 def test_a_new_role_is_a_change(sqlite_url: str) -> None:

@@ -26,6 +26,8 @@ MAX_EVIDENCE = 24
 
 
 def noisy_or(claims: Sequence[Claim]) -> float:
+    if len(claims) == 1:
+        return claims[0].confidence
     channel: dict[str, float] = {}
     for c in claims:
         if c.confidence > channel.get(c.source, 0.0):
@@ -43,6 +45,8 @@ def _evidence(c: Claim) -> Evidence:
 
 
 def _ordered(claims: Sequence[Claim]) -> list[Claim]:
+    if len(claims) < 2:
+        return list(claims)
     best: dict[tuple[str, str], Claim] = {}
     for c in claims:  # one line per rule and observed value
         k = (c.rule, c.observed)

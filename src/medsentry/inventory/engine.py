@@ -18,7 +18,7 @@ from medsentry.inventory import store as inv_store
 from medsentry.inventory.changes import diff_devices, ledger_entries
 from medsentry.inventory.cmms import asset_claims_for, assets_by_device, match_assets
 from medsentry.inventory.fingerprints import Library, default_library
-from medsentry.inventory.identify import identify
+from medsentry.inventory.identify import identify, vendor_key
 from medsentry.inventory.model import Device
 from medsentry.inventory.observe import Observer
 from medsentry.inventory.state import DeviceState, decode_state, encode_state
@@ -43,6 +43,7 @@ class InventoryEngine:
         self.library = library or default_library()  # ConfigError now, at start-up
         self.tax = tax or taxonomy()
         oui.source()  # the OUI extract too
+        vendor_key("GE Healthcare")  # and the company alias table
         self.observer = Observer()
         self.ledger = ledger
         self.gateways: dict[str, set[str]] | None = None  # router MACs -> own addresses

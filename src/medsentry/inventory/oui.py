@@ -26,17 +26,19 @@ def _registry() -> tuple[dict[int, dict[int, str]], str]:
         raise ConfigError(f"data/{_FILE}: unreadable OUI extract: {exc}") from None
     by_bits: dict[int, dict[int, str]] = {24: {}, 28: {}, 36: {}}
     source = ""
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.startswith("#"):
-            if line.startswith("# source:"):
-                source = line[len("# source:") :].strip()
-            continue
-        try:
+    lines = text.splitlines()
+    for line in lines[:8]:
+        if line.startswith("# source:"):
+            source = line[len("# source:") :].strip()
+    try:
+        for line in lines:
+            if line[:1] == "#":
+                continue
             prefix, org = line.split("\t", 1)
-            hexes, bits = prefix.split("/")
-            by_bits[int(bits)][int(hexes, 16)] = org
-        except (ValueError, KeyError):
-            raise ConfigError(f"data/{_FILE}: line {n}: expected '<hex>/<bits>\\t<name>'") from None
+            by_bits[int(prefix[-2:])][int(prefix[:-3], 16)] = org
+    except (ValueError, KeyError):
+        n = lines.index(line) + 1
+        raise ConfigError(f"data/{_FILE}: line {n}: expected '<hex>/<bits>\\t<name>'") from None
     if not by_bits[24]:
         raise ConfigError(f"data/{_FILE}: no assignments")
     return by_bits, source

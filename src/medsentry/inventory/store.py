@@ -66,6 +66,24 @@ def find_device(store: Store, key: str) -> Device | None:
     return load_device(store, ip_owner) if ip_owner else None
 
 
+def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows with one driver-level executemany: the statement is compiled once for
+    the dialect and each value goes through its column type's bind processor, as SQLAlchemy
+    would, without its per-row parameter bookkeeping (a third of the write time at 10k rows)."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    compiled = insert(table).compile(dialect=conn.dialect, column_keys=cols)
+    procs = {c: table.c[c].type._cached_bind_processor(conn.dialect) for c in cols}
+    names = list(compiled.positiontup) if compiled.positional else cols
+    conv = [(n, procs.get(n)) for n in names]
+    if compiled.positional:
+        params: list = [tuple(p(r[n]) if p else r[n] for n, p in conv) for r in rows]
+    else:
+        params = [{n: (p(r[n]) if p else r[n]) for n, p in conv} for r in rows]
+    conn.exec_driver_sql(compiled.string, params)
+
+
 def load_routers(store: Store) -> dict[str, set[str]]:
     """Router interfaces already in the inventory (role ip-router): MAC -> own addresses."""
     out: dict[str, set[str]] = {}
@@ -112,8 +130,7 @@ def update_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     ids = [r["device_id"] for r in rows]
     for i in range(0, len(ids), 500):
         conn.execute(delete(devices).where(devices.c.device_id.in_(ids[i : i + 500])))
-    if rows:
-        conn.execute(insert(devices), rows)
+    bulk_insert(conn, devices, rows)
 
 
 def device_row(dev: Device, state: bytes) -> dict[str, Any]:
@@ -157,10 +174,8 @@ def replace_devices(
         chunk = ids[i : i + 500]
         conn.execute(delete(devices).where(devices.c.device_id.in_(chunk)))
         conn.execute(delete(device_addresses).where(device_addresses.c.device_id.in_(chunk)))
-    if rows:
-        conn.execute(insert(devices), rows)
-    if addresses:
-        conn.execute(insert(device_addresses), addresses)
+    bulk_insert(conn, devices, rows)
+    bulk_insert(conn, device_addresses, addresses)
 
 
 def rekey(conn: Connection, moved: dict[str, str]) -> None:
@@ -175,8 +190,7 @@ def rekey(conn: Connection, moved: dict[str, str]) -> None:
 
 
 def add_changes(conn: Connection, changes: list[dict[str, Any]]) -> None:
-    if changes:
-        conn.execute(insert(device_changes), changes)
+    bulk_insert(conn, device_changes, changes)
 
 
 def list_changes(store: Store, device_id: str | None = None, limit: int = 1000) -> list[dict]:
