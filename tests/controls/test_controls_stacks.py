@@ -152,6 +152,11 @@ def test_rescan_is_idempotent_and_close_lifecycle(stacks) -> None:
     (t,) = [r for r in rows if r["finding_id"] == target["finding_id"]]
     assert t["status"] == "closed" and t["closed_by"] == "alice"
     assert t["evidence_count"] == target["evidence_count"]
+    res = runner.invoke(main, ["findings", "show", target["finding_id"][:8], "--db", db,
+                               "--format", "json"])  # fmt: skip
+    shown = json.loads(res.output)
+    assert [h["action"] for h in shown["history"]] == ["opened", "closed"]
+    assert shown["history"][1]["actor"] == "alice" and shown["history"][1]["reason"] == why
     res = runner.invoke(main, ["audit", "log", "--kind", "finding.closed", "--format", "json"])
     (entry,) = json.loads(res.output)
     assert entry["actor"] == "alice" and entry["data"]["finding_id"] == target["finding_id"]

@@ -134,3 +134,42 @@ def types_cmd(fmt: str) -> None:
             }
         )
     emit(rows, ["type", "severity", "title", "frameworks"], fmt, title="finding types")
+
+
+@findings_cmd.command("show")
+@click.argument("finding_id")
+@DB_OPTION
+@FORMAT_OPTION
+def show_cmd(finding_id: str, db_url: str | None, fmt: str) -> None:
+    """One finding in full: evidence, remediation, controls per framework, lifecycle history."""
+    from medsentry.controls.store import find_finding, finding_history_rows
+
+    with open_store(db_url) as store:
+        f = find_finding(store, finding_id)
+        history = finding_history_rows(store, f.finding_id)
+    rec = finding_record(f)
+    rec["history"] = [
+        {k: (ns_to_iso(v) if k == "at_ns" else v) for k, v in h.items() if k != "id"}
+        for h in history
+    ]
+    if fmt == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(rec), indent=2).decode())
+        return
+    click.echo(f"{f.finding_id}  {f.severity.upper()}  {f.title}  [{f.status}]")
+    click.echo(f"device    {f.device_id}   subject {f.subject}")
+    click.echo(f"detail    {f.detail}")
+    click.echo(f"seen      {rec['first_seen']} .. {rec['last_seen']}  ({f.evidence_count} times)")
+    if f.peers:
+        click.echo(f"peers     {', '.join(f.peers[:10])}")
+    click.echo("evidence")
+    for e in f.evidence:
+        where = f"{e.client or ''} -> {e.server or ''}:{e.server_port or ''}".strip(" ->:")
+        click.echo(f"  {ns_to_iso(e.ts_ns)}  {e.kind:14} {e.flow_id or '':20} {where}  {e.note}")
+    click.echo(f"remedy    {rec['remediation']}")
+    click.echo("controls")
+    for fw, ids in rec["controls"].items():
+        click.echo(f"  {fw:15} {', '.join(ids)}")
+    click.echo("history")
+    for h in rec["history"]:
+        why = f": {h['reason']}" if h.get("reason") else ""
+        click.echo(f"  {h['at_ns']}  {h['action']} by {h['actor']}{why}")

@@ -200,6 +200,19 @@ def count_findings(store: Store) -> dict[str, int]:
         )
 
 
+def find_finding(store: Store, fid: str) -> Finding:
+    """The finding with this id, or the only one whose id starts with it."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(findings).where(findings.c.finding_id.like(fid.lower() + "%")).limit(2)
+        ).all()
+    if not rows:
+        raise InputError(f"no finding {fid!r}")
+    if len(rows) > 1:
+        raise InputError(f"finding id prefix {fid!r} is ambiguous")
+    return from_row(rows[0])
+
+
 def close_finding(store: Store, fid: str, by: str, reason: str) -> Finding:
     """Close a finding (who and why go to the history and the ledger). A unique prefix works."""
     if not by.strip() or not reason.strip():
