@@ -97,12 +97,13 @@ def test_fuzz_stream_dissector(protocol: str, ops: list, prefixed: bool, transpo
 
 @pytest.mark.parametrize("protocol", STREAM)
 def test_hostile_stream_memory_is_bounded(protocol: str) -> None:
-    """2 MiB after the protocol's prefix, in 64 KiB pieces, of bytes that never close a frame
-    (no delimiter, no end of a length-announced unit): the dissector refuses or stays small."""
-    chunk = 1 << 16
+    """4 MiB each way after the protocol's prefix, in 256 KiB pieces, of bytes that never close
+    a frame (no delimiter, no end of a length-announced unit): the dissector refuses or stays
+    small (less than one direction's bytes are ever held)."""
+    chunk = 1 << 18
     for filler in (b"A", b"\x00", os.urandom(chunk)):
         d = registry.STREAM_DISSECTORS[protocol](_ctx())
-        piece = (filler * chunk)[:chunk]
+        piece = filler * (chunk // len(filler))
         tracemalloc.start()
         try:
             _check(d.feed(0, PREFIX[protocol], 1))
