@@ -151,11 +151,11 @@ def _oru(sender: str, facility: str, control_id: str, hr: str, mtype: str = "ORU
 
 
 class _Receiver(threading.Thread):
-    """An interface engine on 127.0.7.20:2575: answers AA, or AE to control ids starting BAD."""
+    """An interface engine on 127.0.13.20:2575: answers AA, or AE to control ids starting BAD."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.sock = socket.create_server(("127.0.7.20", 2575))
+        self.sock = socket.create_server(("127.0.13.20", 2575))
         self.sock.settimeout(0.2)
         self.stop = False
 
@@ -189,7 +189,7 @@ class _Receiver(threading.Thread):
 
 
 def _send(src: str, messages: list[str]) -> None:
-    with socket.create_connection(("127.0.7.20", 2575), source_address=(src, 0)) as c:
+    with socket.create_connection(("127.0.13.20", 2575), source_address=(src, 0)) as c:
         for m in messages:
             c.sendall(mllp(m))
             buf = b""
@@ -202,15 +202,15 @@ def test_hl7_injection_naks_and_impossible_vitals(tmp_path: Path) -> None:
     rx.start()
     try:
         learn = tmp_path / "learn.pcap"
-        with tcpdump(learn, "host 127.0.7.20 and tcp port 2575"):
-            _send("127.0.7.21", [_oru("MONITOR_GW", "ICU", f"V{i}", "72") for i in range(3)])
+        with tcpdump(learn, "host 127.0.13.20 and tcp port 2575"):
+            _send("127.0.13.21", [_oru("MONITOR_GW", "ICU", f"V{i}", "72") for i in range(3)])
         attack = tmp_path / "attack.pcap"
-        with tcpdump(attack, "host 127.0.7.20 and tcp port 2575"):
-            _send("127.0.7.21", [_oru("MONITOR_GW", "ICU", "V9", "75")])  # normal
-            _send("127.0.7.21", [_oru("MONITOR_GW", "ICU", "O1", "", mtype="ORM^O01")])
-            _send("127.0.7.22", [_oru("LAB_SPOOF", "ICU", "X1", "70")])  # a new sender
-            _send("127.0.7.21", [_oru("MONITOR_GW", "ICU", "V10", "612")])  # impossible HR
-            _send("127.0.7.23", [_oru("FUZZER", "X", f"BAD{i}", "70") for i in range(6)])
+        with tcpdump(attack, "host 127.0.13.20 and tcp port 2575"):
+            _send("127.0.13.21", [_oru("MONITOR_GW", "ICU", "V9", "75")])  # normal
+            _send("127.0.13.21", [_oru("MONITOR_GW", "ICU", "O1", "", mtype="ORM^O01")])
+            _send("127.0.13.22", [_oru("LAB_SPOOF", "ICU", "X1", "70")])  # a new sender
+            _send("127.0.13.21", [_oru("MONITOR_GW", "ICU", "V10", "612")])  # impossible HR
+            _send("127.0.13.23", [_oru("FUZZER", "X", f"BAD{i}", "70") for i in range(6)])
         time.sleep(0.2)
     finally:
         rx.stop = True
@@ -220,11 +220,11 @@ def test_hl7_injection_naks_and_impossible_vitals(tmp_path: Path) -> None:
     alerts, _events = _run(engine, attack, learning=False)
     got = {(a.rule_id, a.device_id) for a in alerts if a.rule_id.startswith("hl7.")}
     assert got == {
-        ("hl7.new_message_type", "ip:127.0.7.21"),
-        ("hl7.new_sender", "ip:127.0.7.22"),
-        ("hl7.new_sender", "ip:127.0.7.23"),
-        ("hl7.impossible_vital", "ip:127.0.7.21"),
-        ("hl7.nak_burst", "ip:127.0.7.23"),
+        ("hl7.new_message_type", "ip:127.0.13.21"),
+        ("hl7.new_sender", "ip:127.0.13.22"),
+        ("hl7.new_sender", "ip:127.0.13.23"),
+        ("hl7.impossible_vital", "ip:127.0.13.21"),
+        ("hl7.nak_burst", "ip:127.0.13.23"),
     }
     (vital,) = [a for a in alerts if a.rule_id == "hl7.impossible_vital"]
     assert vital.detail["codes"] == "147842" and vital.technique_id == "T0832"
@@ -245,9 +245,9 @@ def test_mqtt_anonymous_connect_and_wildcard_subscription(tmp_path: Path) -> Non
     except OSError:
         pytest.skip("no MQTT broker on 127.0.0.1:1883 (Mosquitto)")
     pcap = tmp_path / "mqtt.pcap"
-    with tcpdump(pcap, "tcp port 1883 and host 127.0.7.30"):
+    with tcpdump(pcap, "tcp port 1883 and host 127.0.14.30"):
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="snoop")
-        c.connect("127.0.0.1", 1883, bind_address="127.0.7.30")
+        c.connect("127.0.0.1", 1883, bind_address="127.0.14.30")
         c.loop_start()
         c.subscribe([("#", 0)])
         time.sleep(0.3)
@@ -259,7 +259,7 @@ def test_mqtt_anonymous_connect_and_wildcard_subscription(tmp_path: Path) -> Non
     assert un.device_id == "ip:127.0.0.1" and un.severity == "high"  # accepted by the broker
     assert un.detail["accepted"] is True and un.count == 2
     wc = by["mqtt.wildcard_subscription"]
-    assert wc.device_id == "ip:127.0.7.30" and wc.detail["filters"] == "#"
+    assert wc.device_id == "ip:127.0.14.30" and wc.detail["filters"] == "#"
     assert wc.severity == "high" and wc.technique_id == "T0801"
 
 
