@@ -446,6 +446,37 @@ def http_sessions() -> None:
         server.server_close()
 
 
+class _Wado(http.server.BaseHTTPRequestHandler):
+    """WADO-URI (DICOM PS3.18 §9): a DICOM object over plain HTTP."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        from pydicom.data import get_testdata_file
+
+        body = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def dicomweb_session() -> None:
+    import urllib.request
+
+    server = http.server.ThreadingHTTPServer((f"{NET}.12", 8080), _Wado)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://{NET}.12:8080/wado?requestType=WADO&studyUID=1&seriesUID=2&objectUID=3"
+        urllib.request.urlopen(url, timeout=5).read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- SMB1 ----------------------------------------------------------------------------------------
 
 
@@ -505,6 +536,7 @@ def build(tmp: Path) -> tuple[Path, dict[str, bool]]:
         hl7_exchange()
         ran["mqtt"] = mqtt_anonymous()
         http_sessions()
+        dicomweb_session()
         smb1_session(tmp)
         tftp_transfer(tmp)
     return pcap, ran

@@ -66,6 +66,7 @@ def _of(stacks, type_: str, device: str | None = None) -> list[dict]:
         ("http-basic-cleartext", f"ip:{NET}.8", "Basic"),
         ("default-credentials", f"ip:{NET}.8", "'admin'"),
         ("phi-cleartext", f"ip:{NET}.8", "FHIR"),
+        ("phi-cleartext", f"ip:{NET}.12", "application/dicom"),
         ("eol-os", f"ip:{NET}.8", "Windows Server 2003"),
         ("smbv1", f"ip:{NET}.9", "SMB1"),
         ("tftp-service", f"ip:{NET}.10", "tftp service on udp/69"),

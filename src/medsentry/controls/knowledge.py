@@ -111,7 +111,7 @@ class Knowledge:
     dicom_distinct_ae_threshold: int
     secure_variants: dict[str, dict[str, str]]
     insecure_services: dict[str, str]
-    sources: dict[str, str] = field(default_factory=dict)
+    clinical_media: dict[str, str] = field(default_factory=dict)  # media type -> why (source)
 
     def controls_for(self, finding_type: str) -> dict[str, list[ControlRef]]:
         return self.mappings.get(finding_type, {})
@@ -261,6 +261,12 @@ def knowledge() -> Knowledge:
     _need(isinstance(ins, dict) and bool(ins), pname, "insecure_services", "missing")
     for proto, tid in ins.items():
         _need(tid in types, pname, f"insecure_services.{proto}", f"unknown finding type {tid!r}")
+    media: dict[str, str] = {}
+    for i, m in enumerate(params.get("clinical_media_types") or []):
+        where = f"clinical_media_types[{i}]"
+        for key in ("type", "why", "source"):
+            _need(isinstance(m.get(key), str) and bool(m[key]), pname, f"{where}.{key}", "missing")
+        media[m["type"].lower()] = f"{m['why']} ({m['source']})"
     return Knowledge(
         types=types,
         frameworks=fws,
@@ -277,4 +283,5 @@ def knowledge() -> Knowledge:
         dicom_distinct_ae_threshold=thr,
         secure_variants={k: dict(v) for k, v in sv.items()},
         insecure_services=dict(ins),
+        clinical_media=media,
     )

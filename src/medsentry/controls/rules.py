@@ -386,10 +386,33 @@ class Collector:
         )
         if ev.user_agent:
             self._banner(ep.client, ev.user_agent, ev.ts_ns)
+        self._clinical_body(ev, ev.content_type, "request")
 
     def _http_rs(self, ev: HttpResponse) -> None:
         if ev.server:
             self._banner(ev.endpoints.server, ev.server, ev.ts_ns)
+        self._clinical_body(ev, ev.content_type, "response")
+
+    def _clinical_body(self, ev: HttpRequest | HttpResponse, ctype: str | None, what: str) -> None:
+        """HTTP bodies whose media type is a clinical payload (DICOMweb, HL7 v2 over HTTP)."""
+        if not ctype:
+            return
+        main = ctype.split(";", 1)[0].strip().lower()
+        why = self.kn.clinical_media.get(main)
+        if main == "multipart/related" and "application/dicom" in ctype.lower():
+            main, why = "application/dicom", self.kn.clinical_media.get("application/dicom")
+        if why is None:
+            return
+        ep = ev.endpoints
+        self.add(
+            "phi-cleartext",
+            ep.server,
+            f"http {ep.transport}/{ep.server_port}",
+            _ev(ev, ep, ev.flow_id, f"HTTP {what} body of type {main} in clear"),
+            detail=f"HTTP bodies of type {main} sent without TLS: {why}",
+            mac=ep.server_mac,
+            peer=ep.client,
+        )
 
     def _ssdp(self, ev: SsdpMessage) -> None:
         banner = ev.server or ev.user_agent
