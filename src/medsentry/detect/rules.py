@@ -596,7 +596,7 @@ class BruteForce(Rule):
         "threshold": 10,
         "failures": 5,
         "max_session_s": 10.0,
-        "ports": [21, 22, 23, 80, 443, 3389, 5900, 8080, 8443],
+        "ports": [21, 22, 23, 3389, 5900],
     }
 
     def __init__(self, spec: RuleSpec) -> None:
