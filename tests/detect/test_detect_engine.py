@@ -258,3 +258,34 @@ def test_category_norm_and_volume_departures() -> None:
     assert ("baseline.category", "mac:00:09:fb:00:00:01") in got
     assert ("baseline.volume", "mac:00:09:fb:00:00:02") in got
     assert ("baseline.category", "mac:00:09:fb:00:00:02") not in got  # TLS/443: the norm
+
+
+def test_scanners_seen_during_learning_are_the_networks_own() -> None:
+    """The NMS sweeps every device during learning: alerted then, remembered, silent after;
+    a new source sweeping after learning alerts."""
+    engine = DetectionEngine(build_rules(), learning_ns=3600 * S)
+
+    def sweep(src: str, t0: int) -> list:
+        return [
+            flow(
+                t0 + i,
+                client=src,
+                server=f"10.40.0.{i + 1}",
+                server_port=0,
+                transport="icmp",
+                packets_c2s=1,
+                packets_s2c=0,
+                payload_c2s=0,
+                payload_s2c=0,
+                tcp_flags_c2s=0,
+                tcp_flags_s2c=0,
+                app_protocol=None,
+            )
+            for i in range(20)
+        ]
+
+    during = engine.process(sweep("10.0.0.250", 0))
+    assert [a.rule_id for a in during] == ["net.host_sweep"]
+    assert engine.process(sweep("10.0.0.250", 7200)) == []  # after learning: known NMS
+    after = engine.process(sweep("10.66.6.6", 7300))
+    assert [(a.rule_id, a.device_id) for a in after] == [("net.host_sweep", "ip:10.66.6.6")]

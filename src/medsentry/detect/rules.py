@@ -531,21 +531,45 @@ def _is_probe(f: Any) -> bool:
     return f.transport in ("icmp", "icmp6") and f.packets_c2s <= 2
 
 
-class PortScan(Rule):
-    kinds = frozenset({"flow"})
-    defaults: ClassVar[dict[str, Any]] = {"window_s": 60, "threshold": 15}
+class _KnownScanners(Rule):
+    """Sources that scanned during the learning period (the NMS, the vulnerability scanner) are
+    the network's own: after learning they no longer alert; any other source does."""
 
     def __init__(self, spec: RuleSpec) -> None:
         super().__init__(spec)
         self.win = Windows(int(self.p["window_s"] * NS))
+        self.known: BoundedDict = BoundedDict(10_000)
+
+    def scanner_known(self, source: str, ctx: DetectContext) -> bool:
+        return not ctx.learning and source in self.known
+
+    def remember(self, source: str, ctx: DetectContext) -> None:
+        if ctx.learning:
+            self.known.put(source, 1)
+
+    def state(self) -> dict[str, Any]:
+        return {"known_scanners": list(self.known)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.known.clear()
+        for k in state.get("known_scanners", []):
+            self.known.put(k, 1)
+
+
+class PortScan(_KnownScanners):
+    kinds = frozenset({"flow"})
+    defaults: ClassVar[dict[str, Any]] = {"window_s": 60, "threshold": 15}
 
     def observe(self, f: Any, ctx: DetectContext) -> list[AlertDraft]:
         if f.transport not in ("tcp", "udp") or not _is_probe(f):
+            return []
+        if self.scanner_known(f.client, ctx):
             return []
         n, new = self.win.add((f.client, f.server), (f.transport, f.server_port), f.ts_ns)
         t = self.p["threshold"]
         if not new or n < t or (n - t) % t:
             return []  # at the threshold, then once per `threshold` more ports
+        self.remember(f.client, ctx)
         device = ctx.device_id(f.client, f.client_mac)
         return [
             self.draft(
@@ -559,16 +583,14 @@ class PortScan(Rule):
         ]
 
 
-class HostSweep(Rule):
+class HostSweep(_KnownScanners):
     kinds = frozenset({"flow"})
     defaults: ClassVar[dict[str, Any]] = {"window_s": 60, "threshold": 15}
 
-    def __init__(self, spec: RuleSpec) -> None:
-        super().__init__(spec)
-        self.win = Windows(int(self.p["window_s"] * NS))
-
     def observe(self, f: Any, ctx: DetectContext) -> list[AlertDraft]:
         if not _is_probe(f) or f.transport not in ("tcp", "udp", "icmp", "icmp6"):
+            return []
+        if self.scanner_known(f.client, ctx):
             return []
         if is_external(f.server) or f.server.endswith(".255"):
             return []  # a sweep of the internet is not ours; broadcast is not a host
@@ -576,6 +598,7 @@ class HostSweep(Rule):
         t = self.p["threshold"]
         if not new or n < t or (n - t) % t:
             return []
+        self.remember(f.client, ctx)
         device = ctx.device_id(f.client, f.client_mac)
         return [
             self.draft(
