@@ -8,6 +8,7 @@ the top rows (by risk and severity) so that it stays readable at 10,000 devices.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -197,9 +198,13 @@ def _write(r: dict[str, Any], out: Path, formats: tuple[str, ...], basename: str
         path = out / f"{basename}.pdf"
         t0 = time.perf_counter()
         printed = render_html(r, full=False)
-        ctx = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
-        pdf_job = (pool, pool.submit(render_pdf, printed, path), t0, path)
+        if threading.active_count() == 1:  # fork only a single-threaded process (no held locks)
+            ctx = multiprocessing.get_context("fork")
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+            pdf_job = (pool, pool.submit(render_pdf, printed, path), t0, path)
+        else:
+            timed("pdf", lambda: render_pdf(printed, path))
+            w.paths["pdf"] = path
     if "html" in formats:
         path = out / f"{basename}.html"
         timed("html", lambda: path.write_text(render_html(r, full=True), "utf-8"))
