@@ -29,6 +29,9 @@ BP = (
     + b"\x05\xff\x59\x00\x01\x02"  # Manufacturer Specific Data: Nordic Semiconductor (the chip)
 )
 CGM = b"\x02\x01\x06" + b"\x09\x09DexcomAB" + b"\x05\xff\xd0\x00\x01\x02"  # company 0x00D0
+PUMP = (
+    b"\x02\x01\x06" + b"\x05\xff\x60\x03\x01\x02"
+)  # company 0x0360 only (not in the dissector's list)
 OXI = b"\x02\x01\x06" + b"\x03\x03\x22\x18" + b"\x0f\x09Nonin3230_0042"  # Pulse Oximeter 0x1822
 
 
@@ -38,6 +41,7 @@ def test_ble_personal_health_devices(tmp_path: Path, inventory_of) -> None:
         adv("c0:11:22:33:44:01", BP),
         adv("d0:11:22:33:44:02", CGM),
         adv("00:1c:05:00:00:03", OXI, random=False),  # a public (IEEE) address
+        adv("e0:11:22:33:44:04", PUMP),
     ]
     devs = inventory_of(_pcap(tmp_path, 251, frames))
     bp = devs["ble:c0:11:22:33:44:01"]
@@ -52,3 +56,7 @@ def test_ble_personal_health_devices(tmp_path: Path, inventory_of) -> None:
     assert oxi.category.value == "remote-monitoring.pulse-oximeter"
     assert oxi.mac == "00:1c:05:00:00:03"
     assert oxi.criticality == "patient-affecting" and oxi.fda_class == "II"
+    pump = devs["ble:e0:11:22:33:44:04"]  # named by the full SIG company table
+    assert vendor_key(pump.vendor.value) == "insulet"
+    assert pump.category.value == "infusion-pump.insulin"
+    assert pump.criticality == "life-sustaining"

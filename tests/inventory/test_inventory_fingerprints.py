@@ -157,3 +157,22 @@ def test_vendor_spellings_agree_and_parents_support_children() -> None:
         ancestors=tax.ancestors,
     )
     assert c.value == "imaging.ct" and c.confidence == pytest.approx(0.8) and not c.conflicts
+
+
+def test_a_makers_cloud_names_the_device_unless_it_is_a_phone_or_computer() -> None:
+    lib, tax = load_library(), taxonomy()
+    uploader = DeviceState(device_id="mac:00:1a:2b:00:00:09", mac="00:1a:2b:00:00:09")
+    uploader.observe("domain", "share2.dexcom.com", 1)
+    dev = identify(uploader, lib, tax)
+    assert dev.category.value == "remote-monitoring.cgm" and dev.vendor.value == "Dexcom"
+    # a randomized MAC (a phone's privacy address) talking to the same cloud: the app's host
+    phone = DeviceState(device_id="mac:9a:1a:2b:00:00:09", mac="9a:1a:2b:00:00:09")
+    phone.observe("domain", "share2.dexcom.com", 1)
+    dev = identify(phone, lib, tax)
+    assert dev.category.value == "remote-monitoring.companion-app" and dev.vendor is None
+    # a Windows PC opening the maker's web portal is no CGM either
+    pc = DeviceState(device_id="mac:00:08:74:00:00:01", mac="00:08:74:00:00:01")
+    pc.observe("domain", "clarity.dexcom.com", 1)
+    pc.observe("dhcp.vendor_class", "MSFT 5.0", 1)
+    dev = identify(pc, lib, tax)
+    assert dev.category.value == "remote-monitoring.companion-app" and dev.os.value == "Windows"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import re
 
-from medsentry.inventory import oui
+from medsentry.inventory import ble_companies, oui
+from medsentry.inventory.addresses import is_local_admin_mac
 from medsentry.inventory.combine import combine
 from medsentry.inventory.fingerprints import ATTRIBUTES, Claim, Library
 from medsentry.inventory.model import NONE, Device
@@ -44,6 +45,10 @@ _SUFFIX = re.compile(
     re.IGNORECASE,
 )
 _MOBILE = re.compile(r"(?i)^(apple )?(ios|ipados|android)")
+_COMPUTER = re.compile(r"(?i)^(windows|macos|mac os)")
+# Locally administered prefixes of virtual NICs, not of privacy-randomizing phones/laptops:
+# Docker 02:42, QEMU/KVM 52:54:00, VirtualBox host-only 0a:00:27.
+_VIRTUAL_PREFIXES = ("02:42:", "52:54:00:", "0a:00:27:")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -92,6 +97,22 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
         for k, ts in state.hostnames.items():
             names.setdefault(k.split(":", 1)[1], ts)
         obs["hostname"] = names
+    cid = obs.get("ble.company_id")
+    if cid and "ble.company" not in obs:  # the dissector names only a few: the full SIG table
+        names = {}
+        for v, ts in cid.items():
+            name = ble_companies.company(int(v, 16))
+            if name:
+                names[name] = ts
+        if names:
+            obs["ble.company"] = names
+    if (
+        state.mac
+        and is_local_admin_mac(state.mac)
+        and not state.device_id.startswith("ble:")
+        and not state.mac.startswith(_VIRTUAL_PREFIXES)
+    ):
+        obs["mac.random"] = {"true": t0}
     sent = obs.get("dicom.sent.identity")
     if sent and len(sent) > 1:
         for k in _DATASET_KEYS:
@@ -118,9 +139,19 @@ def identify(
     obs = observations_of(state)
     claims = library.match(obs)
     os_first = combine([c for c in claims if c.attribute == "os"])
+    platform = None
     if os_first is not None and _MOBILE.match(os_first.value):
-        # a phone or tablet: the maker's cloud it talks to is its companion app's (see cloud rules)
-        obs["platform"] = {"mobile": state.first_ns}
+        platform = "mobile"
+    elif os_first is not None and _COMPUTER.match(os_first.value):
+        platform = "computer"
+    elif obs.get("mac.random"):
+        # a randomized (locally administered) Wi-Fi MAC is a phone, tablet or laptop privacy
+        # feature (Android 10+, iOS 14+, Windows 10+); medical devices and IoT keep their OUI
+        platform = "mobile"
+    if platform is not None:
+        # a general-purpose device: the maker's cloud it talks to is a companion app's or a
+        # web portal's, not evidence that it is the medical device (see the cloud rules)
+        obs["platform"] = {platform: state.first_ns}
         claims = library.match(obs)
     claims += extra or []
     by_attr: dict[str, list[Claim]] = {a: [] for a in ATTRIBUTES}
