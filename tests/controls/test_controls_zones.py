@@ -125,3 +125,25 @@ def test_firewall_text_loads_in_the_kernel(tmp_path) -> None:
                 assert r.returncode == 0, (tool, r.stderr)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_recommend_without_flows_is_a_clear_error(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from medsentry.cli import main
+
+    res = CliRunner().invoke(
+        main, ["policy", "recommend", "--db", f"sqlite:///{tmp_path / 's.db'}"]
+    )
+    assert res.exit_code == 2 and "no flows stored" in res.output
+
+
+def test_eol_banner_patterns_are_word_bounded() -> None:
+    from medsentry.controls.knowledge import knowledge
+
+    def systems(banner: str) -> list[str]:
+        return [s.name for s in knowledge().eol if any(p.search(banner) for p in s.patterns)]
+
+    assert systems("Stretcher bed controller 2.1") == []
+    assert systems("Apache/2.4.25 (Debian) deb9u3")[0] == "Debian 9 (stretch)"
+    assert systems("Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1)")[0] == "Windows XP"

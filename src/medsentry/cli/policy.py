@@ -85,7 +85,10 @@ def check_cmd(policy_file: Path, db_url: str | None, no_store: bool, fmt: str) -
 def recommend_cmd(db_url: str | None, fmt: str, out: Path | None) -> None:
     """A least-privilege zone policy from each device category's observed communication."""
     with open_store(db_url) as store:
-        policy = recommend(stored_conversations(store), load_inventory(store))
+        convs = stored_conversations(store)
+        if not convs:
+            raise InputError("no flows stored to derive a policy from (scan captures first)")
+        policy = recommend(convs, load_inventory(store))
     if fmt == "yaml":
         head = (
             "# medsentry recommended zone policy: one zone per device category, allowing only\n"
