@@ -16,7 +16,7 @@ from medsentry.detect.baseline import BaselineDetector
 from medsentry.detect.engine import DetectionEngine, context_from_devices
 from medsentry.detect.registry import default_detectors
 from medsentry.detect.rules import build_rules, load_rule_specs
-from medsentry.detect.store import AlertFilter, list_alerts
+from medsentry.detect.store import AlertFilter, list_alerts, load_states
 from medsentry.errors import ConfigError
 from medsentry.inventory.model import Attribute, Device
 from medsentry.ledger import ledger
@@ -146,6 +146,8 @@ def test_baseline_accept_takes_the_change_in(sqlite_url: str) -> None:
         a = e.process([flow(100, server="10.0.7.7")])
         e.commit()
     aid = next(x.alert_id for x in a if x.device_id == "ip:10.0.0.5")
+    running = open_store(sqlite_url)  # a monitor that loaded its state before the acceptance
+    live = DetectionEngine([BaselineDetector()], running, learning_ns=60 * S)
     out = CliRunner().invoke(
         main, ["baseline", "accept", aid, "--db", sqlite_url, "--by", "biomed", "--format", "json"]
     )
@@ -159,6 +161,13 @@ def test_baseline_accept_takes_the_change_in(sqlite_url: str) -> None:
         (closed,) = list_alerts(store, AlertFilter(status="closed"))
         assert closed.alert_id == aid and closed.status_by == "biomed"
     assert ("baseline.accepted", "biomed") in [(k, d.get("by")) for k, d in _ledger_kinds()]
+    live.commit()  # the running engine folds the acceptance in instead of overwriting it
+    running.close()
+    with open_store(sqlite_url) as store:
+        b = BaselineDetector()
+        b.load_state(load_states(store)["baseline"])
+        prof = b.profiles["ip:10.0.0.5"]
+        assert "ip:10.0.7.7" in prof.known["peers"] and not prof.pending.get("peers")
     out = CliRunner().invoke(
         main, ["baseline", "accept", "--device", "ip:10.9.9.9", "--db", sqlite_url]
     )

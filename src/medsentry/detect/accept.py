@@ -11,6 +11,7 @@ from medsentry.detect.store import (
     get_alert,
     list_alerts,
     load_states,
+    queue_accepts,
     set_status,
     update_detector_state,
 )
@@ -64,6 +65,8 @@ def accept_baseline(
             {"alert_id": a.alert_id, "device_id": a.device_id, "dimension": dim, "values": n}
         )
     update_detector_state(store, "baseline", det.state())
+    # a running engine (monitor, logs listen) folds these in before it next saves its state
+    queue_accepts(store, [(r["device_id"], r["dimension"]) for r in rows] or [(device, None)])
     from medsentry.ledger import record
 
     for r, a in zip(rows, targets, strict=True):

@@ -171,6 +171,7 @@ class DetectionEngine:
             return {"alerts": 0}
         from medsentry.detect import store as dstore
 
+        self._fold_accepts(dstore.take_accepts(self.store))
         states: dict[str, Any] = {}
         if state:
             states = {d.detector_id: d.state() for d in self.detectors}
@@ -185,6 +186,15 @@ class DetectionEngine:
                 del self.open[a.dedup_key]  # closed meanwhile: a repeat raises a new alert
         self.dirty.clear()
         return {"alerts": n}
+
+    def _fold_accepts(self, accepts: list[tuple[str, str | None]]) -> None:
+        """Baseline acceptances made by `medsentry baseline accept` while this engine ran."""
+        for det in self.detectors:
+            accept = getattr(det, "accept", None)
+            if accept is None or det.source != "baseline":
+                continue
+            for device, dimension in accepts:
+                accept(device, dimension)
 
     # --- processing ----------------------------------------------------------------------------
     def _detectors_for(self, etype: type) -> list[Detector]:

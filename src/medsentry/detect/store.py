@@ -287,3 +287,36 @@ def update_detector_state(store: Store, detector_id: str, state: Any) -> None:
                 updated_at=datetime.now(UTC),
             )
         )
+
+
+ACCEPTS = "baseline.accepts"  # acceptances a running engine has not folded in yet
+
+
+def queue_accepts(store: Store, accepts: list[tuple[str, str | None]]) -> None:
+    """Leave (device, dimension) acceptances for a running engine (see `take_accepts`)."""
+    with store.engine.begin() as conn:
+        row = conn.execute(
+            select(detect_state.c.state).where(detect_state.c.detector_id == ACCEPTS)
+        ).scalar()
+        pending = _any_dec.decode(row) if row else []
+        pending += [list(a) for a in accepts]
+        conn.execute(delete(detect_state).where(detect_state.c.detector_id == ACCEPTS))
+        conn.execute(
+            insert(detect_state).values(
+                detector_id=ACCEPTS,
+                state=_enc.encode(pending).decode(),
+                updated_at=datetime.now(UTC),
+            )
+        )
+
+
+def take_accepts(store: Store) -> list[tuple[str, str | None]]:
+    """The acceptances queued since the last call, removed from the store."""
+    with store.engine.begin() as conn:
+        row = conn.execute(
+            select(detect_state.c.state).where(detect_state.c.detector_id == ACCEPTS)
+        ).scalar()
+        if not row:
+            return []
+        conn.execute(delete(detect_state).where(detect_state.c.detector_id == ACCEPTS))
+    return [(d, dim) for d, dim in _any_dec.decode(row)]
