@@ -298,3 +298,34 @@ def test_scanners_seen_during_learning_are_the_networks_own() -> None:
     assert engine.process(sweep("10.0.0.250", 7200)) == []  # after learning: known NMS
     after = engine.process(sweep("10.66.6.6", 7300))
     assert [(a.rule_id, a.device_id) for a in after] == [("net.host_sweep", "ip:10.66.6.6")]
+
+
+def test_close_while_an_engine_runs_is_not_undone(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    live = DetectionEngine(build_rules(), store)
+    live.process([arp_event(0, "10.0.0.1", "02:00:00:00:00:01")])
+    (a,) = live.process([arp_event(1, "10.0.0.1", "02:66:66:66:66:66")])
+    live.commit()
+    out = CliRunner().invoke(
+        main,
+        [
+            "alerts",
+            "close",
+            a.alert_id,
+            "--db",
+            sqlite_url,
+            "--by",
+            "soc",
+            "--reason",
+            "known maintenance",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    live.process([arp_event(2, "10.0.0.1", "02:00:00:00:00:01")])  # a repeat, in memory
+    live.commit()
+    with open_store(sqlite_url) as s2:
+        (closed,) = list_alerts(s2, AlertFilter(status="closed"))
+        assert closed.alert_id == a.alert_id and closed.status_by == "soc"
+    (new,) = live.process([arp_event(3, "10.0.0.1", "02:66:66:66:66:66")])
+    assert new.alert_id != a.alert_id and new.status == "new"
+    store.close()
