@@ -184,18 +184,24 @@ class AppLayer:
         sports = ports[rows, 1 - client].tolist()
         protos = u8[:, K.B_PROTO].tolist()
         lasts = t.i64[slots, K.I_LAST].tolist()
-        blocks = (t.u32[slots, K.U_FB].astype(np.int64) - 1).tolist()
-        fb, fbm = t.fb, t.fbm
+        # first bytes: flat offsets and lengths of both directions, read in one pass
+        blk = t.u32[slots, K.U_FB].astype(np.int64) - 1
+        has = blk >= 0
+        b = np.where(has, blk, 0)
+        size = t.fb_size
+        lens = np.where(has[:, None], t.fbm[b, K.FB_LEN : K.FB_LEN + 2], 0)
+        c_start = ((2 * b + client) * size).tolist()
+        s_start = ((2 * b + 1 - client) * size).tolist()
+        c_len = lens[rows, client].tolist()
+        s_len = lens[rows, 1 - client].tolist()
+        flat = memoryview(t.fb.reshape(-1))
         hold = self.dissectors
         fids = t.flow_ids(slots)
         decided: list[int] = []
-        cols = (slots.tolist(), fids, protos, client.tolist(), cports, sports, blocks, lasts)
-        for slot, fid, proto, c, cp, sp, blk, ts in zip(*cols, strict=True):
-            if blk >= 0:
-                c2s = fb[blk, c, : fbm[blk, K.FB_LEN + c]].tobytes()
-                s2c = fb[blk, 1 - c, : fbm[blk, K.FB_LEN + 1 - c]].tobytes()
-            else:
-                c2s = s2c = b""
+        cols = (slots.tolist(), fids, protos, cports, sports, lasts, c_start, c_len, s_start, s_len)
+        for slot, fid, proto, cp, sp, ts, cs, cl, ss, sl in zip(*cols, strict=True):
+            c2s = flat[cs : cs + cl].tobytes()
+            s2c = flat[ss : ss + sl].tobytes()
             try:
                 res = ident(proto, cp, sp, c2s, s2c, final)
             except Exception as exc:  # a fault in identification must not end the scan
