@@ -556,9 +556,21 @@ class Observer:
             external = sum(1 for ip in foreign if classify(ip) == "external")
             if len(foreign) >= GATEWAY_MIN_FOREIGN_IPS or (external and len(ips) >= 2):
                 out[mac] = own
+            elif foreign and external == len(foreign) and self._talks_to_local(mac, foreign):
+                # only internet addresses behind it, talking with local hosts: the way out
+                out[mac] = own
         for mac, own in (known or {}).items():
             out[mac] = out.get(mac, set()) | set(self.claimed.get(mac, _EMPTY)) | own
         return out
+
+    def _talks_to_local(self, mac: str, ips: set[str]) -> bool:
+        for ip in ips:
+            ep = self.pairs.get((mac, ip))
+            if ep is not None and any(
+                classify(pk.rpartition("|")[2]) == "local" for pk in ep.peers
+            ):
+                return True
+        return False
 
     def resolve(
         self, known_gateways: dict[str, set[str]] | None = None
