@@ -434,28 +434,34 @@ def memory_check(base_packets: int, workdir: Path, cores: str, env: dict[str, st
         generate(path, n, [])
         warm(path)
         db = workdir / f"mem_{mult}x.db"
-        cmd = ["medsentry", "scan", str(path), "--db", f"sqlite:///{db}", "-q", "--format", "json"]
-        print(
-            f"  medsentry scan on {mult}x ({path.stat().st_size / 1e9:.2f} GB) ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        res = _popen_wait4(pin(cmd, cores), env)
-        info = _last_json(res["stdout"])
-        rows.append(
-            {
-                "multiple": mult,
-                "packets": n,
-                "file_bytes": path.stat().st_size,
-                "wall_s": res["wall_s"],
-                "peak_rss_mb": res["peak_rss_mb"],
-                "peak_anon_mb": res["peak_anon_mb"],
-                "peak_file_mapped_mb": res["peak_file_mapped_mb"],
-                "rc": res["rc"],
-                "flows": info.get("flows"),
-                **({"error": res["stderr"][-500:]} if res["rc"] else {}),
-            }
-        )
+        for extra in ([], ["--engines", "none"]):
+            db.unlink(missing_ok=True)
+            cmd = ["medsentry", "scan", str(path), "--db", f"sqlite:///{db}", "-q"]
+            cmd += ["--format", "json", *extra]
+            print(
+                f"  medsentry scan {' '.join(extra)} on {mult}x "
+                f"({path.stat().st_size / 1e9:.2f} GB) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            res = _popen_wait4(pin(cmd, cores), env)
+            info = _last_json(res["stdout"])
+            rows.append(
+                {
+                    "multiple": mult,
+                    "command": " ".join(["medsentry scan", *extra]),
+                    "packets": n,
+                    "file_bytes": path.stat().st_size,
+                    "wall_s": res["wall_s"],
+                    "cpu_s": res["user_s"] + res["sys_s"],
+                    "peak_rss_mb": res["peak_rss_mb"],
+                    "peak_anon_mb": res["peak_anon_mb"],
+                    "peak_file_mapped_mb": res["peak_file_mapped_mb"],
+                    "rc": res["rc"],
+                    "flows": info.get("flows"),
+                    **({"error": res["stderr"][-500:]} if res["rc"] else {}),
+                }
+            )
         path.unlink(missing_ok=True)
         db.unlink(missing_ok=True)
     return rows
@@ -536,20 +542,22 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "## Peak RSS of `medsentry scan` by capture size",
             "",
-            "| capture | packets | GB | wall s | peak RSS MB | peak anon MB | peak file-mapped MB "
-            "| flows |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| capture | command | packets | GB | wall s | CPU s | peak RSS MB | peak anon MB "
+            "| peak file-mapped MB | flows |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in result["memory"]:
             if r.get("skipped"):
                 md.append(
-                    f"| {r['multiple']}x | {r['packets']:,} | skipped: {r['skipped']} | | | | | |"
+                    f"| {r['multiple']}x | | {r['packets']:,} | skipped: {r['skipped']}"
+                    " | | | | | | |"
                 )
             else:
                 md.append(
-                    f"| {r['multiple']}x | {r['packets']:,} | {r['file_bytes'] / 1e9:.2f} | "
-                    f"{r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['peak_anon_mb']:,.0f} | "
-                    f"{r['peak_file_mapped_mb']:,.0f} | {r.get('flows')} |"
+                    f"| {r['multiple']}x | `{r['command']}` | {r['packets']:,} "
+                    f"| {r['file_bytes'] / 1e9:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
+                    f"| {r['peak_rss_mb']:,.0f} | {r['peak_anon_mb']:,.0f} "
+                    f"| {r['peak_file_mapped_mb']:,.0f} | {r.get('flows')} |"
                 )
     text = "\n".join(md) + "\n"
     print(text)
