@@ -195,3 +195,26 @@ def test_cmms_bad_input_is_one_line_exit_2_and_keeps_the_store(
     assert r.exit_code == 2 and message in r.output and str(bad) in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert cli("inventory", "export", "--db", url, "--format", "json").output == before
+
+
+def test_reidentify_applies_the_users_rules(demo_db, tmp_path: Path, monkeypatch) -> None:
+    url, _, home = demo_db
+    monkeypatch.setenv("MEDSENTRY_HOME", str(home))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "source: our pump naming standard\n"
+        "rules:\n"
+        "  - id: site.pumps\n"
+        "    when: {hostname: {regex: '^PUMP-(?P<n>\\d+)$'}}\n"
+        "    set: {model: 'Space Infusomat (bed {n})'}\n"
+        "    confidence: 0.9\n"
+    )
+    r = cli("inventory", "reidentify", "--db", url, "--fingerprints", str(rules))
+    assert "devices identified again" in r.output
+    pump = json.loads(cli("device", "--db", url, "PUMP-151", "--format", "json").output)
+    assert pump["model"]["value"] == "Space Infusomat (bed 151)"
+    assert pump["model"]["evidence"][0]["rule"] == "site.pumps"
+    assert any(
+        c["change"] == "identity_changed" and c["attribute"] == "model" for c in pump["changes"]
+    )
