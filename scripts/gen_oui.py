@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the compact IEEE OUI extract the inventory ships (src/medsentry/data/inventory_oui.tsv.gz).
+"""Generate the compact IEEE OUI extract the inventory ships (data/inventory_oui.tsv.gz).
 
 Source: Wireshark's `manuf` file (Debian package wireshark-common, /usr/share/wireshark/manuf),
 itself generated from the IEEE Registration Authority's MA-L, MA-M, MA-S and IAB registries
@@ -76,7 +76,8 @@ def main() -> None:
         )
     else:
         rows = from_manuf(args.manuf)
-        source = f"Wireshark manuf, Debian wireshark-common {_package_version('wireshark-common')} ({args.manuf})"
+        version = _package_version("wireshark-common")
+        source = f"Wireshark manuf, Debian wireshark-common {version} ({args.manuf})"
     rows = sorted(set(rows))
     header = [
         "# IEEE Registration Authority assignments (MA-L /24, MA-M /28, MA-S and IAB /36)",
