@@ -32,6 +32,7 @@ CGM = b"\x02\x01\x06" + b"\x09\x09DexcomAB" + b"\x05\xff\xd0\x00\x01\x02"  # com
 PUMP = (
     b"\x02\x01\x06" + b"\x05\xff\x60\x03\x01\x02"
 )  # company 0x0360 only (not in the dissector's list)
+MDT = b"\x02\x01\x06" + b"\x03\x03\xa8\xfc"  # 16-bit UUID 0xFCA8: a SIG member UUID (Medtronic)
 OXI = b"\x02\x01\x06" + b"\x03\x03\x22\x18" + b"\x0f\x09Nonin3230_0042"  # Pulse Oximeter 0x1822
 
 
@@ -42,6 +43,7 @@ def test_ble_personal_health_devices(tmp_path: Path, inventory_of) -> None:
         adv("d0:11:22:33:44:02", CGM),
         adv("00:1c:05:00:00:03", OXI, random=False),  # a public (IEEE) address
         adv("e0:11:22:33:44:04", PUMP),
+        adv("f0:11:22:33:44:05", MDT),
     ]
     devs = inventory_of(_pcap(tmp_path, 251, frames))
     bp = devs["ble:c0:11:22:33:44:01"]
@@ -60,3 +62,6 @@ def test_ble_personal_health_devices(tmp_path: Path, inventory_of) -> None:
     assert vendor_key(pump.vendor.value) == "insulet"
     assert pump.category.value == "infusion-pump.insulin"
     assert pump.criticality == "life-sustaining"
+    mdt = devs["ble:f0:11:22:33:44:05"]  # only a member service UUID to go by
+    assert vendor_key(mdt.vendor.value) == "medtronic"
+    assert mdt.category.value == "remote-monitoring"

@@ -13,14 +13,24 @@ _FILE = "inventory_ble_companies.tsv.gz"
 
 
 @functools.cache
-def _table() -> dict[int, str]:
+def _table() -> dict[str, str]:
+    """ "C00D0" -> company (identifier), "UFEBC" -> company (member service UUID)."""
     path = resources.files("medsentry").joinpath("data", _FILE)
     try:
         lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
-        return {int(k, 16): v for k, v in (ln.split("\t", 1) for ln in lines if ln[:1] != "#")}
+        table = dict(ln.split("\t", 1) for ln in lines if ln[:1] != "#")
     except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"data/{_FILE}: unreadable company identifier table: {exc}") from None
+    if not table:
+        raise ConfigError(f"data/{_FILE}: no company identifiers")
+    return table
 
 
 def company(company_id: int) -> str | None:
-    return _table().get(company_id)
+    """The company a manufacturer-data company identifier names."""
+    return _table().get(f"C{company_id:04X}")
+
+
+def service_owner(uuid16: int) -> str | None:
+    """The member company a 16-bit service UUID (0xFC00-0xFEFF) is assigned to."""
+    return _table().get(f"U{uuid16:04X}")

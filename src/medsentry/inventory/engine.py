@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from medsentry.events.base import Event
-from medsentry.inventory import oui
+from medsentry.inventory import ble_companies, oui
 from medsentry.inventory import store as inv_store
 from medsentry.inventory.changes import diff_devices, ledger_entries
 from medsentry.inventory.cmms import asset_claims_for, assets_by_device, match_assets
@@ -42,7 +42,8 @@ class InventoryEngine:
     ) -> None:
         self.library = library or default_library()  # ConfigError now, at start-up
         self.tax = tax or taxonomy()
-        oui.source()  # the OUI extract too
+        oui.source()  # the OUI extract and the BLE company table too
+        ble_companies.company(0)
         vendor_key("GE Healthcare")  # and the company alias table
         self.observer = Observer()
         self.ledger = ledger

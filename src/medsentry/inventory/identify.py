@@ -106,6 +106,15 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
                 names[name] = ts
         if names:
             obs["ble.company"] = names
+    svc = obs.get("ble.service")
+    if svc:  # member service UUIDs name the company whose service it is
+        owners = {}
+        for v, ts in svc.items():
+            owner = ble_companies.service_owner(int(v, 16))
+            if owner:
+                owners[owner] = ts
+        if owners:
+            obs["ble.service_owner"] = owners
     if (
         state.mac
         and is_local_admin_mac(state.mac)
