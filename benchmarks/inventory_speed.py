@@ -52,7 +52,7 @@ def ensure_capture(path: Path, hosts: int, packets: int) -> None:
 def in_process(pcap: Path, work: Path) -> dict:
     os.environ["MEDSENTRY_HOME"] = str(work / "home")
     from medsentry.events import FlowRecord
-    from medsentry.inventory.engine import InventoryEngine, fold_and_identify
+    from medsentry.inventory.engine import InventoryEngine, _no_cyclic_gc, fold_and_identify
     from medsentry.inventory.store import load_devices
     from medsentry.ledger import ledger
     from medsentry.pipeline import Pipeline, ScanConfig
@@ -77,12 +77,13 @@ def in_process(pcap: Path, work: Path) -> dict:
     t_feed = time.process_time() - t0
     obs = eng.observer
     t0 = time.process_time()
-    fresh, gateways = obs.resolve()
+    with _no_cyclic_gc():  # as InventoryEngine.finish does
+        fresh, gateways = obs.resolve()
     t_resolve = time.process_time() - t0
     url = f"sqlite:///{work / 'inproc.db'}"
     with open_store(url) as store:
         t0 = time.process_time()
-        with store.engine.begin() as conn:
+        with _no_cyclic_gc(), store.engine.begin() as conn:
             devices, changes, _ = fold_and_identify(conn, fresh, eng.library, eng.tax, "bench")
         t_identify = time.process_time() - t0
         from medsentry.inventory.changes import ledger_entries

@@ -8,7 +8,9 @@ transaction, then records the changes in the audit ledger.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,24 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from medsentry.store import Store
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector around a burst of allocations.
+
+    Folding allocates hundreds of thousands of small acyclic objects (claims, evidence, rows);
+    reference counting frees them. Left on, the collector's full passes would traverse the whole
+    heap (the capture pipeline's state included) again and again: measured, that doubled the
+    identification time at 10,000 devices. The previous state is restored afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class InventoryEngine:
@@ -50,21 +70,23 @@ class InventoryEngine:
         self.gateways: dict[str, set[str]] | None = None  # router MACs -> own addresses
 
     def feed(self, events: Sequence[Event]) -> None:
-        self.observer.feed(events)
+        with _no_cyclic_gc():
+            self.observer.feed(events)
 
     def finish(self, store: Store, capture_id: str | None) -> dict[str, Any]:
         observer, self.observer = self.observer, Observer()
         if self.gateways is None:
             self.gateways = inv_store.load_routers(store)
-        fresh, gateways = observer.resolve(self.gateways)
-        self.gateways.update(gateways)
-        if not fresh:
-            return {"devices": 0, "new": 0, "changes": 0}
-        with store.engine.begin() as conn:
-            devices, changes, removed = fold_and_identify(
-                conn, fresh, self.library, self.tax, capture_id
-            )
-        entries = ledger_entries(changes, devices) if self.ledger else []
+        with _no_cyclic_gc():
+            fresh, gateways = observer.resolve(self.gateways)
+            self.gateways.update(gateways)
+            if not fresh:
+                return {"devices": 0, "new": 0, "changes": 0}
+            with store.engine.begin() as conn:
+                devices, changes, removed = fold_and_identify(
+                    conn, fresh, self.library, self.tax, capture_id
+                )
+            entries = ledger_entries(changes, devices) if self.ledger else []
         if entries:
             from medsentry.ledger import ledger
 
