@@ -256,10 +256,15 @@ class Observer:
             return
         if m.protocol != "dns":
             return
-        if not m.response:
-            sig = ("dnsq", e.client, e.client_mac, tuple(q.name for q in m.questions))
-            if self._repeat(sig):
-                return
+        sig = (
+            "dnsr" if m.response else "dnsq",
+            e.client,
+            e.client_mac,
+            e.server if m.response else None,
+            tuple(q.name for q in m.questions),
+        )
+        if self._repeat(sig):  # the same client asked (or was answered) the same names
+            return
         c, s = self._ends(e, ts)
         if not m.response:
             for q in m.questions:
