@@ -111,7 +111,7 @@ class FlowEngine:
             if stop < n:
                 if t.free_slots * 4 < t.capacity:  # few slots came back: grow, not churn
                     t.grow()
-                # blocks: enough for the flows a batch starts (up to _FB_EASY), more only when
+                # blocks: enough for the flows a batch starts (up to _FB_EASY_BYTES), more when
                 # most of them wait on undecided flows
                 if t.free_blocks * 4 < t.fb_blocks or (
                     out_of_blocks and t.fb_blocks * t.fb_size < _FB_EASY_BYTES
