@@ -15,13 +15,18 @@ MAX_VALUES_PER_KEY = 256
 MAX_PEERS = 2048
 
 
-class AddressSpan(msgspec.Struct, array_like=True):
+# gc=False: these records never form reference cycles (they hold strings, ints and dicts of
+# them), so the cyclic collector need not track them; with 10,000 devices it would otherwise
+# re-traverse them in every full collection the capture pipeline triggers (msgspec "gc" option).
+
+
+class AddressSpan(msgspec.Struct, array_like=True, gc=False):
     first_ns: int
     last_ns: int
     source: str  # arp, dhcp, flow
 
 
-class DeviceState(msgspec.Struct, kw_only=True):
+class DeviceState(msgspec.Struct, kw_only=True, gc=False):
     device_id: str
     mac: str | None = None
     first_ns: int = 0
