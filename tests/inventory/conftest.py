@@ -1,26 +1,10 @@
-"""Inventory fixtures: every store test runs on SQLite and on a real, throwaway PostgreSQL."""
+"""Inventory fixtures (the database URLs, pg_url/db_url/sqlite_url, are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-# The database fixtures of tests/store, shared rather than copied.
-_spec = importlib.util.spec_from_file_location(
-    "_store_conftest", Path(__file__).resolve().parents[1] / "store" / "conftest.py"
-)
-_store_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_store_conftest)
-
-pg_url = _store_conftest.pg_url
-db_url = _store_conftest.db_url
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 @pytest.fixture

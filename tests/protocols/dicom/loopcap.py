@@ -49,6 +49,17 @@ def dcmtk(tool: str) -> str:
     pytest.skip(f"dcmtk's {tool} is not installed (Debian package dcmtk)")
 
 
+def settle(path: Path, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
+    """Wait until the capture file stops growing (tcpdump drops unread packets on SIGINT)."""
+    deadline, size, since = time.time() + limit_s, -1, time.time()
+    while time.time() < deadline:
+        now = path.stat().st_size if path.exists() else 0
+        size, since = (now, time.time()) if now != size else (size, since)
+        if time.time() - since >= quiet_s:
+            return
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def capture_lo(path: Path, ports: list[int]) -> Iterator[Path]:
     """tcpdump on lo for the given TCP ports while the block runs; the pcap is at `path`."""
@@ -70,7 +81,7 @@ def capture_lo(path: Path, ports: list[int]) -> Iterator[Path]:
     try:
         yield path
     finally:
-        time.sleep(0.5)  # let the last segments reach the capture
+        settle(path)  # let the last segments reach the capture
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
 

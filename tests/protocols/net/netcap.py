@@ -32,6 +32,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def settle(path: Path, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
+    """Wait until a running capture stops growing: on a loaded machine tcpdump may not have
+    read the last packets yet, and SIGINT drops what it has not read."""
+    deadline = time.time() + limit_s
+    size, since = -1, time.time()
+    while time.time() < deadline:
+        now = path.stat().st_size if path.exists() else 0
+        if now != size:
+            size, since = now, time.time()
+        elif time.time() - since >= quiet_s:
+            return
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def tcpdump(path: Path, bpf: str, iface: str = "lo") -> Iterator[Path]:
     """Capture `iface` into `path` while the block runs (tcpdump, unbuffered)."""
@@ -71,7 +85,7 @@ def tcpdump(path: Path, bpf: str, iface: str = "lo") -> Iterator[Path]:
     try:
         yield path
     finally:
-        time.sleep(0.3)
+        settle(path)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
 
