@@ -31,11 +31,14 @@ from medsentry.capture.batch import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
 )
+from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 from medsentry.capture.kernels_bytes import prefetch, u16be, u32be, u32le, ubytes_be
 
-# Link types the kernel understands; BLE ones are passed through for a BLE dissector.
+# Link types the kernel understands; BLE ones (sniffer and HCI) are passed through for a
+# BLE dissector.
 BLE_LINKTYPES = frozenset(
     {LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, LINKTYPE_NORDIC_BLE}
+    | set(HCI_LINKTYPES)
 )
 DECODED_LINKTYPES = frozenset(
     {
@@ -171,10 +174,14 @@ def decode_kernel(
             et = 0x0800
         elif lt == LINKTYPE_IPV6:
             et = 0x86DD
-        elif lt in (
-            LINKTYPE_BLUETOOTH_LE_LL,
-            LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
-            LINKTYPE_NORDIC_BLE,
+        elif (
+            lt
+            in (
+                LINKTYPE_BLUETOOTH_LE_LL,
+                LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
+                LINKTYPE_NORDIC_BLE,
+            )
+            or lt in HCI_LINKTYPES
         ):
             continue  # left for the BLE dissector
         else:

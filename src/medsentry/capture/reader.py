@@ -1,4 +1,4 @@
-"""Open a capture file (pcap or pcapng, told apart by magic) and stream it as RawBatches.
+"""Open a capture file (pcap, pcapng or btsnoop, told apart by magic) and stream it as RawBatches.
 
 The file is read in windows of about `chunk_bytes` (mmap views when the file can be mapped,
 otherwise `readinto` fresh buffers), so memory stays bounded whatever the capture size. A
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from medsentry.capture.batch import RawBatch
+from medsentry.capture.btsnoop import MAGIC as BTSNOOP_MAGIC
+from medsentry.capture.btsnoop import BtsnoopWalker
 from medsentry.capture.kernels_bytes import (
     WALK_END,
     WALK_FULL,
@@ -147,7 +149,7 @@ class CaptureReader:
         self._warned_ifaces = 0
         self._windows: _Windows | None = None
 
-    def _detect(self, head: bytes) -> PcapWalker | PcapngWalker:
+    def _detect(self, head: bytes) -> PcapWalker | PcapngWalker | BtsnoopWalker:
         if len(head) < 4:
             raise CaptureError(
                 f"file too short to be a capture ({len(head)} bytes)", self.source, len(head)
@@ -157,11 +159,13 @@ class CaptureReader:
             return PcapWalker(self._fh.read(FILE_HEADER_LEN), self.source)
         if head[:4] == SHB_MAGIC:
             return PcapngWalker(head, self.source, self.size)
+        if head[:8] == BTSNOOP_MAGIC:
+            return BtsnoopWalker(head, self.source)
         for magic, what in _OTHER_MAGICS.items():
             if head.startswith(magic):
                 raise CaptureError(what, self.source, 0)
         raise CaptureError(
-            f"not a pcap or pcapng capture (magic 0x{head[:4].hex()})", self.source, 0
+            f"not a pcap, pcapng or btsnoop capture (magic 0x{head[:4].hex()})", self.source, 0
         )
 
     @property
@@ -265,5 +269,5 @@ class CaptureReader:
 def open_capture(
     path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES, use_mmap: bool = True
 ) -> CaptureReader:
-    """Open a pcap or pcapng file for streaming; raises CaptureError if it is not one."""
+    """Open a pcap, pcapng or btsnoop file for streaming; raises CaptureError if it is not one."""
     return CaptureReader(path, chunk_bytes=chunk_bytes, use_mmap=use_mmap)

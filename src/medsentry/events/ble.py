@@ -28,3 +28,12 @@ class BleAdvertisement(Event, tag="ble_adv", frozen=True, kw_only=True):
     health_services: list[str] = msgspec.field(default_factory=list)
     tx_power: int | None = None
     appearance: int | None = None
+    # AD types 0x04/0x05 and 32-bit service data (0x20), CSS Part A §1.1/§1.11
+    service_uuids32: list[int] = msgspec.field(default_factory=list)
+    # AD types 0x06/0x07 and 128-bit service data (0x21): RFC 4122 text, lower case
+    service_uuids128: list[str] = msgspec.field(default_factory=list)
+    # UUIDs of the service data AD structures (0x16/0x20/0x21): 0x1234, 0x12345678 or 128-bit
+    service_data_uuids: list[str] = msgspec.field(default_factory=list)
+    # where the advertisement was seen: "air" (sniffer) or "hci" (host controller interface)
+    observed_via: str = "air"
+    address_type: int | None = None  # HCI LE Address_Type (0 public, 1 random, 2/3 identity)

@@ -14,12 +14,18 @@ from medsentry.capture.batch import (
     LINKTYPE_NORDIC_BLE,
     PacketBatch,
 )
+from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 
 ETHERTYPE_LLDP = 0x88CC  # IEEE 802.1AB §7.1
 SNAP_PID_CDP = 0x2000
 # IEEE 802.2 LLC (DSAP AA, SSAP AA, UI) + SNAP OUI 00:00:0c (Cisco) + PID 0x2000
 _CDP_LLC_SNAP = np.frombuffer(bytes.fromhex("aaaa0300000c2000"), np.uint8)
-BLE_LINKTYPES = (LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, LINKTYPE_NORDIC_BLE)
+BLE_LINKTYPES = (
+    LINKTYPE_BLUETOOTH_LE_LL,
+    LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
+    LINKTYPE_NORDIC_BLE,
+    *HCI_LINKTYPES,
+)
 
 
 def select_frames(pb: PacketBatch) -> list[tuple[int, int]]:

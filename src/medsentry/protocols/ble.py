@@ -24,6 +24,11 @@ LINKTYPE_NORDIC_BLE = 272
 ADVERTISING_ACCESS_ADDRESS = 0x8E89BED6  # Core Vol 6 Part B §2.1.2
 # CSS Part A §1: AD types
 AD_UUID16_INCOMPLETE, AD_UUID16_COMPLETE = 0x02, 0x03
+AD_UUID32_INCOMPLETE, AD_UUID32_COMPLETE = 0x04, 0x05
+AD_UUID128_INCOMPLETE, AD_UUID128_COMPLETE = 0x06, 0x07
+AD_SERVICE_DATA32, AD_SERVICE_DATA128 = 0x20, 0x21
+# Core Vol 3 Part B §2.5.1: Bluetooth Base UUID 00000000-0000-1000-8000-00805F9B34FB
+BASE_UUID_TAIL = bytes.fromhex("0000100080000080 5f9b34fb".replace(" ", ""))
 AD_SHORT_NAME, AD_COMPLETE_NAME, AD_TX_POWER = 0x08, 0x09, 0x0A
 AD_SERVICE_DATA16, AD_APPEARANCE, AD_MANUFACTURER = 0x16, 0x19, 0xFF
 _WITH_ADVA_AND_DATA = {0, 2, 4, 6}  # ADV_IND, ADV_NONCONN_IND, SCAN_RSP, ADV_SCAN_IND
@@ -140,10 +145,23 @@ def _nordic(frame: bytes) -> tuple[bytes, int | None, int | None]:
     return frame[pos + hlen :], channel, rssi
 
 
+def uuid128_text(le: bytes) -> str:
+    """A 128-bit UUID sent least significant octet first, as RFC 4122 text (lower case)."""
+    h = le[::-1].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _uuid32(value: bytes) -> list[int]:
+    return [struct.unpack("<I", value[j : j + 4])[0] for j in range(0, len(value) - 3, 4)]
+
+
 def _ad_structures(data: bytes) -> dict[str, Any]:
     """CSS Part A §1 / Core Vol 3 Part C §11: length, AD type, AD data."""
     out: dict[str, Any] = {}
     uuids: list[int] = []
+    uuids32: list[int] = []
+    uuids128: list[bytes] = []
+    data_uuids: list[str] = []
     i = 0
     while i < len(data):
         n = data[i]
@@ -157,6 +175,17 @@ def _ad_structures(data: bytes) -> dict[str, Any]:
             uuids += [struct.unpack("<H", value[j : j + 2])[0] for j in range(0, len(value) - 1, 2)]
         elif ad_type == AD_SERVICE_DATA16 and len(value) >= 2:
             uuids.append(struct.unpack("<H", value[:2])[0])
+            data_uuids.append(f"0x{uuids[-1]:04x}")
+        elif ad_type in (AD_UUID32_INCOMPLETE, AD_UUID32_COMPLETE):  # CSS Part A §1.1
+            uuids32 += _uuid32(value)
+        elif ad_type == AD_SERVICE_DATA32 and len(value) >= 4:  # CSS Part A §1.11
+            uuids32 += _uuid32(value[:4])
+            data_uuids.append(f"0x{uuids32[-1]:08x}")
+        elif ad_type in (AD_UUID128_INCOMPLETE, AD_UUID128_COMPLETE):
+            uuids128 += [value[j : j + 16] for j in range(0, len(value) - 15, 16)]
+        elif ad_type == AD_SERVICE_DATA128 and len(value) >= 16:
+            uuids128.append(value[:16])
+            data_uuids.append(uuid128_text(value[:16]))
         elif ad_type in (AD_SHORT_NAME, AD_COMPLETE_NAME):
             out["local_name"] = text(value, 64)
             out["complete_name"] = ad_type == AD_COMPLETE_NAME
@@ -168,6 +197,17 @@ def _ad_structures(data: bytes) -> dict[str, Any]:
             out["tx_power"] = struct.unpack("b", value)[0]
         elif ad_type == AD_APPEARANCE and len(value) == 2:
             out["appearance"] = struct.unpack("<H", value)[0]
+    # Core Vol 3 Part B §2.5.1: 16/32-bit values are shorthands of Base UUID forms; a SIG
+    # service sent in 128-bit form is also listed by its 16-bit value
+    for u in uuids128:
+        if u[:12] == BASE_UUID_TAIL[::-1] and u[14:] == b"\0\0":
+            uuids.append(struct.unpack("<H", u[12:14])[0])
+    if uuids32:
+        out["service_uuids32"] = list(dict.fromkeys(uuids32))[:32]
+    if uuids128:
+        out["service_uuids128"] = list(dict.fromkeys(uuid128_text(u) for u in uuids128))[:32]
+    if data_uuids:
+        out["service_data_uuids"] = list(dict.fromkeys(data_uuids))[:32]
     uuids = list(dict.fromkeys(uuids))[:32]
     out["service_uuids16"] = uuids
     out["service_names"] = [SERVICES[u] for u in uuids if u in SERVICES]

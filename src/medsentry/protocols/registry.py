@@ -32,6 +32,7 @@ _MODULES: list[str] = [
     "medsentry.protocols.cleartext",
     "medsentry.protocols.lldp",
     "medsentry.protocols.ble",
+    "medsentry.protocols.ble_hci",
     "medsentry.protocols.dicom",
     "medsentry.protocols.hl7",
 ]
