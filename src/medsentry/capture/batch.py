@@ -20,6 +20,9 @@ import numpy as np
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
+LINKTYPE_IEEE802_11 = 105  # IEEE 802.11 MAC frame, no radio header
+LINKTYPE_IEEE802_11_RADIOTAP = 127  # radiotap header (radiotap.org) + 802.11 frame
+LINKTYPE_PPI = 192  # Per-Packet Information header + the frame of its pph_dlt
 LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
@@ -38,6 +41,10 @@ ERR_TRUNCATED_IP = 4
 ERR_BAD_TCP_HEADER = 5  # data offset < 5 or beyond the segment
 ERR_TRUNCATED_L4 = 6
 ERR_BAD_ARP = 7
+ERR_WLAN_PROTECTED = 8  # 802.11 data frame with the Protected Frame bit: encrypted body
+ERR_WLAN_NOT_DATA = 9  # 802.11 management, control or extension frame: no network layer
+ERR_BAD_L2 = 10  # radiotap/PPI/802.11 header contradicts itself (version, lengths)
+ERR_WLAN_BAD_FCS = 11  # 802.11 frame the radio flagged as failing its FCS check
 DECODE_ERRORS = {
     ERR_TRUNCATED_L2: "link-layer header truncated",
     ERR_UNKNOWN_LINKTYPE: "unknown link type",
@@ -46,6 +53,10 @@ DECODE_ERRORS = {
     ERR_BAD_TCP_HEADER: "malformed TCP header",
     ERR_TRUNCATED_L4: "transport header truncated",
     ERR_BAD_ARP: "malformed ARP packet",
+    ERR_WLAN_PROTECTED: "802.11 data frame encrypted (not decoded)",
+    ERR_WLAN_NOT_DATA: "802.11 management/control frame (not decoded)",
+    ERR_BAD_L2: "malformed radiotap/PPI/802.11 header",
+    ERR_WLAN_BAD_FCS: "802.11 frame with a bad FCS (damaged, not decoded)",
 }
 
 ETHERTYPE_IPV4 = 0x0800

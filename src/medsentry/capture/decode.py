@@ -12,6 +12,10 @@ beyond batch.py:
   fragment's data.
 - ICMP/ICMPv6: `sport` = type, `dport` = code, payload after the 8-byte ICMP header.
 - Linux cooked captures (SLL/SLL2) give the sender's address in `eth_src`; `eth_dst` is 0.
+- 802.11 (LINKTYPE_IEEE802_11, _RADIOTAP, PPI; capture/kernels_wlan.py): `eth_src`/`eth_dst`
+  are the frame's SA/DA (by ToDS/FromDS), `ethertype` the LLC/SNAP one, a flagged FCS is
+  stripped. Encrypted data, management/control and bad-FCS frames set ERR_WLAN_* (management
+  and encrypted data frames keep their SA/DA) and are not decoded further.
 - BLE link types are left undecoded (ethertype 0, ip_ver 0, err 0) for a BLE dissector.
 """
 
@@ -90,6 +94,7 @@ def decode(raw: RawBatch) -> PacketBatch:
         raw.buf,
         raw.off,
         raw.caplen,
+        raw.wirelen,
         raw.linktype,
         *cols.values(),
         *extra.values(),

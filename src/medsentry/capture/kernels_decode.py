@@ -22,6 +22,8 @@ from medsentry.capture.batch import (
     LINKTYPE_BLUETOOTH_LE_LL,
     LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
     LINKTYPE_ETHERNET,
+    LINKTYPE_IEEE802_11,
+    LINKTYPE_IEEE802_11_RADIOTAP,
     LINKTYPE_IPV4,
     LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
@@ -29,16 +31,15 @@ from medsentry.capture.batch import (
     LINKTYPE_LOOP,
     LINKTYPE_NORDIC_BLE,
     LINKTYPE_NULL,
+    LINKTYPE_PPI,
     LINKTYPE_RAW,
 )
-from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 from medsentry.capture.kernels_bytes import prefetch, u16be, u32be, u32le, ubytes_be
+from medsentry.capture.kernels_wlan import WLAN_LINKTYPES, wlan_link
 
-# Link types the kernel understands; BLE ones (sniffer and HCI) are passed through for a
-# BLE dissector.
+# Link types the kernel understands; BLE ones are passed through for a BLE dissector.
 BLE_LINKTYPES = frozenset(
     {LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, LINKTYPE_NORDIC_BLE}
-    | set(HCI_LINKTYPES)
 )
 DECODED_LINKTYPES = frozenset(
     {
@@ -52,6 +53,7 @@ DECODED_LINKTYPES = frozenset(
         LINKTYPE_LINUX_SLL2,
     }
     | BLE_LINKTYPES
+    | WLAN_LINKTYPES
 )
 
 IPV4_MAPPED = np.uint64(0x0000_FFFF_0000_0000)  # RFC 4291 §2.5.5.2
@@ -72,6 +74,7 @@ def decode_kernel(
     buf: np.ndarray,
     off: np.ndarray,
     caplen: np.ndarray,
+    wirelen: np.ndarray,
     linktype: np.ndarray,
     eth_src: np.ndarray,
     eth_dst: np.ndarray,
@@ -99,7 +102,8 @@ def decode_kernel(
     arp_frame_src: np.ndarray,
     arp_frame_dst: np.ndarray,
 ) -> None:
-    """Fill the output arrays (all pre-zeroed, length n) for packets off/caplen/linktype."""
+    """Fill the output arrays (all pre-zeroed, length n) for packets off/caplen/linktype
+    (wirelen only tells whether an 802.11 frame's trailing FCS was captured)."""
     blen = buf.shape[0]
     zero = np.uint64(0)
     npk = off.shape[0]
@@ -174,14 +178,19 @@ def decode_kernel(
             et = 0x0800
         elif lt == LINKTYPE_IPV6:
             et = 0x86DD
-        elif (
-            lt
-            in (
-                LINKTYPE_BLUETOOTH_LE_LL,
-                LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
-                LINKTYPE_NORDIC_BLE,
+        elif lt in (LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_IEEE802_11, LINKTYPE_PPI):
+            werr, pos, end, et, src_mac, dst_mac = wlan_link(
+                buf, p, end, lt, caplen[i] >= wirelen[i]
             )
-            or lt in HCI_LINKTYPES
+            if werr != 0:  # encrypted, management or damaged: the addresses, if any, only
+                eth_src[i] = src_mac
+                eth_dst[i] = dst_mac
+                err[i] = werr
+                continue
+        elif lt in (
+            LINKTYPE_BLUETOOTH_LE_LL,
+            LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
+            LINKTYPE_NORDIC_BLE,
         ):
             continue  # left for the BLE dissector
         else:

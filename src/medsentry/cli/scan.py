@@ -57,6 +57,7 @@ class ScanTally:
     hosts: set[str] = field(default_factory=set)
     warnings: list[DecodeWarning] = field(default_factory=list)  # damage to the capture itself
     other_warnings: int = 0  # dissectors' warnings: stored as events, counted, not printed
+    decode_errors: dict[str, int] = field(default_factory=dict)  # packets not decoded, by reason
     captures: list[dict[str, Any]] = field(default_factory=list)
     first_ns: int | None = None
     last_ns: int | None = None
@@ -99,6 +100,7 @@ class ScanTally:
             "hosts": len(self.hosts),
             "warnings": [warning_text(w) for w in self.warnings],
             "dissector_warnings": self.other_warnings,
+            "decode_errors": dict(sorted(self.decode_errors.items(), key=lambda kv: -kv[1])),
             "elapsed_s": round(elapsed_s, 3),
             "packets_per_s": round(self.packets / elapsed_s, 1) if elapsed_s > 0 else 0.0,
             "database": database,
@@ -142,6 +144,13 @@ def print_summary(summary: dict[str, Any], fmt: str, out: Console) -> None:
                 c["status"],
             )
         out.print(caps)
+    if summary.get("decode_errors"):  # e.g. encrypted 802.11 frames: how much was not seen
+        skipped = Table(title="packets not decoded")
+        skipped.add_column("reason")
+        skipped.add_column("packets", justify="right")
+        for reason, n in summary["decode_errors"].items():
+            skipped.add_row(reason, f"{n:,}")
+        out.print(skipped)
     for name, counts in summary.get("engines", {}).items():
         if counts:
             eng = Table(title=name, show_header=False)
@@ -302,6 +311,8 @@ def scan_one(
     )
     tally.packets += stats.packets
     tally.bytes += stats.bytes
+    for reason, n in stats.decode_errors.items():
+        tally.decode_errors[reason] = tally.decode_errors.get(reason, 0) + n
     tally.captures.append(
         {
             "capture_id": writer.info.capture_id,
