@@ -60,11 +60,12 @@ class InventoryEngine:
         tax: Taxonomy | None = None,
         ledger: bool = True,
     ) -> None:
-        self.library = library or default_library()  # ConfigError now, at start-up
-        self.tax = tax or taxonomy()
-        oui.source()  # the OUI extract and the BLE company table too
-        ble_companies.company(0)
-        vendor_key("GE Healthcare")  # and the company alias table
+        with _no_cyclic_gc():  # tens of thousands of acyclic table entries
+            self.library = library or default_library()  # ConfigError now, at start-up
+            self.tax = tax or taxonomy()
+            oui.source()  # the OUI extract and the BLE company table too
+            ble_companies.company(0)
+            vendor_key("GE Healthcare")  # and the company alias table
         self.observer = Observer()
         self.ledger = ledger
         self.gateways: dict[str, set[str]] | None = None  # router MACs -> own addresses
@@ -77,6 +78,9 @@ class InventoryEngine:
         observer, self.observer = self.observer, Observer()
         if self.gateways is None:
             self.gateways = inv_store.load_routers(store)
+        # The whole burst, ledger append included, runs with the cyclic GC paused, and what it
+        # allocated is released before the GC resumes: re-enabled with the burst still alive, the
+        # collector's first passes would traverse every device, row and ledger entry.
         with _no_cyclic_gc():
             fresh, gateways = observer.resolve(self.gateways)
             self.gateways.update(gateways)
@@ -87,18 +91,20 @@ class InventoryEngine:
                     conn, fresh, self.library, self.tax, capture_id
                 )
             entries = ledger_entries(changes, devices) if self.ledger else []
-        if entries:
-            from medsentry.ledger import ledger
+            if entries:
+                from medsentry.ledger import ledger
 
-            ledger().append_many(entries)
-        return {
-            "devices": len(devices),
-            "new": sum(1 for c in changes if c["change"] == "device_added"),
-            "changes": len(changes),
-            "routers": len(gateways),
-            "merged": len(removed),
-            "events": observer.events,
-        }
+                ledger().append_many(entries)
+            counts = {
+                "devices": len(devices),
+                "new": sum(1 for c in changes if c["change"] == "device_added"),
+                "changes": len(changes),
+                "routers": len(gateways),
+                "merged": len(removed),
+                "events": observer.events,
+            }
+            del observer, fresh, devices, changes, removed, entries
+        return counts
 
 
 def fold_and_identify(
