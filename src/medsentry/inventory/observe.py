@@ -540,6 +540,10 @@ class Observer:
             self._obs(dev, "ble.company", m.company_name, ts)
         for u in m.service_uuids16:
             self._obs(dev, "ble.service", f"0x{u:04X}", ts)
+        for u in m.service_uuids32:  # a value < 2^16 is the same UUID as the 16-bit one
+            self._obs(dev, "ble.service", f"0x{u:04X}" if u <= 0xFFFF else f"0x{u:08X}", ts)
+        for u in m.service_uuids128:  # vendor services (RFC 4122 text)
+            self._obs(dev, "ble.service128", u, ts)
         for h in m.health_services:
             self._obs(dev, "ble.health_service", h, ts)
         if m.appearance is not None:

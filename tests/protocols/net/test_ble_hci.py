@@ -217,7 +217,38 @@ def test_scan_stores_events_and_inventory_devices(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["devices", "--db", db, "--format", "json"])
     assert res.exit_code == 0, res.output
     devices = {d["device_id"]: d for d in json.loads(res.output)}
-    assert {f"ble:{ADDR}", f"ble:{RANDOM_ADDR}"} <= set(devices)
+    assert {f"ble:{ADDR}", f"ble:{RANDOM_ADDR}"} == set(devices)
+    for d in devices.values():  # 0x1810 first of the health services; OMRON company id
+        assert d["category"] == "remote-monitoring.blood-pressure" and d["medical"]
+        assert d["vendor"] == "OMRON Healthcare"
+    assert devices[f"ble:{ADDR}"]["mac"] == ADDR and devices[f"ble:{RANDOM_ADDR}"]["mac"] is None
+
+
+DEXCOM_CGM_SERVICE = "f8083532-849e-531c-c594-30f1f86a4ea5"  # vendor 128-bit GATT service
+
+
+def test_vendor_128bit_service_identifies_a_cgm(tmp_path: Path) -> None:
+    """A CGM transmitter that advertises no SIG health service, company identifier or name,
+    only its vendor 128-bit service: the inventory still knows what it is."""
+    from medsentry.cli import main as cli
+
+    # no local name either (product rules would know "Dexcom.."/"DXCM.." names)
+    data = _ad(0x01, b"\x06") + _ad(0x07, _uuid128(DEXCOM_CGM_SERVICE))
+    addr = "f2:11:22:33:44:55"
+    report = b"\x00\x01" + _addr(addr) + bytes([len(data)]) + data + struct.pack("b", -80)
+    params = b"\x02\x01" + report
+    path = tmp_path / "cgm.btsnoop"
+    path.write_bytes(btsnoop(1002, [(3, b"\x04" + bytes([0x3E, len(params)]) + params)]))
+    db = f"sqlite:///{tmp_path / 'ms.db'}"
+    res = CliRunner().invoke(cli, ["scan", str(path), "--db", db, "-q"])
+    assert res.exit_code == 0, res.output
+    (ev,) = iter_events(open_store(db), kinds=["ble_adv"])
+    assert ev.service_uuids128 == [DEXCOM_CGM_SERVICE] and ev.service_uuids16 == []
+    res = CliRunner().invoke(cli, ["devices", "--db", db, "--format", "json"])
+    (dev,) = json.loads(res.output)
+    assert dev["device_id"] == f"ble:{addr}"
+    assert dev["category"] == "remote-monitoring.cgm" and dev["vendor"] == "Dexcom"
+    assert dev["medical"]
 
 
 @pytest.mark.parametrize(
