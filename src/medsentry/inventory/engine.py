@@ -118,11 +118,13 @@ def fold_and_identify(
 
     Returns the devices, the changes, and the ids merged away (IP-only devices now known by MAC).
     """
-    wanted = set(fresh)
-    for st in fresh.values():  # IP-only devices that these MAC devices now explain
-        if st.device_id.startswith("mac:"):
-            wanted.update(f"ip:{ip}" for ip in st.addresses)
-    stored = inv_store.load_states(conn, wanted)
+    stored: dict[str, bytes] = {}
+    if inv_store.has_devices(conn):
+        wanted = set(fresh)
+        for st in fresh.values():  # IP-only devices that these MAC devices now explain
+            if st.device_id.startswith("mac:"):
+                wanted.update(f"ip:{ip}" for ip in st.addresses)
+        stored = inv_store.load_states(conn, wanted)
     states: dict[str, DeviceState] = {}
     removed: dict[str, str] = {}  # merged-away id -> the device it proved to be
     for did, st in fresh.items():
@@ -140,7 +142,7 @@ def fold_and_identify(
             if ip_id in stored and ip_id not in fresh:
                 st.merge(decode_state(stored[ip_id]))
                 removed[ip_id] = did
-    old_records = inv_store.load_records_for(conn, list(states) + list(removed))
+    old_records = inv_store.load_records_for(conn, list(states) + list(removed)) if stored else {}
     match_assets(conn, states)
     assets = assets_by_device(conn, list(states))
     devices: list[Device] = []

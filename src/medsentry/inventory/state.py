@@ -91,9 +91,29 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
             self.mac = other.mac
         for ip, span in other.addresses.items():
             self.address(ip, span.first_ns, span.last_ns, span.source)
-        for key, vals in other.observations.items():
+        obs = self.observations
+        for key, vals in other.observations.items():  # `observe` for each value, inlined
+            mine = obs.get(key)
             for v, ts in vals.items():
-                self.observe(key, v, ts)
+                if not v:
+                    continue
+                if mine is not None:
+                    old = mine.get(v)
+                    if old is not None:
+                        if ts < old:
+                            mine[v] = ts
+                        continue
+                w = v.strip()[:512]
+                if not w:
+                    continue
+                if mine is None:
+                    mine = obs[key] = {}
+                old = mine.get(w)
+                if old is None:
+                    if len(mine) < MAX_VALUES_PER_KEY:
+                        mine[w] = ts
+                elif ts < old:
+                    mine[w] = ts
         for mine, theirs in (
             (self.roles, other.roles),
             (self.protocols, other.protocols),

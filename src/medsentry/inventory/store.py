@@ -99,6 +99,11 @@ def load_routers(store: Store) -> dict[str, set[str]]:
     return out
 
 
+def has_devices(conn: Connection) -> bool:
+    """Whether the inventory holds any device yet (a first scan need not look any up)."""
+    return conn.execute(select(devices.c.device_id).limit(1)).first() is not None
+
+
 def load_states(conn: Connection, device_ids: Iterable[str] | None = None) -> dict[str, bytes]:
     """The stored observation state (JSON) per device, for folding new evidence in."""
     q = select(devices.c.device_id, devices.c.state)
