@@ -427,3 +427,40 @@ def test_scan_wifi_capture(captures, tmp_path: Path) -> None:
     assert AP not in by_mac  # the BSSID relays frames; it is no endpoint of any flow
     code, out, err = _run("scan", "--db", url, str(path))  # the table names the reason
     assert code == 0 and "802.11 data frame encrypted" in out, out
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+def test_real_ppi_ethernet_capture_against_tshark(ndpi_pcaps: Path) -> None:
+    """A real PPI capture whose pph_dlt is Ethernet (nDPI test set): unwrapped, then Ethernet."""
+    path = ndpi_pcaps / "someip_sd_sample.pcap"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    fields = ("eth.src", "eth.dst", "ip.src", "ip.dst", "udp.srcport", "udp.dstport")
+    out = subprocess.run(
+        [TSHARK, "-n", "-r", str(path), "-T", "fields"] + [a for f in fields for a in ("-e", f)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    c = concat(path)
+    assert (c["linktype"] == B.LINKTYPE_PPI).all() and (c["err"] == 0).all()
+    assert len(out) == len(c["err"]) > 0
+    for k, line in enumerate(out):
+        ours = (
+            format_mac(c["eth_src"][k]),
+            format_mac(c["eth_dst"][k]),
+            format_ip(4, 0, c["src_lo"][k]),
+            format_ip(4, 0, c["dst_lo"][k]),
+            str(c["sport"][k]),
+            str(c["dport"][k]),
+        )
+        assert ours == tuple(line.split("\t")), (k, line)
+
+
+def test_ppi_with_another_link_type_is_unknown(tmp_path: Path) -> None:
+    inner = frames()[0][0]
+    ppi_dlt_101 = struct.pack("<BBHI", 0, 0, 8, 101) + ipv4(DEV_IP, CLOUD_IP, 6, SYN_SEG)
+    path = _pcap(tmp_path, "ppi.pcap", 192, [ppi_dlt_101, ppi(inner, fcs=False)])
+    c = concat(path)
+    assert c["err"].tolist() == [B.ERR_UNKNOWN_LINKTYPE, 0]
+    assert format_mac(c["eth_src"][1]) == STA

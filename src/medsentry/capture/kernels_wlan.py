@@ -1,8 +1,9 @@
 """The 802.11 link layer for the decode kernel: radiotap / PPI radio headers, the 802.11 MAC
 header and its LLC/SNAP encapsulation (IEEE Std 802.11-2020 §9.2-§9.3, IEEE 802.2 / RFC 1042).
 
-`wlan_link` is called by `decode_kernel` once per 802.11 packet and returns where the
-encapsulated ethertype's header starts, so the network layer is decoded exactly as for
+`ppi_header` unwraps a PPI header (its inner frame is 802.11 or Ethernet). `wlan_link` is
+called by `decode_kernel` once per 802.11 packet and returns where the encapsulated
+ethertype's header starts, so the network layer is decoded exactly as for
 Ethernet. The MAC columns receive the frame's source and destination addresses (SA/DA, from
 the ToDS/FromDS address table), so a station is keyed by its own MAC and not by the access
 point that relays its frames.
@@ -16,7 +17,6 @@ from numba import njit
 from medsentry.capture.batch import (
     ERR_BAD_L2,
     ERR_TRUNCATED_L2,
-    ERR_UNKNOWN_LINKTYPE,
     ERR_WLAN_BAD_FCS,
     ERR_WLAN_NOT_DATA,
     ERR_WLAN_PROTECTED,
@@ -101,20 +101,20 @@ def _radiotap(buf: np.ndarray, p: int, end: int) -> tuple[int, int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _ppi(buf: np.ndarray, p: int, end: int) -> tuple[int, int, int]:
-    """(error, start of the 802.11 frame, radiotap-style Flags) of the PPI header at p."""
+def ppi_header(buf: np.ndarray, p: int, end: int) -> tuple[int, int, int, int]:
+    """(error, start of the inner frame, its link type pph_dlt, radiotap-style Flags from an
+    802.11-Common field) of the PPI header at p."""
     if end - p < PPI_HEADER_LEN:
-        return ERR_TRUNCATED_L2, 0, 0
+        return ERR_TRUNCATED_L2, 0, 0, 0
     if buf[p] != 0:  # pph_version
-        return ERR_BAD_L2, 0, 0
+        return ERR_BAD_L2, 0, 0, 0
     align = (buf[p + 1] & PPI_ALIGN) != 0
     hlen = u16le(buf, p + 2)
     if hlen < PPI_HEADER_LEN:
-        return ERR_BAD_L2, 0, 0
+        return ERR_BAD_L2, 0, 0, 0
     if hlen > end - p:
-        return ERR_TRUNCATED_L2, 0, 0
-    if u32le(buf, p + 4) != LINKTYPE_IEEE802_11:  # pph_dlt: only 802.11 inside PPI
-        return ERR_UNKNOWN_LINKTYPE, 0, 0
+        return ERR_TRUNCATED_L2, 0, 0, 0
+    dlt = u32le(buf, p + 4)
     hend = p + hlen
     q = p + PPI_HEADER_LEN
     flags = 0
@@ -124,7 +124,7 @@ def _ppi(buf: np.ndarray, p: int, end: int) -> tuple[int, int, int]:
         ftype = u16le(buf, q)
         flen = u16le(buf, q + 2)
         if q + 4 + flen > hend:
-            return ERR_BAD_L2, 0, 0
+            return ERR_BAD_L2, 0, 0, 0
         if ftype == PPI_80211_COMMON and flen >= 10:
             f = u16le(buf, q + 4 + 8)
             if f & PPI_FLAG_FCS:
@@ -134,28 +134,25 @@ def _ppi(buf: np.ndarray, p: int, end: int) -> tuple[int, int, int]:
         q += 4 + flen
         if align:
             q = p + ((q - p + 3) & ~3)
-    return 0, hend, flags
+    return 0, hend, dlt, flags
 
 
 @njit(cache=True, nogil=True)
 def wlan_link(
-    buf: np.ndarray, p: int, end: int, lt: int, whole: bool
+    buf: np.ndarray, p: int, end: int, lt: int, whole: bool, flags: int
 ) -> tuple[int, int, int, int, np.uint64, np.uint64]:
     """(error, network header start, new end, ethertype, SA, DA) of the 802.11 packet at p.
 
-    `whole`: the capture holds the whole frame (caplen >= wire length), so a flagged FCS is
-    really the last 4 captured bytes. On error the addresses are those the MAC header gave
-    (management/protected frames) or zero (a header that is cut or contradicts itself).
+    `lt` is LINKTYPE_IEEE802_11_RADIOTAP or LINKTYPE_IEEE802_11 (then `flags` are the radio
+    Flags a PPI header gave, else 0). `whole`: the capture holds the whole frame (caplen >=
+    wire length), so a flagged FCS is really the last 4 captured bytes. On error the
+    addresses are those the MAC header gave (management/protected frames) or zero (a header
+    that is cut or contradicts itself).
     """
     zero = np.uint64(0)
     wp = p
-    flags = 0
     if lt == LINKTYPE_IEEE802_11_RADIOTAP:
         e, wp, flags = _radiotap(buf, p, end)
-        if e != 0:
-            return e, 0, end, 0, zero, zero
-    elif lt == LINKTYPE_PPI:
-        e, wp, flags = _ppi(buf, p, end)
         if e != 0:
             return e, 0, end, 0, zero, zero
     if (flags & RT_FLAG_FCS) and whole:
