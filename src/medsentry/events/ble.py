@@ -37,3 +37,18 @@ class BleAdvertisement(Event, tag="ble_adv", frozen=True, kw_only=True):
     # where the advertisement was seen: "air" (sniffer) or "hci" (host controller interface)
     observed_via: str = "air"
     address_type: int | None = None  # HCI LE Address_Type (0 public, 1 random, 2/3 identity)
+
+
+class BleConnection(Event, tag="ble_conn", frozen=True, kw_only=True):
+    """An LE connection the capturing host's controller reported (HCI LE Connection Complete,
+    Core Vol 4 Part E §7.7.65.1 / LE Enhanced Connection Complete §7.7.65.10): the host (a phone
+    running a companion app, a hub) connected to, or was connected by, `peer_address`."""
+
+    linktype: int
+    peer_address: str
+    peer_address_random: bool
+    peer_address_type: int  # 0 public, 1 random, 2/3 identity (resolved private address)
+    local_role: str  # "central" (the host connected out) or "peripheral"
+    status: int  # HCI error code (Vol 1 Part F); 0 = connected
+    connection_handle: int
+    connection_interval_ms: float | None = None  # Connection_Interval x 1.25 ms

@@ -21,7 +21,7 @@ from medsentry.capture.hci_linktypes import (
     LINKTYPE_BTSNOOP_MONITOR,
 )
 from medsentry.events.base import Event
-from medsentry.events.ble import BleAdvertisement
+from medsentry.events.ble import BleAdvertisement, BleConnection
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.ble import _ad_structures, _address
 from medsentry.protocols.registry import register_frame
@@ -30,7 +30,10 @@ H4_COMMAND, H4_ACL, H4_SCO, H4_EVENT, H4_ISO = 0x01, 0x02, 0x03, 0x04, 0x05  # V
 MONITOR_EVENT_PKT = 3  # BlueZ monitor opcode: HCI event packet (no H4 byte)
 BTSNOOP_PREFIX = 16  # flags, cumulative drops, timestamp (capture/btsnoop.py)
 EVT_LE_META = 0x3E  # Vol 4 Part E §7.7.65
+LE_CONNECTION_COMPLETE = 0x01  # §7.7.65.1
 LE_ADVERTISING_REPORT = 0x02  # §7.7.65.2
+LE_ENHANCED_CONNECTION_COMPLETE = 0x0A  # §7.7.65.10
+LE_ENHANCED_CONNECTION_COMPLETE_V2 = 0x29  # §7.7.65.10 (v2: same fields first)
 LE_EXTENDED_ADVERTISING_REPORT = 0x0D  # §7.7.65.13
 # §7.7.65.2 Event_Type
 LEGACY_EVENT_TYPES = {
@@ -104,7 +107,32 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
         return _advertising_reports(linktype, body, ts_ns)
     if sub == LE_EXTENDED_ADVERTISING_REPORT:
         return _extended_reports(linktype, body, ts_ns)
+    if sub == LE_CONNECTION_COMPLETE:
+        return [_connection(linktype, body, ts_ns, 0)]
+    if sub in (LE_ENHANCED_CONNECTION_COMPLETE, LE_ENHANCED_CONNECTION_COMPLETE_V2):
+        return [_connection(linktype, body, ts_ns, 12)]  # + Local_ and Peer_Resolvable_Address
     return []
+
+
+def _connection(linktype: int, body: bytes, ts_ns: int, rpas: int) -> BleConnection:
+    """§7.7.65.1: Status, Connection_Handle (2), Role, Peer_Address_Type, Peer_Address (6),
+    [§7.7.65.10: Local_Resolvable_Private_Address (6), Peer_Resolvable_Private_Address (6)],
+    Connection_Interval (2), Peripheral_Latency (2), Supervision_Timeout (2), clock accuracy."""
+    if len(body) < 18 + rpas:
+        raise ParseError("LE Connection Complete truncated")
+    status, handle, role, atype = body[0], struct.unpack("<H", body[1:3])[0], body[3], body[4]
+    interval = struct.unpack("<H", body[11 + rpas : 13 + rpas])[0]
+    return BleConnection(
+        ts_ns=ts_ns,
+        linktype=linktype,
+        peer_address=_address(body[5:11]),
+        peer_address_random=atype in RANDOM_ADDRESS_TYPES,
+        peer_address_type=atype,
+        local_role="central" if role == 0 else "peripheral",
+        status=status,
+        connection_handle=handle & 0x0FFF,
+        connection_interval_ms=interval * 1.25 if status == 0 else None,
+    )
 
 
 def _rssi(b: int) -> int | None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from netcap import tshark
 
 from medsentry.capture.reader import open_capture
 from medsentry.errors import CaptureError
-from medsentry.events.ble import BleAdvertisement
+from medsentry.events.ble import BleAdvertisement, BleConnection
 from medsentry.protocols import ble_hci
 from medsentry.protocols.base import ParseError
 from medsentry.store import iter_events, open_store
@@ -82,6 +84,16 @@ def le_extended_advertising_report() -> bytes:
         + data
     )
     params = b"\x0d\x01" + report
+    return bytes([0x3E, len(params)]) + params
+
+
+def le_connection_complete(enhanced: bool) -> bytes:
+    """§7.7.65.1 / §7.7.65.10: the host (central) connected to the BP cuff."""
+    body = b"\x00" + struct.pack("<H", 0x0040) + b"\x00\x00" + _addr(ADDR)
+    if enhanced:
+        body += bytes(12)  # no resolvable private addresses
+    body += struct.pack("<HHH", 24, 0, 400) + b"\x00"  # 30 ms, latency 0, 4 s
+    params = (b"\x0a" if enhanced else b"\x01") + body
     return bytes([0x3E, len(params)]) + params
 
 
@@ -251,6 +263,55 @@ def test_vendor_128bit_service_identifies_a_cgm(tmp_path: Path) -> None:
     assert dev["medical"]
 
 
+def test_le_connection_complete_matches_tshark(tmp_path: Path) -> None:
+    frames = [b"\0\0\0\1\x04" + le_connection_complete(e) for e in (False, True)]
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 201)
+    for f in frames:
+        out += struct.pack("<IIII", 1_700_000_000, 0, len(f), len(f)) + f
+    path = tmp_path / "conn.pcap"
+    path.write_bytes(out)
+    evs = [e for f in frames for e in ble_hci.dissect(201, 0, f, 1, 0)]
+    assert all(isinstance(e, BleConnection) for e in evs) and len(evs) == 2
+    rows = tshark(
+        path,
+        "bthci_evt.le_meta_subevent",
+        "bthci_evt.bd_addr",
+        "bthci_evt.connection_handle",
+        "bthci_evt.role",
+        "bthci_evt.le_con_interval",
+    )
+    for ev, (addr, handle, role, interval) in zip(evs, rows, strict=True):
+        assert ev.peer_address == addr == ADDR and not ev.peer_address_random
+        assert ev.connection_handle == int(handle, 0) == 0x40
+        assert ev.local_role == "central" and int(role, 0) == 0 and ev.status == 0
+        assert ev.connection_interval_ms == 30.0 and int(interval, 0) == 24
+    from medsentry.cli import main as cli
+
+    db = f"sqlite:///{tmp_path / 'ms.db'}"
+    res = CliRunner().invoke(cli, ["scan", str(path), "--db", db, "-q"])
+    assert res.exit_code == 0, res.output
+    stored = list(iter_events(open_store(db), kinds=["ble_conn"]))
+    assert [e.peer_address for e in stored] == [ADDR, ADDR]
+
+
+def test_pcapng_hci_interface(tmp_path: Path) -> None:
+    """pcapng (as written by Wireshark/dumpcap on a Bluetooth interface): same events."""
+    if shutil.which("editcap") is None:
+        pytest.skip("editcap is not installed")
+    src = pcap_file(tmp_path, 201)
+    ng = tmp_path / "hci.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(src), str(ng)], check=True)
+    with open_capture(ng) as rd:
+        evs = []
+        for b in rd:
+            for i in range(len(b)):
+                o = int(b.off[i])
+                f = bytes(b.buf[o : o + int(b.caplen[i])])
+                evs += ble_hci.dissect(int(b.linktype[i]), 0, f, int(b.ts_ns[i]), 0)
+        assert rd.format == "pcapng" and rd.linktypes == [201] and rd.warnings == []
+    _check_events(evs)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -290,6 +351,7 @@ def test_truncated_btsnoop_keeps_packets_and_warns_with_offset(tmp_path: Path) -
 def test_fuzz_hci_dissector(case: tuple[str, int], data: st.DataObject) -> None:
     _, lt = case
     events = [le_advertising_report(), le_extended_advertising_report()]
+    events += [le_connection_complete(False), le_connection_complete(True)]
     frame = bytearray(
         data.draw(
             st.sampled_from(
@@ -309,7 +371,7 @@ def test_fuzz_hci_dissector(case: tuple[str, int], data: st.DataObject) -> None:
     frame = frame[: data.draw(st.integers(0, len(frame)))]
     with contextlib.suppress(ParseError):
         for ev in ble_hci.dissect(lt, 0, bytes(frame), 1, 0):
-            assert isinstance(ev, BleAdvertisement)
+            assert isinstance(ev, (BleAdvertisement, BleConnection))
 
 
 @settings(max_examples=150, deadline=None)
