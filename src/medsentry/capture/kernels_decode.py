@@ -34,12 +34,15 @@ from medsentry.capture.batch import (
     LINKTYPE_PPI,
     LINKTYPE_RAW,
 )
+from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 from medsentry.capture.kernels_bytes import prefetch, u16be, u32be, u32le, ubytes_be
 from medsentry.capture.kernels_wlan import WLAN_LINKTYPES, ppi_header, wlan_link
 
-# Link types the kernel understands; BLE ones are passed through for a BLE dissector.
+# Link types the kernel understands; BLE ones (sniffer and HCI) are passed through for a
+# BLE dissector.
 BLE_LINKTYPES = frozenset(
     {LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, LINKTYPE_NORDIC_BLE}
+    | set(HCI_LINKTYPES)
 )
 DECODED_LINKTYPES = frozenset(
     {
@@ -196,10 +199,14 @@ def decode_kernel(
                 eth_dst[i] = dst_mac
                 err[i] = werr
                 continue
-        elif lt in (
-            LINKTYPE_BLUETOOTH_LE_LL,
-            LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
-            LINKTYPE_NORDIC_BLE,
+        elif (
+            lt
+            in (
+                LINKTYPE_BLUETOOTH_LE_LL,
+                LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
+                LINKTYPE_NORDIC_BLE,
+            )
+            or lt in HCI_LINKTYPES
         ):
             continue  # left for the BLE dissector
         else:
