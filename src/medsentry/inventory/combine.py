@@ -63,6 +63,14 @@ def combine(
 ) -> Attribute | None:
     if not claims:
         return None
+    if len(claims) == 1:  # the common case, same result: one group, its claim's own strength
+        c = claims[0]
+        return Attribute(
+            value=display([c]) if display else c.value,
+            confidence=round(max(0.0, c.confidence), 3),
+            evidence=[_evidence(c)],
+            conflicts=[],
+        )
     groups: dict[str, list[Claim]] = defaultdict(list)
     for c in claims:
         groups[key(c.value)].append(c)

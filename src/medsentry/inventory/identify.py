@@ -172,7 +172,8 @@ def identify(
     vendor = combine(by_attr["vendor"], key=vendor_key, display=_vendor_display)
     model = combine(by_attr["model"])
     software = combine(by_attr["software_version"])
-    os_ = combine(by_attr["os"])
+    # the same claims as `os_first` unless the platform or the CMMS added some
+    os_ = combine(by_attr["os"]) if platform is not None or extra else os_first
     cat = tax.categories.get(category.value) if category else None
     ips = sorted(state.addresses, key=lambda ip: (-state.addresses[ip].last_ns, ip))
     return Device(
