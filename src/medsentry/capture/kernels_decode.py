@@ -36,7 +36,7 @@ from medsentry.capture.batch import (
 )
 from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 from medsentry.capture.kernels_bytes import prefetch, u16be, u32be, u32le, ubytes_be
-from medsentry.capture.kernels_wlan import WLAN_LINKTYPES, ppi_header, wlan_link
+from medsentry.capture.kernels_wlan import WLAN_LINKTYPES, wlan_link
 
 # Link types the kernel understands; BLE ones (sniffer and HCI) are passed through for a
 # BLE dissector.
@@ -121,21 +121,12 @@ def decode_kernel(
         end = p + caplen[i]
         if end > blen:
             end = blen
-        lt = np.int64(linktype[i])
+        lt = linktype[i]
         src_mac = zero
         dst_mac = zero
+        pos = p
         et = 0
         # ---- link layer
-        radio_flags = 0
-        if lt == LINKTYPE_PPI:  # CACE PPI 1.0.10: a radio header, then a frame of its pph_dlt
-            perr, p, lt, radio_flags = ppi_header(buf, p, end)
-            if perr != 0:
-                err[i] = perr
-                continue
-            if lt != LINKTYPE_ETHERNET and lt != LINKTYPE_IEEE802_11:
-                err[i] = ERR_UNKNOWN_LINKTYPE
-                continue
-        pos = p
         if lt == LINKTYPE_ETHERNET:  # IEEE 802.3 §3.1.1
             if end - p < 14:
                 err[i] = ERR_TRUNCATED_L2
@@ -190,9 +181,10 @@ def decode_kernel(
             et = 0x0800
         elif lt == LINKTYPE_IPV6:
             et = 0x86DD
-        elif lt in (LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_IEEE802_11):
+        elif lt in (LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_IEEE802_11, LINKTYPE_PPI):
+            # radiotap.org, IEEE 802.11-2020 §9, CACE PPI 1.0.10 (kernels_wlan.py)
             werr, pos, end, et, src_mac, dst_mac = wlan_link(
-                buf, p, end, lt, caplen[i] >= wirelen[i], radio_flags
+                buf, p, end, lt, caplen[i] >= wirelen[i]
             )
             if werr != 0:  # encrypted, management or damaged: the addresses, if any, only
                 eth_src[i] = src_mac

@@ -1,11 +1,11 @@
 """The 802.11 link layer for the decode kernel: radiotap / PPI radio headers, the 802.11 MAC
 header and its LLC/SNAP encapsulation (IEEE Std 802.11-2020 §9.2-§9.3, IEEE 802.2 / RFC 1042).
 
-`ppi_header` unwraps a PPI header (its inner frame is 802.11 or Ethernet). `wlan_link` is
-called by `decode_kernel` once per 802.11 packet and returns where the encapsulated
-ethertype's header starts, so the network layer is decoded exactly as for
-Ethernet. The MAC columns receive the frame's source and destination addresses (SA/DA, from
-the ToDS/FromDS address table), so a station is keyed by its own MAC and not by the access
+`wlan_link` is called by `decode_kernel` once per 802.11/PPI packet and returns where the
+encapsulated ethertype's header starts, so the network layer is decoded exactly as for
+Ethernet (`ppi_header` unwraps PPI, whose inner frame may be 802.11 or Ethernet). The MAC
+columns receive the frame's source and destination addresses (SA/DA, from the ToDS/FromDS
+address table), so a station is keyed by its own MAC and not by the access
 point that relays its frames.
 """
 
@@ -17,9 +17,11 @@ from numba import njit
 from medsentry.capture.batch import (
     ERR_BAD_L2,
     ERR_TRUNCATED_L2,
+    ERR_UNKNOWN_LINKTYPE,
     ERR_WLAN_BAD_FCS,
     ERR_WLAN_NOT_DATA,
     ERR_WLAN_PROTECTED,
+    LINKTYPE_ETHERNET,
     LINKTYPE_IEEE802_11,
     LINKTYPE_IEEE802_11_RADIOTAP,
     LINKTYPE_PPI,
@@ -139,22 +141,40 @@ def ppi_header(buf: np.ndarray, p: int, end: int) -> tuple[int, int, int, int]:
 
 @njit(cache=True, nogil=True)
 def wlan_link(
-    buf: np.ndarray, p: int, end: int, lt: int, whole: bool, flags: int
+    buf: np.ndarray, p: int, end: int, lt: int, whole: bool
 ) -> tuple[int, int, int, int, np.uint64, np.uint64]:
-    """(error, network header start, new end, ethertype, SA, DA) of the 802.11 packet at p.
+    """(error, network header start, new end, ethertype, SA, DA) of the packet at p whose
+    link type `lt` is one of WLAN_LINKTYPES (PPI may also wrap an Ethernet frame).
 
-    `lt` is LINKTYPE_IEEE802_11_RADIOTAP or LINKTYPE_IEEE802_11 (then `flags` are the radio
-    Flags a PPI header gave, else 0). `whole`: the capture holds the whole frame (caplen >=
-    wire length), so a flagged FCS is really the last 4 captured bytes. On error the
-    addresses are those the MAC header gave (management/protected frames) or zero (a header
-    that is cut or contradicts itself).
+    One call site in the decode kernel serves the three link types. `whole`: the capture
+    holds the whole frame (caplen >= wire length), so a flagged FCS is really the last 4
+    captured bytes. On error the addresses are those the MAC header gave (management and
+    protected frames) or zero (a header that is cut or contradicts itself).
     """
     zero = np.uint64(0)
     wp = p
+    flags = 0
     if lt == LINKTYPE_IEEE802_11_RADIOTAP:
         e, wp, flags = _radiotap(buf, p, end)
         if e != 0:
             return e, 0, end, 0, zero, zero
+    elif lt == LINKTYPE_PPI:
+        e, wp, dlt, flags = ppi_header(buf, p, end)
+        if e != 0:
+            return e, 0, end, 0, zero, zero
+        if dlt == LINKTYPE_ETHERNET:  # IEEE 802.3 §3.1.1
+            if end - wp < 14:
+                return ERR_TRUNCATED_L2, 0, end, 0, zero, zero
+            return (
+                0,
+                wp + 14,
+                end,
+                u16be(buf, wp + 12),
+                ubytes_be(buf, wp + 6, 6),
+                ubytes_be(buf, wp, 6),
+            )
+        if dlt != LINKTYPE_IEEE802_11:
+            return ERR_UNKNOWN_LINKTYPE, 0, end, 0, zero, zero
     if (flags & RT_FLAG_FCS) and whole:
         if end - wp < FCS_LEN:
             return ERR_TRUNCATED_L2, 0, end, 0, zero, zero
