@@ -464,3 +464,37 @@ def test_ppi_with_another_link_type_is_unknown(tmp_path: Path) -> None:
     c = concat(path)
     assert c["err"].tolist() == [B.ERR_UNKNOWN_LINKTYPE, 0]
     assert format_mac(c["eth_src"][1]) == STA
+
+
+def test_amsdu_and_datapad_against_tshark(tmp_path: Path) -> None:
+    """An A-MSDU (QoS Control bit 7, §9.3.2.2.2) decodes its first subframe; a radiotap
+    data-pad frame (Flags 0x20) skips the padding to the 4-byte boundary after the header."""
+    sub1 = snap(0x0800, ipv4(DEV_IP, CLOUD_IP, 6, SYN_SEG))
+    sub2 = snap(0x0800, ipv4(DEV_IP, "192.168.1.1", 17, DNS))
+    amsdu = b""
+    for body in (sub1, sub2):  # DA, SA, Length, MSDU, padded to 4 bytes between subframes
+        amsdu += b"\0" * (-len(amsdu) % 4)
+        amsdu += mac_bytes(GW) + mac_bytes(STA) + struct.pack("!H", len(body)) + body
+    f_amsdu = dot11(QOS_DATA, TO_DS, AP, STA, GW, amsdu, qos=0x80)
+    # QoS data + 4-address: header 32 bytes, already aligned; plain WDS data is 30 -> pad 2
+    f_pad = dot11(DATA, TO_DS | FROM_DS, WDS_RA, WDS_TA, GW, b"\0\0" + sub2, a4=STA)
+    path = _pcap(tmp_path, "amsdu.pcap", 127, [radiotap(0x00) + f_amsdu, radiotap(0x20) + f_pad])
+    c = concat(path)
+    assert c["err"].tolist() == [0, 0]
+    assert [format_ip(4, 0, x) for x in c["dst_lo"]] == [CLOUD_IP, "192.168.1.1"]
+    assert c["dport"].tolist() == [8883, 53] and c["pl_len"].tolist() == [0, len(DNS) - 8]
+    assert [format_mac(x) for x in c["eth_src"]] == [STA, STA]
+    if TSHARK is None:
+        return
+    out = subprocess.run(
+        [TSHARK, "-n", "-r", str(path), "-T", "fields", "-E", "occurrence=f"]
+        + [a for f in ("wlan.sa", "ip.dst", "tcp.dstport", "udp.dstport") for a in ("-e", f)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # tshark dissects both subframes (udp.dstport comes from the second); we the first only
+    assert [line.split("\t") for line in out] == [
+        [STA, CLOUD_IP, "8883", "53"],
+        [STA, "192.168.1.1", "", "53"],
+    ]
