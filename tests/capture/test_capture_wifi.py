@@ -498,3 +498,20 @@ def test_amsdu_and_datapad_against_tshark(tmp_path: Path) -> None:
         [STA, CLOUD_IP, "8883", "53"],
         [STA, "192.168.1.1", "", "53"],
     ]
+
+
+def test_flagged_fcs_is_not_payload(tmp_path: Path) -> None:
+    """IPv4 total length 0 (segmentation offload: the length is what was captured) and an IP
+    packet longer than the frame: the 4 FCS bytes are neither IP length nor payload."""
+    pkt = bytearray(ipv4(DEV_IP, CLOUD_IP, 17, DNS))
+    pkt[2:4] = b"\0\0"
+    long_ip = bytearray(ipv4(DEV_IP, CLOUD_IP, 6, DATA_SEG))
+    long_ip[2:4] = struct.pack("!H", len(long_ip) + 100)
+    rows = []
+    for ip in (bytes(pkt), bytes(long_ip)):
+        f = dot11(QOS_DATA, TO_DS, AP, STA, GW, snap(0x0800, ip))
+        rows.append(radiotap(0x10) + f + struct.pack("<I", zlib.crc32(f)))
+    c = concat(_pcap(tmp_path, "tso.pcap", 127, rows))
+    assert c["err"].tolist() == [0, 0]
+    assert int(c["ip_len"][0]) == len(pkt) and int(c["pl_len"][0]) == len(DNS) - 8
+    assert int(c["pl_len"][1]) == 37
