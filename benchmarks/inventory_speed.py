@@ -14,6 +14,9 @@ The capture is the foundation benchmark's (benchmarks/gen_capture.py, 1.2M packe
 2. End to end: `medsentry scan FILE --engines inventory` against `--engines none`, each a fresh
    process into a fresh SQLite file (storage of flows and events included); share = the
    difference in CPU time (os.wait4 rusage) / the CPU time with the inventory.
+3. Inside one `medsentry scan --engines inventory` process: the engine's own calls (construction
+   with its data files, `feed`, `finish`) timed, against the process's whole CPU time. Precise
+   where the difference of (2) swings by a second between runs, but blind to indirect costs.
 
 Stage times are CPU seconds (`time.process_time`), not wall seconds: the machine is shared.
 
@@ -25,6 +28,7 @@ benchmarks/inventory_speed.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import json
@@ -136,14 +140,69 @@ def cli_scan(pcap: Path, work: Path, engines: str) -> tuple[float, float]:
     return ru.ru_utime + ru.ru_stime, wall
 
 
+def _instrumented_child(pcap: str, db: str) -> None:
+    """Run `medsentry scan --engines inventory` in this process with the engine's own calls
+    (construction, feed, finish) timed; print JSON: engine CPU s, whole-process CPU s."""
+    import resource
+
+    import medsentry.analysis as analysis
+    import medsentry.cli.scan as scan_mod
+    from medsentry.cli import _load
+    from medsentry.cli import main as cli_main
+
+    spent = {"load": 0.0, "feed": 0.0, "finish": 0.0}
+    real_load = analysis.load_analyzers
+
+    def timed(kind, fn):
+        def call(*args):
+            t = time.process_time()
+            try:
+                return fn(*args)
+            finally:
+                spent[kind] += time.process_time() - t
+
+        return call
+
+    def load(*args, **kw):
+        t = time.process_time()
+        engines = real_load(*args, **kw)
+        spent["load"] += time.process_time() - t
+        for e in engines:
+            e.feed, e.finish = timed("feed", e.feed), timed("finish", e.finish)
+        return engines
+
+    scan_mod.load_analyzers = load
+    _load()
+    args = ["scan", pcap, "--db", f"sqlite:///{db}", "--engines", "inventory", "-q"]
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        cli_main(args, standalone_mode=False)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps(spent | {"process": ru.ru_utime + ru.ru_stime}))
+
+
+def cli_scan_instrumented(pcap: Path, work: Path) -> dict:
+    """The inventory's own CPU time inside one `medsentry scan` process (fresh database)."""
+    run = next(_RUNS)
+    db = work / f"cli-instrumented-{run}.db"
+    env = dict(os.environ, MEDSENTRY_HOME=str(work / f"home-instrumented-{run}"))
+    out = subprocess.run(
+        [sys.executable, __file__, "--instrumented-child", str(pcap), str(db)],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--instrumented-child":
+        _instrumented_child(sys.argv[2], sys.argv[3])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pcap", type=Path, default=Path(tempfile.gettempdir()) / "hosts10k.pcap")
     ap.add_argument("--hosts", type=int, default=10_000)
     ap.add_argument("--packets", type=int, default=1_200_000)
     ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI runs")
     ap.add_argument(
-        "--repeat", type=int, default=2, help="end-to-end runs per configuration (fastest kept)"
+        "--repeat", type=int, default=3, help="end-to-end runs per configuration (fastest kept)"
     )
     a = ap.parse_args()
     ensure_capture(a.pcap, a.hosts, a.packets)
@@ -160,6 +219,10 @@ def main() -> int:
             r["cpu_cli_inventory"], r["wall_cli_inventory"] = min(runs["inventory"])
             r["cli_runs"] = runs
             r["share_cli"] = (r["cpu_cli_inventory"] - r["cpu_cli_none"]) / r["cpu_cli_inventory"]
+            inst = cli_scan_instrumented(a.pcap, work)
+            inst["engine"] = inst["load"] + inst["feed"] + inst["finish"]
+            inst["share"] = inst["engine"] / inst["process"]
+            r["cli_instrumented"] = inst
     r |= {
         "pcap": str(a.pcap),
         "size_mb": a.pcap.stat().st_size / 1e6,
@@ -212,6 +275,19 @@ def main() -> int:
             "",
             f"**Inventory share of end-to-end scan CPU time: {r['share_cli']:.1%}** (difference "
             "of two runs; wall times on this shared machine swing with the other jobs).",
+        ]
+        inst = r["cli_instrumented"]
+        lines += [
+            "",
+            "Inside one `medsentry scan --engines inventory` process, the engine's own calls timed"
+            " (CPU s; not subject to the run-to-run swing of the difference above, but blind to"
+            " costs the engine causes elsewhere, such as garbage collection):",
+            "",
+            "| engine construction (data files) | feed | finish (resolve, identify, write, ledger)"
+            " | engine total | whole process | share |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {inst['load']:.2f} | {inst['feed']:.2f} | {inst['finish']:.2f} |"
+            f" {inst['engine']:.2f} | {inst['process']:.2f} | **{inst['share']:.1%}** |",
         ]
     top = list(r["categories"].items())[:8]
     lines += ["", "Devices by category: " + ", ".join(f"{k} {v:,}" for k, v in top) + "."]
