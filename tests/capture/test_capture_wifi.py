@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from capture_build import Pcapng, pcap_file
 from capture_build import concat as _concat
-from capture_build import pcap_file
 from click.testing import CliRunner
 
 from medsentry.capture import batch as B
@@ -515,3 +515,17 @@ def test_flagged_fcs_is_not_payload(tmp_path: Path) -> None:
     assert c["err"].tolist() == [0, 0]
     assert int(c["ip_len"][0]) == len(pkt) and int(c["pl_len"][0]) == len(DNS) - 8
     assert int(c["pl_len"][1]) == 37
+
+
+def test_pcapng_mixing_ethernet_and_radiotap_interfaces(tmp_path: Path) -> None:
+    """pcapng: link type per interface, so one batch holds Ethernet and 802.11 packets."""
+    f = frames()[0][0]
+    eth = mac_bytes(GW) + mac_bytes(STA) + b"\x08\x00" + ipv4(DEV_IP, CLOUD_IP, 6, SYN_SEG)
+    ng = Pcapng().shb().idb(1).idb(127).idb(105)
+    ng.epb(1, 1, radiotap(0x10) + f + struct.pack("<I", zlib.crc32(f)))
+    ng.epb(0, 2, eth).epb(2, 3, frames()[1][0]).epb(1, 4, radiotap(0x00) + frames()[-3][0])
+    c = concat(ng.write(tmp_path / "mixed.pcapng"))
+    assert c["linktype"].tolist() == [127, 1, 105, 127]
+    assert c["err"].tolist() == [0, 0, 0, B.ERR_WLAN_PROTECTED]
+    assert [format_mac(m) for m in c["eth_src"]] == [STA, STA, GW, STA]
+    assert c["dport"].tolist()[:3] == [8883, 8883, 49152]
