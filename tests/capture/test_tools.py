@@ -19,7 +19,9 @@ from capture_build import concat
 from medsentry.capture.reader import open_capture
 
 TOOLS = ("tcpdump", "editcap", "mergecap", "text2pcap")
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
 pytestmark = [
+    pytest.mark.xdist_group("test_tools"),
     pytest.mark.skipif(
         any(shutil.which(t) is None for t in TOOLS), reason="tcpdump/wireshark tools missing"
     ),

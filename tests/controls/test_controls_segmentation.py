@@ -26,7 +26,11 @@ from medsentry.controls.segmentation import load_policy, recommend, stored_conve
 from medsentry.inventory.model import Attribute, Device
 from medsentry.store import open_store
 
-pytestmark = pytest.mark.slow
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("test_controls_segmentation"),
+]
 
 TAG = f"ms{os.getpid() % 100000}"
 NS = {k: f"{TAG}{k}" for k in ("r", "img", "cli", "it", "net")}

@@ -11,7 +11,11 @@ from click.testing import CliRunner
 
 from medsentry.cli import main
 
-pytestmark = pytest.mark.slow
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("test_controls_stacks"),
+]
 NET = "127.0.8"
 
 

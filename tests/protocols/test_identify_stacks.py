@@ -22,6 +22,9 @@ from identify_stack import OneShotServer, RecordingRelay
 
 from medsentry.protocols.identify import identify
 
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = pytest.mark.xdist_group("test_identify_stacks")
+
 TCP, UDP = 6, 17
 
 

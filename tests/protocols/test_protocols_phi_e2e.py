@@ -40,7 +40,11 @@ from medsentry.cli import main as cli  # noqa: E402
 from medsentry.events import encode_json  # noqa: E402
 from medsentry.store import iter_events, open_store  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("test_protocols_phi_e2e"),
+]
 
 # DICOM (PS3.5 §6.2 PN: family^given^middle^prefix^suffix)
 DICOM_FAMILY, DICOM_GIVEN, DICOM_MIDDLE = "Zorblatt", "Quintessa", "Marguerite"

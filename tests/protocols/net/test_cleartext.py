@@ -26,6 +26,9 @@ from medsentry.protocols.cleartext import (
     TelnetDissector,
 )
 
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = pytest.mark.xdist_group("test_cleartext")
+
 H = ctx_for().phi_hash
 
 

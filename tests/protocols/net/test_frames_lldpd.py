@@ -28,6 +28,9 @@ from medsentry.events.identity import CdpNeighbor, LldpNeighbor
 from medsentry.protocols import lldp
 from medsentry.store import iter_events, open_store
 
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = pytest.mark.xdist_group("test_frames_lldpd")
+
 DESCRIPTION = "IntelliVue MX800 Rev M.00.03"
 HOSTNAME = "ICU-MON-07"
 ADDRESS = "10.77.0.1"

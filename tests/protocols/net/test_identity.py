@@ -21,6 +21,9 @@ from medsentry.protocols.dns import DnsDissector, parse_message, read_name
 from medsentry.protocols.registry import load, stream_dissector
 from medsentry.protocols.ssdp import SsdpDissector
 
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = pytest.mark.xdist_group("test_identity")
+
 MAC = bytes.fromhex("001b2c3d4e5f")
 
 

@@ -26,6 +26,9 @@ from medsentry.protocols import ja4 as fp
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.tls import TlsDissector
 
+# xdist_group: one worker runs this module, so its live capture is built once, without clashes
+pytestmark = pytest.mark.xdist_group("test_tls")
+
 
 def test_ja4_spec_example() -> None:
     """The worked example of JA4.md (FoxIO), with GREASE values added that must be ignored."""
