@@ -156,8 +156,8 @@ STREAM_FIELDS = (
     "gaps",
     "gap_bytes",
 )
-from medsentry.inventory import tables as _inventory_tables  # noqa: E402,F401
+from medsentry.controls import tables as _controls_tables  # noqa: E402,F401
 from medsentry.detect import tables as _detect_tables  # noqa: E402,F401
 from medsentry.intel import sbom_tables as _sbom_tables  # noqa: E402,F401
 from medsentry.intel import tables as _intel_tables  # noqa: E402,F401
-from medsentry.controls import tables as _controls_tables  # noqa: E402,F401
+from medsentry.inventory import tables as _inventory_tables  # noqa: E402,F401
