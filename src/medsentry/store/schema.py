@@ -156,6 +156,9 @@ STREAM_FIELDS = (
     "gaps",
     "gap_bytes",
 )
+
+# Each engine defines its tables on this metadata in its own module; importing them here puts
+# them in `metadata` for Alembic and the schema check (one line per area).
 from medsentry.controls import tables as _controls_tables  # noqa: E402,F401
 from medsentry.detect import tables as _detect_tables  # noqa: E402,F401
 from medsentry.intel import sbom_tables as _sbom_tables  # noqa: E402,F401
