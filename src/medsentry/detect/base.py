@@ -270,23 +270,33 @@ class ModelDetector(Detector):
             if self.keep_learning:
                 self.model.learn_one(x)
             return []
-        device = ctx.device_of_event(event)
-        return [
-            AlertDraft(
-                rule_id=self.detector_id,
-                source=SOURCE_MODEL,
-                severity=self.severity,
-                title=self.title,
-                technique_id=self.technique_id,
-                technique_name=self.technique_name,
-                ts_ns=event.ts_ns,
-                device_id=device,
-                evidence=[ctx.evidence(event)],
-                dedup_key=f"{self.detector_id}|{device or '-'}",
-                detail={"score": round(score, 6), "threshold": round(self.threshold, 6)},
-                score=score,
-            )
-        ]
+        return [self.model_alert(event, ctx, score, self.threshold)]
+
+    def model_alert(
+        self,
+        event: Event,
+        ctx: DetectContext,
+        score: float,
+        threshold: float,
+        device: str | None = None,
+        **detail: Any,
+    ) -> AlertDraft:
+        """The alert for a score above the threshold (one per device, repeats aggregated)."""
+        device = device if device is not None else ctx.device_of_event(event)
+        return AlertDraft(
+            rule_id=self.detector_id,
+            source=SOURCE_MODEL,
+            severity=self.severity,
+            title=self.title,
+            technique_id=self.technique_id,
+            technique_name=self.technique_name,
+            ts_ns=event.ts_ns,
+            device_id=device,
+            evidence=[ctx.evidence(event)],
+            dedup_key=f"{self.detector_id}|{device or '-'}",
+            detail={**detail, "score": round(score, 6), "threshold": round(threshold, 6)},
+            score=score,
+        )
 
     def model_state(self) -> Any:
         return None

@@ -270,24 +270,8 @@ class FlowAnomalyDetector(ModelDetector):
             ]
         if score > threshold:
             return [
-                AlertDraft(
-                    rule_id=self.detector_id,
-                    source=SOURCE_MODEL,
-                    severity=self.severity,
-                    title=self.title,
-                    technique_id=self.technique_id,
-                    technique_name=self.technique_name,
-                    ts_ns=event.ts_ns,
-                    device_id=device,
-                    evidence=[ctx.evidence(event)],
-                    dedup_key=f"{self.detector_id}|{device or '-'}",
-                    detail={
-                        "score": round(score, 6),
-                        "threshold": round(threshold, 6),
-                        "model": self.algorithm,
-                        "scope": scope,
-                    },
-                    score=score,
+                self.model_alert(
+                    event, ctx, score, threshold, device, model=self.algorithm, scope=scope
                 )
             ]
         if self.keep_learning and not rebound:

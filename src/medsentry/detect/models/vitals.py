@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from medsentry.detect.base import SOURCE_MODEL, SOURCE_RULE, AlertDraft, ModelDetector
+from medsentry.detect.base import SOURCE_RULE, AlertDraft, ModelDetector
 from medsentry.detect.context import DetectContext
 from medsentry.errors import ConfigError, StoreError
 from medsentry.events.base import Event
@@ -246,25 +246,9 @@ class VitalsIntegrityDetector(ModelDetector):
                 assert self.threshold is not None
                 score = self.model.score_one(x)
                 if score > self.threshold:
-                    device = ctx.device_of_event(event)
                     drafts.append(
-                        AlertDraft(
-                            rule_id=self.detector_id,
-                            source=SOURCE_MODEL,
-                            severity=self.severity,
-                            title=self.title,
-                            technique_id=self.technique_id,
-                            technique_name=self.technique_name,
-                            ts_ns=event.ts_ns,
-                            device_id=device,
-                            evidence=[ctx.evidence(event)],
-                            dedup_key=f"{self.detector_id}|{device or '-'}",
-                            detail={
-                                "vital": self.model.explain(x),
-                                "score": round(score, 6),
-                                "threshold": round(self.threshold, 6),
-                            },
-                            score=score,
+                        self.model_alert(
+                            event, ctx, score, self.threshold, vital=self.model.explain(x)
                         )
                     )
         jumped: frozenset[str] = frozenset()
