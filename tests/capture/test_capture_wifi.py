@@ -424,7 +424,8 @@ def test_scan_wifi_capture(captures, tmp_path: Path) -> None:
     assert code == 0, err
     by_mac = {d["mac"]: d for d in json.loads(out) if d["mac"]}
     assert by_mac[STA]["ip"] == DEV_IP and by_mac[PHONE]["ip"] == PHONE_IP
-    assert AP not in by_mac  # the BSSID relays frames; it is no endpoint of any flow
+    # the BSSID is no endpoint of any flow; its beacon makes it an access point (protocols/wlan.py)
+    assert by_mac[AP]["category"] == "it.network" and not by_mac[AP]["ip"]
     code, out, err = _run("scan", "--db", url, str(path))  # the table names the reason
     assert code == 0 and "802.11 data frame encrypted" in out, out
 

@@ -17,6 +17,7 @@ from medsentry.events import (  # noqa: F401
     syslog,
     telemetry,
     tls,
+    wlan,
 )
 from medsentry.events.base import (
     Endpoints,

@@ -1,4 +1,5 @@
-"""Non-IP frames handed to the frame dissectors one at a time: LLDP, CDP, Bluetooth LE.
+"""Non-IP frames handed to the frame dissectors one at a time: LLDP, CDP, Bluetooth LE,
+802.11 management and encrypted data frames.
 
 They are rare, so a NumPy mask selects them and Python sees only those frames.
 """
@@ -8,10 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from medsentry.capture.batch import (
+    ERR_WLAN_NOT_DATA,
+    ERR_WLAN_PROTECTED,
     LINKTYPE_BLUETOOTH_LE_LL,
     LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
     LINKTYPE_ETHERNET,
+    LINKTYPE_IEEE802_11,
+    LINKTYPE_IEEE802_11_RADIOTAP,
     LINKTYPE_NORDIC_BLE,
+    LINKTYPE_PPI,
     PacketBatch,
 )
 from medsentry.capture.hci_linktypes import HCI_LINKTYPES
@@ -26,6 +32,7 @@ BLE_LINKTYPES = (
     LINKTYPE_NORDIC_BLE,
     *HCI_LINKTYPES,
 )
+WLAN_LINKTYPES = (LINKTYPE_IEEE802_11, LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_PPI)
 
 
 def select_frames(pb: PacketBatch) -> list[tuple[int, int]]:
@@ -36,6 +43,13 @@ def select_frames(pb: PacketBatch) -> list[tuple[int, int]]:
     # IEEE 802.3 length field (< 0x0600) in place of an ethertype: maybe LLC/SNAP
     cand = np.flatnonzero((lt == LINKTYPE_ETHERNET) & (pb.ethertype < 0x0600) & (pb.ip_ver == 0))
     out = [(int(i), 0) for i in np.flatnonzero(ble)]
+    # 802.11 frames the kernel skipped: encrypted data, and management frames (their SA is
+    # set; control frames have none) -> protocols/wlan.py
+    err = pb.err
+    wlan = np.isin(lt, WLAN_LINKTYPES) & (
+        (err == ERR_WLAN_PROTECTED) | ((err == ERR_WLAN_NOT_DATA) & (pb.eth_src != 0))
+    )
+    out += [(int(i), 0) for i in np.flatnonzero(wlan)]
     out += [(int(i), ETHERTYPE_LLDP) for i in np.flatnonzero(lldp)]
     if cand.size:
         buf = pb.raw.buf

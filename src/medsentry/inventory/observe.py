@@ -549,6 +549,26 @@ class Observer:
         if m.appearance is not None:
             self._obs(dev, "ble.appearance", str(m.appearance), ts)
 
+    def _wlan(self, m) -> None:
+        # 802.11 transmitter (protocols/wlan.py): keyed by its MAC like a wired station, so it
+        # merges with the flows of the same MAC; a randomized MAC is handled by identify
+        ts = m.ts_ns
+        ep = self._pair(m.station_mac, None, ts)
+        if ep is None:
+            return
+        self._role(ep, "wlan-ap" if m.role == "ap" else "wlan-station", ts)
+        if "wlan" not in ep.protocols:
+            ep.protocols["wlan"] = ts
+        self._obs(ep, "wlan.ssid", m.ssid, ts)
+        self._obs(ep, "wlan.wps.manufacturer", m.wps_manufacturer, ts)
+        self._obs(ep, "wlan.wps.model_name", m.wps_model_name, ts)
+        self._obs(ep, "wlan.wps.model_number", m.wps_model_number, ts)
+        self._obs(ep, "wlan.fingerprint", m.fingerprint, ts)
+        for o in m.vendor_ouis:
+            self._obs(ep, "wlan.vendor_oui", o, ts)
+        if m.protected_data:
+            self._obs(ep, "wlan.protected", "true", ts)
+
     # -- resolution --
 
     def gateways(self, known: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
@@ -716,6 +736,7 @@ _HANDLERS = {
     "MqttPublish": Observer._mqtt_publish,
     "MqttSubscribe": Observer._mqtt_subscribe,
     "BleAdvertisement": Observer._ble,
+    "WlanStation": Observer._wlan,
 }
 
 
