@@ -22,11 +22,42 @@ _LOCAL_NETS = tuple(
 )
 
 
+# The IPv4 local networks above as (network, mask) integers, for the dotted-quad fast path.
+_LOCAL_V4 = tuple((int(n.network_address), int(n.netmask)) for n in _LOCAL_NETS if n.version == 4)
+_MULTICAST_V4 = (0xE0000000, 0xF0000000)  # 224.0.0.0/4 (RFC 5771)
+
+
+def _v4_int(ip: str) -> int | None:
+    """A dotted quad as `ipaddress.IPv4Address` accepts it (four decimal octets, no leading
+    zero, each <= 255), as an integer; None for anything else (left to `ipaddress`)."""
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return None
+    n = 0
+    for p in parts:
+        if not (0 < len(p) <= 3 and p.isascii() and p.isdigit()) or (p[0] == "0" and len(p) > 1):
+            return None
+        o = int(p)
+        if o > 255:
+            return None
+        n = n << 8 | o
+    return n
+
+
 @functools.lru_cache(maxsize=65536)
 def classify(ip: str) -> str:
     """'local', 'external', 'multicast' (incl. broadcast), 'unspecified' or 'invalid'."""
     if not ip or not (ip[0].isdigit() or ":" in ip):  # a name, not an address: no exception
         return "invalid"
+    n = _v4_int(ip) if ":" not in ip else None
+    if n is not None:  # the same answers as below, without building an IPv4Address
+        if n == 0:
+            return "unspecified"
+        if n & _MULTICAST_V4[1] == _MULTICAST_V4[0] or ip.endswith(".255"):
+            return "multicast"
+        if any(n & mask == net for net, mask in _LOCAL_V4):
+            return "local"
+        return "external"
     try:
         a = ipaddress.IPv6Address(ip) if ":" in ip else ipaddress.IPv4Address(ip)
     except ValueError:

@@ -147,11 +147,12 @@ def fold_and_identify(
     assets = assets_by_device(conn, list(states))
     devices: list[Device] = []
     rows, addresses = [], []
+    now = datetime.now(UTC)
     for did, st in states.items():
         asset = assets.get(did)
         dev = identify(st, library, tax, asset, asset_claims_for(asset))
         devices.append(dev)
-        rows.append(inv_store.device_row(dev, encode_state(st)))
+        rows.append(inv_store.device_row(dev, encode_state(st), now))
         addresses += [
             {
                 "device_id": did,
@@ -162,7 +163,6 @@ def fold_and_identify(
             }
             for ip, span in st.addresses.items()
         ]
-    now = datetime.now(UTC)
     changes = []
     for dev in devices:
         old = old_records.get(dev.device_id)
@@ -207,7 +207,7 @@ def _reidentify_all(
         asset = assets.get(did)
         dev = identify(st, library, tax, asset, asset_claims_for(asset))
         devices.append(dev)
-        rows.append(inv_store.device_row(dev, encode_state(st)))
+        rows.append(inv_store.device_row(dev, encode_state(st), now))
         for ch in diff_devices(old_records.get(did), dev, st):
             ch.update(capture_id=None, recorded_at=now)
             changes.append(ch)

@@ -479,8 +479,12 @@ class Observer:
             m.ack_code, bool(m.phi_segments), len(m.devices), len(obx),
             obx[0].code if obx else None, obx[-1].code if obx else None,
         )  # fmt: skip
-        if self._repeat(sig):
+        said = self._said  # _repeat inlined: 85% of HL7 messages repeat an earlier one
+        if sig in said:
             return
+        if len(said) > 1_000_000:
+            said.clear()
+        said.add(sig)
         c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
         sender, receiver = (c, s) if m.direction == 0 else (s, c)
@@ -652,13 +656,16 @@ class Observer:
             if did is None:
                 continue
             dev = devices.get(did)
-            if dev is None:
+            peers, ep.peers = ep.peers, {}
+            if dev is None:  # its first endpoint (values filed by `observe`): copied
                 dev = devices[did] = DeviceState(
                     device_id=did, mac=did[4:] if did.startswith("mac:") else None
                 )
-            peers, ep.peers = ep.peers, {}
-            keep_mac = dev.mac
-            dev.merge(ep)
+                keep_mac = dev.mac
+                dev.merge_into_empty(ep)
+            else:
+                keep_mac = dev.mac
+                dev.merge(ep)
             dev.mac = keep_mac  # an IP-keyed device never takes its router's MAC
             if ip is not None:
                 own_claim = self.claimed.get(mac, _EMPTY).get(ip) if mac else None

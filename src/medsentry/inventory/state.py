@@ -83,6 +83,30 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
         if source in ("dhcp", "arp") and span.source == "flow":
             span.source = source
 
+    def merge_into_empty(self, other: DeviceState) -> None:
+        """`merge` for a state that holds nothing yet but its id and MAC, from a state whose
+        values all went through `observe` (stripped, bounded): the same result, by copying."""
+        self.see(other.first_ns)
+        self.see(other.last_ns)
+        if self.mac is None:
+            self.mac = other.mac
+        for ip, span in other.addresses.items():
+            self.address(ip, span.first_ns, span.last_ns, span.source)
+        self.observations = {k: dict(v) for k, v in other.observations.items() if v}
+        self.roles = dict(other.roles)
+        self.protocols = dict(other.protocols)
+        self.listening = dict(other.listening)
+        self.hostnames = dict(other.hostnames)
+        self.phi_ns = other.phi_ns
+        _merge_first(self.peers, other.peers)
+        _merge_first(self.external_peers, other.external_peers)
+        if len(self.peers) > MAX_PEERS:
+            self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
+        if len(self.external_peers) > MAX_PEERS:
+            self.external_peers = dict(
+                sorted(self.external_peers.items(), key=lambda kv: kv[1])[:MAX_PEERS]
+            )
+
     def merge(self, other: DeviceState) -> None:
         """Fold another state (a later capture, or an IP-only device that proved to be this one)."""
         self.see(other.first_ns)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 _device_decoder = msgspec.json.Decoder(Device)
 _encoder = msgspec.json.Encoder()
+_MISSING = object()
 
 
 def load_devices(store: Store) -> list[Device]:
@@ -76,11 +78,26 @@ def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=cols)
     procs = {c: table.c[c].type._cached_bind_processor(conn.dialect) for c in cols}
     names = list(compiled.positiontup) if compiled.positional else cols
-    conv = [(n, procs.get(n)) for n in names]
+    get = itemgetter(*names)
+    rows_vals = [get(r) for r in rows] if len(names) > 1 else [(get(r),) for r in rows]
+    conv = [(i, p) for i, p in enumerate(procs.get(n) for n in names) if p is not None]
+    if conv:  # bind processors (dates on SQLite); a value object shared by rows converted once
+        seen: dict[int, Any] = {}  # id -> converted (the rows keep every value alive)
+        converted: list = []
+        for vals in rows_vals:
+            vals = list(vals)
+            for i, p in conv:
+                v = vals[i]
+                out = seen.get(id(v), _MISSING)
+                if out is _MISSING:
+                    out = seen[id(v)] = p(v)
+                vals[i] = out
+            converted.append(vals)
+        rows_vals = converted
     if compiled.positional:
-        params: list = [tuple(p(r[n]) if p else r[n] for n, p in conv) for r in rows]
+        params: list = [tuple(v) for v in rows_vals]
     else:
-        params = [{n: (p(r[n]) if p else r[n]) for n, p in conv} for r in rows]
+        params = [dict(zip(names, v, strict=True)) for v in rows_vals]
     conn.exec_driver_sql(compiled.string, params)
 
 
@@ -138,7 +155,7 @@ def update_records(conn: Connection, rows: list[dict[str, Any]]) -> None:
     bulk_insert(conn, devices, rows)
 
 
-def device_row(dev: Device, state: bytes) -> dict[str, Any]:
+def device_row(dev: Device, state: bytes, now: datetime | None = None) -> dict[str, Any]:
     def val(attr):
         return None if attr is None else attr.value[:255]
 
@@ -160,7 +177,7 @@ def device_row(dev: Device, state: bytes) -> dict[str, Any]:
         "phi_observed": dev.phi_observed,
         "record": _encoder.encode(dev).decode(),
         "state": state.decode(),
-        "updated_at": datetime.now(UTC),
+        "updated_at": now or datetime.now(UTC),
     }
 
 

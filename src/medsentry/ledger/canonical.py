@@ -5,8 +5,10 @@ The reference is the `rfc8785` package (Trail of Bits). It costs ~16 µs per ent
 bytes: msgspec's compact encoder with sorted keys, after a walk that (a) checks every value is a
 JSON type JCS accepts, (b) writes floats in ECMAScript form (RFC 8785 §3.2.2.3) as raw JSON, and
 (c) hands anything with a non-ASCII object key to `rfc8785` (JCS sorts keys by UTF-16 code units,
-RFC 8785 §3.2.3, which differs from code-point order only outside ASCII). A property test checks
-both paths give identical bytes on arbitrary JSON values.
+RFC 8785 §3.2.3, which differs from code-point order only outside ASCII). A value with no float
+and only ASCII keys (every ledger entry the engines write) skips the copy: a read-only walk
+(`_plain`) vouches for it. A property test checks both paths give the reference's bytes on
+arbitrary JSON values.
 """
 
 from __future__ import annotations
@@ -69,6 +71,40 @@ def _scalar_ok(t: type, value: Any) -> bool:
     return False
 
 
+def _plain(value: Any) -> bool:
+    """True when the encoder may write the value as it is: nested dicts with ASCII string keys,
+    lists/tuples, and str/bool/None/in-range int leaves (no float to rewrite, no key order that
+    JCS sorts differently). Anything else, errors included, goes through `_prepare`."""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii():
+                return False
+            tv = type(v)
+            if tv is str or v is None or tv is bool:
+                continue
+            if tv is int:
+                if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
+                    return False
+            elif not _plain(v):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in value:
+            tv = type(v)
+            if tv is str or v is None or tv is bool:
+                continue
+            if tv is int:
+                if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
+                    return False
+            elif not _plain(v):
+                return False
+        return True
+    if t is str or value is None or t is bool:
+        return True
+    return t is int and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+
+
 def _prepare(value: Any) -> Any:
     """Check a value for the fast path; floats become raw ECMAScript numbers."""
     t = type(value)
@@ -95,6 +131,8 @@ def _prepare(value: Any) -> Any:
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 canonical UTF-8 bytes of a JSON value (dict/list/str/int/float/bool/None)."""
     try:
+        if _plain(value):  # the common case (ledger entries): encoded as it is, no copy
+            return _encoder.encode(value)
         return _encoder.encode(_prepare(value))
     except _NeedsReference:
         pass

@@ -1,0 +1,64 @@
+"""Address classes: the dotted-quad fast path answers as `ipaddress` does."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medsentry.inventory.addresses import _LOCAL_NETS, classify
+
+
+def reference(ip: str) -> str:
+    """The classification written with `ipaddress` alone (the module's slow path)."""
+    if not ip or not (ip[0].isdigit() or ":" in ip):
+        return "invalid"
+    try:
+        a = ipaddress.IPv6Address(ip) if ":" in ip else ipaddress.IPv4Address(ip)
+    except ValueError:
+        return "invalid"
+    if a.is_unspecified:
+        return "unspecified"
+    if a.is_multicast or ip == "255.255.255.255" or (a.version == 4 and ip.endswith(".255")):
+        return "multicast"
+    if any(a in n for n in _LOCAL_NETS if n.version == a.version):
+        return "local"
+    return "external"
+
+
+_octet = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from(["0", "00", "01", "010", "255", "256", "", "a", "1 ", "+1", "\u0661"]),
+)
+_quads = st.tuples(_octet, _octet, _octet, _octet).map(".".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_quads, st.text(alphabet="0123456789.", max_size=16)))
+def test_classify_equals_ipaddress(ip: str):
+    assert classify(ip) == reference(ip)
+
+
+def test_classify_boundaries():
+    cases = {
+        "0.0.0.0": "unspecified",
+        "224.0.0.1": "multicast",
+        "239.255.255.250": "multicast",
+        "255.255.255.255": "multicast",
+        "10.1.2.255": "multicast",  # a /24 broadcast
+        "10.1.2.3": "local",
+        "172.31.255.254": "local",
+        "172.32.0.1": "external",
+        "100.64.0.1": "local",
+        "100.128.0.1": "external",
+        "169.254.1.1": "local",
+        "127.0.0.1": "local",
+        "8.8.8.8": "external",
+        "010.1.2.3": "invalid",  # leading zero: ambiguous (octal), rejected as ipaddress does
+        "1.2.3": "invalid",
+        "fe80::1": "local",
+        "2001:db8::1": "external",
+    }
+    for ip, want in cases.items():
+        assert classify(ip) == want == reference(ip), ip
