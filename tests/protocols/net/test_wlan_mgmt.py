@@ -231,3 +231,15 @@ def test_fuzz_any_bytes(lt: int, data: bytes, seed: bytes, cut: int) -> None:
     except ParseError:
         return
     assert all(isinstance(e, WlanStation) for e in out)
+
+
+def test_rescan_in_one_process_reports_again(tmp_path: Path) -> None:
+    """The per-station state lives in the process: a second scan (time starts over) must not
+    be silenced by the first one."""
+    path = write(tmp_path / "again.pcap", frames())
+    for k in range(2):
+        url = f"sqlite:///{tmp_path / f'm{k}.db'}"
+        code, _, err = _run("scan", "--db", url, str(path))
+        assert code == 0, err
+        events = list(iter_events(open_store(url), kinds=["wlan_station"]))
+        assert _last(events)[(STA, "station")].wps_model_name == "BP7450", k
