@@ -18,6 +18,20 @@ def _free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
+def _listening(port: int) -> bool:
+    """Whether a TCP socket listens on `port` (/proc/net/tcp, state 0A = LISTEN)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 def _tcpdump(out: Path, bpf: str):
     """Start tcpdump on lo and return once it is listening."""
     import shutil
@@ -38,11 +52,18 @@ def _tcpdump(out: Path, bpf: str):
     return proc
 
 
-def _stop(proc) -> None:
+def _stop(proc, out: Path) -> None:
+    """Stop tcpdump once the capture file has stopped growing (SIGINT drops unread packets)."""
     import signal
     import time
 
-    time.sleep(0.3)
+    deadline, size, since = time.time() + 5, -1, time.time()
+    while time.time() < deadline:
+        now = out.stat().st_size if out.exists() else 0
+        size, since = (now, time.time()) if now != size else (size, since)
+        if time.time() - since >= 0.3:
+            break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=10)
 
@@ -75,10 +96,9 @@ def lo_capture(tmp_path_factory: pytest.TempPathFactory) -> LoCapture:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):  # wait for the SCP to listen
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", tcp_port)) == 0:
-                    break
+        for _ in range(200):  # wait for the SCP to listen (no probe connection: its late
+            if _listening(tcp_port):  # FIN could land in the capture as an extra flow)
+                break
             time.sleep(0.05)
         dump = _tcpdump(out, f"(tcp port {tcp_port}) or (udp port {udp_port})")
         try:
@@ -108,7 +128,7 @@ def lo_capture(tmp_path_factory: pytest.TempPathFactory) -> LoCapture:
                     srv.sendto(b"pong" + data[4:], addr)
                     cli.recvfrom(100)
         finally:
-            _stop(dump)
+            _stop(dump, out)
     finally:
         scp.terminate()
         scp.wait(timeout=10)

@@ -22,8 +22,9 @@ from medsentry.protocols.base import ParseError
 from medsentry.protocols.http import HttpDissector
 from medsentry.protocols.registry import load, stream_dissector
 
-# xdist_group: one worker runs this module, so its live capture is built once, without clashes
-pytestmark = pytest.mark.xdist_group("test_http")
+# xdist_group: the modules that build or share these live captures (same loopback addresses,
+# ports and MQTT client ids) run on one worker, so two builds never overlap
+pytestmark = pytest.mark.xdist_group("net_live_captures")
 
 PATIENT_NAME = "Zebediah Quixote"  # PHI stand-ins that must never leave the dissector
 PATIENT_ID = "MRN884213"

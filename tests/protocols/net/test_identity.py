@@ -21,8 +21,9 @@ from medsentry.protocols.dns import DnsDissector, parse_message, read_name
 from medsentry.protocols.registry import load, stream_dissector
 from medsentry.protocols.ssdp import SsdpDissector
 
-# xdist_group: one worker runs this module, so its live capture is built once, without clashes
-pytestmark = pytest.mark.xdist_group("test_identity")
+# xdist_group: the modules that build or share these live captures (same loopback addresses,
+# ports and MQTT client ids) run on one worker, so two builds never overlap
+pytestmark = pytest.mark.xdist_group("net_live_captures")
 
 MAC = bytes.fromhex("001b2c3d4e5f")
 

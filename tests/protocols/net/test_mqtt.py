@@ -19,8 +19,9 @@ from medsentry.events.mqtt import MqttConnack, MqttConnect, MqttPublish, MqttSub
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.mqtt import MqttDissector
 
-# xdist_group: one worker runs this module, so its live capture is built once, without clashes
-pytestmark = pytest.mark.xdist_group("test_mqtt")
+# xdist_group: the modules that build or share these live captures (same loopback addresses,
+# ports and MQTT client ids) run on one worker, so two builds never overlap
+pytestmark = pytest.mark.xdist_group("net_live_captures")
 
 BROKER = ("127.0.0.1", 1883)
 CLIENT_ADDR = "127.0.0.77"  # own source address: other tests' MQTT traffic stays out of the capture

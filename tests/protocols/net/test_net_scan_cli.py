@@ -26,6 +26,10 @@ from medsentry.events.ble import BleAdvertisement
 from medsentry.pipeline import Pipeline, ScanConfig
 from medsentry.store import iter_events, open_store
 
+# xdist_group: the modules that build or share these live captures (same loopback addresses,
+# ports and MQTT client ids) run on one worker, so two builds never overlap
+pytestmark = pytest.mark.xdist_group("net_live_captures")
+
 # (PDU type, advertiser address, AD structures, expected local name, company, UUIDs): one
 # device per medical profile of the Bluetooth SIG (Assigned Numbers §3.4.2 GATT services)
 DEVICES = [

@@ -24,6 +24,10 @@ from medsentry.events.mqtt import MqttConnect, MqttSubscribe
 from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
 from medsentry.pipeline import Pipeline, ScanConfig
 
+# xdist_group: the modules that build or share these live captures (same loopback addresses,
+# ports and MQTT client ids) run on one worker, so two builds never overlap
+pytestmark = pytest.mark.xdist_group("net_live_captures")
+
 KEY = b"k" * 32
 
 

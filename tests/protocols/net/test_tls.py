@@ -26,8 +26,9 @@ from medsentry.protocols import ja4 as fp
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.tls import TlsDissector
 
-# xdist_group: one worker runs this module, so its live capture is built once, without clashes
-pytestmark = pytest.mark.xdist_group("test_tls")
+# xdist_group: the modules that build or share these live captures (same loopback addresses,
+# ports and MQTT client ids) run on one worker, so two builds never overlap
+pytestmark = pytest.mark.xdist_group("net_live_captures")
 
 
 def test_ja4_spec_example() -> None:
