@@ -82,6 +82,10 @@ class FlowEngine:
             dissector_lookup=dissector_lookup,
         )
         self.frame_dissectors = frame_dissectors if cfg.dissectors else []
+        for fd in self.frame_dissectors or ():  # per-capture state in a frame dissector: afresh
+            reset = getattr(fd, "reset", None)
+            if reset is not None:
+                reset()
         self.counters = EngineCounters()
         self.capture_id: str | None = None
         self._sweep_ns = int(cfg.sweep_interval_s * 1e9)

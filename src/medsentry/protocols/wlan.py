@@ -297,6 +297,12 @@ class _Air:
 _AIR = _Air()
 
 
+def reset() -> None:
+    """Forget every transmitter: a new capture or live session starts (FlowEngine calls it)."""
+    _AIR.stations.clear()
+    _AIR.newest_ns = 0
+
+
 def _event(linktype: int, st: _Station, ts_ns: int) -> list[Event]:
     facts = st.facts()
     if facts == st.emitted and ts_ns - st.emitted_ns < REFRESH_NS:
@@ -456,4 +462,5 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, iface: int)
     return []
 
 
+dissect.reset = reset  # type: ignore[attr-defined]  # per-capture state: see FlowEngine
 register_frame(dissect)

@@ -205,6 +205,7 @@ def test_elements_against_tshark(tmp_path: Path) -> None:
 
 
 def test_ppi_and_bare_80211(tmp_path: Path) -> None:
+    wlan.reset()  # state left by other tests of this process (the fuzz test) is not this capture's
     bare = beacon()[9:-4]  # no radio header, no FCS
     ppi = struct.pack("<BBHI", 0, 0, 8, LINKTYPE_IEEE802_11) + bare
     ev1 = wlan.dissect(LINKTYPE_IEEE802_11, 0, bare, T0 + 10**12, 0)
