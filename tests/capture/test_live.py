@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from freeport import free_port
 from medsentry.capture.decode import decode
 from medsentry.capture.live import LiveSource, compile_bpf
 from medsentry.errors import CaptureError
@@ -18,9 +19,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="AF_PACKET capture nee
 
 
 def _port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(socket.SOCK_DGRAM)
 
 
 def _collect(src: LiveSource, want: int) -> list:

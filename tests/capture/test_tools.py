@@ -30,12 +30,6 @@ pytestmark = [
 N_UDP = 25
 
 
-def _free_port(family: int, kind: int) -> int:
-    with socket.socket(family, kind) as s:
-        s.bind(("127.0.0.1", 0) if family == socket.AF_INET else ("::1", 0))
-        return s.getsockname()[1]
-
-
 def _start_tcpdump(iface: str, path: Path, bpf: str) -> subprocess.Popen:
     # immediate mode: each packet is read at once; libpcap then gives every ring frame the
     # snaplen, so a 70000-byte snaplen (lo segments reach 64 KiB) and a 64 MiB ring (-B, KiB)
@@ -99,10 +93,16 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     """(Ethernet capture on lo, Linux cooked capture on `any`, what was sent)."""
     d = tmp_path_factory.mktemp("lo")
     sent = Sent()
+    # the receiving sockets are bound before the capture starts and kept (no free-port race)
+    rx4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    srv = socket.create_server(("127.0.0.1", 0))
+    rx4.bind(("127.0.0.1", 0))
+    rx6.bind(("::1", 0))
     ports = {
-        "udp4": _free_port(socket.AF_INET, socket.SOCK_DGRAM),
-        "udp6": _free_port(socket.AF_INET6, socket.SOCK_DGRAM),
-        "tcp": _free_port(socket.AF_INET, socket.SOCK_STREAM),
+        "udp4": rx4.getsockname()[1],
+        "udp6": rx6.getsockname()[1],
+        "tcp": srv.getsockname()[1],
     }
     sent.ports = ports
     bpf = f"udp port {ports['udp4']} or udp port {ports['udp6']} or tcp port {ports['tcp']}"
@@ -116,25 +116,17 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     try:
         sent.udp4 = [f"udp4 datagram {i} ".encode() * (i + 1) for i in range(N_UDP)]
         sent.udp6 = [f"udp6 datagram {i} ".encode() * (N_UDP - i) for i in range(N_UDP)]
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
-        ):
-            rx.bind(("127.0.0.1", ports["udp4"]))
+        with rx4 as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for m in sent.udp4:
                 tx.sendto(m, ("127.0.0.1", ports["udp4"]))
                 assert rx.recv(65535) == m
-        with (
-            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as rx,
-            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as tx,
-        ):
-            rx.bind(("::1", ports["udp6"]))
+        with rx6 as rx, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as tx:
             for m in sent.udp6:
                 tx.sendto(m, ("::1", ports["udp6"]))
                 assert rx.recv(65535) == m
         sent.tcp_c2s = b"".join(b"MSH|^~\\&|request %d\r" % i for i in range(200))
         sent.tcp_s2c = b"ACK" * 3000
-        with socket.create_server(("127.0.0.1", ports["tcp"])) as srv:
+        with srv:
             cli = socket.create_connection(("127.0.0.1", ports["tcp"]))
             conn, _ = srv.accept()
             cli.sendall(sent.tcp_c2s)
@@ -148,6 +140,8 @@ def captures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
             cli.close()
             conn.close()
     finally:
+        for sock in (rx4, rx6, srv):
+            sock.close()
         _stop(p_lo, lo_path)
         _stop(p_any, any_path)
     yield lo_path, any_path, sent

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from freeport import free_port
+
 # -- real captures made on the loopback interface -------------------------------------------
 
 
 def _free_port(kind: int) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(kind)
 
 
 def _listening(port: int) -> bool:

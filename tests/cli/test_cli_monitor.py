@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from freeport import free_port
 from medsentry.cli import main
 from medsentry.store import list_captures, list_flows, open_store
 
@@ -82,9 +83,7 @@ def _tcp_exchange(port: int) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def test_monitor_with_duration_stores_live_flows(db_url, tmp_path) -> None:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from freeport import free_port
 from medsentry.cli import main
 from medsentry.detect.engine import DetectionEngine, context_from_devices
 from medsentry.detect.logs import SyslogReceiver, parse_syslog
@@ -29,11 +30,7 @@ SECRET_USER = "dr.quimby"  # must never surface: only its keyed hash
 
 
 def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _logger(port: int, *args: str) -> None:

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import pytest
 
+from freeport import free_port
 from medsentry.events.flow import FlowRecord
 from medsentry.pipeline import Pipeline, ScanConfig
 
@@ -50,9 +51,7 @@ class Recorder:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _capture(path: Path, port: int, traffic) -> None:

@@ -16,18 +16,13 @@ from typing import Any
 
 import pytest
 
+from freeport import free_port  # noqa: F401  (re-exported to the tests)
 from medsentry.events import encode_json
 from medsentry.events.base import Event
 from medsentry.pipeline import Pipeline, ScanConfig
 from medsentry.protocols.base import FlowContext
 
 KEY = b"k" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:

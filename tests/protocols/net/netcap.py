@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dpkt
 
+from freeport import free_port  # noqa: F401  (re-exported to the tests)
 from medsentry.events.base import Endpoints, Event
 from medsentry.protocols.base import FlowContext, ParseError
 
@@ -24,12 +25,6 @@ PHI_KEY = b"k" * 32
 def ctx_for(endpoints: Endpoints | None = None, flow_id: str = "f1") -> FlowContext:
     ep = endpoints or Endpoints(client="127.0.0.1", server="127.0.0.1")
     return FlowContext(flow_id=flow_id, endpoints=ep, phi_key=PHI_KEY)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def settle(path: Path, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
