@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from freeport import free_port
+from freeport import bound_socket, free_port
 
 # -- real captures made on the loopback interface -------------------------------------------
 
@@ -87,7 +87,9 @@ def lo_capture(tmp_path_factory: pytest.TempPathFactory) -> LoCapture:
         pytest.skip("dcmtk (storescp, echoscu) is not installed")
     tmp = tmp_path_factory.mktemp("lo")
     out = tmp / "lo.pcap"
-    tcp_port, udp_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    tcp_port = _free_port(socket.SOCK_STREAM)
+    srv = bound_socket(socket.SOCK_DGRAM)  # the UDP server, bound before the capture and kept
+    udp_port = srv.getsockname()[1]
     scp = subprocess.Popen(
         ["/usr/bin/storescp", "--aetitle", "PACS", "--output-directory", str(tmp), str(tcp_port)],
         stdout=subprocess.DEVNULL,
@@ -115,11 +117,7 @@ def lo_capture(tmp_path_factory: pytest.TempPathFactory) -> LoCapture:
                     capture_output=True,
                     timeout=20,
                 )
-            with (
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli,
-            ):
-                srv.bind(("127.0.0.1", udp_port))
+            with srv, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli:
                 for i in range(4):
                     cli.sendto(b"ping %d" % i, ("127.0.0.1", udp_port))
                     data, addr = srv.recvfrom(100)
@@ -128,6 +126,7 @@ def lo_capture(tmp_path_factory: pytest.TempPathFactory) -> LoCapture:
         finally:
             _stop(dump, out)
     finally:
+        srv.close()
         scp.terminate()
         scp.wait(timeout=10)
     return LoCapture(out, tcp_port, udp_port)
