@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -23,7 +24,7 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 def _load(name: str) -> dict[str, Any]:
     try:
         text = resources.files("medsentry.data").joinpath(name).read_text("utf-8")
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read data file: {exc}", name) from None
     if not isinstance(doc, dict):

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.controls.rules import FlowSummary, is_public
 from medsentry.errors import InputError
 from medsentry.inventory.model import Device
@@ -227,7 +228,7 @@ def load_policy(path: Path) -> ZonePolicy:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -58,9 +58,11 @@ class Patterns:
     def __init__(self, path: Path | None = None) -> None:
         import yaml
 
+        from medsentry import yamlfile
+
         src = path or DATA
         try:
-            doc = yaml.safe_load(src.read_text(encoding="utf-8"))
+            doc = yamlfile.load(src.read_text(encoding="utf-8"))
             pf = msgspec.convert(doc, _PatternFile)
         except OSError as exc:
             raise ConfigError(f"{src}: cannot read: {exc.strerror}") from exc

@@ -41,13 +41,14 @@ def default_detectors(*, models: bool = True) -> list[Detector]:
 def detect_config() -> dict[str, Any]:
     import yaml
 
+    from medsentry import yamlfile
     from medsentry.paths import data_dir
 
     path = data_dir() / "detect.yaml"
     if not path.exists():
         return {}
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = yamlfile.load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     if not isinstance(doc, dict):

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 
 _LEGAL = re.compile(
@@ -78,7 +79,7 @@ def _load_yaml(name: str, path: Path | None) -> tuple[dict[str, Any], str]:
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("source"), str):

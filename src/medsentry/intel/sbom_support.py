@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -43,7 +44,7 @@ def load_support_fields(path: Path | None = None) -> SupportFields:
             if path
             else (resources.files("medsentry") / "data" / name).read_text(encoding="utf-8")
         )
-        doc: Any = yaml.safe_load(text)
+        doc: Any = yamlfile.load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{source}: cannot read: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("source"), str):

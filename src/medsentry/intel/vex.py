@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError, InputError
 from medsentry.intel.sbom_cyclonedx import decode_json, is_cyclonedx_json, read_cyclonedx_json
 from medsentry.intel.sbom_model import NOT_AFFECTED, VEX_STATUSES, VexStatement
@@ -45,7 +46,7 @@ class VexVocabulary:
 def vex_vocabulary() -> VexVocabulary:
     source = "medsentry/data/vex_vocabulary.yaml"
     try:
-        doc: Any = yaml.safe_load(
+        doc: Any = yamlfile.load(
             (resources.files("medsentry") / "data" / "vex_vocabulary.yaml").read_text("utf-8")
         )
         statuses = doc["statuses"]

@@ -8,10 +8,9 @@ from importlib import resources
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 from medsentry.inventory.model import CRITICALITIES
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
 FDA_CLASSES = ("I", "II", "III")
 
@@ -83,7 +82,7 @@ def parse_taxonomy(doc: object, name: str = "data/inventory_taxonomy.yaml") -> T
 def taxonomy() -> Taxonomy:
     path = resources.files("medsentry").joinpath("data", "inventory_taxonomy.yaml")
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        doc = yamlfile.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"data/inventory_taxonomy.yaml: not valid YAML: {exc}") from None
     return parse_taxonomy(doc)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 from medsentry.protocols.signatures_validators import (
     DETAILS,
@@ -297,7 +298,7 @@ def _load_yaml(path: Path | None, default: str) -> tuple[Any, str]:
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""

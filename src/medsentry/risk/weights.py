@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 from medsentry.inventory.model import CRITICALITIES
 
@@ -72,7 +73,7 @@ def load_weights(path: Path | None = None) -> Weights:
             if path
             else (resources.files("medsentry") / "data" / name).read_text(encoding="utf-8")
         )
-        doc: Any = yaml.safe_load(text)
+        doc: Any = yamlfile.load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{where}: cannot read: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("source"), str):

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.detect.base import SOURCE_RULE, AlertDraft, ModelDetector
 from medsentry.detect.context import DetectContext
 from medsentry.errors import ConfigError, StoreError
@@ -67,7 +68,7 @@ def vital_limits() -> dict[str, tuple[float, float]]:
     """VitalSigns field -> (min, max) from hl7_vital_limits.yaml (ConfigError when malformed)."""
     name = "hl7_vital_limits.yaml"
     try:
-        doc = yaml.safe_load(resources.files("medsentry.data").joinpath(name).read_text("utf-8"))
+        doc = yamlfile.load(resources.files("medsentry.data").joinpath(name).read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"knowledge file {name} cannot be read: {exc}") from exc
     if not isinstance(doc, dict) or not doc.get("sources"):

@@ -9,6 +9,7 @@ from importlib import resources
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 
 _TAG = re.compile(r"^[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}$")
@@ -18,7 +19,7 @@ _UID_ROOT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 def _load(name: str) -> dict:
     try:
         text = resources.files("medsentry.data").joinpath(name).read_text("utf-8")
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"knowledge file {name} cannot be read: {exc}") from exc
     if not isinstance(doc, dict):

@@ -9,6 +9,7 @@ from importlib import resources
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 
 _SEGMENT = re.compile(r"^[A-Z][A-Z0-9]{2}$")
@@ -16,7 +17,7 @@ _SEGMENT = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 
 def _load(name: str) -> dict:
     try:
-        doc = yaml.safe_load(resources.files("medsentry.data").joinpath(name).read_text("utf-8"))
+        doc = yamlfile.load(resources.files("medsentry.data").joinpath(name).read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"knowledge file {name} cannot be read: {exc}") from exc
     if not isinstance(doc, dict) or not doc.get("sources"):
