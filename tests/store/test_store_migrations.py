@@ -92,3 +92,26 @@ def test_upgrade_from_the_first_revision_keeps_rows(db_url) -> None:
         assert MigrationContext.configure(conn).get_current_revision() == head_revision()
         assert conn.execute(text("SELECT kind FROM events")).scalar_one() == "warning"
         assert conn.execute(text("SELECT count(*) FROM captures")).scalar_one() == 1
+
+
+def test_head_read_from_the_scripts_is_alembics() -> None:
+    from medsentry.store.db import _head_from_files
+
+    assert _head_from_files() == head_revision()
+
+
+def test_opening_a_current_database_does_not_import_alembic(tmp_path) -> None:
+    """Start-up: a database already at head is checked with one query, without alembic."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    probe = (
+        "import sys; from medsentry.store import open_store; open_store(sys.argv[1]).close();"
+        " print('alembic' in sys.modules)"
+    )
+    run = [sys.executable, "-c", probe, url]
+    first = subprocess.run(run, capture_output=True, text=True, check=True)
+    again = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == "True"  # a new file: alembic creates the schema
+    assert again.stdout.strip() == "False"

@@ -133,7 +133,7 @@ events = Table(
     "events",
     metadata,
     Column("id", _RowId, primary_key=True, autoincrement=True),
-    Column("event_key", String(32), nullable=False, unique=True),  # blake2b-128 hex
+    Column("event_key", String(32), nullable=False),  # blake2b-128 hex, unique (index below)
     Column("kind", String(64), nullable=False),  # the event tag
     Column("ts_ns", BigInteger, nullable=False),
     Column("flow_id", String(64), nullable=True),  # no FK: a flow's record may come later
@@ -144,6 +144,10 @@ events = Table(
         nullable=False,
     ),
     Column("payload", Text, nullable=False),  # msgspec JSON of the event
+    # A unique INDEX rather than a UNIQUE constraint: the same guarantee (and `ON CONFLICT
+    # (event_key)` target), but SQLite can drop and rebuild it, which the writer does when it
+    # bulk-loads a capture into an empty table (migration 0003).
+    Index(None, "event_key", unique=True),
     Index(None, "kind", "ts_ns"),
     Index(None, "flow_id"),
     Index(None, "capture_id"),

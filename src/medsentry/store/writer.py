@@ -22,6 +22,14 @@ Transaction design (why this shape):
   updated (new scan time and counts).
   A flow seen in two captures (one file a slice of the other) keeps the capture that stored it
   first.
+- Bulk load (SQLite, a capture file written into an empty table, e.g. the first scan into a new
+  database): the table's indexes are dropped at its first rows and built again just before the
+  commit, in the same transaction (`CaptureWriter._defer_indexes`). One sorted build per index
+  costs a fraction of updating it row by row at random places; the schema after the commit is
+  the one before, and a failed scan rolls the drops back with everything else. Tables that
+  already hold rows keep their indexes (rebuilding over stored rows would cost more).
+- The Python side of a batch is one msgspec call (`encode_lines`) and one BLAKE2b call per
+  event: the key of an event's first occurrence doubles as its identity when counting repeats.
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import operator
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,6 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from medsentry import __version__
 from medsentry.errors import InputError, StoreError
 from medsentry.events import DecodeWarning, Event, FlowRecord, encode_json
+from medsentry.events.base import _json_encoder  # the encoder behind `encode_json`
 from medsentry.store.db import Store, _first_line
 from medsentry.store.schema import (
     STATUS_COMPLETE,
@@ -143,6 +155,10 @@ def _event_key(prefix: bytes, payload: bytes, occurrence: int) -> str:
     ).hexdigest()
 
 
+_FIRST = b"\0" + (0).to_bytes(8, "little")  # the key suffix of an event's first occurrence
+_blake2b_128 = functools.partial(hashlib.blake2b, digest_size=16)
+
+
 def flow_row(rec: FlowRecord, capture_id: str) -> dict[str, Any]:
     """The `flows` row of a FlowRecord (StreamStats flattened)."""
     row = msgspec.structs.asdict(rec)
@@ -202,6 +218,7 @@ def flow_tuples(recs: list[FlowRecord], capture_id: str) -> list[tuple]:
 
 
 _KINDS: dict[type, str] = {}
+_ts_ns = operator.attrgetter("ts_ns")
 
 
 def event_row(
@@ -220,26 +237,61 @@ def event_row(
 
 
 class _Occurrences:
-    """Numbers identical events within one capture file: two C-STORE-RQs that encode to the
-    same JSON (same flow, same timestamp) are two events, yet a rescan must give each the same
-    key again. A file's events arrive in the same order on every scan, so counting repeats is
-    stable. Memory: one 16-byte digest per distinct event of the file."""
+    """Keys of the events of one capture file, identical events numbered: two C-STORE-RQs that
+    encode to the same JSON (same flow, same timestamp) are two events, yet a rescan must give
+    each the same key again. A file's events arrive in the same order on every scan, so
+    counting repeats is stable.
 
-    def __init__(self) -> None:
-        self._seen: dict[bytes, int] = {}
+    One hash per event: the key of an event's first occurrence (occurrence 0) also identifies
+    its payload within the capture, so it is what repeats are counted by; only a repeat hashes
+    again, with its number. Memory: one dict slot per distinct event of the file (the key
+    string is the row's own)."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix = prefix
+        self._seen: dict[str, int] = {}
+
+    def keys(self, payloads: list[bytes]) -> list[str]:
+        prefix = self._prefix
+        seen = self._seen
+        first = _FIRST
+        hexdigest = operator.methodcaller("hexdigest")
+        keys = list(map(hexdigest, map(_blake2b_128, [prefix + p + first for p in payloads])))
+        if len(set(keys)) == len(keys) and seen.keys().isdisjoint(keys):
+            seen.update(dict.fromkeys(keys, 1))  # no repeat in this batch (the usual case)
+            return keys
+        out = []
+        for payload, key in zip(payloads, keys, strict=True):
+            n = seen.get(key)
+            if n is None:
+                seen[key] = 1
+            else:
+                seen[key] = n + 1
+                key = _event_key(prefix, payload, n)
+            out.append(key)
+        return out
 
     def __call__(self, payload: bytes) -> int:
-        d = hashlib.blake2b(payload, digest_size=16).digest()
-        n = self._seen.get(d, 0)
-        self._seen[d] = n + 1
+        """How many identical events came before this one (and count this one)."""
+        key = _event_key(self._prefix, payload, 0)
+        n = self._seen.get(key, 0)
+        self._seen[key] = n + 1
         return n
 
 
 class _Sequence:
     """A live session is never rescanned: each event simply gets the next number (no memory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix = prefix
         self._n = 0
+
+    def keys(self, payloads: list[bytes]) -> list[str]:
+        prefix = self._prefix
+        n = self._n
+        out = [_event_key(prefix, p, i) for i, p in enumerate(payloads, n + 1)]
+        self._n = n + len(payloads)
+        return out
 
     def __call__(self, _payload: bytes) -> int:
         self._n += 1
@@ -286,6 +338,32 @@ def insert_tuples_ignoring_conflicts(
         conn.exec_driver_sql(sql, rows)
         return
     insert_portable(conn, table, [dict(zip(cols, r, strict=True)) for r in rows], key)
+
+
+@functools.cache
+def _plain_insert_sql(dialect: Dialect, table: Table) -> tuple[str, tuple[str, ...] | None]:
+    """Compiled plain INSERT of a table's columns (no autoincrement key): SQL and bind order."""
+    stmt = insert(table).values({c: bindparam(c) for c in _columns(table)})
+    compiled = stmt.compile(dialect=dialect)
+    order = tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
+    return str(compiled), order
+
+
+def insert_tuples(conn: Connection, table: Table, rows: list[tuple]) -> None:
+    """Plain bulk INSERT of tuples in the table's column order (a conflict is an error)."""
+    if not rows:
+        return
+    cols = _columns(table)
+    sql, order = _plain_insert_sql(conn.dialect, table)
+    if order is None:  # named parameters
+        conn.exec_driver_sql(sql, [dict(zip(cols, r, strict=True)) for r in rows])
+        return
+    if order != cols:
+        from operator import itemgetter
+
+        pick = itemgetter(*(cols.index(c) for c in order))
+        rows = [pick(r) for r in rows]
+    conn.exec_driver_sql(sql, rows)
 
 
 def insert_ignoring_conflicts(
@@ -408,8 +486,13 @@ class CaptureWriter:
         self.totals = CaptureTotals()
         self._conn: Connection | None = None
         self._finished = False
-        self._occurrence = _Sequence() if commit_each_batch else _Occurrences()
-        self._key_prefix = info.capture_id.encode() + b"\0"
+        # SQLite bulk load: the secondary indexes of a table that was empty when this capture
+        # began are dropped and built again before the commit (see `_defer_indexes`)
+        self._defer = not commit_each_batch
+        self._deferred: dict[str, list[str]] = {}  # table -> CREATE INDEX statements
+        self._plain: set[str] = set()  # tables whose conflict key has no index until finish()
+        prefix = info.capture_id.encode() + b"\0"
+        self._occurrence = _Sequence(prefix) if commit_each_batch else _Occurrences(prefix)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -466,41 +549,54 @@ class CaptureWriter:
         if self._conn is None:
             raise RuntimeError("CaptureWriter.write() outside its `with` block")
         cid = self.info.capture_id
-        prefix = self._key_prefix
-        occurrence = self._occurrence
-        encode = encode_json
         kinds = _KINDS
         flow_recs: list[FlowRecord] = []
+        evs: list[Event] = []
+        for ev in batch:
+            if type(ev) is FlowRecord:
+                flow_recs.append(ev)  # type: ignore[arg-type]
+            else:
+                evs.append(ev)
         event_rows: list[tuple] = []
         totals = self.totals
-        counts = totals.kinds
-        for ev in batch:
-            cls = type(ev)
-            if cls is FlowRecord:
-                flow_recs.append(ev)  # type: ignore[arg-type]
-                continue
-            kind = kinds.get(cls)
-            if kind is None:
-                kind = kinds[cls] = event_kind(ev)
-            payload = encode(ev)
+        if evs:
+            # One encoder call for the batch: JSON never holds a raw newline, so the lines are
+            # the events' payloads, byte for byte what `encode_json` gives one by one.
+            blob = _json_encoder.encode_lines(evs)
+            keys = self._occurrence.keys(blob.split(b"\n")[:-1])
+            classes = list(map(type, evs))
+            counts = totals.kinds
+            for cls, n in Counter(classes).items():
+                kind = kinds.get(cls)
+                if kind is None:
+                    kind = kinds[cls] = str(cls.__struct_config__.tag)  # type: ignore[attr-defined]
+                counts[kind] = counts.get(kind, 0) + n
+                if cls is DecodeWarning:
+                    totals.warnings += n
             # column order of `events`: event_key, kind, ts_ns, flow_id, capture_id, payload
-            event_rows.append(
-                (
-                    _event_key(prefix, payload, occurrence(payload)),
-                    kind,
-                    ev.ts_ns,
-                    getattr(ev, "flow_id", None),
-                    cid,
-                    payload.decode(),
+            event_rows = list(
+                zip(
+                    keys,
+                    map(kinds.__getitem__, classes),
+                    map(_ts_ns, evs),
+                    map(getattr, evs, repeat("flow_id"), repeat(None)),
+                    repeat(cid),
+                    blob.decode().split("\n"),  # one more item (after the last newline): unused
+                    strict=False,
                 )
             )
-            counts[kind] = counts.get(kind, 0) + 1
-            if cls is DecodeWarning:
-                totals.warnings += 1
         flow_rows = flow_tuples(flow_recs, cid)
         try:
+            if self._defer:
+                if flow_rows:
+                    self._defer_indexes(flows)
+                if event_rows:
+                    self._defer_indexes(events, "event_key")
             insert_tuples_ignoring_conflicts(self._conn, flows, flow_rows, "flow_id")
-            insert_tuples_ignoring_conflicts(self._conn, events, event_rows, "event_key")
+            if "events" in self._plain:
+                insert_tuples(self._conn, events, event_rows)
+            else:
+                insert_tuples_ignoring_conflicts(self._conn, events, event_rows, "event_key")
             if self.commit_each_batch:
                 self._conn.execute(
                     update(captures)
@@ -537,6 +633,9 @@ class CaptureWriter:
             link_types=",".join(str(t) for t in sorted(set(link_types))) or None,
         )
         try:
+            for ddl in self._deferred.values():
+                for sql in ddl:
+                    self._conn.exec_driver_sql(sql)
             _upsert_capture(self._conn, row)
             self._conn.commit()
         except SQLAlchemyError as exc:
@@ -544,6 +643,48 @@ class CaptureWriter:
         self._finished = True
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _defer_indexes(self, table: Table, own_key: str | None = None) -> None:
+        """SQLite, first rows of `table` in this capture: when the table is empty, drop its
+        indexes now and build them in `finish()`, inside the same transaction.
+
+        Building an index from the finished table (one sort, pages filled in order) costs a
+        fraction of updating it row by row at random places, and makes a denser index. The
+        schema is the same before and after the commit; a capture that fails rolls back the
+        drops with everything else, and readers (WAL) keep their snapshot, indexes included.
+        Only an empty table qualifies: rebuilding an index over rows already stored would cost
+        more than it saves.
+
+        Unique indexes stay (`ON CONFLICT` needs them), except the one on `own_key`: a column
+        this writer never repeats within a capture (event keys are distinct by construction,
+        see `_Occurrences`), so over an empty table nothing can conflict and its rows go in
+        with a plain INSERT until the index is back.
+        """
+        conn = self._conn
+        name = table.name
+        if conn is None or name in self._deferred:
+            return
+        self._deferred[name] = []
+        if conn.dialect.name != "sqlite":
+            return
+        q = conn.dialect.identifier_preparer.quote
+        if conn.exec_driver_sql(f"SELECT 1 FROM {q(name)} LIMIT 1").first() is not None:
+            return
+        found = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+            " AND sql IS NOT NULL ORDER BY name",
+            (name,),
+        ).all()
+        ddl = []
+        for index, sql in found:
+            if sql.lstrip()[:13].upper() == "CREATE UNIQUE":
+                cols = [r[2] for r in conn.exec_driver_sql(f"PRAGMA index_info({q(index)})")]
+                if own_key is None or cols != [own_key]:
+                    continue
+                self._plain.add(name)
+            conn.exec_driver_sql(f"DROP INDEX {q(index)}")
+            ddl.append(sql)
+        self._deferred[name] = ddl
 
     def _count_values(self, more_flows: int = 0) -> dict[str, int]:
         return {"flows": self.totals.flows + more_flows, "warnings": self.totals.warnings}
