@@ -215,7 +215,7 @@ def test_udp_packet_flood(tmp_path: Path) -> None:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.5.8", 9999))  # a device's service that never answers
     with (
-        tcpdump(pcap, "host 127.0.5.8 and udp port 9999"),
+        tcpdump(pcap, "host 127.0.5.8 and udp port 9999", snaplen=256),
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as src,
     ):
         src.bind(("127.0.5.9", 0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from medsentry.detect.engine import DetectionEngine
@@ -24,6 +25,8 @@ MAX_BUFFERED = 200_000
 DEVICE_REFRESH_S = 10.0
 # A live session stores the learned state at most this often (alerts at every commit).
 STATE_SAVE_S = 30.0
+
+_TS = attrgetter("ts_ns")
 
 
 class DetectAnalyzer:
@@ -53,7 +56,7 @@ class DetectAnalyzer:
             self.engine.refresh_devices()
             self._refreshed = now
         batch, self.buffer = self.buffer, []
-        batch.sort(key=lambda e: e.ts_ns)  # flows arrive at their end; detectors want time order
+        batch.sort(key=_TS)  # flows arrive at their end; detectors want time order
         self.engine.process(batch)
 
     def finish(self, store: Store, capture_id: str | None) -> dict[str, Any]:

@@ -193,6 +193,10 @@ class Detector(abc.ABC):
         """Called once per processed batch with the latest event time (windowed detectors)."""
         return []
 
+    def flush(self) -> None:  # noqa: B027  (nothing deferred by default)
+        """Finish work deferred while observing (a batched model update); raises no alert.
+        Called once per processed batch, after its last event and before `tick`."""
+
 
 @runtime_checkable
 class OnlineModel(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from medsentry.detect.base import SEVERITIES, SOURCE_BASELINE, AlertDraft, Detector, event_kind
+from medsentry.detect.base import SEVERITIES, SOURCE_BASELINE, AlertDraft, Detector
 from medsentry.detect.context import NS, DetectContext, is_external
 from medsentry.detect.rules import BoundedDict
 from medsentry.errors import ConfigError
@@ -69,9 +69,11 @@ DIMENSIONS = (
 def load_baseline_config(path: Path | None = None) -> BaselineConfig:
     import yaml
 
+    from medsentry import yamlfile
+
     src = path or DATA
     try:
-        doc = yaml.safe_load(src.read_text(encoding="utf-8"))
+        doc = yamlfile.load(src.read_text(encoding="utf-8"))
         cfg = msgspec.convert(doc, BaselineConfig)
     except OSError as exc:
         raise ConfigError(f"{src}: cannot read: {exc.strerror}") from exc
@@ -232,26 +234,36 @@ class BaselineDetector(Detector):
 
     # --- observation --------------------------------------------------------------------------
     def observe(self, event: Any, ctx: DetectContext) -> list[AlertDraft]:
-        kind = event_kind(event)
+        kind = event.__struct_config__.tag  # event_kind, inlined (hot path)
         out: list[AlertDraft] = []
         if kind == "flow":
             self._flow(event, ctx, out)
             return out
-        ep = event.endpoints
         if kind == "hl7_message":
             if event.message_type in (None, "ACK") or event.ack_code is not None:
                 return out
+            ep = event.endpoints
             ip, mac = (
                 (ep.client, ep.client_mac) if event.direction == 0 else (ep.server, ep.server_mac)
             )
-            dev = ctx.device_id(ip, mac)
+            # ctx.device_id, inlined
+            d = ctx.by_ip.get(ip) if ip is not None else None
+            if d is None and mac is not None:
+                d = ctx.by_mac.get(mac)
+            dev = d.device_id if d is not None else ctx.device_id(ip, mac)
             assert dev is not None
-            p = self._profile(dev, event.ts_ns)
+            p = self.profiles.get(dev)
+            if p is None:
+                p = self._profile(dev, event.ts_ns)
             mtype = f"{event.message_type}^{event.trigger_event or ''}"
-            self._add(
-                out, self._see(dev, p, "hl7_types", mtype, event, ctx, self._learning(p, ctx))
-            )
+            known = p.known.get("hl7_types")
+            if known is not None and mtype in known:
+                return out  # the common case of _see, inlined
+            d = self._see(dev, p, "hl7_types", mtype, event, ctx, self._learning(p, ctx))
+            if d is not None:
+                out.append(d)
             return out
+        ep = event.endpoints
         if kind == "dicom_associate_rq":
             pair = f"{event.calling_ae}->{event.called_ae}"
             for ip, mac in ((ep.client, ep.client_mac), (ep.server, ep.server_mac)):
@@ -279,28 +291,39 @@ class BaselineDetector(Detector):
             out.append(d)
 
     def _flow(self, f: Any, ctx: DetectContext, out: list[AlertDraft]) -> None:
-        if f.transport == "arp":
+        transport = f.transport
+        if transport == "arp":
             return
-        if not _answered(f):
-            return  # probes and scans are the rules' business, not a change of behaviour
+        if transport == "tcp":  # _answered, inlined
+            if (f.tcp_flags_s2c & 0x12) != 0x12:
+                return  # probes and scans are the rules' business, not a change of behaviour
+        elif f.packets_s2c <= 0:
+            return
         proto = f.app_protocol if (f.payload_c2s or f.payload_s2c) else None
         cdev = sdev = None
         glearning = ctx.learning
         fresh = ctx.forced_learning is None
         now, window = ctx.now_ns, ctx.learning_ns
-        hour = f.ts_ns // HOUR_NS
+        ts = f.ts_ns
+        hour = ts // HOUR_NS
         profiles = self.profiles
+        by_ip, by_mac = ctx.by_ip, ctx.by_mac
+        server_port = f.server_port
+        client, server, client_mac, server_mac = f.client, f.server, f.client_mac, f.server_mac
         for ip, mac, other_ip, other_mac, role, sent in (
-            (f.client, f.client_mac, f.server, f.server_mac, "to", f.bytes_c2s),
-            (f.server, f.server_mac, f.client, f.client_mac, "serves", f.bytes_s2c),
+            (client, client_mac, server, server_mac, "to", f.bytes_c2s),
+            (server, server_mac, client, client_mac, "serves", f.bytes_s2c),
         ):
             if is_external(ip):
                 continue  # baselines are for our devices, not for internet hosts
-            d = ctx.device(ip, mac)
+            # ctx.device(ip, mac), inlined
+            d = by_ip.get(ip) if ip is not None else None
+            if d is None and mac is not None:
+                d = by_mac.get(mac)
             dev = d.device_id if d is not None else "ip:" + ip
             p = profiles.get(dev)
             if p is None:
-                p = self._profile(dev, f.ts_ns)
+                p = self._profile(dev, ts)
             learning = glearning or (fresh and now - p.first_ns < window)
             if hour == p.hour and (learning or p.limit is None):
                 p.hour_bytes += sent  # the common case of _volume, inlined
@@ -308,10 +331,10 @@ class BaselineDetector(Detector):
                 self._volume(dev, p, sent, f, ctx, learning, out)
             # a saturated peer set (a server everyone talks to) no longer tells peers apart
             peer_key = None if "peers" in p.saturated else other_ip
-            combo = (peer_key, proto, role, f.server_port, f.transport)
+            combo = (peer_key, proto, role, server_port, transport)
             if combo in p.combos:
                 continue  # this device already did exactly this: nothing new to learn or flag
-            port = f"{f.transport}/{f.server_port}" if f.server_port else f.transport
+            port = f"{transport}/{server_port}" if server_port else transport
             if role == "to":
                 cdev = dev
                 other = sdev or ctx.device_id(other_ip, other_mac)
@@ -319,15 +342,24 @@ class BaselineDetector(Detector):
                 sdev = dev
                 other = cdev or ctx.device_id(other_ip, other_mac)
             see = self._see
+            known = p.known  # values already known skip `_see` (its first check, inlined)
             if is_external(other_ip):
                 if role == "to":
                     self._add(out, see(dev, p, "external", other_ip, f, ctx, learning))
             else:
-                self._add(out, see(dev, p, "peers", str(other), f, ctx, learning))
+                value = str(other)
+                k = known.get("peers")
+                if k is None or value not in k:
+                    self._add(out, see(dev, p, "peers", value, f, ctx, learning))
             if proto:
-                self._add(out, see(dev, p, "protocols", proto, f, ctx, learning))
-            if role == "serves" or f.server_port < 1024 or proto:
-                self._add(out, see(dev, p, "ports", f"{role} {port}", f, ctx, learning))
+                k = known.get("protocols")
+                if k is None or proto not in k:
+                    self._add(out, see(dev, p, "protocols", proto, f, ctx, learning))
+            if role == "serves" or server_port < 1024 or proto:
+                value = f"{role} {port}"
+                k = known.get("ports")
+                if k is None or value not in k:
+                    self._add(out, see(dev, p, "ports", value, f, ctx, learning))
             if d is not None and d.category:
                 self._category(dev, p, d.category, proto, f"{role} {port}", f, ctx, learning, out)
             if len(p.combos) > 1024:

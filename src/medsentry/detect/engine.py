@@ -9,7 +9,7 @@ where it stopped instead of relearning.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medsentry.detect.base import (
@@ -110,9 +110,11 @@ class DetectionEngine:
         self.raised = 0
         self.events = 0
         self._by_kind: dict[type, list[Detector]] = {}
+        self._observers: dict[type, list[Callable[[Event, DetectContext], Any]]] = {}
         self._all_kinds = [d for d in self.detectors if not d.kinds]
         # only detectors with a window to close are ticked after each batch
         self._tickers = [d for d in self.detectors if type(d).tick is not Detector.tick]
+        self._flushers = [d for d in self.detectors if type(d).flush is not Detector.flush]
         self._was_learning: bool | None = None
         self.captures: list[str] = []  # capture ids already run through (a re-scan is skipped)
         self._ledger_items: list[tuple[str, dict[str, Any], str]] = []
@@ -205,34 +207,54 @@ class DetectionEngine:
             self._by_kind[etype] = ds
         return ds
 
+    def _observers_for(self, etype: type) -> list[Callable[[Event, DetectContext], Any]]:
+        """The `observe` methods an event type goes to, resolved once per type."""
+        obs = self._observers[etype] = [d.observe for d in self._detectors_for(etype)]
+        return obs
+
     def process(self, events: Iterable[Event]) -> list[Alert]:
         """Feed events in order; return the alerts raised or updated by them (each once)."""
         touched: dict[str, Alert] = {}
         ctx = self.ctx
-        by_type = self._by_kind
+        observers = self._observers.get
+        accept = self._accept
         n = 0
         forced = ctx.forced_learning
+        learning_ns = ctx.learning_ns
+        start = ctx.start_ns
+        now = ctx.now_ns
+        learning = self._was_learning
+        clock_moved = True
         for event in events:
             n += 1
             ts = event.ts_ns
-            if ctx.start_ns is None:
-                ctx.start_ns = ts
-            if ts > ctx.now_ns:
-                ctx.now_ns = ts
-            # the learning period (DetectContext.learning, inlined: this loop is the hot path)
-            learning = forced if forced is not None else ctx.now_ns - ctx.start_ns < ctx.learning_ns
-            if learning is not self._was_learning:
-                if self._was_learning and not learning:
-                    self._end_learning()
-                self._was_learning = learning
-            dets = by_type.get(type(event)) or self._detectors_for(type(event))
-            for det in dets:
-                drafts = det.observe(event, ctx)
+            if start is None:
+                start = ctx.start_ns = ts
+            if ts > now:
+                now = ctx.now_ns = ts
+                clock_moved = True
+            if clock_moved:
+                # the learning period (DetectContext.learning, inlined: this loop is the hot
+                # path); it can only change when the clock moves
+                clock_moved = False
+                now_learning = forced if forced is not None else now - start < learning_ns
+                if now_learning is not learning:
+                    if learning and not now_learning:
+                        self._end_learning()
+                    learning = self._was_learning = now_learning
+            etype = type(event)
+            obs = observers(etype)
+            if obs is None:
+                obs = self._observers_for(etype)
+            for observe in obs:
+                drafts = observe(event, ctx)
                 if drafts:
                     for draft in drafts:
-                        a = self._accept(draft)
+                        a = accept(draft)
                         touched[a.alert_id] = a
         self.events += n
+        for det in self._flushers:
+            det.flush()
         for det in self._tickers:
             drafts = det.tick(ctx.now_ns, ctx)
             for draft in drafts:

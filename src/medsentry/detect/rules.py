@@ -52,9 +52,11 @@ def load_rule_specs(path: Path | None = None) -> list[RuleSpec]:
     """Read and validate the rules file; a malformed entry raises ConfigError naming it."""
     import yaml
 
+    from medsentry import yamlfile
+
     src = path or DATA
     try:
-        doc = yaml.safe_load(src.read_text(encoding="utf-8"))
+        doc = yamlfile.load(src.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{src}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -343,10 +345,14 @@ class Hl7NewSender(_Novelty):
     def observe(self, event: Any, ctx: DetectContext) -> list[AlertDraft]:
         if event.message_type in (None, "ACK") or event.ack_code is not None:
             return []
-        sender, ip, mac = _hl7_sender(event)
-        ep = event.endpoints
-        receiver = f"{ep.server}:{ep.server_port}" if event.direction == 0 else ep.client
-        if not self.novel(f"{receiver}|{sender}", ctx):
+        ep = event.endpoints  # _hl7_sender and the receiver, inlined (hot path)
+        if event.direction == 0:
+            ip, mac, receiver = ep.client, ep.client_mac, f"{ep.server}:{ep.server_port}"
+        else:
+            ip, mac, receiver = ep.server, ep.server_mac, ep.client
+        sender = f"{event.sending_application or ''}^{event.sending_facility or ''}@{ip}"
+        key = f"{receiver}|{sender}"
+        if key in self.known or not self.novel(key, ctx):
             return []
         return [
             self.draft(
@@ -373,11 +379,15 @@ class Hl7NewMessageType(_Novelty):
     def observe(self, event: Any, ctx: DetectContext) -> list[AlertDraft]:
         if event.message_type in (None, "ACK") or event.ack_code is not None:
             return []
-        sender, ip, mac = _hl7_sender(event)
+        ep = event.endpoints  # _hl7_sender, inlined (hot path)
+        ip, mac = (ep.client, ep.client_mac) if event.direction == 0 else (ep.server, ep.server_mac)
+        sender = f"{event.sending_application or ''}^{event.sending_facility or ''}@{ip}"
         mtype = f"{event.message_type}^{event.trigger_event or ''}"
         known_sender = sender in self.senders
-        self.senders.put(sender, 1)
-        if not self.novel(f"{sender}|{mtype}", ctx) or not known_sender:
+        if not known_sender:  # (putting a known sender again changes nothing)
+            self.senders.put(sender, 1)
+        key = f"{sender}|{mtype}"
+        if key in self.known or not self.novel(key, ctx) or not known_sender:
             return []  # a brand-new sender is hl7.new_sender's alert
         return [
             self.draft(
@@ -424,9 +434,12 @@ class Hl7ImpossibleVital(Rule):
     kinds = frozenset({"hl7_message"})
 
     def observe(self, event: Any, ctx: DetectContext) -> list[AlertDraft]:
-        bad = [o for o in event.observations if o.plausible is False]
-        if not bad:
+        for o in event.observations:
+            if o.plausible is False:
+                break
+        else:
             return []
+        bad = [o for o in event.observations if o.plausible is False]
         _, ip, mac = _hl7_sender(event)
         device = ctx.device_id(ip, mac)
         codes = ",".join(sorted({o.code for o in bad}))

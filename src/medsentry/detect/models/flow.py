@@ -23,6 +23,10 @@ patient monitor, modality, ...), that category also gets trees of its own, learn
 flows only, and its flows are scored against them -- a PACS transfer is ordinary for a
 modality and strange for an infusion pump. A category without a reference window at the end
 of learning, or first seen after it, is scored by the model of all flows.
+
+During learning the flows of a batch are learned together at its end (`flush`): their features
+come from arrays and the trees score-then-learn them in one compiled pass, with the very
+numbers that flow-by-flow learning gives (see `HalfSpaceTrees.learn_many`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
+
 from medsentry.detect.base import SOURCE_MODEL, SOURCE_RULE, AlertDraft, ModelDetector
 from medsentry.detect.context import DetectContext, is_external
 from medsentry.detect.models.features import (
     FLOW_RECORD_FEATURES,
     MONITORED_FLOW_FEATURES,
     flow_record_features,
+    flow_record_matrix,
     monitored_flow_features,
+    monitored_flow_matrix,
 )
 from medsentry.detect.models.hst import HalfSpaceTrees
 from medsentry.detect.models.robust import RobustZScore
@@ -49,6 +57,8 @@ from medsentry.events.telemetry import MonitoredFlow
 MAX_BINDINGS = 100_000
 # Device categories with a model of their own (bounded memory; the taxonomy has fewer).
 MAX_CATEGORIES = 64
+# Learning-period events kept for one batched learning pass (bounded memory).
+MAX_PENDING = 8192
 
 FlowModel = HalfSpaceTrees | RobustZScore
 ALGORITHMS = ("half-space-trees", "robust-z")
@@ -102,6 +112,7 @@ class FlowAnomalyDetector(ModelDetector):
     relay_rule_id: ClassVar[str] = "model.relay_mitm"
     binding_rule_id: ClassVar[str] = "net.flow_binding_mismatch"
     features: ClassVar[tuple[str, ...]] = MONITORED_FLOW_FEATURES
+    event_type: ClassVar[type] = MonitoredFlow  # the events it judges (others: ignored)
     severity: ClassVar[str] = "medium"
     title: ClassVar[str] = "Flow unlike any in the learning period (online model)"
     technique_id: ClassVar[str] = "T0830"
@@ -130,13 +141,55 @@ class FlowAnomalyDetector(ModelDetector):
             "window_size": window_size,
             "seed": seed,
         }
+        # learning-period events whose learning is deferred to `flush` (see `observe`), and
+        # for each category model the positions of its events among them
+        self._pending: list[Event] = []
+        self._pending_groups: dict[str, list[int]] = {}
+        self._model: FlowModel
+        self._calibration: list[float] = []
+        self._categories: dict[str, CategoryModel] = {}
         model = self._new_model()
         super().__init__(model, self._featurize, quantile=quantile, keep_learning=keep_learning)
-        self.model: FlowModel = model
         self.relay_quantile = relay_quantile
         self.relay_threshold: float | None = None
         self.bindings: dict[str, str] = {}  # IP -> the MAC first seen with it
-        self.categories: dict[str, CategoryModel] = {}
+
+    # What the model learned is read through these: a deferred batch is learned first.
+    @property  # type: ignore[override]
+    def model(self) -> FlowModel:
+        if self._pending:
+            self.flush()
+        return self._model
+
+    @model.setter
+    def model(self, model: FlowModel) -> None:
+        if self._pending:
+            self.flush()
+        self._model = model
+
+    @property  # type: ignore[override]
+    def calibration(self) -> list[float]:
+        if self._pending:
+            self.flush()
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, scores: list[float]) -> None:
+        if self._pending:
+            self.flush()
+        self._calibration = scores
+
+    @property
+    def categories(self) -> dict[str, CategoryModel]:
+        if self._pending:
+            self.flush()
+        return self._categories
+
+    @categories.setter
+    def categories(self, categories: dict[str, CategoryModel]) -> None:
+        if self._pending:
+            self.flush()
+        self._categories = categories
 
     def _new_model(self) -> FlowModel:
         if self.algorithm == "robust-z":
@@ -166,6 +219,8 @@ class FlowAnomalyDetector(ModelDetector):
 
     # --- learning and calibration ---------------------------------------------------------------
     def calibrate(self) -> float:
+        if self._pending:
+            self.flush()
         self.relay_threshold = quantile_of(self.calibration, self.relay_quantile)
         for g in self.categories.values():
             if g.threshold is None and g.calibration:
@@ -185,6 +240,38 @@ class FlowAnomalyDetector(ModelDetector):
             scores.append(model.score_one(x))
         model.learn_one(x)
 
+    def _learn_rows(self, scores: list[float], model: FlowModel, X: np.ndarray) -> None:
+        """`_learn` of each row of X (features in order), in order, as one batch."""
+        if isinstance(model, HalfSpaceTrees):
+            model.learn_many(X, scores, self.max_calibration)
+            return
+        for row in X.tolist():
+            self._learn(scores, model, dict(zip(self.features, row, strict=True)))
+
+    def _matrix(self, events: list[Event]) -> np.ndarray:
+        return monitored_flow_matrix(events)  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        """Learn the deferred learning-period events, in their order.
+
+        During learning `observe` only keeps the event (and its category): the model's
+        reference profile changes only at the end of a window, so scoring then learning each
+        event of a batch in one compiled pass gives the very trees, masses and calibration
+        scores that event-by-event learning gives. The engine calls this after each batch;
+        reading `model`, `calibration` or `categories`, scoring, calibrating and `state()` call
+        it first, so no one sees a model that is behind its events.
+        """
+        events, groups = self._pending, self._pending_groups
+        if not events:
+            return
+        self._pending, self._pending_groups = [], {}
+        X = self._matrix(events)
+        self._learn_rows(self._calibration, self._model, X)
+        for category, rows in groups.items():
+            g = self._categories.get(category)
+            if g is not None:
+                self._learn_rows(g.calibration, g.model, X[rows])
+
     def _scorer(self, category: str | None) -> tuple[FlowModel, float, float, str]:
         """(model, threshold, relay threshold, scope) that judges a flow of this category."""
         g = self.categories.get(category) if category else None
@@ -195,27 +282,47 @@ class FlowAnomalyDetector(ModelDetector):
         return self.model, self.threshold, self.relay_threshold, "all"
 
     def observe(self, event: Event, ctx: DetectContext) -> list[AlertDraft]:
+        if not isinstance(event, self.event_type):
+            return []
+        client, server = event.client, event.server  # type: ignore[attr-defined]
+        client_mac, server_mac = event.client_mac, event.server_mac  # type: ignore[attr-defined]
+        rebound = []
+        bindings = self.bindings
+        # an address already bound to this very MAC is never re-bound: `_rebound` is skipped
+        # (nor is an address seen without a MAC)
+        if client_mac is not None and bindings.get(client) != client_mac:
+            bound = self._rebound(client, client_mac)
+            if bound is not None:
+                rebound.append((client, bound, client_mac))
+        if server_mac is not None and bindings.get(server) != server_mac:
+            bound = self._rebound(server, server_mac)
+            if bound is not None:
+                rebound.append((server, bound, server_mac))
+        # `_category` (ctx.device), inlined
+        d = ctx.by_ip.get(client) if client is not None else None
+        if d is None and client_mac is not None:
+            d = ctx.by_mac.get(client_mac)
+        category = d.category if d is not None else None
+        if ctx.learning:
+            # learned in order at the next `flush` (the end of the engine's batch at the latest)
+            i = len(self._pending)
+            self._pending.append(event)
+            if category:
+                g = self._categories.get(category)
+                if g is None and len(self._categories) < MAX_CATEGORIES:
+                    g = self._categories[category] = CategoryModel(self._new_model())
+                if g is not None:
+                    rows = self._pending_groups.get(category)
+                    if rows is None:
+                        rows = self._pending_groups[category] = []
+                    rows.append(i)
+            if i + 1 >= MAX_PENDING:
+                self.flush()
+            return []
+        if self._pending:
+            self.flush()
         x = self.featurize(event, ctx)
         if x is None:
-            return []
-        client, server = getattr(event, "client", None), getattr(event, "server", None)
-        rebound = [
-            (ip, bound, mac)
-            for ip, mac in (
-                (client, getattr(event, "client_mac", None)),
-                (server, getattr(event, "server_mac", None)),
-            )
-            if (bound := self._rebound(ip, mac)) is not None
-        ]
-        category = self._category(event, ctx)
-        if ctx.learning:
-            self._learn(self.calibration, self.model, x)
-            if category:
-                g = self.categories.get(category)
-                if g is None and len(self.categories) < MAX_CATEGORIES:
-                    g = self.categories[category] = CategoryModel(self._new_model())
-                if g is not None:
-                    self._learn(g.calibration, g.model, x)
             return []
         if self.threshold is None or self.relay_threshold is None:
             self.calibrate()
@@ -316,8 +423,12 @@ class FlowRecordAnomalyDetector(FlowAnomalyDetector):
     relay_rule_id: ClassVar[str] = "model.flow_record_relay_mitm"
     binding_rule_id: ClassVar[str] = "net.flow_record_binding_mismatch"
     features: ClassVar[tuple[str, ...]] = FLOW_RECORD_FEATURES
+    event_type: ClassVar[type] = FlowRecord
 
     def _featurize(self, event: Event, ctx: DetectContext) -> Mapping[str, float] | None:
         if isinstance(event, FlowRecord):
             return flow_record_features(event)
         return None
+
+    def _matrix(self, events: list[Event]) -> np.ndarray:
+        return flow_record_matrix(events)  # type: ignore[arg-type]
