@@ -33,7 +33,9 @@ IdentifyFn = Callable[[int, int, int, bytes, bytes, bool], Any]
 # (protocol, method, confidence)
 AppResult = tuple[str | None, str | None, float]
 NO_APP: AppResult = (None, None, 0.0)
-APP_NONE, APP_DISSECTOR, APP_HOLD = 0, 1, 2  # FlowTable u8[:, B_APP]
+# FlowTable u8[:, B_APP]; APP_COUNT: the dissector is done (its `done` attribute), the TCP
+# streams only count what arrives (stream statistics), no payload is gathered for it
+APP_NONE, APP_DISSECTOR, APP_HOLD, APP_COUNT = 0, 1, 2, 3
 
 
 def load_identifier() -> IdentifyFn | None:
@@ -50,7 +52,19 @@ def load_identifier() -> IdentifyFn | None:
 class FlowApp:
     """Application-layer state of one flow (directions: 0 client->server, 1 server->client)."""
 
-    __slots__ = ("client", "dissector", "fed", "flow_id", "held", "slot", "streams", "whole")
+    __slots__ = (
+        "client",
+        "counting",
+        "dissector",
+        "fed",
+        "flow_id",
+        "held",
+        "skipper",
+        "slot",
+        "streams",
+        "watch",
+        "whole",
+    )
 
     def __init__(self, slot: int, flow_id: str, proto: int, client: int, max_pending: int):
         self.slot = slot
@@ -63,6 +77,9 @@ class FlowApp:
         self.dissector: Any = None
         self.whole = False
         self.fed = [0, 0]
+        self.watch = False  # the dissector says when it is done (a `done` attribute)
+        self.counting = False  # done: nothing more is fed, the streams only count
+        self.skipper = False  # the dissector can take bytes it only counts unseen (`skip`)
 
 
 class AppLayer:
@@ -119,11 +136,15 @@ class AppLayer:
         self.warnings += 1
         events.append(DecodeWarning(ts_ns=ts, source=source, offset=None, message=message))
 
-    def _app(self, slot: int, flow_id: str) -> FlowApp:
+    def _app(
+        self, slot: int, flow_id: str, proto: int | None = None, client: int | None = None
+    ) -> FlowApp:
         app = self.apps.get(slot)
         if app is None:
             t = self.table
-            app = FlowApp(slot, flow_id, t.proto(slot), t.client_side(slot), self.max_pending_bytes)
+            if proto is None or client is None:
+                proto, client = t.proto(slot), t.client_side(slot)
+            app = FlowApp(slot, flow_id, proto, client, self.max_pending_bytes)
             self.apps[slot] = app
         return app
 
@@ -183,6 +204,7 @@ class AppLayer:
         cports = ports[rows, client].tolist()
         sports = ports[rows, 1 - client].tolist()
         protos = u8[:, K.B_PROTO].tolist()
+        clients = client.tolist()
         lasts = t.i64[slots, K.I_LAST].tolist()
         # first bytes: flat offsets and lengths of both directions, read in one pass
         blk = t.u32[slots, K.U_FB].astype(np.int64) - 1
@@ -198,8 +220,23 @@ class AppLayer:
         hold = self.dissectors
         fids = t.flow_ids(slots)
         decided: list[int] = []
-        cols = (slots.tolist(), fids, protos, cports, sports, lasts, c_start, c_len, s_start, s_len)
-        for slot, fid, proto, cp, sp, ts, cs, cl, ss, sl in zip(*cols, strict=True):
+        # endpoints of flows that may get a dissector, from the columns read here in one pass
+        eps: list[Any] = t.endpoint_rows(slots) if hold else [None] * slots.size
+        cols = (
+            slots.tolist(),
+            fids,
+            protos,
+            clients,
+            cports,
+            sports,
+            lasts,
+            c_start,
+            c_len,
+            s_start,
+            s_len,
+            eps,
+        )
+        for slot, fid, proto, cl_side, cp, sp, ts, cs, cl, ss, sl, ep in zip(*cols, strict=True):
             c2s = flat[cs : cs + cl].tobytes()
             s2c = flat[ss : ss + sl].tobytes()
             try:
@@ -212,11 +249,11 @@ class AppLayer:
                 continue
             if res is None:
                 if not final and hold and slot not in self.apps:
-                    self._app(slot, fid)
+                    self._app(slot, fid, proto, cl_side)
                     t.u8[slot, K.B_APP] = APP_HOLD
                 continue
             decided.append(slot)
-            self._decided(slot, fid, res, ts, events)
+            self._decided(slot, fid, res, ts, events, proto, cl_side, ep)
         if self._quiet:  # identified, no dissector: no more payload to Python (one write)
             quiet = np.array(self._quiet, np.int32)
             self._quiet = []
@@ -226,30 +263,47 @@ class AppLayer:
         if decided:
             t.decided(np.array(decided, np.int32))
 
-    def _decided(self, slot: int, fid: str, res: Any, ts: int, events: list[Event]) -> None:
+    def _decided(
+        self,
+        slot: int,
+        fid: str,
+        res: Any,
+        ts: int,
+        events: list[Event],
+        proto: int | None = None,
+        client: int | None = None,
+        ep: tuple[int, ...] | None = None,
+    ) -> None:
         t = self.table
-        self.results[slot] = (res.protocol, res.method, float(res.confidence))
+        protocol = res.protocol
+        confidence = float(res.confidence)
+        self.results[slot] = (protocol, res.method, confidence)
         events.append(
             ProtocolDetected(
                 ts_ns=ts,
                 flow_id=fid,
-                protocol=res.protocol,
+                protocol=protocol,
                 method=res.method,
-                confidence=float(res.confidence),
+                confidence=confidence,
                 detail=res.detail,
             )
         )
-        factory = self._factory(res.protocol, ts, events)
+        factory = self._factories.get(protocol) if self.dissectors else None
+        if factory is None and self.dissectors:
+            factory = self._factory(protocol, ts, events)
         if factory is None:
             if self.apps:
                 self.apps.pop(slot, None)
             self._quiet.append(slot)
             return
-        app = self._app(slot, fid)
+        app = self._app(slot, fid, proto, client)
         held, app.held = app.held or [], None
         try:
-            app.dissector = factory(FlowContext(fid, t.endpoints(slot), self.phi_key))
+            endpoints = t.endpoints(slot) if ep is None else t.endpoints_from(ep)
+            app.dissector = factory(FlowContext(fid, endpoints, self.phi_key))
             app.whole = bool(getattr(app.dissector, "whole_stream", False))
+            app.watch = hasattr(app.dissector, "done")
+            app.skipper = app.whole and hasattr(app.dissector, "skippable")
         except Exception as exc:
             app.dissector = object()
             self._detach(app, exc, ts, events)
@@ -265,22 +319,19 @@ class AppLayer:
         t.u8[slot, K.B_APP] = APP_DISSECTOR
         if app.whole:
             self._upgraded.append(slot)
+        if app.counting:
+            app.counting = False
+            self._count_only(app)
 
-    def _deliver(self, pb: Any, sel: Any, events: list[Event]) -> None:
-        """Hand the payload of packets `sel` (in packet order) to their flows.
-
-        Consecutive selected packets of the same flow and direction whose sequence numbers
-        follow on (a bulk transfer: the peer's ACKs carry no payload and are not selected) are
-        joined into one segment, so Python works per run of packets, not per packet.
-        """
+    def _runs(self, pb: Any, sel: Any) -> tuple[Any, ...]:
+        """Per-packet columns of `sel` and its runs: consecutive selected packets of the same
+        flow and direction whose sequence numbers follow on (a bulk transfer: the peer's ACKs
+        carry no payload and are not selected) form one run."""
         t = self.table
         slots_a = t.pkt_slot[sel]
         dirs_a = t.pkt_dir[sel] & K.DIR_MASK
         rels_a = t.pkt_rel[sel].astype(np.int64)
         lens_a = pb.pl_len[sel].astype(np.int64)
-        data = np.empty(int(lens_a.sum()), np.uint8)
-        K.gather(pb.raw.buf, pb.pl_off[sel], lens_a, data)
-        ends = np.cumsum(lens_a)
         n = sel.shape[0]
         start = np.ones(n, np.bool_)
         if n > 1:
@@ -294,12 +345,33 @@ class AppLayer:
         last = np.empty_like(first)
         last[:-1] = first[1:] - 1
         last[-1] = n - 1
-        blob = data.tobytes()
-        begin = (ends - lens_a)[first].tolist()
+        return slots_a, dirs_a, rels_a, lens_a, first, last
+
+    def _deliver(self, pb: Any, sel: Any, events: list[Event]) -> None:
+        """Hand the payload of packets `sel` (in packet order) to their flows, one segment per
+        run of packets (see `_runs`), so Python works per run, not per packet. The payload of
+        flows whose dissector is done (APP_COUNT) is not gathered: their streams count it."""
+        slots_a, dirs_a, rels_a, lens_a, first, last = self._runs(pb, sel)
+        counted = self.table.u8[slots_a, K.B_APP] == APP_COUNT
+        some_counted = bool(counted.any())
+        glens = np.where(counted, 0, lens_a) if some_counted else lens_a
+        # gathered once into a bytearray; each segment is one copy out of it (no blob copy)
+        data = bytearray(int(glens.sum()))
+        K.gather(pb.raw.buf, pb.pl_off[sel], glens, np.frombuffer(data, np.uint8))
+        ends = np.cumsum(glens)
+        blob = memoryview(data)
+        begin = (ends - glens)[first].tolist()
         stop = ends[last].tolist()
         tss = pb.raw.ts_ns[sel][last].tolist()
         multi = (last > first).tolist()
+        if some_counted:
+            run_counted = counted[first].tolist()
+            all_ends = np.cumsum(lens_a)
+            sizes = (all_ends[last] - all_ends[first] + lens_a[first]).tolist()
+        else:
+            run_counted = sizes = None
         apps = self.apps
+        feed = self._feed
         for j, (slot, d, rel, b, e, ts) in enumerate(
             zip(
                 slots_a[first].tolist(),
@@ -317,6 +389,28 @@ class AppLayer:
             cdir = d ^ app.client
             if app.streams is not None:
                 stream = app.streams[cdir]
+                if run_counted is not None and run_counted[j]:
+                    if multi[j] and stream.unwrap(rel) != stream.next:
+                        k0, k1 = int(first[j]), int(last[j]) + 1
+                        for r, ln in zip(
+                            rels_a[k0:k1].tolist(), lens_a[k0:k1].tolist(), strict=True
+                        ):
+                            stream.count(r, ln)
+                    else:
+                        stream.count(rel, sizes[j])
+                    continue
+                if (
+                    app.skipper
+                    and app.held is None
+                    and not app.counting
+                    and app.dissector is not None
+                    and stream.in_order(rel)
+                    and app.dissector.skippable(cdir) >= e - b
+                ):
+                    # bytes the dissector would only count (e.g. DICOM bulk data): no copy
+                    stream.count(rel, e - b)
+                    app.dissector.skip(cdir, e - b)
+                    continue
                 if multi[j] and stream.unwrap(rel) != stream.next:
                     # not plain in-order data: segment by segment, so the counts stay exact
                     k0, k1 = int(first[j]), int(last[j]) + 1
@@ -327,19 +421,29 @@ class AppLayer:
                         lens_a[k0:k1].tolist(),
                         strict=True,
                     ):
-                        items += stream.segment(r, blob[pe - ln : pe])
+                        items += stream.segment(r, bytes(blob[pe - ln : pe]))
                 else:
-                    items = stream.segment(rel, blob[b:e])
+                    items = stream.segment(rel, bytes(blob[b:e]))
+                if app.held is not None:
+                    app.held.extend((cdir, item, ts) for item in items)
+                    continue
                 for item in items:
-                    self._route(app, cdir, item, ts, events)
-            else:
-                self._route(app, cdir, blob[b:e], ts, events)
+                    if app.dissector is None or app.counting:
+                        break
+                    feed(app, cdir, item, ts, events)
+            elif app.held is not None:
+                app.held.append((cdir, bytes(blob[b:e]), ts))
+            elif app.dissector is not None and not app.counting:
+                feed(app, cdir, bytes(blob[b:e]), ts, events)
 
-    def _route(self, app: FlowApp, cdir: int, item: Delivery, ts: int, events: list[Event]) -> None:
-        if app.held is not None:
-            app.held.append((cdir, item, ts))
-        elif app.dissector is not None:
-            self._feed(app, cdir, item, ts, events)
+    def _count_only(self, app: FlowApp) -> None:
+        """The flow's dissector is done: feed it nothing more (`close` still comes)."""
+        app.counting = True
+        u8 = self.table.u8
+        if app.streams is not None and app.whole:
+            u8[app.slot, K.B_APP] = APP_COUNT  # the streams keep counting (StreamStats)
+        else:  # nothing else reads the payload
+            u8[app.slot, K.B_WANT] = u8[app.slot, K.B_WANT + 1] = K.WANT_NONE
 
     def _feed(self, app: FlowApp, cdir: int, item: Delivery, ts: int, events: list[Event]) -> None:
         d = app.dissector
@@ -356,6 +460,8 @@ class AppLayer:
                 out = d.feed(cdir, item, ts)
             if out:
                 events.extend(out)
+            if app.watch and d.done:
+                self._count_only(app)
         except Exception as exc:
             self._detach(app, exc, ts, events)
 
@@ -406,8 +512,8 @@ class AppLayer:
         if app.streams is not None and app.dissector is not None and app.whole:
             for cdir in (0, 1):
                 for item in app.streams[cdir].finish():
-                    if app.dissector is None:
-                        break
+                    if app.dissector is None or app.counting:
+                        break  # a done dissector is fed nothing (the holes are counted)
                     self._feed(app, cdir, item, last_ns, events)
         if app.dissector is not None:
             try:

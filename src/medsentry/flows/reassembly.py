@@ -71,6 +71,14 @@ class StreamReassembler:
         """Add one segment's payload; return what is now deliverable, in order."""
         if not data:
             return []
+        if not self._heap and not (rel_seq - self.next) & 0xFFFFFFFF:
+            # in order with nothing held (the usual case): deliver it as it is
+            n = len(data)
+            self.seen += n
+            self.resyncing = False
+            self.next += n
+            self.delivered += n
+            return [data]
         self.seen += len(data)
         off = self.unwrap(rel_seq)
         end = off + len(data)
@@ -110,6 +118,23 @@ class StreamReassembler:
         self.delivered += len(data)
         self._drain(out)
         return out
+
+    def in_order(self, rel_seq: int) -> bool:
+        """A segment at `rel_seq` would be delivered at once, as it is (nothing held)."""
+        return not self._heap and not (rel_seq - self.next) & 0xFFFFFFFF
+
+    def count(self, rel_seq: int, length: int) -> None:
+        """`segment()`'s bookkeeping for `length` bytes nobody reads (the consumer is done):
+        in-order bytes are only counted; anything else goes through `segment()` (rare)."""
+        if length <= 0:
+            return
+        if not self._heap and not (rel_seq - self.next) & 0xFFFFFFFF:
+            self.seen += length
+            self.resyncing = False
+            self.next += length
+            self.delivered += length
+            return
+        self.segment(rel_seq, bytes(length))
 
     def finish(self) -> list[Delivery]:
         """The stream ended (FIN, RST or flow end): give up on holes, deliver what is held."""

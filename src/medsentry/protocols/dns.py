@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import struct
 
 from medsentry.events.base import Event
@@ -25,55 +26,106 @@ _SERVICE = re.compile(
 )
 
 
-def read_name(msg: bytes, pos: int, allow_partial: bool = False) -> tuple[str, int]:
-    """A domain name at `pos` (RFC 1035 §4.1.4); returns (name, position after it)."""
+_RUNS_MAX = 4096
+_runs: dict[bytes, list[str]] = {}  # wire labels (length-prefixed) -> their texts (bounded memo)
+
+
+def _labels(run: bytes) -> list[str]:
+    """Texts of consecutive length-prefixed labels (lengths already checked)."""
+    out = _runs.get(run)
+    if out is None:
+        out = []
+        i, size = 0, len(run)
+        while i < size:
+            n = run[i]
+            label = run[i + 1 : i + 1 + n]
+            if label.isascii() and (s := label.decode("ascii")).isprintable():
+                out.append(s.replace(".", "\\."))
+            else:
+                out.append(text(label, 63).replace(".", "\\."))
+            i += 1 + n
+        if len(_runs) < _RUNS_MAX:
+            _runs[run] = out
+    return out
+
+
+def read_name(
+    msg: bytes,
+    pos: int,
+    allow_partial: bool = False,
+    suffixes: dict[int, tuple[list[str], int]] | None = None,
+) -> tuple[str, int]:
+    """A domain name at `pos` (RFC 1035 §4.1.4); returns (name, position after it).
+
+    `suffixes` (one dict per message) remembers the labels read from each compression
+    pointer's target: what follows a target depends only on the message and the target, since
+    every later pointer must point below it."""
     labels: list[str] = []
     total = 0
     end = None
     lowest = pos  # pointers must go strictly below every position already read
+    size = len(msg)
+    jumps: list[tuple[int, int, int]] | None = None  # (target, labels, total) at each jump
+    start = pos  # of the run of labels being walked
     while True:
-        if pos >= len(msg):
-            if allow_partial and not labels:
+        if pos >= size:
+            if allow_partial and not labels and pos == start:
                 return "", pos
             raise ParseError(f"DNS name runs past the message at byte {pos}")
         n = msg[pos]
         if n == 0:
+            if pos > start:
+                labels += _labels(bytes(msg[start:pos]))
             pos += 1
             break
-        if n & 0xC0 == 0xC0:
-            if pos + 1 >= len(msg):
+        if n >= 0x40:
+            if n < 0xC0:
+                raise ParseError(f"DNS label type {n >> 6} unsupported at byte {pos}")
+            if pos + 1 >= size:
                 raise ParseError("DNS compression pointer truncated")
             target = ((n & 0x3F) << 8) | msg[pos + 1]
             if end is None:
                 end = pos + 2
             if target >= lowest:
                 raise ParseError(f"DNS compression pointer loop at byte {pos}")
-            lowest = pos = target
+            if pos > start:
+                labels += _labels(bytes(msg[start:pos]))
+            lowest = pos = start = target
+            if suffixes is not None:
+                known = suffixes.get(target)
+                if known is not None:
+                    labels += known[0]
+                    total += known[1]
+                    if total > MAX_NAME:
+                        raise ParseError("DNS name longer than 255 bytes")
+                    break
+                if jumps is None:
+                    jumps = []
+                jumps.append((target, len(labels), total))
             continue
-        if n & 0xC0:
-            raise ParseError(f"DNS label type {n >> 6} unsupported at byte {pos}")
-        label = msg[pos + 1 : pos + 1 + n]
-        if len(label) != n:
+        if pos + 1 + n > size:
             raise ParseError(f"DNS label truncated at byte {pos}")
         total += n + 1
         if total > MAX_NAME:
             raise ParseError("DNS name longer than 255 bytes")
-        labels.append(text(label, 63).replace(".", "\\."))
         pos += 1 + n
+    if jumps is not None and suffixes is not None:
+        for target, count, before in jumps:
+            suffixes[target] = (labels[count:], total - before)
     return ".".join(labels), end if end is not None else pos
 
 
-def _rdata(msg: bytes, rtype: int, start: int, length: int) -> str:
+def _rdata(msg: bytes, rtype: int, start: int, length: int, suffixes: dict | None = None) -> str:
     rd = msg[start : start + length]
     if rtype == A and length == 4:
-        return str(ipaddress.IPv4Address(rd))
+        return socket.inet_ntoa(rd)
     if rtype == AAAA and length == 16:
         return str(ipaddress.IPv6Address(rd))
     if rtype in (PTR, CNAME, NS):
-        return read_name(msg, start)[0]
+        return read_name(msg, start, False, suffixes)[0]
     if rtype == SRV and length >= 7:
         prio, weight, port = struct.unpack(">HHH", rd[:6])
-        return f"{prio} {weight} {port} {read_name(msg, start + 6)[0]}"
+        return f"{prio} {weight} {port} {read_name(msg, start + 6, False, suffixes)[0]}"
     if rtype == TXT:
         parts, i = [], 0
         while i < length and len(parts) < 32:
@@ -84,47 +136,62 @@ def _rdata(msg: bytes, rtype: int, start: int, length: int) -> str:
     return f"<{length} bytes>"
 
 
+_HEADER = struct.Struct(">HHHHHH")
+_QUESTION = struct.Struct(">HH")
+_RR = struct.Struct(">HHIH")
+
+
 def parse_message(msg: bytes) -> dict:
     """RFC 1035 §4.1: header, question, answer, authority and additional sections."""
-    if len(msg) < 12:
-        raise ParseError(f"DNS message of {len(msg)} bytes is shorter than its header")
-    ident, flags, qd, an, ns, ar = struct.unpack(">HHHHHH", msg[:12])
+    size = len(msg)
+    if size < 12:
+        raise ParseError(f"DNS message of {size} bytes is shorter than its header")
+    ident, flags, qd, an, ns, ar = _HEADER.unpack_from(msg)
+    questions: list[DnsQuestion] = []
+    answers: list[DnsRecord] = []
     out: dict = {
         "id": ident,
         "response": bool(flags & 0x8000),
         "opcode": (flags >> 11) & 0xF,
         "rcode": flags & 0xF,
-        "questions": [],
-        "answers": [],
+        "questions": questions,
+        "answers": answers,
     }
     pos = 12
+    suffixes: dict[int, tuple[list[str], int]] = {}
     for _ in range(qd):
-        name, pos = read_name(msg, pos)
-        if pos + 4 > len(msg):
+        name, pos = read_name(msg, pos, False, suffixes)
+        if pos + 4 > size:
             raise ParseError("DNS question truncated")
-        qtype, qclass = struct.unpack(">HH", msg[pos : pos + 4])
+        qtype, qclass = _QUESTION.unpack_from(msg, pos)
         pos += 4
-        if len(out["questions"]) < MAX_QUESTIONS:
-            out["questions"].append(
+        if len(questions) < MAX_QUESTIONS:
+            questions.append(
                 DnsQuestion(name=name, qtype=qtype, unicast_response=bool(qclass & 0x8000))
             )
     for _ in range(an + ns + ar):
-        if pos >= len(msg) and not out["answers"] and an == 0:
+        if pos >= size and not answers and an == 0:
             break
-        name, pos = read_name(msg, pos)
-        if pos + 10 > len(msg):
+        name, pos = read_name(msg, pos, False, suffixes)
+        if pos + 10 > size:
             raise ParseError("DNS resource record truncated")
-        rtype, _rclass, ttl, rdlen = struct.unpack(">HHIH", msg[pos : pos + 10])
+        rtype, _rclass, ttl, rdlen = _RR.unpack_from(msg, pos)
         pos += 10
-        if pos + rdlen > len(msg):
+        if pos + rdlen > size:
             raise ParseError("DNS RDATA runs past the message")
-        if rtype != OPT and len(out["answers"]) < MAX_RECORDS:
-            out["answers"].append(
-                DnsRecord(name=name, rtype=rtype, ttl=ttl, data=_rdata(msg, rtype, pos, rdlen))
+        if rtype != OPT and len(answers) < MAX_RECORDS:
+            answers.append(
+                DnsRecord(
+                    name=name, rtype=rtype, ttl=ttl, data=_rdata(msg, rtype, pos, rdlen, suffixes)
+                )
             )
         pos += rdlen
     _services(out)
     return out
+
+
+_SERVICE_NAMES_MAX = 4096
+_service_names: dict[str, tuple[str, str | None] | tuple[()]] = {}  # name -> _SERVICE groups
 
 
 def _services(out: dict) -> None:
@@ -137,10 +204,17 @@ def _services(out: dict) -> None:
         if r.rtype == PTR:
             names.append(r.data)
     for name in names:
-        m = _SERVICE.match(name)
-        if not m:
+        if "._tcp." not in name and "._udp." not in name:
+            continue  # no service type: the pattern cannot match
+        found = _service_names.get(name)
+        if found is None:
+            m = _SERVICE.match(name)
+            found = (m.group("type"), m.group("instance")) if m else ()
+            if len(_service_names) < _SERVICE_NAMES_MAX:
+                _service_names[name] = found
+        if not found:
             continue
-        stype, inst = m.group("type"), m.group("instance")
+        stype, inst = found
         if stype.startswith("_services._dns-sd."):
             continue
         if stype not in types and len(types) < 32:
@@ -179,13 +253,35 @@ class DnsDissector(StreamDissector):
         return out
 
     def _event(self, msg: bytes, ts_ns: int) -> DnsMessage:
+        # the same message but for its ID (a repeated query, an mDNS announcement) is parsed
+        # once: parse_message is a pure function of the bytes (bounded memo of short messages)
+        key = msg[2:]
+        known = _messages.get(key)
+        if known is None:
+            out = parse_message(msg)
+            if len(msg) <= _MESSAGE_MEMO_BYTES and len(_messages) < _MESSAGES_MAX:
+                _messages[bytes(key)] = out
+        else:
+            out = {**known, "id": (msg[0] << 8) | msg[1]}
         return DnsMessage(
             ts_ns=ts_ns,
             flow_id=self.ctx.flow_id,
             endpoints=self.ctx.endpoints,
             protocol=self.name,
-            **parse_message(msg),
+            id=out["id"],
+            response=out["response"],
+            opcode=out["opcode"],
+            rcode=out["rcode"],
+            questions=list(out["questions"]),
+            answers=list(out["answers"]),
+            service_types=list(out["service_types"]),
+            service_instances=list(out["service_instances"]),
         )
+
+
+_MESSAGES_MAX = 4096
+_MESSAGE_MEMO_BYTES = 512
+_messages: dict[bytes, dict] = {}  # message without its ID -> parse_message result
 
 
 register_stream("dns", DnsDissector)

@@ -141,6 +141,24 @@ class HttpDissector(StreamDissector):
         self._run(direction, side, ts_ns, out)
         return out
 
+    def skippable(self, direction: int) -> int:
+        """How many of the next bytes of `direction` would only be counted: the middle of a
+        body nobody reads (no bounded peek), short of its last byte."""
+        side = self.sides[direction]
+        if self.stopped or side.buf or side.peek is not None:
+            return 0
+        if side.state in (BODY, CHUNK_DATA):
+            return max(side.remaining - 1, 0)
+        return 1 << 62 if side.state == UNTIL_CLOSE else 0
+
+    def skip(self, direction: int, length: int) -> None:
+        """`feed` of `length` bytes (at most `skippable(direction)`) without the bytes."""
+        if length:
+            side = self.sides[direction]
+            side.body_seen = True
+            if side.state != UNTIL_CLOSE:
+                side.remaining -= length
+
     def gap(self, direction: int, length: int, ts_ns: int) -> list[Event]:
         side = self.sides[direction]
         if side.state in (BODY, CHUNK_DATA) and not side.buf and length <= side.remaining:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
 from medsentry.events.base import Event
 from medsentry.protocols.base import FlowContext, ParseError
@@ -65,6 +66,8 @@ def text(raw: bytes, limit: int = 256) -> str:
     """Bytes from the wire as printable text: UTF-8 where valid, control characters dropped,
     at most `limit` characters (identity strings, never free-form payloads)."""
     s = raw[: limit * 4].decode("utf-8", "replace")
+    if s.isprintable():  # the usual case: nothing to drop
+        return s[:limit] if len(s) > limit else s
     return "".join(ch for ch in s if ch.isprintable())[:limit]
 
 
@@ -77,7 +80,7 @@ def knowledge(name: str, validate: Callable[[dict[str, Any]], None] | None = Non
     """Load `medsentry/data/<name>` (YAML); it must name its `source`."""
     try:
         raw = resources.files("medsentry.data").joinpath(name).read_text("utf-8")
-        doc = yaml.safe_load(raw)
+        doc = yamlfile.load(raw)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"knowledge file {name} cannot be read: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("source"), str):

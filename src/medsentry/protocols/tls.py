@@ -5,10 +5,12 @@ and segments (RFC 8446 §5.1); once a side switches to encrypted records it is n
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 from dataclasses import dataclass, field
 
+import msgspec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -54,7 +56,7 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > self.end:
-            raise ParseError("TLS structure runs past its enclosing length")
+            raise ParseError(_PAST_END)
         out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
@@ -62,30 +64,55 @@ class _Reader:
     def take_all(self) -> bytes:
         return self.take(self.left())
 
+    def skip(self, n: int) -> None:
+        if self.pos + n > self.end:
+            raise ParseError(_PAST_END)
+        self.pos += n
+
     def u8(self) -> int:
-        return self.take(1)[0]
+        p = self.pos
+        if p + 1 > self.end:
+            raise ParseError(_PAST_END)
+        self.pos = p + 1
+        return self.data[p]
 
     def u16(self) -> int:
-        return struct.unpack(">H", self.take(2))[0]
+        p = self.pos
+        if p + 2 > self.end:
+            raise ParseError(_PAST_END)
+        self.pos = p + 2
+        return (self.data[p] << 8) | self.data[p + 1]
 
     def u24(self) -> int:
-        b = self.take(3)
-        return (b[0] << 16) | (b[1] << 8) | b[2]
+        p = self.pos
+        if p + 3 > self.end:
+            raise ParseError(_PAST_END)
+        self.pos = p + 3
+        b = self.data
+        return (b[p] << 16) | (b[p + 1] << 8) | b[p + 2]
 
     def vec(self, width: int) -> _Reader:
         """A sub-reader over an opaque vector with a `width`-byte length prefix."""
-        n = {1: self.u8, 2: self.u16, 3: self.u24}[width]()
+        n = self.u16() if width == 2 else self.u8() if width == 1 else self.u24()
         start = self.pos
-        self.take(n)
+        if start + n > self.end:
+            raise ParseError(_PAST_END)
+        self.pos = start + n
         return _Reader(self.data, start, start + n)
 
     def u16_list(self) -> list[int]:
-        out = []
-        while self.left() >= 2:
-            out.append(self.u16())
-        if self.left():
+        n = self.end - self.pos
+        if n & 1:
             raise ParseError("odd length in a list of 16-bit values")
+        out = list(_U16S[n >> 1].unpack_from(self.data, self.pos)) if n < 2 * 256 else None
+        if out is None:
+            out = list(struct.unpack_from(f">{n >> 1}H", self.data, self.pos))
+        self.pos = self.end
         return out
+
+
+_PAST_END = "TLS structure runs past its enclosing length"
+_U16S = [struct.Struct(f">{k}H") for k in range(256)]
 
 
 @dataclass(slots=True)
@@ -102,11 +129,38 @@ def _extensions(r: _Reader) -> list[tuple[int, bytes]]:
     if r.left() == 0:
         return []
     ext = r.vec(2)
+    data, pos, end = ext.data, ext.pos, ext.end
     out = []
-    while ext.left():
-        etype = ext.u16()
-        out.append((etype, ext.vec(2).take_all()))
+    while pos < end:
+        if pos + 4 > end:  # extension_type, then the length of extension_data
+            raise ParseError(_PAST_END)
+        etype = (data[pos] << 8) | data[pos + 1]
+        start = pos + 4
+        pos = start + ((data[pos + 2] << 8) | data[pos + 3])
+        if pos > end:
+            raise ParseError(_PAST_END)
+        out.append((etype, data[start:pos]))
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _ja4(
+    legacy_version: int,
+    ciphers: tuple[int, ...],
+    ext_types: tuple[int, ...],
+    versions: tuple[int, ...] | None,
+    alpn: bytes | None,
+    sigs: tuple[int, ...],
+) -> tuple[str, str]:
+    """fp.ja4, once per distinct ClientHello shape (clients repeat theirs)."""
+    return fp.ja4(
+        legacy_version,
+        list(ciphers),
+        list(ext_types),
+        list(versions) if versions is not None else None,
+        alpn,
+        list(sigs),
+    )
 
 
 def _alpn_list(data: bytes) -> list[bytes]:
@@ -138,6 +192,11 @@ class TlsDissector(StreamDissector):
         self.sides = (_Side(), _Side())
         self.version13 = False
         self.certs_seen = 0
+
+    @property
+    def done(self) -> bool:
+        """Both sides are encrypted (or unreadable): no later byte changes anything."""
+        return self.sides[0].done and self.sides[1].done
 
     def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
         side = self.sides[direction]
@@ -203,7 +262,7 @@ class TlsDissector(StreamDissector):
         """RFC 8446 §4.1.2 ClientHello."""
         r = _Reader(body)
         legacy_version = r.u16()
-        r.take(32)  # random
+        r.skip(32)  # random
         r.vec(1)  # legacy_session_id
         ciphers = r.vec(2).u16_list()
         r.vec(1)  # legacy_compression_methods
@@ -226,8 +285,13 @@ class TlsDissector(StreamDissector):
             elif etype == fp.EXT_SUPPORTED_VERSIONS:
                 sv = _Reader(data).vec(1)
                 versions = sv.u16_list()
-        ja4, ja4_r = fp.ja4(
-            legacy_version, ciphers, ext_types, versions or None, alpn[0] if alpn else None, sigs
+        ja4, ja4_r = _ja4(
+            legacy_version,
+            tuple(ciphers),
+            tuple(ext_types),
+            tuple(versions) if versions else None,
+            alpn[0] if alpn else None,
+            tuple(sigs),
         )
         return TlsClientHello(
             ts_ns=ts_ns,
@@ -296,13 +360,36 @@ class TlsDissector(StreamDissector):
         return out
 
     def _certificate(self, der: bytes, index: int, ts_ns: int) -> TlsCertificate | None:
-        try:
-            with warnings.catch_warnings():  # e.g. a non-positive serial (RFC 5280 §4.1.2.2)
-                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                cert = x509.load_der_x509_certificate(der)
-                return _cert_event(cert, der, index, ts_ns, self.ctx)
-        except Exception:  # malformed DER surfaces as many exception types
+        # a server sends the same chain on every connection: each DER is decoded once
+        # (bounded memo); the event is re-stamped for this flow
+        known = _certs.get(der, _UNSEEN)
+        if known is _UNSEEN:
+            try:
+                with warnings.catch_warnings():  # e.g. a non-positive serial (RFC 5280 §4.1.2.2)
+                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                    cert = x509.load_der_x509_certificate(der)
+                    known = _cert_event(cert, der, index, ts_ns, self.ctx)
+            except Exception:  # malformed DER surfaces as many exception types
+                known = None
+            if len(_certs) < _CERTS_MAX:
+                _certs[bytes(der)] = known
+            return known
+        if known is None:
             return None
+        return msgspec.structs.replace(
+            known,
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            chain_index=index,
+            san_dns=list(known.san_dns),
+            san_ip=list(known.san_ip),
+        )
+
+
+_CERTS_MAX = 256
+_UNSEEN = object()
+_certs: dict[bytes, TlsCertificate | None] = {}  # DER -> its event (None: not decodable)
 
 
 def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:

@@ -42,8 +42,13 @@ def settle(path: Path, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def tcpdump(path: Path, bpf: str, iface: str = "lo") -> Iterator[Path]:
-    """Capture `iface` into `path` while the block runs (tcpdump, unbuffered)."""
+def tcpdump(path: Path, bpf: str, iface: str = "lo", snaplen: int = 0) -> Iterator[Path]:
+    """Capture `iface` into `path` while the block runs (tcpdump, unbuffered).
+
+    `snaplen`: bytes kept per packet (0: all). In immediate mode libpcap's ring has a slot of the
+    snapshot length per packet: a burst of small packets needs a small snaplen to fit the 16 MiB
+    buffer (-s 0 leaves room for ~64 packets) while the capture process waits for the CPU.
+    """
     if shutil.which("tcpdump") is None:
         import pytest
 
@@ -57,7 +62,7 @@ def tcpdump(path: Path, bpf: str, iface: str = "lo") -> Iterator[Path]:
             "-U",
             "-n",
             "-s",
-            "0",
+            str(snaplen),
             "-B",
             "16384",
             "-w",

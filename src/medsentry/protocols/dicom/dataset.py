@@ -12,10 +12,6 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.filereader import data_element_generator
-from pydicom.tag import Tag
-
 from medsentry.protocols.dicom.knowledge import dataset_attributes
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"  # PS3.5 §A.1
@@ -73,6 +69,11 @@ def _text(value: bytes) -> list[str]:
 
 def summarize(data: bytes, transfer_syntax: str | None) -> DatasetSummary:
     """Read the device-identity and patient-attribute elements at the top level of `data`."""
+    # pydicom is imported at the first data set (~0.25 s): scans without DICOM never pay it
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.filereader import data_element_generator
+    from pydicom.tag import Tag
+
     attrs = dataset_attributes()
     wanted = attrs.device_identity.keys() | attrs.patient_attributes.keys()
     last_wanted = max(wanted)

@@ -15,8 +15,6 @@ import struct
 from collections.abc import Iterator
 from typing import ClassVar
 
-from pydicom.uid import UID
-
 from medsentry.events.base import Event
 from medsentry.events.credentials import CleartextCredentials
 from medsentry.events.dicom import (
@@ -89,6 +87,8 @@ def sop_class_name(uid: str | None) -> str | None:
     """The UID's name in PS3.6 Annex A (pydicom's UID dictionary), None when unknown."""
     if not uid or len(uid) > 64 or not _UID_SYNTAX.match(uid):
         return None
+    from pydicom.uid import UID  # at the first UID named: scans without DICOM never import it
+
     name = UID(uid).name
     return None if name == uid else name
 
@@ -158,6 +158,31 @@ class DicomDissector:
             return list(self._drain(direction, d, ts_ns))
         except ParseError as exc:
             raise ParseError(f"{exc} (direction {direction}, stream byte {d.offset})") from None
+
+    def skippable(self, direction: int) -> int:
+        """How many of the next bytes of `direction` would only be counted: the middle of a
+        data set PDV whose decoded prefix is full (feeding them would change nothing else)."""
+        if self._desync[direction]:
+            return 0
+        d = self._dirs[direction]
+        if (
+            d.pdu_type != P_DATA_TF_TYPE
+            or d.pdv_remaining <= 1
+            or d.pdv_control & 1
+            or d.buf
+            or d.ds_context != d.pdv_context
+            or len(d.ds_prefix) < DATASET_PREFIX
+        ):
+            return 0
+        return d.pdv_remaining - 1  # the PDV's last byte is always fed (it ends the data set)
+
+    def skip(self, direction: int, length: int) -> None:
+        """`feed` of `length` bytes (at most `skippable(direction)`) without the bytes."""
+        d = self._dirs[direction]
+        d.offset += length
+        d.pdv_remaining -= length
+        d.pdu_remaining -= length
+        d.ds_total += length
 
     def gap(self, direction: int, length: int, ts_ns: int) -> list[Event]:
         """Bytes lost: skip them inside a data PDV; anywhere else the framing is lost."""

@@ -9,12 +9,37 @@ from medsentry.events.credentials import CleartextCredentials
 from medsentry.events.hl7 import Hl7DeviceIdentifier, Hl7Message, Hl7MllpSession, Hl7Observation
 from medsentry.protocols.base import FlowContext, ParseError
 from medsentry.protocols.hl7.knowledge import phi_segments, vital_limits
-from medsentry.protocols.hl7.message import Hl7Error, components, hd, parse
+from medsentry.protocols.hl7.message import (
+    Delimiters,
+    Hl7Error,
+    components,
+    first_component,
+    hd,
+    parse,
+)
 from medsentry.protocols.hl7.mllp import Frame, MllpFramer
 
 # knowledge files are loaded and validated at start-up (a bad file fails here, not mid-scan)
 phi_segments()
 vital_limits()
+
+
+_HEADERS_MAX = 1024
+_HEADER_KEY_MAX = 1024  # characters: a longer header is decoded each time, not kept
+_headers: dict[tuple, tuple[str | None, ...]] = {}
+
+
+def _header(d: Delimiters, msh: list[str]) -> tuple[str | None, ...]:
+    """MSH-3..6 (HD), MSH-9.1..3, MSH-11.1, MSH-12.1, MSH-18.1 as reported."""
+    kind = components(msh[8], d) if msh[8] else []
+    kind += [""] * (3 - len(kind))
+    return (
+        *(hd(v, d) if v else None for v in msh[2:6]),
+        kind[0] or None,
+        kind[1] or None,
+        kind[2] or None,
+        *(first_component(v, d) or None if v else None for v in (msh[10], msh[11], msh[17])),
+    )
 
 
 class Hl7MllpDissector:
@@ -85,20 +110,20 @@ class Hl7MllpDissector:
             msg = parse(frame.payload)
         except Hl7Error:
             return None
-        d, msh = msg.delimiters, msg.msh
-
-        def field(n: int) -> str | None:
-            value = msh.get(n)
-            return hd(value, d) if value else None
-
-        def component(n: int, i: int) -> str | None:
-            value = msh.get(n)
-            if not value:
-                return None
-            parts = components(value, d)
-            return parts[i] or None if i < len(parts) else None
-
+        d, msh = msg.delimiters, msg.msh  # MSH-n is msh[n - 1], "" when absent
+        # the header fields reported (MSH-7 time and MSH-10 control id vary per message, the
+        # others rarely): decoded once per distinct header (bounded memo; MSH-8 not in the key)
+        key = (d.field, msg.encoding_characters, *msh[2:6], msh[8], msh[10], msh[11], msh[17])
+        header = _headers.get(key)
+        if header is None:
+            header = _header(d, msh)
+            if len(_headers) < _HEADERS_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
+                _headers[key] = header
+        counts = msg.segment_counts
         phi = phi_segments()
+        phi_present = [s for s in counts if s in phi]
+        if len(phi_present) > 1:
+            phi_present.sort()
         return Hl7Message(
             ts_ns=ts_ns,
             flow_id=self.ctx.flow_id,
@@ -106,22 +131,22 @@ class Hl7MllpDissector:
             direction=direction,
             field_separator=d.field,
             encoding_characters=msg.encoding_characters,
-            sending_application=field(3),
-            sending_facility=field(4),
-            receiving_application=field(5),
-            receiving_facility=field(6),
-            security_present=bool(msh.get(8)),
-            message_type=component(9, 0),
-            trigger_event=component(9, 1),
-            message_structure=component(9, 2),
-            control_id=component(10, 0),
-            processing_id=component(11, 0),
-            version=component(12, 0),
-            character_set=component(18, 0),
+            sending_application=header[0],
+            sending_facility=header[1],
+            receiving_application=header[2],
+            receiving_facility=header[3],
+            security_present=bool(msh[7]),
+            message_type=header[4],
+            trigger_event=header[5],
+            message_structure=header[6],
+            control_id=first_component(msh[9], d) or None if msh[9] else None,
+            processing_id=header[7],
+            version=header[8],
+            character_set=header[9],
             ack_code=msg.ack_code or None,
             ack_control_id=msg.ack_control_id or None,
-            segment_counts=msg.segment_counts,
-            phi_segments=sorted(s for s in msg.segment_counts if s in phi),
+            segment_counts=counts,
+            phi_segments=phi_present,
             devices=[
                 Hl7DeviceIdentifier(
                     field=x.field,

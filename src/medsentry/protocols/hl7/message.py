@@ -8,9 +8,9 @@ counts. Values of patient-bearing fields are never returned.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from medsentry.protocols.hl7.knowledge import vital_limits
+from medsentry.protocols.hl7.knowledge import VitalLimit, vital_limits
 
 MAX_SEGMENTS = 10_000
 MAX_LIST = 64  # device identifiers and observations kept per message
@@ -55,16 +55,21 @@ class Observation:
     plausible: bool | None
 
 
+MSH_FIELDS = 21  # MSH-1 .. MSH-21 are read
+
+
 @dataclass(slots=True)
 class ParsedMessage:
     delimiters: Delimiters
     encoding_characters: str
-    msh: dict[int, str] = field(default_factory=dict)  # MSH-n raw field values, n >= 3
-    ack_code: str | None = None
-    ack_control_id: str | None = None
-    segment_counts: dict[str, int] = field(default_factory=dict)
-    devices: list[DeviceId] = field(default_factory=list)
-    observations: list[Observation] = field(default_factory=list)
+    # MSH-n raw value is msh[n - 1] for n <= MSH_FIELDS ("" when absent; MSH-1 and MSH-2 are
+    # the delimiters, read from `delimiters`)
+    msh: list[str]
+    ack_code: str | None
+    ack_control_id: str | None
+    segment_counts: dict[str, int]
+    devices: list[DeviceId]
+    observations: list[Observation]
 
 
 def _decode(payload: bytes) -> str:
@@ -143,11 +148,33 @@ def _first_repetition(value: str, d: Delimiters) -> str:
 
 def components(value: str, d: Delimiters) -> list[str]:
     """Components of the first repetition of a field, unescaped, subcomponents kept joined."""
-    return [unescape(c, d)[:MAX_TEXT] for c in _first_repetition(value, d).split(d.component)]
+    if d.repetition in value:
+        value = value.partition(d.repetition)[0]
+    parts = value.split(d.component)
+    if d.escape and d.escape in value:
+        return [unescape(c, d)[:MAX_TEXT] for c in parts]
+    if len(value) > MAX_TEXT:
+        return [c[:MAX_TEXT] for c in parts]
+    return parts  # no escape and no component longer than MAX_TEXT: nothing to change
+
+
+def first_component(value: str, d: Delimiters) -> str:
+    """`components(value, d)[0]` without splitting the rest."""
+    if d.repetition in value:
+        value = value.partition(d.repetition)[0]
+    value = value.partition(d.component)[0]
+    if d.escape and d.escape in value:
+        value = unescape(value, d)
+    return value[:MAX_TEXT]
 
 
 def hd(value: str, d: Delimiters) -> str | None:
     """An HD (hierarchic designator) field as text, components joined by '^' (§2.A.33)."""
+    if d.component == "^" and len(value) <= MAX_TEXT and not (d.escape and d.escape in value):
+        # joined by the separator it was split on: the first repetition, trailing empties cut
+        if d.repetition in value:
+            value = value.partition(d.repetition)[0]
+        return value.rstrip("^") or None
     parts = components(value, d)
     while parts and not parts[-1]:
         parts.pop()
@@ -166,80 +193,133 @@ def _entity_identifiers(name: str, value: str, d: Delimiters) -> list[DeviceId]:
     return out
 
 
-def _plausible(
-    obx: list[str], d: Delimiters, code: str, system: str | None, text: str | None, units: list[str]
-) -> bool | None:
-    """The only trace of OBX-5: inside or outside the code's physiologically possible range."""
-    limit = vital_limits().find(code, system, text)
-    if limit is None or len(obx) <= 5 or not units or not limit.units.intersection(units):
-        return None
-    raw = _first_repetition(obx[5], d).strip()
-    try:
-        number = float(raw)
-    except ValueError:
-        return None
-    return limit.low <= number <= limit.high
+def _observation(
+    d: Delimiters, obx2: str, obx3: str, obx6: str | None
+) -> tuple[str, str | None, str | None, str | None, VitalLimit | None]:
+    """OBX-3 code and coding system, OBX-2 value type, OBX-6 units, and the code's vital-sign
+    limit when its units are among the known ones (else None: no plausibility)."""
+    ident = [*components(obx3, d), "", "", ""]
+    if not ident[0]:
+        return "", None, None, None, None
+    units = [u for u in components(obx6, d)[:2] if u] if obx6 is not None else []
+    value_type = first_component(obx2, d)
+    limit = vital_limits().find(ident[0], ident[2], ident[1])
+    if limit is not None and not (units and limit.units.intersection(units)):
+        limit = None
+    return ident[0], ident[2] or None, value_type or None, units[0] if units else None, limit
 
 
-_FIELDS_READ = frozenset(("MSH", "MSA", "PRT", "OBX"))  # segments whose fields are read
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_CACHE_MAX = 512
+_OBSERVATION_KEY_MAX = 512  # characters of OBX-2, -3, -6: longer ones are not kept
+_observation_cache: dict[tuple, tuple] = {}  # (delimiters, OBX-2, OBX-3, OBX-6) -> _observation
+_segment_kinds: dict[str, int] = {}  # seg[:3] -> _segment_kind
+_delimiter_cache: dict[str, tuple[Delimiters, str]] = {}  # MSH[:10] -> valid delimiters
+
+
+_NOT_SEGMENT, _COUNTED, _MSH, _MSA, _PRT, _OBX = range(6)
+_READ = {"MSH": _MSH, "MSA": _MSA, "PRT": _PRT, "OBX": _OBX}  # segments whose fields are read
+
+
+def _segment_kind(seg_id: str) -> int:
+    """What parse does with a line starting with `seg_id` (bounded memo)."""
+    kind = _READ.get(seg_id, _COUNTED) if _SEGMENT_ID.match(seg_id) else _NOT_SEGMENT
+    if len(_segment_kinds) < _CACHE_MAX:
+        _segment_kinds[seg_id] = kind
+    return kind
+
+
+def _delimiters(msh: str) -> tuple[Delimiters, str]:
+    # valid delimiters depend only on MSH[:10]: "MSH", MSH-1 and 2-5 characters up to MSH-1
+    key = msh[:10]
+    hit = _delimiter_cache.get(key)
+    if hit is None:
+        hit = delimiters(msh)  # raises Hl7Error (never cached)
+        if len(_delimiter_cache) < _CACHE_MAX:
+            _delimiter_cache[key] = hit
+    return hit
 
 
 def parse(payload: bytes) -> ParsedMessage:
     """Parse one message (the payload of an MLLP frame); raises Hl7Error when it is not HL7 v2."""
     text = _decode(payload).lstrip("\r\n")
-    segments = [s for s in re.split(r"\r\n|\r|\n", text) if s]
+    lines = _NEWLINE.split(text) if "\n" in text else text.split("\r")
+    segments = [s for s in lines if s]
     if not segments:
         raise Hl7Error("empty message")
-    d, encoding = delimiters(segments[0])
-    msg = ParsedMessage(d, encoding)
-    msh_seen = False
-    for seg in segments[:MAX_SEGMENTS]:
+    d, encoding = _delimiters(segments[0])
+    fsep = d.field
+    counts: dict[str, int] = {}
+    msh: list[str] | None = None
+    ack_code = ack_control_id = None
+    devices: list[DeviceId] = []
+    observations: list[Observation] = []
+    if len(segments) > MAX_SEGMENTS:
+        segments = segments[:MAX_SEGMENTS]
+    for seg in segments:
         seg_id = seg[:3]
-        if not _SEGMENT_ID.match(seg_id) or (len(seg) > 3 and seg[3] != d.field):
+        kind = _segment_kinds.get(seg_id)
+        if kind is None:
+            kind = _segment_kind(seg_id)
+        if not kind or (len(seg) > 3 and seg[3] != fsep):
             continue  # a broken line (e.g. a wrapped value); not counted as a segment
-        msg.segment_counts[seg_id] = msg.segment_counts.get(seg_id, 0) + 1
-        if seg_id not in _FIELDS_READ:
+        counts[seg_id] = counts.get(seg_id, 0) + 1
+        if kind == _COUNTED:
             continue  # only counted (PID, PV1, NK1 ... are PHI: never split into fields)
-        fields = seg.split(d.field)
-        if seg_id == "MSH" and not msh_seen:
-            msh_seen = True
-            # MSH-1 is the separator itself, so MSH-n is fields[n - 1] (§2.14.9)
-            msg.msh = {n: fields[n - 1] for n in range(3, min(len(fields) + 1, 22))}
-        elif seg_id == "MSA" and msg.ack_code is None:  # §3.4.8 (v2.5.1 §2.14.8)
-            msg.ack_code = components(fields[1], d)[0] if len(fields) > 1 else None
-            msg.ack_control_id = components(fields[2], d)[0] if len(fields) > 2 else None
-        elif seg_id == "PRT" and len(msg.devices) < MAX_LIST:  # v2.7 §7.4.4
-            if len(fields) > 10:
-                msg.devices.extend(_entity_identifiers("PRT-10", fields[10], d))
-            if len(fields) > 16:
-                msg.devices.extend(_entity_identifiers("PRT-16", fields[16], d))
-            if len(fields) > 20 and fields[20]:  # v2.8.2: participant device serial number
-                serial = unescape(_first_repetition(fields[20], d), d)[:MAX_TEXT]
-                msg.devices.append(DeviceId("PRT-20", serial, None, None, None))
-        elif seg_id == "OBX":  # §7.4.2
-            if len(fields) > 18 and len(msg.devices) < MAX_LIST:
-                msg.devices.extend(_entity_identifiers("OBX-18", fields[18], d))
-            if len(fields) > 3 and len(msg.observations) < MAX_LIST:
-                ident = [*components(fields[3], d), "", "", ""]
-                if ident[0]:
-                    units = (
-                        [u for u in components(fields[6], d)[:2] if u] if len(fields) > 6 else []
-                    )
-                    value_type = components(fields[2], d)[0] if len(fields) > 2 else ""
-                    msg.observations.append(
-                        Observation(
-                            code=ident[0],
-                            coding_system=ident[2] or None,
-                            value_type=value_type or None,
-                            units=units[0] if units else None,
-                            plausible=_plausible(fields, d, ident[0], ident[2], ident[1], units),
-                        )
-                    )
-    if not msh_seen:
+        if kind == _MSH:
+            if msh is None:
+                # MSH-1 is the separator itself, so MSH-n is fields[n - 1] (§2.14.9)
+                msh = seg.split(fsep, MSH_FIELDS)[:MSH_FIELDS]
+                if len(msh) < MSH_FIELDS:
+                    msh += [""] * (MSH_FIELDS - len(msh))
+            continue
+        fields = seg.split(fsep)
+        if kind == _MSA:
+            if ack_code is None:  # §3.4.8 (v2.5.1 §2.14.8)
+                ack_code = first_component(fields[1], d) if len(fields) > 1 else None
+                ack_control_id = first_component(fields[2], d) if len(fields) > 2 else None
+        elif kind == _PRT:
+            if len(devices) < MAX_LIST:  # v2.7 §7.4.4
+                if len(fields) > 10:
+                    devices.extend(_entity_identifiers("PRT-10", fields[10], d))
+                if len(fields) > 16:
+                    devices.extend(_entity_identifiers("PRT-16", fields[16], d))
+                if len(fields) > 20 and fields[20]:  # v2.8.2: participant device serial number
+                    serial = unescape(_first_repetition(fields[20], d), d)[:MAX_TEXT]
+                    devices.append(DeviceId("PRT-20", serial, None, None, None))
+        else:  # OBX §7.4.2
+            if len(fields) > 18 and len(devices) < MAX_LIST:
+                devices.extend(_entity_identifiers("OBX-18", fields[18], d))
+            if len(fields) > 3 and len(observations) < MAX_LIST:
+                f6 = fields[6] if len(fields) > 6 else None
+                key = (fsep, encoding, fields[2], fields[3], f6)
+                known = _observation_cache.get(key)
+                if known is None:
+                    known = _observation(d, fields[2], fields[3], f6)
+                    size = len(fields[2]) + len(fields[3]) + len(f6 or "")
+                    if len(_observation_cache) < _CACHE_MAX and size <= _OBSERVATION_KEY_MAX:
+                        _observation_cache[key] = known
+                if known[0]:
+                    code, system, value_type, units, limit = known
+                    plausible = None
+                    if limit is not None and len(fields) > 5:
+                        # the only trace of OBX-5: inside or outside the possible range
+                        raw = fields[5]
+                        if d.repetition in raw:
+                            raw = raw.partition(d.repetition)[0]
+                        try:
+                            number = float(raw.strip())
+                        except ValueError:
+                            pass
+                        else:
+                            plausible = limit.low <= number <= limit.high
+                    observations.append(Observation(code, system, value_type, units, plausible))
+    if msh is None:
         raise Hl7Error("no MSH segment in the message")
-    unique: dict[tuple, DeviceId] = {}
-    for dev in msg.devices:
-        key = (dev.field, dev.entity_identifier, dev.namespace_id, dev.universal_id)
-        unique.setdefault(key, dev)
-    msg.devices = list(unique.values())[:MAX_LIST]
-    return msg
+    if devices:
+        unique: dict[tuple, DeviceId] = {}
+        for dev in devices:
+            key = (dev.field, dev.entity_identifier, dev.namespace_id, dev.universal_id)
+            unique.setdefault(key, dev)
+        devices = list(unique.values())[:MAX_LIST]
+    return ParsedMessage(d, encoding, msh, ack_code, ack_control_id, counts, devices, observations)

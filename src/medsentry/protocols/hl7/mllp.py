@@ -81,13 +81,17 @@ class MllpFramer:
                 self._size = 0
                 pos = restart + 1
                 continue
-            chunk_end = end if stop < 0 else stop
-            self._take(data, pos, chunk_end)
             if stop < 0:
+                self._take(data, pos, end)
                 break
-            out.append(Frame(bytes(self._buf), self._size, self._size > len(self._buf)))
+            if self._size == 0 and stop - pos <= self.max_frame:
+                # the whole frame is in this chunk: no copy through the buffer
+                out.append(Frame(bytes(data[pos:stop]), stop - pos, False))
+            else:
+                self._take(data, pos, stop)
+                out.append(Frame(bytes(self._buf), self._size, self._size > len(self._buf)))
+                self._buf.clear()
             self.frames += 1
-            self._buf.clear()
             self._in_frame = False
             pos = stop + 1
             if pos < end:
