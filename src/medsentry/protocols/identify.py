@@ -31,9 +31,18 @@ still undecided, or the best match may yet be refined (http -> fhir) by an undec
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from medsentry.protocols.signatures import PortEntry, Signature, load_ports, load_signatures
+from medsentry.protocols.signatures import (
+    Pattern,
+    PortEntry,
+    SideSpec,
+    Signature,
+    load_ports,
+    load_signatures,
+)
+from medsentry.protocols.signatures_validators import Exchange, Verdict
 
 PORT_BONUS = 0.04
 MAX_BYTES = 4096  # the flow layer passes at most this many bytes per direction
@@ -61,6 +70,9 @@ _BY_TRANSPORT: dict[int, tuple[Signature, ...]] = {
 _HINT_PORTS: frozenset[tuple[int, int]] = frozenset(
     (s.transport, p) for s in SIGNATURES for p in s.ports
 )
+_HINTS: dict[int, frozenset[int]] = {
+    t: frozenset(p for tr, p in _HINT_PORTS if tr == t) for t in (TCP, UDP)
+}
 
 
 def _side_allows(first: frozenset[int] | None, byte: int) -> bool:
@@ -77,14 +89,194 @@ def _may_match(sig: Signature, c0: int, s0: int) -> bool:
     return sig.s2c is None or _side_allows(sig.s2c.first, s0)
 
 
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+def _pattern_check(p: Pattern) -> Callable[[bytes], Verdict]:
+    """`p.verdict` as a closure, specialised for patterns without mask or nocase."""
+    if p.mask is not None or p.nocase:
+        return p.verdict
+    off = p.offset
+    if len(p.alternatives) > 1:
+        alts = tuple((a, off + len(a)) for a in p.alternatives)
+
+        def check_any(data: bytes) -> Verdict:
+            n = len(data)
+            undecided = False
+            for a, a_end in alts:
+                if n >= a_end:
+                    if data.startswith(a, off):
+                        return True
+                elif a.startswith(data[off:]):  # a prefix of it: still undecided
+                    undecided = True
+            return None if undecided else False
+
+        return check_any
+    alt = p.alternatives[0]
+    end = off + len(alt)
+
+    def check(data: bytes) -> Verdict:
+        if len(data) >= end:
+            return data.startswith(alt, off)
+        window = data[off:]  # shorter than alt: a prefix of it is still undecided
+        return None if alt[: len(window)] == window else False
+
+    return check
+
+
+def _side_check(spec: SideSpec) -> Callable[[bytes, bool], Verdict]:
+    """`spec.verdict` as one closure (same answers), with fewer calls per flow."""
+    first = spec.first
+    validator = spec.validator
+    patterns = tuple(_pattern_check(p) for p in spec.patterns)
+    if len(patterns) == 1 and validator is None:
+        pattern = patterns[0]
+
+        def check_pattern(data: bytes, complete: bool) -> Verdict:
+            if not data:
+                return False if complete else None
+            if first is not None and data[0] not in first:
+                return False
+            v = pattern(data)
+            if v is None:
+                return False if complete else None
+            return v
+
+        return check_pattern
+    if not patterns and validator is not None:
+
+        def check_validator(data: bytes, complete: bool) -> Verdict:
+            if not data:
+                return False if complete else None
+            if first is not None and data[0] not in first:
+                return False
+            try:
+                v = validator(data)
+            except (IndexError, ValueError):  # a validator bug must not take the flow down
+                return False
+            if v is None:
+                return False if complete else None
+            return v
+
+        return check_validator
+
+    def check(data: bytes, complete: bool) -> Verdict:
+        if not data:
+            return False if complete else None
+        if first is not None and data[0] not in first:
+            return False
+        pending = False
+        for pattern in patterns:
+            v = pattern(data)
+            if v is False:
+                return False
+            if v is None:
+                pending = True
+        if pending:
+            return False if complete else None
+        if validator is not None:
+            try:
+                v = validator(data)
+            except (IndexError, ValueError):
+                return False
+            if v is None:
+                return False if complete else None
+            return v
+        return True
+
+    return check
+
+
+def _exchange_check(
+    exchange: Exchange,
+) -> Callable[[bytes, bytes, bool, bool], Verdict]:
+    def check(c2s: bytes, s2c: bytes, c2s_done: bool, s2c_done: bool) -> Verdict:
+        if (not c2s and c2s_done) or (not s2c and s2c_done):
+            return False
+        if not c2s or not s2c:
+            return None
+        try:
+            v = exchange(c2s, s2c)
+        except (IndexError, ValueError):
+            return False
+        if v is None:
+            v = False if c2s_done and s2c_done else None
+        return v
+
+    return check
+
+
+def _compile(sig: Signature) -> Callable[[bytes, bytes, bool, bool], Verdict]:
+    """`_signature_verdict(sig, ...)` as one closure: the same verdict for every input
+    (tests/protocols/test_identify_compiled.py compares them), fewer calls per check."""
+    if sig.any is not None:
+        side = _side_check(sig.any)
+
+        def check_any(c2s: bytes, s2c: bytes, c2s_done: bool, s2c_done: bool) -> Verdict:
+            a = side(c2s, c2s_done)
+            if a is True:
+                return True
+            b = side(s2c, s2c_done)
+            if b is True:
+                return True
+            return None if a is None or b is None else False
+
+        return check_any
+    c_side = _side_check(sig.c2s) if sig.c2s is not None else None
+    s_side = _side_check(sig.s2c) if sig.s2c is not None else None
+    ex = _exchange_check(sig.exchange) if sig.exchange is not None else None
+    if ex is None and s_side is None and c_side is not None:
+        c_only = c_side
+
+        def check_c2s(c2s: bytes, s2c: bytes, c2s_done: bool, s2c_done: bool) -> Verdict:
+            return c_only(c2s, c2s_done)
+
+        return check_c2s
+    if ex is None and c_side is None and s_side is not None:
+        s_only = s_side
+
+        def check_s2c(c2s: bytes, s2c: bytes, c2s_done: bool, s2c_done: bool) -> Verdict:
+            return _and(True, s_only(s2c, s2c_done))
+
+        return check_s2c
+
+    def check(c2s: bytes, s2c: bytes, c2s_done: bool, s2c_done: bool) -> Verdict:
+        verdict: Verdict = True
+        if c_side is not None:
+            verdict = c_side(c2s, c2s_done)
+            if verdict is False:
+                return False
+        if s_side is not None:
+            verdict = _and(verdict, s_side(s2c, s2c_done))
+        if ex is not None and verdict is not False:
+            verdict = _and(verdict, ex(c2s, s2c, c2s_done, s2c_done))
+        return verdict
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[bytes, bytes, bool, bool], Verdict]] = {
+    s.name: _compile(s) for s in SIGNATURES
+}
+
+
+_Candidate = tuple[
+    Signature, float, Callable[[bytes, bytes, bool, bool], Verdict], "Identification | None"
+]
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _candidates(
-    transport: int, c0: int, s0: int, cport: int, sport: int
-) -> tuple[tuple[Signature, float], ...]:
-    """(signature, score) of `transport` that the two first bytes and the ports leave possible,
-    best score first, then higher confidence, then file order: the winner is the first match,
-    and the scan stops at the first score below it. Ports that no signature names come as -1,
-    so the cache stays small."""
+def _candidates(transport: int, c0: int, s0: int, cport: int, sport: int) -> tuple[_Candidate, ...]:
+    """(signature, score, check, answer) of `transport` that the two first bytes and the ports
+    leave possible, best score first, then higher confidence, then file order: the winner is
+    the first match, and the scan stops at the first score below it. Ports that no signature
+    names come as -1, so the cache stays small. The answer is made here (once) when the
+    signature has no per-flow detail."""
     out = []
     for sig in _BY_TRANSPORT[transport]:  # stable: (-confidence, file order) among equal scores
         if not _may_match(sig, c0, s0):
@@ -92,17 +284,14 @@ def _candidates(
         port_hit = cport in sig.ports or sport in sig.ports
         if sig.port_required and not port_hit:
             continue
-        out.append((sig, sig.confidence + (PORT_BONUS if port_hit else 0.0)))
+        score = sig.confidence + (PORT_BONUS if port_hit else 0.0)
+        # the answer, made once, when the signature has no per-flow detail (it is immutable)
+        made = None
+        if sig.detail is None:
+            made = Identification(sig.protocol, "signature", round(min(score, 1.0), 3), None)
+        out.append((sig, score, _CHECKS[sig.name], made))
     out.sort(key=lambda e: -e[1])
     return tuple(out)
-
-
-def _and(a: bool | None, b: bool | None) -> bool | None:
-    if a is False or b is False:
-        return False
-    if a is None or b is None:
-        return None
-    return True
 
 
 def _signature_verdict(
@@ -165,14 +354,17 @@ def identify(
     if transport not in _BY_TRANSPORT or (not c2s and not s2c):
         # no bytes: no signature can match now; wait unless this is the last word
         return _by_port(transport, client_port, server_port) if final else None
-    c2s = bytes(c2s[:MAX_BYTES])
-    s2c = bytes(s2c[:MAX_BYTES])
+    if type(c2s) is not bytes or len(c2s) > MAX_BYTES:
+        c2s = bytes(c2s[:MAX_BYTES])
+    if type(s2c) is not bytes or len(s2c) > MAX_BYTES:
+        s2c = bytes(s2c[:MAX_BYTES])
+    hints = _HINTS[transport]
     sigs = _candidates(
         transport,
         c2s[0] if c2s else -1,
         s2c[0] if s2c else -1,
-        client_port if (transport, client_port) in _HINT_PORTS else -1,
-        server_port if (transport, server_port) in _HINT_PORTS else -1,
+        client_port if client_port in hints else -1,
+        server_port if server_port in hints else -1,
     )
     # a direction is complete when no more of its bytes can change a verdict
     if transport == UDP:
@@ -184,12 +376,13 @@ def identify(
     best: Signature | None = None
     best_score = -1.0
     pending: list[tuple[Signature, float]] = []
-    for sig, score in sigs:
+    answer: Identification | None = None
+    for sig, score, check, made in sigs:
         if best is not None and score <= best_score:
             break  # no signature left can score higher (or win a tie)
-        verdict = _signature_verdict(sig, c2s, s2c, c2s_done, s2c_done)
+        verdict = check(c2s, s2c, c2s_done, s2c_done)
         if verdict is True:
-            best, best_score = sig, score
+            best, best_score, answer = sig, score, made
         elif verdict is None:
             pending.append((sig, score))
 
@@ -201,6 +394,8 @@ def identify(
         ):
             return None
     if best is not None:
-        detail = best.detail(c2s, s2c) if best.detail is not None else None
+        if answer is not None:
+            return answer
+        detail = best.detail(c2s, s2c)
         return Identification(best.protocol, "signature", round(min(best_score, 1.0), 3), detail)
     return _by_port(transport, client_port, server_port)

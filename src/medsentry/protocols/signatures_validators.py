@@ -10,6 +10,7 @@ input and look at a few dozen bytes at most: identification runs once or a few t
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 
 from medsentry.protocols.fhir import RESOURCE_TYPES as FHIR_RESOURCE_TYPES
@@ -51,6 +52,14 @@ def _u16(data: bytes, offset: int) -> int:
 
 def _u32(data: bytes, offset: int) -> int:
     return int.from_bytes(data[offset : offset + 4], "big")
+
+
+# fixed-layout reads for validators that run on most flows (callers check the length first:
+# struct.error is not one of the exceptions a validator may raise)
+_U32 = struct.Struct(">I").unpack_from
+_DNS_HEADER = struct.Struct(">HHHHH").unpack_from  # flags, qd, an, ns, ar at offset 2
+_STUN_HEADER = struct.Struct(">HHI").unpack_from  # type, length, magic cookie
+_ZERO8 = bytes(8)
 
 
 # --- DICOM Upper Layer, PS3.8 §9.3 ---------------------------------------------------------
@@ -305,12 +314,13 @@ def sslv2_client_hello(data: bytes) -> Verdict:
 def _dns_question_ok(data: bytes, offset: int) -> Verdict:
     """The first question's QNAME (uncompressed labels), QTYPE and QCLASS fit."""
     pos = offset
+    n = len(data)
     for _ in range(128):
-        if pos >= len(data):
+        if pos >= n:
             return None
         label = data[pos]
         if label == 0:
-            return True if pos + 5 <= len(data) else None
+            return True if pos + 5 <= n else None
         if label & 0xC0:
             return False  # a question's name is never compressed in the first question
         pos += 1 + label
@@ -320,9 +330,8 @@ def _dns_question_ok(data: bytes, offset: int) -> Verdict:
 def _dns_message(data: bytes) -> Verdict:
     if len(data) < 12:
         return None
-    flags = _u16(data, 2)
+    flags, qdcount, ancount, nscount, arcount = _DNS_HEADER(data, 2)
     opcode = (flags >> 11) & 0xF
-    qdcount, ancount, nscount, arcount = (_u16(data, i) for i in (4, 6, 8, 10))
     if opcode not in (0, 1, 2, 4, 5) or flags & 0x0040:  # Z bit is zero, RFC 1035 §4.1.1
         return False
     if qdcount > 16 or ancount > 256 or nscount > 256 or arcount > 256:
@@ -355,7 +364,7 @@ def netbios_ns(data: bytes) -> Verdict:
     (RFC 1002 §4.2.1, RFC 1001 §14.1)."""
     if len(data) < 12:
         return None
-    qd, an = _u16(data, 4), _u16(data, 6)
+    qd, an = (data[4] << 8) | data[5], (data[6] << 8) | data[7]
     if qd + an == 0 or qd > 1 or an > 1 or (data[2] >> 3) & 0xF not in (0, 5, 6, 7, 8):
         return False
     if len(data) < 46:
@@ -628,7 +637,7 @@ def quic_long_header(data: bytes) -> Verdict:
         if data[0] & 0x80 == 0 and len(data) >= 13 and data[0] & 0x01 and data[0] & 0x08:
             return data[9:10] == b"Q" and data[10:13].isdigit()
         return False
-    version = _u32(data, 1)
+    version = _U32(data, 1)[0]
     known = (
         version in _QUIC_VERSIONS
         or 0xFF000001 <= version <= 0xFF000022  # IETF drafts 1..34
@@ -748,10 +757,10 @@ def stun(data: bytes) -> Verdict:
     datagram (classic RFC 3489 messages lack the cookie: accepted for Binding only)."""
     if len(data) < 20:
         return None if not data else False
-    msg_type, length = _u16(data, 0), _u16(data, 2)
+    msg_type, length, cookie = _STUN_HEADER(data)
     if msg_type & 0xC000 or length % 4 or 20 + length != len(data):
         return False
-    if _u32(data, 4) == 0x2112A442:
+    if cookie == 0x2112A442:
         return True
     return msg_type in (0x0001, 0x0101, 0x0111)  # RFC 3489 Binding request/response/error
 
@@ -1286,12 +1295,12 @@ def openvpn_reset(c2s: bytes, s2c: bytes) -> Verdict:
     if len(c2s) < 14 or len(s2c) < 22:
         return None
     for skip in (0, 2):
-        a, b = c2s[skip:], s2c[skip:]
         if skip and not 14 <= _u16(c2s, 0) <= 1500:
             continue
-        if a[0] >> 3 in _OVPN_CLIENT_RESET and a[0] & 7 == 0 and b[0] == _OVPN_SERVER_RESET << 3:
-            session = a[1:9]
-            if session != bytes(8) and session in b[9:96]:
+        a0 = c2s[skip]
+        if a0 >> 3 in _OVPN_CLIENT_RESET and a0 & 7 == 0 and s2c[skip] == _OVPN_SERVER_RESET << 3:
+            session = c2s[skip + 1 : skip + 9]
+            if session != _ZERO8 and session in s2c[skip + 9 : skip + 96]:
                 return True
     return False
 
@@ -1363,23 +1372,25 @@ def ws_discovery(data: bytes) -> Verdict:
 def _ike_header(data: bytes) -> Verdict:
     if len(data) < 28:
         return None if not data else False
-    if data[0:8] == bytes(8):
-        return False  # IKE SA Initiator's SPI is never zero
     version, exchange = data[17], data[18]
+    if version != 0x20 and version != 0x10:
+        return False
+    if data[0:8] == _ZERO8:
+        return False  # IKE SA Initiator's SPI is never zero
     if version == 0x20:  # IKEv2: IKE_SA_INIT .. INFORMATIONAL, IKE_SESSION_RESUME
         ok = 34 <= exchange <= 38
     elif version == 0x10:  # IKEv1: Base, Identity Protection, Auth Only, Aggressive, Info, Quick
         ok = 1 <= exchange <= 5 or exchange in (32, 33)
     else:
         return False
-    return ok and _u32(data, 24) == len(data)
+    return ok and _U32(data, 24)[0] == len(data)
 
 
 @validator("ike", first=range(0, 256))
 def ike(data: bytes) -> Verdict:
     """IKE header whose Length equals the datagram; on UDP 4500 behind the four-byte
     non-ESP marker of zeros (RFC 3948 §2.2)."""
-    if data[:4] == b"\x00\x00\x00\x00" and len(data) >= 32:
+    if len(data) >= 32 and data.startswith(b"\x00\x00\x00\x00"):
         return _ike_header(data[4:])
     return _ike_header(data)
 
