@@ -176,3 +176,40 @@ def test_a_makers_cloud_names_the_device_unless_it_is_a_phone_or_computer() -> N
     pc.observe("dhcp.vendor_class", "MSFT 5.0", 1)
     dev = identify(pc, lib, tax)
     assert dev.category.value == "remote-monitoring.companion-app" and dev.os.value == "Windows"
+
+
+def _pump(n: int, ts: int, hl7_app: str = "ALARIS_GW", extra_domain: str | None = None):
+    st = DeviceState(device_id=f"mac:00:12:21:00:00:{n:02x}", mac=f"00:12:21:00:00:{n:02x}")
+    st.first_ns = ts
+    st.observe("hl7.application", hl7_app, ts + 5)
+    st.observe("dhcp.vendor_class", "MSFT 5.0", ts + 7)
+    st.observe("domain", f"host{n}.hospital.example", ts + 9)  # no rule: not in the signature
+    if extra_domain:
+        st.observe("domain", extra_domain, ts + 11)
+    return st
+
+
+def test_a_fleet_is_identified_once_with_each_devices_own_evidence_times() -> None:
+    import msgspec
+
+    from medsentry.inventory import identify as ident
+
+    lib, tax = load_library(), taxonomy()
+    devices = [_pump(1, 1_000), _pump(2, 2_000), _pump(3, 3_000, extra_domain="share2.dexcom.com")]
+    cached = [identify(st, lib, tax) for st in devices]
+    assert len(lib.fleet) == 2  # pumps 1 and 2 share one; the third talks to a maker's cloud
+    # the same records as identifying each device on its own, times included
+    fresh = load_library()
+    original = ident._fleet_attributes
+    try:
+        ident._fleet_attributes = lambda *a, **k: None
+        plain = [identify(st, fresh, tax) for st in devices]
+    finally:
+        ident._fleet_attributes = original
+    enc = msgspec.json.encode
+    assert [enc(d) for d in cached] == [enc(d) for d in plain]
+    assert cached[1].os.evidence[0].ts_ns == 2_007 and cached[0].os.evidence[0].ts_ns == 1_007
+    # the cache hands out objects of their own: changing one device leaves the next untouched
+    cached[0].os.evidence.clear()
+    again = identify(_pump(4, 4_000), lib, tax)
+    assert again.os.evidence and again.os.evidence[0].ts_ns == 4_007

@@ -38,9 +38,8 @@ from typing import Any
 
 import yaml
 
+from medsentry import yamlfile
 from medsentry.errors import ConfigError
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
 ATTRIBUTES = ("category", "vendor", "model", "software_version", "os")
 MATCHERS = ("equals", "in", "prefix", "suffix", "contains", "regex", "domain")
@@ -132,8 +131,18 @@ class Library:
     _first: dict[tuple[str, str], tuple[tuple[Rule, dict[str, str]], ...]] = field(
         default_factory=dict
     )
+    # observation keys a rule tests after its first condition: all their values matter
+    later_keys: frozenset[str] = frozenset()
+    # identity signature -> identified attributes (see `medsentry.inventory.identify`)
+    fleet: dict[tuple, Any] = field(default_factory=dict)
+    # observation key -> the rule keys it is matched under that some first condition tests
+    indexed_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        later = {c.key for r in self.rules for c in r.conditions[1:]}
+        if "product" in later:
+            later.update(PRODUCT_KEYS)
+        self.later_keys = frozenset(later)
         for r in self.rules:
             c = r.conditions[0]
             if c.kind == "equals":
@@ -158,12 +167,31 @@ class Library:
                 yield from dom.get(".".join(parts[i:]), ())
         yield from self._scan.get(key, ())
 
+    def indexed(self, key: str) -> bool:
+        """Some rule's first condition tests this observation key."""
+        return key in self._exact or key in self._domain or key in self._scan
+
+    def first_hits(self, rkey: str, value: str) -> tuple[tuple[Rule, dict[str, str]], ...]:
+        """The rules whose first condition (on key `rkey`) matches `value`, with their groups."""
+        first = self._first
+        hits = first.get((rkey, value))
+        if hits is None:
+            hits = tuple(
+                (rule, g)
+                for rule in self._candidates(rkey, value)
+                if (g := rule.conditions[0].match(value)) is not None
+            )
+            if len(first) > 500_000:
+                first.clear()
+            first[(rkey, value)] = hits
+        return hits
+
     def match(self, observations: dict[str, dict[str, int]]) -> list[Claim]:
         """Every claim the rules make about a device with these observations."""
         out: list[Claim] = []
         for key, values in observations.items():
             for rkey in (key, "product") if key in _PRODUCT_SET else (key,):
-                if rkey in self._exact or rkey in self._domain or rkey in self._scan:
+                if self.indexed(rkey):
                     self._match_key(rkey, key, values, observations, out)
         return out
 
@@ -179,14 +207,7 @@ class Library:
         for value, ts in values.items():
             hits = first.get((rkey, value))
             if hits is None:
-                hits = tuple(
-                    (rule, g)
-                    for rule in self._candidates(rkey, value)
-                    if (g := rule.conditions[0].match(value)) is not None
-                )
-                if len(first) > 500_000:
-                    first.clear()
-                first[(rkey, value)] = hits
+                hits = self.first_hits(rkey, value)
             for rule, g in hits:
                 groups = dict(g)
                 if len(rule.conditions) > 1 and not _rest_hold(rule, observations, groups):
@@ -306,7 +327,7 @@ def _rules_of(doc: Any, name: str, categories: frozenset[str] | None) -> list[Ru
 
 def _read(path_or_name: str, text: str, categories: frozenset[str] | None) -> list[Rule]:
     try:
-        doc = yaml.load(text, Loader=_Loader)
+        doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""

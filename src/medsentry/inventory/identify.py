@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
+
+import msgspec
 
 from medsentry.inventory import ble_companies, oui
 from medsentry.inventory.addresses import is_local_admin_mac
 from medsentry.inventory.combine import combine
-from medsentry.inventory.fingerprints import ATTRIBUTES, Claim, Library
-from medsentry.inventory.model import NONE, Device
+from medsentry.inventory.fingerprints import _PRODUCT_SET, ATTRIBUTES, Claim, Library
+from medsentry.inventory.model import NONE, Attribute, Device, Evidence
 from medsentry.inventory.state import DeviceState
 from medsentry.inventory.taxonomy import Taxonomy
 
@@ -144,36 +147,17 @@ def identify(
     asset: dict[str, str] | None = None,
     extra: list[Claim] | None = None,
 ) -> Device:
-    """`extra`: claims from outside the network (the CMMS list), combined like the rest."""
+    """`extra`: claims from outside the network (the CMMS list), combined like the rest.
+
+    Devices of one fleet (the same model, firmware, applications) make the same claims: their
+    attributes are computed once per identity signature and re-stamped with each device's own
+    observation times (`_fleet_attributes`); a device with CMMS claims is always computed.
+    """
     obs = observations_of(state)
-    claims = library.match(obs)
-    os_first = combine([c for c in claims if c.attribute == "os"])
-    platform = None
-    if os_first is not None and _MOBILE.match(os_first.value):
-        platform = "mobile"
-    elif os_first is not None and _COMPUTER.match(os_first.value):
-        platform = "computer"
-    elif obs.get("mac.random"):
-        # a randomized (locally administered) Wi-Fi MAC is a phone, tablet or laptop privacy
-        # feature (Android 10+, iOS 14+, Windows 10+); medical devices and IoT keep their OUI
-        platform = "mobile"
-    if platform is not None:
-        # a general-purpose device: the maker's cloud it talks to is a companion app's or a
-        # web portal's, not evidence that it is the medical device (see the cloud rules)
-        obs["platform"] = {platform: state.first_ns}
-        claims = library.match(obs)
-    claims += extra or []
-    by_attr: dict[str, list[Claim]] = {a: [] for a in ATTRIBUTES}
-    for c in claims:
-        if c.attribute == "category" and c.value not in tax.categories:
-            continue  # a templated category that named no known key
-        by_attr[c.attribute].append(c)
-    category = combine(by_attr["category"], key=lambda v: v, ancestors=lambda k: tax.ancestors(k))
-    vendor = combine(by_attr["vendor"], key=vendor_key, display=_vendor_display)
-    model = combine(by_attr["model"])
-    software = combine(by_attr["software_version"])
-    # the same claims as `os_first` unless the platform or the CMMS added some
-    os_ = combine(by_attr["os"]) if platform is not None or extra else os_first
+    attrs = None if extra else _fleet_attributes(obs, state.first_ns, library, tax)
+    if attrs is None:
+        attrs = _attributes(obs, state.first_ns, library, tax, extra)
+    category, vendor, model, software, os_ = attrs
     cat = tax.categories.get(category.value) if category else None
     ips = sorted(state.addresses, key=lambda ip: (-state.addresses[ip].last_ns, ip))
     return Device(
@@ -199,6 +183,134 @@ def identify(
         listening=sorted(state.listening, key=_svc_order),
         asset=dict(asset or {}),
     )
+
+
+Attributes = tuple[
+    Attribute | None, Attribute | None, Attribute | None, Attribute | None, Attribute | None
+]
+
+
+def _attributes(
+    obs: dict[str, dict[str, int]],
+    first_ns: int,
+    library: Library,
+    tax: Taxonomy,
+    extra: list[Claim] | None,
+) -> Attributes:
+    """Category, vendor, model, software version and OS from the rules' claims."""
+    claims = library.match(obs)
+    os_first = combine([c for c in claims if c.attribute == "os"])
+    platform = None
+    if os_first is not None and _MOBILE.match(os_first.value):
+        platform = "mobile"
+    elif os_first is not None and _COMPUTER.match(os_first.value):
+        platform = "computer"
+    elif obs.get("mac.random"):
+        # a randomized (locally administered) Wi-Fi MAC is a phone, tablet or laptop privacy
+        # feature (Android 10+, iOS 14+, Windows 10+); medical devices and IoT keep their OUI
+        platform = "mobile"
+    if platform is not None:
+        # a general-purpose device: the maker's cloud it talks to is a companion app's or a
+        # web portal's, not evidence that it is the medical device (see the cloud rules)
+        obs["platform"] = {platform: first_ns}
+        claims = library.match(obs)
+    claims += extra or []
+    by_attr: dict[str, list[Claim]] = {a: [] for a in ATTRIBUTES}
+    for c in claims:
+        if c.attribute == "category" and c.value not in tax.categories:
+            continue  # a templated category that named no known key
+        by_attr[c.attribute].append(c)
+    category = combine(by_attr["category"], key=lambda v: v, ancestors=lambda k: tax.ancestors(k))
+    vendor = combine(by_attr["vendor"], key=vendor_key, display=_vendor_display)
+    model = combine(by_attr["model"])
+    software = combine(by_attr["software_version"])
+    # the same claims as `os_first` unless the platform or the CMMS added some
+    os_ = combine(by_attr["os"]) if platform is not None or extra else os_first
+    return category, vendor, model, software, os_
+
+
+# -- fleets: one identification per identity signature --
+
+_FLEET_MAX = 100_000  # signatures kept per library before the cache starts over
+
+
+def _signature(obs: dict[str, dict[str, int]], library: Library) -> tuple:
+    """What the rules can see of these observations, in order.
+
+    Values no rule's first condition matches make no claim and are left out; keys a later
+    condition tests, and the randomized-MAC flag (the platform), are kept whole. Order is kept
+    because ties between equally supported values go to the first claim (`combine`).
+    """
+    later = library.later_keys
+    parts = []
+    for key, values in obs.items():
+        if key in later or key == "mac.random":
+            parts.append((key, tuple(values)))
+            continue
+        rkeys = _indexed_keys(library, key)
+        if not rkeys:
+            continue
+        hit = tuple(v for v in values if any(library.first_hits(r, v) for r in rkeys))
+        if hit:
+            parts.append((key, hit))
+    return tuple(parts)
+
+
+def _indexed_keys(library: Library, key: str) -> tuple[str, ...]:
+    """The rule keys an observation key is matched under ("product" for product names)."""
+    cached = library.indexed_keys.get(key)
+    if cached is None:
+        rkeys = (key, "product") if key in _PRODUCT_SET else (key,)
+        cached = library.indexed_keys[key] = tuple(r for r in rkeys if library.indexed(r))
+    return cached
+
+
+def _fleet_attributes(
+    obs: dict[str, dict[str, int]], first_ns: int, library: Library, tax: Taxonomy
+) -> Attributes:
+    """The attributes of this device's fleet, stamped with this device's times."""
+    fleet = library.fleet
+    sig = (id(tax), _signature(obs, library))
+    hit = fleet.get(sig)
+    if hit is not None and hit[0] is tax:
+        _, attrs, platform = hit
+        if platform is not None:
+            obs["platform"] = {platform: first_ns}
+        stamped = tuple(_stamped(a, obs) for a in attrs)
+        if not any(a is _UNSTAMPABLE for a in stamped):
+            return stamped  # type: ignore[return-value]
+    attrs = _attributes(obs, first_ns, library, tax, None)
+    platform = next(iter(obs["platform"])) if "platform" in obs else None
+    own = tuple(_stamped(a, obs) for a in attrs)  # the cache keeps objects nobody else holds
+    if not any(a is _UNSTAMPABLE for a in own):  # every time traceable to an observation
+        if len(fleet) > _FLEET_MAX:
+            fleet.clear()
+        fleet[sig] = (tax, attrs, platform)
+        return own  # type: ignore[return-value]
+    return attrs
+
+
+_UNSTAMPABLE = object()
+
+
+def _stamped(attr: Attribute | None, obs: dict[str, dict[str, int]]) -> Any:
+    """`attr` with each evidence's time taken from `obs`; _UNSTAMPABLE when one is not there
+    (a value cut to 200 characters in the evidence)."""
+    if attr is None:
+        return None
+    try:
+        evidence = [_at(e, obs) for e in attr.evidence]
+        conflicts = [_at(e, obs) for e in attr.conflicts]
+    except KeyError:
+        return _UNSTAMPABLE
+    return Attribute(
+        value=attr.value, confidence=attr.confidence, evidence=evidence, conflicts=conflicts
+    )
+
+
+def _at(e: Evidence, obs: dict[str, dict[str, int]]) -> Evidence:
+    ts = obs[e.source][e.observed]
+    return e if ts == e.ts_ns else msgspec.structs.replace(e, ts_ns=ts)
 
 
 def _svc_order(svc: str) -> tuple[str, int]:
