@@ -69,6 +69,19 @@ def is_public(addr: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _count(c: Candidate, ts: int, mac: str | None, peer: str | None) -> None:
+    """One more occurrence of a candidate finding: count, time span, MAC, peers (up to 64)."""
+    c.count += 1
+    if ts < c.first_ns:
+        c.first_ns = ts
+    if ts > c.last_ns:
+        c.last_ns = ts
+    if mac and not c.mac:
+        c.mac = mac
+    if peer and len(c.peers) < 64:
+        c.peers.add(peer)
+
+
 def _ev(ev: Event, ep: Endpoints | None, flow_id: str | None, note: str = "") -> FindingEvidence:
     kind = type(ev).__struct_config__.tag
     if ep is None:
@@ -169,15 +182,20 @@ class Collector:
             c = self.candidates[key] = Candidate(
                 type_, ip, mac, subject, detail, ts, ts, medical_only=medical_only
             )
-        c.count += 1
-        c.first_ns = min(c.first_ns, ts)
-        c.last_ns = max(c.last_ns, ts)
-        if mac and not c.mac:
-            c.mac = mac
+        _count(c, ts, mac, peer)
         if len(c.evidence) < MAX_EVIDENCE:
             c.evidence.append(evidence)
-        if peer and len(c.peers) < 64:
-            c.peers.add(peer)
+
+    def seen(
+        self, type_: str, ip: str | None, subject: str, ts: int, mac: str | None, peer: str | None
+    ) -> bool:
+        """Count one more occurrence of a candidate whose evidence list is already full, without
+        building the evidence (`add` would drop it); False when `add` is needed."""
+        c = self.candidates.get((type_, ip or mac, subject))
+        if c is None or len(c.evidence) < MAX_EVIDENCE:
+            return False
+        _count(c, ts, mac, peer)
+        return True
 
     def _pending(self, table: dict, key: str, value: object) -> None:
         if len(table) >= _MAX_PENDING:
@@ -212,19 +230,20 @@ class Collector:
             )
         s.flows += 1
         s.bytes += ev.bytes_c2s + ev.bytes_s2c
-        s.first_ns = min(s.first_ns, ev.ts_ns)
-        s.last_ns = max(s.last_ns, ev.last_ns)
-        s.answered = s.answered or ev.packets_s2c > 0
+        if ev.ts_ns < s.first_ns:
+            s.first_ns = ev.ts_ns
+        if ev.last_ns > s.last_ns:
+            s.last_ns = ev.last_ns
+        if not s.answered and ev.packets_s2c > 0:
+            s.answered = True
         if proto:
-            self.protocols_by_ip.setdefault(ev.server, set()).add(proto)
-            self.protocols_by_ip.setdefault(ev.client, set()).add(proto)
-        ep = Endpoints(
-            client=ev.client,
-            server=ev.server,
-            client_port=ev.client_port,
-            server_port=ev.server_port,
-            transport=ev.transport,
-        )
+            by_ip = self.protocols_by_ip
+            for ip in (ev.server, ev.client):
+                known = by_ip.get(ip)
+                if known is None:
+                    by_ip[ip] = {proto}
+                elif proto not in known:
+                    known.add(proto)
         tid = self.kn.insecure_services.get(proto or "")
         if proto == "tftp":
             # RFC 1350 §4: the server answers from a new port (its TID), so the request to
@@ -232,6 +251,16 @@ class Collector:
             tid = tid if ev.server_port == TFTP_PORT else None
         elif ev.packets_s2c == 0:
             tid = None
+        smb = self._smb1.pop(ev.flow_id, None) if self._smb1 else None
+        if tid is None and smb is None:
+            return
+        ep = Endpoints(
+            client=ev.client,
+            server=ev.server,
+            client_port=ev.client_port,
+            server_port=ev.server_port,
+            transport=ev.transport,
+        )
         if tid is not None:
             self.add(
                 tid,
@@ -242,7 +271,6 @@ class Collector:
                 mac=ev.server_mac,
                 peer=ev.client,
             )
-        smb = self._smb1.pop(ev.flow_id, None)
         if smb is not None:
             self.add(
                 "smbv1",
@@ -260,22 +288,28 @@ class Collector:
 
     def _hl7(self, ev: Hl7Message) -> None:
         ep = ev.endpoints
-        subj = f"{ep.transport}/{ep.server_port}"
-        if ev.phi_segments:
+        subject = f"hl7-mllp {ep.transport}/{ep.server_port}"
+        ts, server, mac, peer = ev.ts_ns, ep.server, ep.server_mac, ep.client
+        # most messages of a feed are only counted: their findings' evidence is already full
+        phi_done = not ev.phi_segments or self.seen("phi-cleartext", server, subject, ts, mac, peer)
+        clear_done = self.seen("cleartext-medical-protocol", server, subject, ts, mac, peer)
+        if not phi_done:
             segs = ",".join(sorted(ev.phi_segments))
             self.add(
                 "phi-cleartext",
                 ep.server,
-                f"hl7-mllp {subj}",
+                subject,
                 _ev(ev, ep, ev.flow_id, f"HL7 {_msg_type(ev)} with {segs}"),
                 detail=f"HL7 v2 messages with patient segments ({segs}) over MLLP without TLS",
                 mac=ep.server_mac,
                 peer=ep.client,
             )
+        if clear_done:
+            return
         self.add(
             "cleartext-medical-protocol",
             ep.server,
-            f"hl7-mllp {subj}",
+            subject,
             _ev(ev, ep, ev.flow_id, f"HL7 {ev.message_type or '?'} message in clear"),
             detail=f"HL7 v2 over MLLP without TLS; secure variant: "
             f"{self.kn.secure_variants['hl7-mllp']['secure']}",
