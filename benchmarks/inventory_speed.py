@@ -140,9 +140,9 @@ def cli_scan(pcap: Path, work: Path, engines: str) -> tuple[float, float]:
     return ru.ru_utime + ru.ru_stime, wall
 
 
-def _instrumented_child(pcap: str, db: str) -> None:
-    """Run `medsentry scan --engines inventory` in this process with the engine's own calls
-    (construction, feed, finish) timed; print JSON: engine CPU s, whole-process CPU s."""
+def _instrumented_child(pcap: str, db: str, engines: str = "inventory") -> None:
+    """Run `medsentry scan --engines ENGINES` in this process with each engine's own calls
+    (construction, feed, finish) timed; print JSON: per engine CPU s, whole-process CPU s."""
     import resource
 
     import medsentry.analysis as analysis
@@ -150,51 +150,60 @@ def _instrumented_child(pcap: str, db: str) -> None:
     from medsentry.cli import _load
     from medsentry.cli import main as cli_main
 
-    spent = {"load": 0.0, "feed": 0.0, "finish": 0.0}
+    spent: dict[str, dict[str, float]] = {}
     real_load = analysis.load_analyzers
 
-    def timed(kind, fn):
+    def timed(cost: dict[str, float], kind: str, fn):
         def call(*args):
             t = time.process_time()
             try:
                 return fn(*args)
             finally:
-                spent[kind] += time.process_time() - t
+                cost[kind] += time.process_time() - t
 
         return call
 
-    def load(*args, **kw):
-        t = time.process_time()
-        engines = real_load(*args, **kw)
-        spent["load"] += time.process_time() - t
-        for e in engines:
-            e.feed, e.finish = timed("feed", e.feed), timed("finish", e.finish)
-        return engines
+    def load(store, names=None):
+        out = []
+        for name in names if names is not None else analysis.analyzer_names():
+            cost = spent[name] = {"load": 0.0, "feed": 0.0, "finish": 0.0}
+            t = time.process_time()
+            (e,) = real_load(store, [name])
+            cost["load"] += time.process_time() - t
+            e.feed, e.finish = timed(cost, "feed", e.feed), timed(cost, "finish", e.finish)
+            out.append(e)
+        return out
 
     scan_mod.load_analyzers = load
     _load()
-    args = ["scan", pcap, "--db", f"sqlite:///{db}", "--engines", "inventory", "-q"]
+    args = ["scan", pcap, "--db", f"sqlite:///{db}", "-q"]
+    if engines != "default":  # default: no --engines, every registered engine
+        args += ["--engines", engines]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         cli_main(args, standalone_mode=False)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps(spent | {"process": ru.ru_utime + ru.ru_stime}))
+    print(json.dumps({"engines": spent, "process": ru.ru_utime + ru.ru_stime}))
 
 
-def cli_scan_instrumented(pcap: Path, work: Path) -> dict:
-    """The inventory's own CPU time inside one `medsentry scan` process (fresh database)."""
+def cli_scan_instrumented(pcap: Path, work: Path, engines: str = "inventory") -> dict:
+    """Each engine's own CPU time inside one `medsentry scan` process (fresh database)."""
     run = next(_RUNS)
     db = work / f"cli-instrumented-{run}.db"
     env = dict(os.environ, MEDSENTRY_HOME=str(work / f"home-instrumented-{run}"))
     out = subprocess.run(
-        [sys.executable, __file__, "--instrumented-child", str(pcap), str(db)],
+        [sys.executable, __file__, "--instrumented-child", str(pcap), str(db), engines],
         env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])
+    got = json.loads(out.strip().splitlines()[-1])
+    for cost in got["engines"].values():
+        cost["total"] = cost["load"] + cost["feed"] + cost["finish"]
+        cost["share"] = cost["total"] / got["process"]
+    return got
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--instrumented-child":
-        _instrumented_child(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "--instrumented-child":
+        _instrumented_child(sys.argv[2], sys.argv[3], sys.argv[4])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pcap", type=Path, default=Path(tempfile.gettempdir()) / "hosts10k.pcap")
@@ -220,9 +229,8 @@ def main() -> int:
             r["cli_runs"] = runs
             r["share_cli"] = (r["cpu_cli_inventory"] - r["cpu_cli_none"]) / r["cpu_cli_inventory"]
             inst = cli_scan_instrumented(a.pcap, work)
-            inst["engine"] = inst["load"] + inst["feed"] + inst["finish"]
-            inst["share"] = inst["engine"] / inst["process"]
-            r["cli_instrumented"] = inst
+            r["cli_instrumented"] = inst["engines"]["inventory"] | {"process": inst["process"]}
+            r["cli_instrumented_default"] = cli_scan_instrumented(a.pcap, work, "default")
     r |= {
         "pcap": str(a.pcap),
         "size_mb": a.pcap.stat().st_size / 1e6,
@@ -287,7 +295,22 @@ def main() -> int:
             " | engine total | whole process | share |",
             "|---:|---:|---:|---:|---:|---:|",
             f"| {inst['load']:.2f} | {inst['feed']:.2f} | {inst['finish']:.2f} |"
-            f" {inst['engine']:.2f} | {inst['process']:.2f} | **{inst['share']:.1%}** |",
+            f" {inst['total']:.2f} | {inst['process']:.2f} | **{inst['share']:.1%}** |",
+        ]
+        full = r["cli_instrumented_default"]
+        lines += [
+            "",
+            "The same timing inside one default `medsentry scan` (every engine, as a user runs"
+            " it), for context: each engine's CPU s and share of the whole process"
+            f" ({full['process']:.2f} CPU s):",
+            "",
+            "| engine | construction | feed | finish | total | share |",
+            "|---|---:|---:|---:|---:|---:|",
+            *[
+                f"| {n} | {c['load']:.2f} | {c['feed']:.2f} | {c['finish']:.2f} |"
+                f" {c['total']:.2f} | {c['share']:.1%} |"
+                for n, c in full["engines"].items()
+            ],
         ]
     top = list(r["categories"].items())[:8]
     lines += ["", "Devices by category: " + ", ".join(f"{k} {v:,}" for k, v in top) + "."]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
@@ -64,8 +65,14 @@ def ns_to_iso(ns: int | None) -> str | None:
     if ns is None:
         return None
     sec, rem = divmod(int(ns), 1_000_000_000)
-    dt = datetime.fromtimestamp(sec, UTC).replace(microsecond=rem // 1000)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    minute, s = divmod(sec, 60)  # UTC minutes are 60 s long in POSIX time (no leap seconds)
+    return f"{_minute_text(minute)}{s:02d}.{rem // 1000:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _minute_text(minute: int) -> str:
+    """'YYYY-MM-DDTHH:MM:' of a minute since the epoch (strftime costs ~5 us; times cluster)."""
+    return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M:")
 
 
 def parse_time(text: str, option: str) -> int:
