@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from freeport import free_port
+from freeport import bound_socket
 from medsentry.cli import main
 from medsentry.store import list_captures, list_flows, open_store
 
@@ -54,12 +54,9 @@ def _start(args: list[str], home: Path) -> subprocess.Popen:
     return proc
 
 
-def _udp_exchange(port: int, n: int = 5) -> None:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli,
-    ):
-        srv.bind(("127.0.0.1", port))
+def _udp_exchange(srv: socket.socket, n: int = 5) -> None:
+    port = srv.getsockname()[1]
+    with srv, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli:
         for i in range(n):
             cli.sendto(b"req %d" % i, ("127.0.0.1", port))
             data, addr = srv.recvfrom(100)
@@ -67,9 +64,9 @@ def _udp_exchange(port: int, n: int = 5) -> None:
             cli.recvfrom(100)
 
 
-def _tcp_exchange(port: int) -> None:
-    with socket.socket() as srv:
-        srv.bind(("127.0.0.1", port))
+def _tcp_exchange(srv: socket.socket) -> None:
+    port = srv.getsockname()[1]
+    with srv:
         srv.listen(1)
         with socket.create_connection(("127.0.0.1", port)) as cli:
             conn, _ = srv.accept()
@@ -82,19 +79,22 @@ def _tcp_exchange(port: int) -> None:
                 conn.recv(100)
 
 
-def _free_port() -> int:
-    return free_port()
+def _servers() -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP server socket, each bound when its port is chosen (no window in which
+    another test's socket can take the port)."""
+    return bound_socket(socket.SOCK_DGRAM), bound_socket(socket.SOCK_STREAM)
 
 
 def test_monitor_with_duration_stores_live_flows(db_url, tmp_path) -> None:
-    udp, tcp = _free_port(), _free_port()
+    udp_srv, tcp_srv = _servers()
+    udp, tcp = udp_srv.getsockname()[1], tcp_srv.getsockname()[1]
     bpf = f"udp port {udp} or tcp port {tcp}"
     proc = _start(
         ["-i", "lo", "--duration", "4", "--bpf", bpf, "--db", db_url, "--format", "json"],
         tmp_path / "home",
     )
-    _udp_exchange(udp)
-    _tcp_exchange(tcp)
+    _udp_exchange(udp_srv)
+    _tcp_exchange(tcp_srv)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
@@ -115,14 +115,11 @@ def test_monitor_with_duration_stores_live_flows(db_url, tmp_path) -> None:
 
 def test_ctrl_c_stops_cleanly_with_summary(tmp_path) -> None:
     """Ctrl-C while traffic still flows: the open flow is ended, stored, and summarized."""
-    udp = _free_port()
+    srv = bound_socket(socket.SOCK_DGRAM)
+    udp = srv.getsockname()[1]
     db = f"sqlite:///{tmp_path / 'live.db'}"
     proc = _start(["-i", "lo", "--bpf", f"udp port {udp}", "--db", db], tmp_path / "home")
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli,
-    ):
-        srv.bind(("127.0.0.1", udp))
+    with srv, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli:
         end, interrupted = time.monotonic() + 4, False
         while time.monotonic() < end:  # one datagram every 20 ms, through the interrupt
             cli.sendto(b"tick", ("127.0.0.1", udp))
