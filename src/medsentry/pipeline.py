@@ -240,18 +240,21 @@ class Pipeline:
             engine = self._engine()
             hasher = _CaptureHash(path)
             out = _Out(sink, self.config.event_batch, self.config.max_buffered_events, hasher)
-            with _gc_paused(), open_capture(path, chunk_bytes=self.config.chunk_bytes) as reader:
-                for raw in reader:
-                    hasher.update(raw)
-                    out.add(engine.process(decode(raw)))
-                    if progress is not None:
-                        progress(done + reader.bytes_read, total)
-                out.add(engine.finish())
-                out.add(list(reader.warnings))
-                stats.warnings += len(reader.warnings)
-                size = reader.size
-                out.capture_id = hasher.finish()  # before the reader unmaps its windows
-            out.close()
+            # The collector stays paused until the held events are handed out too: resumed
+            # first, its first passes would traverse all of them (and the sink's work on them).
+            with _gc_paused():
+                with open_capture(path, chunk_bytes=self.config.chunk_bytes) as reader:
+                    for raw in reader:
+                        hasher.update(raw)
+                        out.add(engine.process(decode(raw)))
+                        if progress is not None:
+                            progress(done + reader.bytes_read, total)
+                    out.add(engine.finish())
+                    out.add(list(reader.warnings))
+                    stats.warnings += len(reader.warnings)
+                    size = reader.size
+                    out.capture_id = hasher.finish()  # before the reader unmaps its windows
+                out.close()
             stats.capture_ids.append(out.capture_id)
             stats.add(engine)
             done += size
