@@ -25,7 +25,7 @@ from medsentry.detect.models.features import (
     monitored_flow_features,
     monitored_flow_matrix,
 )
-from medsentry.detect.models.flow import FlowAnomalyDetector, FlowRecordAnomalyDetector
+from medsentry.detect.models.flow import FlowRecordAnomalyDetector
 from medsentry.detect.models.hst import HalfSpaceTrees
 from medsentry.events.flow import FlowRecord
 from medsentry.events.telemetry import MonitoredFlow
@@ -275,51 +275,6 @@ def test_flow_record_model_batch_equals_event_by_event(window):
     assert results[0] == results[1]
     assert results[0][2] == ["imaging", "infusion_pump"]
     assert results[0][1]  # the re-bound address and the odd flow said something
-
-
-def test_flow_model_learning_ends_inside_a_batch():
-    """The learning period ends in the middle of one batch: the events before its end are
-    learned (deferred) before the first one after it is scored, as event by event."""
-    rng = np.random.default_rng(6)
-    events = []
-    for i in range(1600):
-        iat = float(rng.lognormal(np.log(4.0), 0.15)) * (15.0 if i in (1300, 1450) else 1.0)
-        dur = iat * 3 / 1000.0
-        events.append(
-            MonitoredFlow(
-                ts_ns=T0 + i * 10**9,
-                flow_id=f"f{i}",
-                client="10.0.1.172",
-                server="10.0.1.150",
-                client_mac="84:3a:4b:0f:5b:94",
-                server_mac="b8:ca:3a:cf:0b:87",
-                duration_s=dur,
-                packets=7,
-                bytes_c2s=496,
-                bytes_s2c=186,
-                load_c2s_bps=496 * 8 / dur,
-                load_s2c_bps=186 * 8 / dur,
-                rate_pps=7 / dur,
-                iat_c2s_ms=iat,
-                iat_s2c_ms=iat * 0.6,
-                jitter_c2s_ms=iat * 0.7,
-                jitter_s2c_ms=iat * 0.5,
-                max_size_c2s=120,
-                max_size_s2c=60,
-                min_size_c2s=60,
-                min_size_s2c=60,
-            )
-        )
-    results = []
-    for batch in (1, 7, 1600):
-        det = FlowAnomalyDetector(window_size=100)
-        engine = DetectionEngine([det], ledger=False, learning_ns=1200 * 10**9)
-        for i in range(0, len(events), batch):
-            engine.process(events[i : i + batch])
-        alerts = [msgspec.json.encode(a) for a in engine.open.values()]
-        results.append((_state(det), alerts))
-    assert results[0] == results[1] == results[2]
-    assert results[0][1]  # the slow flows after learning were flagged
 
 
 def test_reading_the_model_learns_what_observe_deferred():

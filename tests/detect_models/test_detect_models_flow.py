@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from detect_models_streams import ATTACKER_MAC, MONITOR_IP, flow
@@ -222,3 +223,20 @@ def test_flow_model_per_device_category():
         det.categories["infusion_pump"].model.score_one(x)
     )
     assert again.categories["infusion_pump"].threshold == det.categories["infusion_pump"].threshold
+
+
+def test_flow_model_learning_ends_inside_a_batch():
+    """The learning period ends in the middle of one batch: the events before its end are
+    learned (deferred) before the first one after it is scored, as event by event."""
+    rng = np.random.default_rng(6)
+    events = [flow(i, rng=rng, slow=15.0 if i in (1300, 1450) else 1.0) for i in range(1600)]
+    results = []
+    for batch in (1, 7, 1600):
+        det = FlowAnomalyDetector(window_size=100)
+        engine = DetectionEngine([det], ledger=False, learning_ns=1200 * 10**9)
+        for i in range(0, len(events), batch):
+            engine.process(events[i : i + batch])
+        alerts = [msgspec.json.encode(a) for a in engine.open.values()]
+        results.append((msgspec.json.encode(det.state()), alerts))
+    assert results[0] == results[1] == results[2]
+    assert results[0][1]  # the slow flows after learning were flagged

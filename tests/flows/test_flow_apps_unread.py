@@ -11,24 +11,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from flow_apps_common import HTTP_REQ, HTTP_RESP_HEAD, T0, C, S, identify, needs_identify
 
 from medsentry.capture.decode import decode
 from medsentry.capture.reader import open_capture
-from medsentry.capture.writer import CLIENT, SERVER, FrameLog, Host, TcpSession, write_pcap
+from medsentry.capture.writer import CLIENT, SERVER, FrameLog, TcpSession, write_pcap
 from medsentry.events.flow import FlowRecord
 from medsentry.flows import kernels as K
-from medsentry.flows.apps import load_identifier
 from medsentry.flows.engine import EngineConfig, FlowEngine
 from medsentry.protocols.base import FlowContext
-
-T0 = 1_700_000_000 * 10**9
-C = Host(ip="10.1.0.5", mac="02:00:00:00:01:05")
-S = Host(ip="10.1.0.9", mac="02:00:00:00:01:09")
-HTTP_REQ = b"GET /index.html HTTP/1.1\r\nHost: ehr\r\nAccept: */*\r\n\r\n"
-HTTP_RESP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
-
-identify = load_identifier()
-needs_identify = pytest.mark.skipif(identify is None, reason="medsentry.protocols.identify absent")
 
 
 class Keeper:

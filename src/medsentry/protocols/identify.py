@@ -41,6 +41,8 @@ from medsentry.protocols.signatures import (
     Signature,
     load_ports,
     load_signatures,
+    run_validator,
+    side_verdict,
 )
 from medsentry.protocols.signatures_validators import Exchange, Verdict
 
@@ -155,39 +157,12 @@ def _side_check(spec: SideSpec) -> Callable[[bytes, bool], Verdict]:
                 return False if complete else None
             if first is not None and data[0] not in first:
                 return False
-            try:
-                v = validator(data)
-            except (IndexError, ValueError):  # a validator bug must not take the flow down
-                return False
-            if v is None:
-                return False if complete else None
-            return v
+            return run_validator(validator, data, complete)
 
         return check_validator
 
     def check(data: bytes, complete: bool) -> Verdict:
-        if not data:
-            return False if complete else None
-        if first is not None and data[0] not in first:
-            return False
-        pending = False
-        for pattern in patterns:
-            v = pattern(data)
-            if v is False:
-                return False
-            if v is None:
-                pending = True
-        if pending:
-            return False if complete else None
-        if validator is not None:
-            try:
-                v = validator(data)
-            except (IndexError, ValueError):
-                return False
-            if v is None:
-                return False if complete else None
-            return v
-        return True
+        return side_verdict(data, complete, first, patterns, validator)
 
     return check
 

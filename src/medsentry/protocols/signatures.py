@@ -10,7 +10,7 @@ A malformed file raises ConfigError naming the file and the entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -90,28 +90,46 @@ class SideSpec:
     first: frozenset[int] | None = None  # the values data[0] may take (pre-filter)
 
     def verdict(self, data: bytes, complete: bool) -> Verdict:
-        if not data:
-            return False if complete else None
-        if self.first is not None and data[0] not in self.first:
+        return side_verdict(
+            data, complete, self.first, [p.verdict for p in self.patterns], self.validator
+        )
+
+
+def run_validator(validator: Validator, data: bytes, complete: bool) -> Verdict:
+    """The validator's verdict; undecided at the end of the data is False."""
+    try:
+        v = validator(data)
+    except (IndexError, ValueError):  # a validator bug must not take the flow down
+        return False
+    if v is None:
+        return False if complete else None
+    return v
+
+
+def side_verdict(
+    data: bytes,
+    complete: bool,
+    first: frozenset[int] | None,
+    patterns: Sequence[Callable[[bytes], Verdict]],
+    validator: Validator | None,
+) -> Verdict:
+    """One direction's verdict: every pattern, then the validator (see `SideSpec`)."""
+    if not data:
+        return False if complete else None
+    if first is not None and data[0] not in first:
+        return False
+    pending = False
+    for pattern in patterns:
+        v = pattern(data)
+        if v is False:
             return False
-        pending = False
-        for pattern in self.patterns:
-            v = pattern.verdict(data)
-            if v is False:
-                return False
-            if v is None:
-                pending = True
-        if pending:
-            return False if complete else None
-        if self.validator is not None:
-            try:
-                v = self.validator(data)
-            except (IndexError, ValueError):  # a validator bug must not take the flow down
-                return False
-            if v is None:
-                return False if complete else None
-            return v
-        return True
+        if v is None:
+            pending = True
+    if pending:
+        return False if complete else None
+    if validator is not None:
+        return run_validator(validator, data, complete)
+    return True
 
 
 @dataclass(frozen=True, slots=True)

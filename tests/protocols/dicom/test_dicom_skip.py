@@ -21,9 +21,9 @@ from dicom_build import (
 )
 from pydicom.data import get_testdata_file
 
-from medsentry.events import encode_json
 from medsentry.protocols.dicom import DicomDissector
 from medsentry.protocols.dicom.dissector import DATASET_PREFIX
+from skipfeed import feed_chunks
 
 assert DATASET_PREFIX < 300 * 1024  # the data sets below outgrow the decoded prefix
 
@@ -51,18 +51,7 @@ def _streams() -> tuple[bytes, bytes]:
 
 def _run(chunk: int, use_skip: bool) -> tuple[list[bytes], int]:
     c2s, s2c = _streams()
-    d = DicomDissector(flow_context())
-    out, skipped = [], 0
-    for i, (direction, stream) in enumerate(((0, c2s), (1, s2c))):
-        for pos in range(0, len(stream), chunk):
-            piece = stream[pos : pos + chunk]
-            if use_skip and d.skippable(direction) >= len(piece):
-                d.skip(direction, len(piece))
-                skipped += len(piece)
-                continue
-            out += [encode_json(e) for e in d.feed(direction, piece, i)]
-    out += [encode_json(e) for e in d.close(99)]
-    return out, skipped
+    return feed_chunks(DicomDissector(flow_context()), [(0, c2s), (1, s2c)], chunk, use_skip)
 
 
 @pytest.mark.parametrize("chunk", [1, 999, 1460, 16390, 70000])

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from medsentry.events import encode_json
 from medsentry.events.base import Endpoints
 from medsentry.protocols.base import FlowContext
 from medsentry.protocols.http import HttpDissector
+from skipfeed import feed_chunks
 
 BODY = bytes(range(256)) * 400  # 100 KiB
 
@@ -44,18 +44,7 @@ def _streams() -> list[tuple[int, bytes]]:
 
 
 def _run(chunk: int, use_skip: bool) -> tuple[list[bytes], int]:
-    d = HttpDissector(_ctx())
-    out, skipped = [], 0
-    for i, (direction, stream) in enumerate(_streams()):
-        for pos in range(0, len(stream), chunk):
-            piece = stream[pos : pos + chunk]
-            if use_skip and d.skippable(direction) >= len(piece):
-                d.skip(direction, len(piece))
-                skipped += len(piece)
-                continue
-            out += [encode_json(e) for e in d.feed(direction, piece, i)]
-    out += [encode_json(e) for e in d.close(99)]
-    return out, skipped
+    return feed_chunks(HttpDissector(_ctx()), _streams(), chunk, use_skip)
 
 
 @pytest.mark.parametrize("chunk", [1, 100, 1460, 9000, 200_000])
