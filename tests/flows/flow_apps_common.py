@@ -1,11 +1,15 @@
-"""What the flow-application tests share: two hosts, an HTTP exchange, the identifier."""
+"""What the flow-application tests share: two hosts, an HTTP exchange, the identifier and a
+dissector that records what it is handed."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import pytest
 
 from medsentry.capture.writer import Host
 from medsentry.flows.apps import load_identifier
+from medsentry.protocols.base import FlowContext
 
 T0 = 1_700_000_000 * 10**9
 C = Host(ip="10.1.0.5", mac="02:00:00:00:01:05")
@@ -15,3 +19,31 @@ HTTP_RESP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n
 
 identify = load_identifier()
 needs_identify = pytest.mark.skipif(identify is None, reason="medsentry.protocols.identify absent")
+
+
+class Recorder:
+    """A dissector that keeps what the flow layer hands it (the test's observer)."""
+
+    protocol = "recorder"
+    whole_stream = True
+    made: ClassVar[list[Recorder]] = []
+
+    def __init__(self, ctx: FlowContext):
+        self.ctx = ctx
+        self.data = [bytearray(), bytearray()]
+        self.items: list[tuple[int, object]] = []
+        self.closed = False
+        type(self).made.append(self)  # a subclass with its own `made` keeps its own
+
+    def feed(self, direction, data, ts_ns):
+        self.data[direction] += data
+        self.items.append((direction, len(data)))
+        return ()
+
+    def gap(self, direction, length, ts_ns):
+        self.items.append((direction, ("gap", length)))
+        return ()
+
+    def close(self, ts_ns):
+        self.closed = True
+        return ()

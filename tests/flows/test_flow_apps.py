@@ -6,10 +6,18 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
-from flow_apps_common import HTTP_REQ, HTTP_RESP_HEAD, T0, C, S, identify, needs_identify
+from flow_apps_common import (
+    HTTP_REQ,
+    HTTP_RESP_HEAD,
+    T0,
+    C,
+    Recorder,
+    S,
+    identify,
+    needs_identify,
+)
 
 from medsentry.capture.decode import decode
 from medsentry.capture.reader import open_capture
@@ -24,35 +32,7 @@ from medsentry.capture.writer import (
 from medsentry.events.flow import DecodeWarning, FlowRecord, ProtocolDetected
 from medsentry.flows import kernels as K
 from medsentry.flows.engine import EngineConfig, FlowEngine
-from medsentry.protocols.base import FlowContext, ParseError
-
-
-class Recorder:
-    """A dissector that keeps what the flow layer hands it (the test's observer)."""
-
-    protocol = "recorder"
-    whole_stream = True
-    made: ClassVar[list[Recorder]] = []
-
-    def __init__(self, ctx: FlowContext):
-        self.ctx = ctx
-        self.data = [bytearray(), bytearray()]
-        self.items: list[tuple[int, object]] = []
-        self.closed = False
-        Recorder.made.append(self)
-
-    def feed(self, direction, data, ts_ns):
-        self.data[direction] += data
-        self.items.append((direction, len(data)))
-        return ()
-
-    def gap(self, direction, length, ts_ns):
-        self.items.append((direction, ("gap", length)))
-        return ()
-
-    def close(self, ts_ns):
-        self.closed = True
-        return ()
+from medsentry.protocols.base import ParseError
 
 
 class FirstBytes(Recorder):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from flow_apps_common import HTTP_REQ, HTTP_RESP_HEAD, T0, C, S, identify, needs_identify
+from flow_apps_common import HTTP_REQ, HTTP_RESP_HEAD, T0, C, Recorder, S, identify, needs_identify
 
 from medsentry.capture.decode import decode
 from medsentry.capture.reader import open_capture
@@ -22,30 +22,15 @@ from medsentry.flows.engine import EngineConfig, FlowEngine
 from medsentry.protocols.base import FlowContext
 
 
-class Keeper:
+class Keeper(Recorder):
     """Keeps what it is fed; never done."""
 
     protocol = "keeper"
-    whole_stream = True
     made: ClassVar[list[Keeper]] = []
 
-    def __init__(self, ctx: FlowContext):
-        self.data = [bytearray(), bytearray()]
-        self.gaps: list[tuple[int, int]] = []
-        self.closed = False
-        Keeper.made.append(self)
-
-    def feed(self, direction, data, ts_ns):
-        self.data[direction] += data
-        return ()
-
-    def gap(self, direction, length, ts_ns):
-        self.gaps.append((direction, length))
-        return ()
-
-    def close(self, ts_ns):
-        self.closed = True
-        return ()
+    @property
+    def gaps(self) -> list[tuple[int, int]]:
+        return [(d, x[1]) for d, x in self.items if isinstance(x, tuple)]
 
 
 class Done(Keeper):
