@@ -37,3 +37,12 @@ class StoreError(MedsentryError):
 
 class ConfigError(MedsentryError):
     """A configuration or knowledge file is invalid."""
+
+
+def utf8_error_offset(data: bytes) -> int | None:
+    """The byte offset of the first byte of `data` that is not UTF-8 (None: all of it is)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None

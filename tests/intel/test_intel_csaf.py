@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from medsentry.errors import InputError
@@ -188,6 +188,8 @@ def test_fuzz_mutated_documents(sample: dict[str, Any], data: st.DataObject) -> 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
+@example(b'"\x80"')  # a JSON string that is not UTF-8 (found by this test)
+@example(b'{"document": {"csaf_version": "2.0", "title": "\xc3"}}')
 def test_fuzz_random_bytes(blob: bytes) -> None:
     try:
         parse_csaf(blob, "blob.json")

@@ -203,3 +203,15 @@ def test_external_checkpoint_from_a_witness(workdir: Path):
     forged = saved.replace(b"\n10\n", b"\n9\n")
     report = verify_ledger(workdir / "l", external=forged)
     assert any("invalid" in p.message for p in report.problems)
+
+
+def test_rewritten_entry_that_is_not_utf8_is_named(workdir: Path):
+    """A rewrite with a valid CRC whose JSON holds bytes that are not UTF-8: a bad entry,
+    named, never an exception."""
+    d = workdir / "l"
+    build(d, 6, []).close()
+    magic, recs = split_records(d / ENTRIES)
+    recs[3] = frame(payload(recs[3]).replace(b'"alert.raised"', b'"alert.\xff\xfeised"'))
+    join_records(d / ENTRIES, magic, recs)
+    report = verify_ledger(d, canonical=True)
+    assert not report.ok and report.first_bad_entry == 3, report.as_dict()

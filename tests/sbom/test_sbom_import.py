@@ -258,6 +258,9 @@ def _mutations(medical_sbom: Path, tmp_path: Path) -> list[tuple[Path, str]]:
     p = tmp_path / "truncated.sbom.json"
     p.write_bytes(good[:5000])
     out.append((p, "not valid JSON"))
+    p = tmp_path / "latin1.sbom.json"  # a name in Latin-1, not UTF-8 (RFC 8259 §8.1)
+    p.write_bytes(good.replace(b'"name": "', b'"name": "Gr\xfcn ', 1))
+    out.append((p, "not UTF-8"))
     bad = json.loads(good)
     bad["components"][3]["type"] = "gizmo"
     p = tmp_path / "badtype.sbom.json"

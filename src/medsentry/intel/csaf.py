@@ -29,7 +29,7 @@ import msgspec
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
-from medsentry.errors import InputError
+from medsentry.errors import InputError, utf8_error_offset
 from medsentry.intel.model import (
     Advisory,
     Product,
@@ -166,6 +166,9 @@ def decode_json(data: bytes, source: str) -> Any:
         m = re.search(r"byte (\d+)", str(exc))
         offset = int(m.group(1)) if m else (len(data) if "truncated" in str(exc) else None)
         raise InputError(f"not valid JSON ({str(exc).split(' (byte')[0]})", source, offset) from exc
+    except UnicodeDecodeError:  # msgspec decodes each string as UTF-8 (RFC 8259 §8.1)
+        offset = utf8_error_offset(data)
+        raise InputError("not valid JSON (text that is not UTF-8)", source, offset) from None
 
 
 def is_csaf(doc: Any) -> bool:

@@ -29,7 +29,7 @@ from lxml import etree
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from medsentry.errors import InputError
+from medsentry.errors import InputError, utf8_error_offset
 from medsentry.intel.sbom_model import Component, DeviceModel, Sbom
 from medsentry.intel.sbom_support import read_support
 
@@ -133,6 +133,10 @@ def decode_json(data: bytes, source: str) -> Any:
             f"not valid JSON ({str(exc).split(' - ')[0]})",
             source=source,
             offset=int(m.group(1)) if m else None,
+        ) from None
+    except UnicodeDecodeError:  # msgspec decodes each string as UTF-8 (RFC 8259 §8.1)
+        raise InputError(
+            "not valid JSON (text that is not UTF-8)", source=source, offset=utf8_error_offset(data)
         ) from None
 
 

@@ -106,7 +106,7 @@ def _fsync_dir(path: Path) -> None:
 def _seq_of(payload: bytes) -> int:
     try:
         return msgspec.json.decode(payload, type=_SeqOnly).seq
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return -1
 
 

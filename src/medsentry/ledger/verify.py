@@ -320,7 +320,7 @@ def verify_ledger(
             break
         try:
             head = decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             problems.append(Problem(f"entry #{i} at byte {off}: not a ledger entry (bad JSON)", i))
             break
         if head.seq != i and bad_seq < _MAX_PER_CHECK:
@@ -339,7 +339,7 @@ def verify_ledger(
                 ckpt_entries.append(
                     (i, msgspec.json.decode(head.data, type=_CheckpointData).note_sha256)
                 )
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 problems.append(Problem(f"entry #{i}: malformed ledger.checkpoint data", i))
         offsets.append(off)
         # merkle.append_leaf inlined: RFC 9162 §2.1.1 leaf hash, then completed subtrees

@@ -388,3 +388,13 @@ def test_request_target_with_spaces_is_kept() -> None:
         0, b"GET /cgi-bin/handler/netsonar;cat /etc/passwd|?data=Download HTTP/1.1\r\n\r\n", 1
     )
     assert [e.path for e in ev] == ["/cgi-bin/handler/netsonar;cat /etc/passwd|"]
+
+
+def test_fhir_capability_statement_not_utf8_is_read_leniently() -> None:
+    """A body whose JSON strings are not UTF-8 raises nothing: the text fallback reads the
+    version, the bad byte replaced."""
+    from medsentry.protocols.fhir import capability_statement
+
+    body = b'{"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1\xff"}'
+    cap = capability_statement(body)
+    assert cap.fhir_version == "4.0.1\ufffd" and cap.software_name is None
