@@ -294,3 +294,12 @@ def test_recommend_cli_formats(routed) -> None:
     res = runner.invoke(main, ["policy", "recommend", "--db", db, "--out", str(out)])
     assert res.exit_code == 0
     assert load_policy(out).rules
+
+
+def test_policy_file_not_utf8_is_one_clear_error(tmp_path) -> None:
+    from medsentry.errors import InputError
+
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"zones:\n  imaging\xff: [10.71.1.0/24]\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_policy(path)

@@ -211,6 +211,9 @@ def test_malformed_rule_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text(good + "  - id: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_rule_specs(bad)
+    bad.write_bytes(good.encode().replace(b"net.port_scan", b"net.port_sc\xe4n", 1))  # Latin-1
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_rule_specs(bad)
     specs = load_rule_specs()
     assert all(s.rationale and s.sources and s.technique[0].startswith("T0") for s in specs)
 

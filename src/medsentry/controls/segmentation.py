@@ -224,7 +224,7 @@ def parse_policy(doc: Any, source: str) -> ZonePolicy:
 
 def load_policy(path: Path) -> ZonePolicy:
     try:
-        text = Path(path).read_text("utf-8")
+        text = Path(path).read_bytes()  # bad UTF-8: a YAMLError below
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
     try:

@@ -73,7 +73,7 @@ def load_baseline_config(path: Path | None = None) -> BaselineConfig:
 
     src = path or DATA
     try:
-        doc = yamlfile.load(src.read_text(encoding="utf-8"))
+        doc = yamlfile.load(src.read_bytes())  # bad UTF-8: a YAMLError
         cfg = msgspec.convert(doc, BaselineConfig)
     except OSError as exc:
         raise ConfigError(f"{src}: cannot read: {exc.strerror}") from exc

@@ -62,7 +62,7 @@ class Patterns:
 
         src = path or DATA
         try:
-            doc = yamlfile.load(src.read_text(encoding="utf-8"))
+            doc = yamlfile.load(src.read_bytes())  # bad UTF-8: a YAMLError
             pf = msgspec.convert(doc, _PatternFile)
         except OSError as exc:
             raise ConfigError(f"{src}: cannot read: {exc.strerror}") from exc

@@ -48,7 +48,7 @@ def detect_config() -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        doc = yamlfile.load(path.read_text(encoding="utf-8")) or {}
+        doc = yamlfile.load(path.read_bytes()) or {}  # bad UTF-8: a YAMLError
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     if not isinstance(doc, dict):

@@ -56,7 +56,7 @@ def load_rule_specs(path: Path | None = None) -> list[RuleSpec]:
 
     src = path or DATA
     try:
-        doc = yamlfile.load(src.read_text(encoding="utf-8"))
+        doc = yamlfile.load(src.read_bytes())  # bad UTF-8: a YAMLError
     except OSError as exc:
         raise ConfigError(f"{src}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

@@ -71,11 +71,11 @@ class Vocabulary:
 def _load_yaml(name: str, path: Path | None) -> tuple[dict[str, Any], str]:
     if path is None:
         source = f"medsentry/data/{name}"
-        text = (resources.files("medsentry") / "data" / name).read_text(encoding="utf-8")
+        text = (resources.files("medsentry") / "data" / name).read_bytes()
     else:
         source = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_bytes()  # bad UTF-8: a YAMLError below
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
     try:

@@ -40,7 +40,7 @@ def load_support_fields(path: Path | None = None) -> SupportFields:
     source = str(path) if path else f"medsentry/data/{name}"
     try:
         text = (
-            Path(path).read_text(encoding="utf-8")
+            Path(path).read_bytes()  # bytes: bad UTF-8 is a YAMLError
             if path
             else (resources.files("medsentry") / "data" / name).read_text(encoding="utf-8")
         )

@@ -308,11 +308,11 @@ def _load_yaml(path: Path | None, default: str) -> tuple[Any, str]:
     if path is None:
         ref = resources.files("medsentry") / "data" / default
         source = f"medsentry/data/{default}"
-        text = ref.read_text(encoding="utf-8")
+        text = ref.read_bytes()
     else:
         source = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_bytes()  # bad UTF-8: a YAMLError below
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
     try:

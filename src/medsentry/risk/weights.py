@@ -69,7 +69,7 @@ def load_weights(path: Path | None = None) -> Weights:
     where = str(path) if path else f"medsentry/data/{name}"
     try:
         text = (
-            Path(path).read_text(encoding="utf-8")
+            Path(path).read_bytes()  # bytes: bad UTF-8 is a YAMLError
             if path
             else (resources.files("medsentry") / "data" / name).read_text(encoding="utf-8")
         )
