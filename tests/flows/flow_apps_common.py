@@ -3,12 +3,17 @@ dissector that records what it is handed."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+from medsentry.capture.decode import decode
+from medsentry.capture.reader import open_capture
 from medsentry.capture.writer import Host
+from medsentry.flows import kernels as K
 from medsentry.flows.apps import load_identifier
+from medsentry.flows.engine import EngineConfig, FlowEngine
 from medsentry.protocols.base import FlowContext
 
 T0 = 1_700_000_000 * 10**9
@@ -47,3 +52,21 @@ class Recorder:
     def close(self, ts_ns):
         self.closed = True
         return ()
+
+
+def scan_file(path: Path, cls: Any, chunk: int = 1 << 20, **cfg: Any) -> tuple[list, int]:
+    """Every event of a capture scanned with `cls` as every flow's dissector, and the number
+    of packets whose payload the kernel handed to Python (EMITTED)."""
+    eng = FlowEngine(
+        EngineConfig(phi_key=b"test-key", **cfg),
+        identify=identify,
+        dissector_lookup=lambda proto: cls,
+    )
+    events, emitted = [], 0
+    with open_capture(path, chunk_bytes=chunk) as reader:
+        for raw in reader:
+            pb = decode(raw)
+            events += eng.process(pb)
+            emitted += int(((eng.table.pkt_dir[: len(pb)] & K.EMITTED) != 0).sum())
+    events += eng.finish()
+    return events, emitted

@@ -17,6 +17,7 @@ from flow_apps_common import (
     S,
     identify,
     needs_identify,
+    scan_file,
 )
 
 from medsentry.capture.decode import decode
@@ -30,7 +31,6 @@ from medsentry.capture.writer import (
     write_pcap,
 )
 from medsentry.events.flow import DecodeWarning, FlowRecord, ProtocolDetected
-from medsentry.flows import kernels as K
 from medsentry.flows.engine import EngineConfig, FlowEngine
 from medsentry.protocols.base import ParseError
 
@@ -55,19 +55,7 @@ def _reset():
 def scan_log(tmp_path: Path, log: FrameLog, cls=Recorder, chunk=1 << 20, **cfg):
     path = tmp_path / "t.pcap"
     log.write(path)
-    eng = FlowEngine(
-        EngineConfig(phi_key=b"test-key", **cfg),
-        identify=identify,
-        dissector_lookup=lambda proto: cls,
-    )
-    events, emitted = [], 0
-    with open_capture(path, chunk_bytes=chunk) as reader:
-        for raw in reader:
-            pb = decode(raw)
-            events += eng.process(pb)
-            emitted += int(((eng.table.pkt_dir[: len(pb)] & K.EMITTED) != 0).sum())
-    events += eng.finish()
-    return events, emitted
+    return scan_file(path, cls, chunk, **cfg)
 
 
 def http_session(log, isn_c=1000, isn_s=90000, body=200_000, sport=41000, dport=8080, mss=1460):

@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from flow_apps_common import HTTP_REQ, HTTP_RESP_HEAD, T0, C, Recorder, S, identify, needs_identify
+from flow_apps_common import HTTP_REQ, HTTP_RESP_HEAD, T0, C, Recorder, S, needs_identify, scan_file
 
-from medsentry.capture.decode import decode
-from medsentry.capture.reader import open_capture
 from medsentry.capture.writer import CLIENT, SERVER, FrameLog, TcpSession, write_pcap
 from medsentry.events.flow import FlowRecord
-from medsentry.flows import kernels as K
-from medsentry.flows.engine import EngineConfig, FlowEngine
 from medsentry.protocols.base import FlowContext
 
 
@@ -56,16 +52,7 @@ def _session(log: FrameLog, body: int, sport: int = 41000):
 
 
 def _scan(path: Path, cls, chunk: int = 1 << 20):
-    eng = FlowEngine(
-        EngineConfig(phi_key=b"k"), identify=identify, dissector_lookup=lambda proto: cls
-    )
-    events, emitted = [], 0
-    with open_capture(path, chunk_bytes=chunk) as reader:
-        for raw in reader:
-            pb = decode(raw)
-            events += eng.process(pb)
-            emitted += int(((eng.table.pkt_dir[: len(pb)] & K.EMITTED) != 0).sum())
-    events += eng.finish()
+    events, emitted = scan_file(path, cls, chunk)
     return [e for e in events if isinstance(e, FlowRecord)], emitted
 
 

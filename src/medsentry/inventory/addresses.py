@@ -58,6 +58,14 @@ def classify(ip: str) -> str:
         if any(n & mask == net for net, mask in _LOCAL_V4):
             return "local"
         return "external"
+    return classify_by_ipaddress(ip)
+
+
+def classify_by_ipaddress(ip: str) -> str:
+    """`classify` written with `ipaddress` alone: every address the fast path does not take
+    (and the reference its answers are tested against)."""
+    if not ip or not (ip[0].isdigit() or ":" in ip):
+        return "invalid"
     try:
         a = ipaddress.IPv6Address(ip) if ":" in ip else ipaddress.IPv4Address(ip)
     except ValueError:

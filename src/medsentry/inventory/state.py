@@ -83,15 +83,27 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
         if source in ("dhcp", "arp") and span.source == "flow":
             span.source = source
 
-    def merge_into_empty(self, other: DeviceState) -> None:
-        """`merge` for a state that holds nothing yet but its id and MAC, from a state whose
-        values all went through `observe` (stripped, bounded): the same result, by copying."""
+    def _merge_times_and_addresses(self, other: DeviceState) -> None:
         self.see(other.first_ns)
         self.see(other.last_ns)
         if self.mac is None:
             self.mac = other.mac
         for ip, span in other.addresses.items():
             self.address(ip, span.first_ns, span.last_ns, span.source)
+
+    def _bound_peers(self) -> None:
+        """Keep the MAX_PEERS earliest peers of each kind."""
+        if len(self.peers) > MAX_PEERS:
+            self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
+        if len(self.external_peers) > MAX_PEERS:
+            self.external_peers = dict(
+                sorted(self.external_peers.items(), key=lambda kv: kv[1])[:MAX_PEERS]
+            )
+
+    def merge_into_empty(self, other: DeviceState) -> None:
+        """`merge` for a state that holds nothing yet but its id and MAC, from a state whose
+        values all went through `observe` (stripped, bounded): the same result, by copying."""
+        self._merge_times_and_addresses(other)
         self.observations = {k: dict(v) for k, v in other.observations.items() if v}
         self.roles = dict(other.roles)
         self.protocols = dict(other.protocols)
@@ -100,21 +112,11 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
         self.phi_ns = other.phi_ns
         _merge_first(self.peers, other.peers)
         _merge_first(self.external_peers, other.external_peers)
-        if len(self.peers) > MAX_PEERS:
-            self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
-        if len(self.external_peers) > MAX_PEERS:
-            self.external_peers = dict(
-                sorted(self.external_peers.items(), key=lambda kv: kv[1])[:MAX_PEERS]
-            )
+        self._bound_peers()
 
     def merge(self, other: DeviceState) -> None:
         """Fold another state (a later capture, or an IP-only device that proved to be this one)."""
-        self.see(other.first_ns)
-        self.see(other.last_ns)
-        if self.mac is None:
-            self.mac = other.mac
-        for ip, span in other.addresses.items():
-            self.address(ip, span.first_ns, span.last_ns, span.source)
+        self._merge_times_and_addresses(other)
         obs = self.observations
         for key, vals in other.observations.items():  # `observe` for each value, inlined
             mine = obs.get(key)
@@ -149,12 +151,7 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
             _merge_first(mine, theirs)
         if other.phi_ns is not None:
             self.phi_ns = other.phi_ns if self.phi_ns is None else min(self.phi_ns, other.phi_ns)
-        if len(self.peers) > MAX_PEERS:
-            self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
-        if len(self.external_peers) > MAX_PEERS:
-            self.external_peers = dict(
-                sorted(self.external_peers.items(), key=lambda kv: kv[1])[:MAX_PEERS]
-            )
+        self._bound_peers()
 
 
 def _merge_first(mine: dict[str, int], theirs: dict[str, int]) -> None:

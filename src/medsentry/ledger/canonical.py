@@ -14,6 +14,7 @@ arbitrary JSON values.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -77,32 +78,28 @@ def _plain(value: Any) -> bool:
     JCS sorts differently). Anything else, errors included, goes through `_prepare`."""
     t = type(value)
     if t is dict:
-        for k, v in value.items():
+        for k in value:
             if type(k) is not str or not k.isascii():
                 return False
-            tv = type(v)
-            if tv is str or v is None or tv is bool:
-                continue
-            if tv is int:
-                if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
-                    return False
-            elif not _plain(v):
-                return False
-        return True
+        return _all_plain(value.values())
     if t is list or t is tuple:
-        for v in value:
-            tv = type(v)
-            if tv is str or v is None or tv is bool:
-                continue
-            if tv is int:
-                if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
-                    return False
-            elif not _plain(v):
-                return False
-        return True
+        return _all_plain(value)
     if t is str or value is None or t is bool:
         return True
     return t is int and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+
+
+def _all_plain(values: Iterable[Any]) -> bool:
+    for v in values:  # leaves inline: most values are strings and small ints
+        tv = type(v)
+        if tv is str or v is None or tv is bool:
+            continue
+        if tv is int:
+            if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
+                return False
+        elif not _plain(v):
+            return False
+    return True
 
 
 def _prepare(value: Any) -> Any:
