@@ -63,6 +63,37 @@ def test_oui_extract() -> None:
     assert oui.lookup("44:4b:5d:00:00:01") == ("GE Healthcare", "444B5D/24")
     assert oui.lookup("02:00:00:00:00:01") is None  # locally administered
     assert "wireshark" in oui.source().lower() or "ieee-data" in oui.source().lower()
+    # longest assigned prefix first: MA-S/IAB (/36) and MA-M (/28) blocks inside MA-L ranges
+    assert oui.lookup("00:1b:c5:00:00:01") == ("Converging Systems Inc.", "001BC5000/36")
+    assert oui.lookup("00-55-DA-00-00-01") == ("Shinko Technos co.,ltd.", "0055DA0/28")
+    for bad in ("", "1:2", "zz:zz:zz:zz:zz:zz", "00:09:5c:20:01", "00:09:5c:20:01:00:00"):
+        assert oui.lookup(bad) is None
+
+
+def test_oui_lookup_agrees_with_a_dictionary_of_the_extract() -> None:
+    """Every assignment in the shipped extract is found under its own prefix (bisection over
+    the sorted lines gives what a dictionary of all of them would)."""
+    import gzip
+    from importlib import resources
+
+    text = gzip.decompress(
+        resources.files("medsentry").joinpath("data", "inventory_oui.tsv.gz").read_bytes()
+    ).decode()
+    table = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            prefix, org = line.split("\t", 1)
+            table[prefix] = org
+    for prefix, org in list(table.items())[::97]:
+        hexpart, bits = prefix.split("/")
+        value = int(hexpart, 16) << (48 - int(bits))
+        if value >> 40 & 0x02:
+            continue  # a locally administered block: never looked up
+        mac = ":".join(f"{value:012x}"[i : i + 2] for i in range(0, 12, 2))
+        got = oui.lookup(mac)
+        longer = [p for p in table if p != prefix and int(p.split("/")[1]) > int(bits)
+                  and mac.replace(":", "").upper().startswith(p.split("/")[0])]  # fmt: skip
+        assert got == (table[longer[0]], longer[0]) if longer else got == (org, prefix)
 
 
 def _write(d: Path, name: str, doc) -> Path:

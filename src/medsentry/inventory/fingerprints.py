@@ -137,6 +137,8 @@ class Library:
     fleet: dict[tuple, Any] = field(default_factory=dict)
     # observation key -> the rule keys it is matched under that some first condition tests
     indexed_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # observation key -> value -> whether some first condition matches it (fleet signatures)
+    claims_any: dict[str, dict[str, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         later = {c.key for r in self.rules for c in r.conditions[1:]}

@@ -250,9 +250,20 @@ def _signature(obs: dict[str, dict[str, int]], library: Library) -> tuple:
         rkeys = _indexed_keys(library, key)
         if not rkeys:
             continue
-        hit = tuple(v for v in values if any(library.first_hits(r, v) for r in rkeys))
+        claims = library.claims_any.get(key)  # value -> does some first condition match it
+        if claims is None:
+            claims = library.claims_any[key] = {}
+        hit = []
+        for v in values:
+            c = claims.get(v)
+            if c is None:
+                if len(claims) > 100_000:
+                    claims.clear()
+                c = claims[v] = any(library.first_hits(r, v) for r in rkeys)
+            if c:
+                hit.append(v)
         if hit:
-            parts.append((key, hit))
+            parts.append((key, tuple(hit)))
     return tuple(parts)
 
 

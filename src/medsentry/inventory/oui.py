@@ -7,58 +7,66 @@ date). Nothing is fetched at run time.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import gzip
 from importlib import resources
 
 from medsentry.errors import ConfigError
-from medsentry.inventory.addresses import is_local_admin_mac
 
 _FILE = "inventory_oui.tsv.gz"
+_BITS = (36, 28, 24)  # longest prefix first: MA-S/IAB inside MA-M inside MA-L
 
 
 @functools.cache
-def _registry() -> tuple[dict[int, dict[int, str]], str]:
+def _registry() -> tuple[list[str], str]:
+    """The assignment lines ("<hex prefix>/<bits>\t<organization>"), sorted for bisection,
+    and the source named in the header. Lines are parsed when a lookup reaches them: building
+    52,000 dictionary entries at start-up cost more than all the lookups of a scan."""
     path = resources.files("medsentry").joinpath("data", _FILE)
     try:
         text = gzip.decompress(path.read_bytes()).decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ConfigError(f"data/{_FILE}: unreadable OUI extract: {exc}") from None
-    by_bits: dict[int, dict[int, str]] = {24: {}, 28: {}, 36: {}}
-    source = ""
     lines = text.splitlines()
+    source, entries = "", None
     for line in lines[:8]:
         if line.startswith("# source:"):
             source = line[len("# source:") :].strip()
-    try:
-        for line in lines:
-            if line[:1] == "#":
-                continue
-            prefix, org = line.split("\t", 1)
-            by_bits[int(prefix[-2:])][int(prefix[:-3], 16)] = org
-    except (ValueError, KeyError):
-        n = lines.index(line) + 1
-        raise ConfigError(f"data/{_FILE}: line {n}: expected '<hex>/<bits>\\t<name>'") from None
-    if not by_bits[24]:
-        raise ConfigError(f"data/{_FILE}: no assignments")
-    return by_bits, source
+        elif line.startswith("# entries:"):
+            entries = line[len("# entries:") :].strip()
+    body = [line for line in lines if line[:1] != "#"]
+    if not body or entries != str(len(body)):  # the header counts the assignments
+        raise ConfigError(f"data/{_FILE}: {len(body)} assignments, header says {entries}")
+    body.sort()  # already sorted by scripts/gen_oui.py: a linear pass
+    return body, source
 
 
 def source() -> str:
     return _registry()[1]
 
 
+@functools.lru_cache(maxsize=65536)
+def _lookup36(value36: int) -> tuple[str, str] | None:
+    lines = _registry()[0]
+    for bits in _BITS:
+        prefix = f"{value36 >> (36 - bits):0{(bits + 3) // 4}X}/{bits}"
+        key = prefix + "\t"
+        i = bisect.bisect_left(lines, key)
+        if i < len(lines) and lines[i].startswith(key):
+            return lines[i][len(key) :], prefix
+    return None
+
+
 def lookup(mac: str) -> tuple[str, str] | None:
     """(organization, assigned prefix) for a MAC, or None (unassigned or locally administered)."""
+    digits = mac.replace(":", "").replace("-", "")
+    if len(digits) != 12:
+        return None
     try:
-        value = int(mac.replace(":", "").replace("-", ""), 16)
+        value = int(digits, 16)
     except ValueError:
         return None
-    if is_local_admin_mac(mac):
+    if value >> 40 & 0x02:  # U/L bit set: locally administered (IEEE 802 §8.2)
         return None
-    by_bits = _registry()[0]
-    for bits in (36, 28, 24):
-        org = by_bits[bits].get(value >> (48 - bits))
-        if org is not None:
-            return org, f"{value >> (48 - bits):0{(bits + 3) // 4}X}/{bits}"
-    return None
+    return _lookup36(value >> 12)
