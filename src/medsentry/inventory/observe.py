@@ -103,7 +103,25 @@ class Observer:
         return ep
 
     def _ends(self, e: Endpoints, ts: int) -> tuple[_Endpoint | None, _Endpoint | None]:
-        return self._pair(e.client_mac, e.client, ts), self._pair(e.server_mac, e.server, ts)
+        # `_pair` for both ends, inlined (every protocol event comes through here)
+        raw = self._raw
+        c = raw.get((e.client_mac, e.client), _MISSING)
+        if c is _MISSING:
+            c = raw[(e.client_mac, e.client)] = self._new_pair(e.client_mac, e.client)
+        if c is not None:
+            if ts < c.first_ns or c.first_ns == 0:
+                c.first_ns = ts
+            if ts > c.last_ns:
+                c.last_ns = ts
+        s = raw.get((e.server_mac, e.server), _MISSING)
+        if s is _MISSING:
+            s = raw[(e.server_mac, e.server)] = self._new_pair(e.server_mac, e.server)
+        if s is not None:
+            if ts < s.first_ns or s.first_ns == 0:
+                s.first_ns = ts
+            if ts > s.last_ns:
+                s.last_ns = ts
+        return c, s
 
     def _claim(self, mac: str | None, ip: str | None, ts: int, source: str) -> None:
         mac = _mac(mac)
@@ -168,17 +186,29 @@ class Observer:
         self.events += n
 
     def _flow(self, f) -> None:
+        # `_pair` for both ends, inlined (one flow record per flow: the feed's commonest event)
         ts, last = f.ts_ns, f.last_ns
-        c = self._pair(f.client_mac, f.client, ts)
-        s = self._pair(f.server_mac, f.server, ts)
+        if last < ts:
+            last = ts
+        raw = self._raw
+        c = raw.get((f.client_mac, f.client), _MISSING)
+        if c is _MISSING:
+            c = raw[(f.client_mac, f.client)] = self._new_pair(f.client_mac, f.client)
+        s = raw.get((f.server_mac, f.server), _MISSING)
+        if s is _MISSING:
+            s = raw[(f.server_mac, f.server)] = self._new_pair(f.server_mac, f.server)
         proto = f.app_protocol
         if c is not None:
+            if ts < c.first_ns or c.first_ns == 0:
+                c.first_ns = ts
             if last > c.last_ns:
                 c.last_ns = last
             if proto and proto not in c.protocols:
                 c.protocols[proto] = ts
         if s is None:
             return
+        if ts < s.first_ns or s.first_ns == 0:
+            s.first_ns = ts
         if last > s.last_ns:
             s.last_ns = last
         if proto and proto not in s.protocols:
