@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from medsentry.events.base import Endpoints, Event
+from medsentry.events.flow import FlowRecord
 from medsentry.inventory.addresses import classify, is_unicast_mac
 from medsentry.inventory.state import DeviceState
 
@@ -102,8 +103,10 @@ class Observer:
             ep = self.pairs[key] = _Endpoint(device_id=f"{mac or ''}|{ip or ''}", mac=mac)
         return ep
 
-    def _ends(self, e: Endpoints, ts: int) -> tuple[_Endpoint | None, _Endpoint | None]:
-        # `_pair` for both ends, inlined (every protocol event comes through here)
+    def _ends(
+        self, e: Endpoints | FlowRecord, ts: int
+    ) -> tuple[_Endpoint | None, _Endpoint | None]:
+        # `_pair` for both ends, inlined: every flow record and protocol event comes through here
         raw = self._raw
         c = raw.get((e.client_mac, e.client), _MISSING)
         if c is _MISSING:
@@ -186,29 +189,16 @@ class Observer:
         self.events += n
 
     def _flow(self, f) -> None:
-        # `_pair` for both ends, inlined (one flow record per flow: the feed's commonest event)
         ts, last = f.ts_ns, f.last_ns
-        if last < ts:
-            last = ts
-        raw = self._raw
-        c = raw.get((f.client_mac, f.client), _MISSING)
-        if c is _MISSING:
-            c = raw[(f.client_mac, f.client)] = self._new_pair(f.client_mac, f.client)
-        s = raw.get((f.server_mac, f.server), _MISSING)
-        if s is _MISSING:
-            s = raw[(f.server_mac, f.server)] = self._new_pair(f.server_mac, f.server)
+        c, s = self._ends(f, ts)  # a flow record names its ends as `Endpoints` does
         proto = f.app_protocol
         if c is not None:
-            if ts < c.first_ns or c.first_ns == 0:
-                c.first_ns = ts
             if last > c.last_ns:
                 c.last_ns = last
             if proto and proto not in c.protocols:
                 c.protocols[proto] = ts
         if s is None:
             return
-        if ts < s.first_ns or s.first_ns == 0:
-            s.first_ns = ts
         if last > s.last_ns:
             s.last_ns = last
         if proto and proto not in s.protocols:
