@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from medsentry.events import ArpObserved, FlowRecord
 from medsentry.events.base import Endpoints
 from medsentry.events.identity import DhcpMessage
@@ -62,6 +64,17 @@ def test_router_mac_speaks_for_hosts_behind_it() -> None:
     # what it served through the router is its own
     assert list(devices["mac:00:06:5b:10:00:03"].listening) == ["tcp/443"]
     assert not any(d.startswith("ip:8.") or d.startswith("ip:93.") for d in devices)
+
+
+def test_an_observer_resolves_once() -> None:
+    # the devices take over the endpoints' tables: a second resolve would find them empty
+    obs = Observer()
+    obs.feed([flow(1, "10.20.0.70", "10.20.0.5", "00:12:21:00:00:01", "00:06:5b:00:00:05")])
+    devices, _ = obs.resolve()
+    assert devices["mac:00:12:21:00:00:01"].protocols == {"tls": T0}
+    assert devices["mac:00:06:5b:00:00:05"].listening == {"tcp/443": T0}
+    with pytest.raises(RuntimeError, match="once"):
+        obs.resolve()
 
 
 def test_one_ip_several_macs_over_time_stays_several_devices() -> None:

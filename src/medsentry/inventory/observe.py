@@ -62,6 +62,7 @@ class Observer:
         # add nothing: their times are in the flow records. Bounded: cleared when large.
         self._said: set[tuple] = set()
         self._raw: dict[tuple[str | None, str | None], _Endpoint | None] = {}
+        self._resolved = False
 
     def _repeat(self, sig: tuple) -> bool:
         said = self._said
@@ -203,8 +204,11 @@ class Observer:
             s.last_ns = last
         if proto and proto not in s.protocols:
             s.protocols[proto] = ts
-        if c is not None:
-            self._link(c, s, ts)
+        if c is not None:  # `_link`, inlined
+            if s.device_id not in c.peers:
+                c.peers[s.device_id] = ts
+            if c.device_id not in s.peers:
+                s.peers[c.device_id] = ts
         if f.server_port and f.transport in ("tcp", "udp"):
             answered = (
                 (f.tcp_flags_s2c & 0x12) == 0x12 if f.transport == "tcp" else f.packets_s2c > 0
@@ -276,21 +280,18 @@ class Observer:
             return
         if m.protocol != "dns":
             return
-        sig = (
-            "dnsr" if m.response else "dnsq",
-            e.client,
-            e.client_mac,
-            e.server if m.response else None,
-            tuple(q.name for q in m.questions),
-        )
+        qs = m.questions
+        names = (qs[0].name,) if len(qs) == 1 else tuple(q.name for q in qs)
+        sig = (m.response, e.client, e.client_mac, e.server if m.response else None, names)
         if self._repeat(sig):  # the same client asked (or was answered) the same names
             return
         c, s = self._ends(e, ts)
-        if not m.response:
-            for q in m.questions:
-                name = q.name.rstrip(".").lower()
+        if c is not None:  # the client asked: the cloud it talks to
+            for name in names:
+                name = name.rstrip(".").lower()
                 if name and not name.endswith((".arpa", ".local")):
-                    self._obs(c, "domain", name, ts)
+                    c.observe("domain", name, ts)
+        if not m.response:
             return
         self._role(s, "dns-server", ts)
         for rr in m.answers:
@@ -299,10 +300,6 @@ class Observer:
                 self._dns_name(".".join(reversed(octets)), "dns-ptr", rr.data, ts)
             elif rr.rtype in (1, 28):
                 self._dns_name(rr.data, "dns-a", rr.name, ts)
-        for q in m.questions:  # the client asked: the cloud it talks to
-            name = q.name.rstrip(".").lower()
-            if name and not name.endswith((".arpa", ".local")):
-                self._obs(c, "domain", name, ts)
 
     def _dns_name(self, ip: str, source: str, name: str, ts: int) -> None:
         if classify(ip) != "local" or not name:
@@ -628,7 +625,13 @@ class Observer:
     def resolve(
         self, known_gateways: dict[str, set[str]] | None = None
     ) -> tuple[dict[str, DeviceState], dict[str, set[str]]]:
-        """The devices these observations describe, and the router MACs with their addresses."""
+        """The devices these observations describe, and the router MACs with their addresses.
+
+        Once only: the devices take over the endpoints' tables rather than copying them.
+        """
+        if self._resolved:
+            raise RuntimeError("an Observer resolves once: its endpoints went into devices")
+        self._resolved = True
         gateways = self.gateways(known_gateways)
         # address -> stations (non-router MACs) that showed it as their own, with time spans
         holders: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
@@ -677,12 +680,12 @@ class Observer:
                 continue
             dev = devices.get(did)
             peers, ep.peers = ep.peers, {}
-            if dev is None:  # its first endpoint (values filed by `observe`): copied
+            if dev is None:  # its first endpoint (values filed by `observe`): taken over
                 dev = devices[did] = DeviceState(
                     device_id=did, mac=did[4:] if did.startswith("mac:") else None
                 )
                 keep_mac = dev.mac
-                dev.merge_into_empty(ep)
+                dev.take_from(ep)
             else:
                 keep_mac = dev.mac
                 dev.merge(ep)
