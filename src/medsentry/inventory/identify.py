@@ -89,12 +89,12 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
         hit = oui.lookup(state.mac)
         if hit is not None:
             obs["mac.oui"] = {hit[0]: t0}
-    if state.roles:
-        obs["role"] = dict(state.roles)
+    if state.roles:  # the state's own tables: identification only reads them
+        obs["role"] = state.roles
     if state.listening:
-        obs["listening"] = dict(state.listening)
+        obs["listening"] = state.listening
     if state.protocols:
-        obs["protocol"] = dict(state.protocols)
+        obs["protocol"] = state.protocols
     if state.hostnames:
         names = dict(obs.get("hostname", ()))
         for k, ts in state.hostnames.items():

@@ -103,15 +103,13 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
     def take_from(self, other: DeviceState) -> None:
         """`merge` for a state that holds nothing yet but its id and MAC, from a state whose
         values all went through `observe` (stripped, bounded) and that is discarded afterwards:
-        the same result, by taking `other`'s tables instead of copying them (`other` is left
-        empty of observations)."""
+        the same result, by taking `other`'s tables instead of copying them (`other` still holds
+        them: it must not be used again)."""
         self._merge_times_and_addresses(other)
         obs = other.observations
         self.observations = obs if all(obs.values()) else {k: v for k, v in obs.items() if v}
         self.roles, self.protocols = other.roles, other.protocols
         self.listening, self.hostnames = other.listening, other.hostnames
-        other.observations, other.roles, other.protocols = {}, {}, {}
-        other.listening, other.hostnames = {}, {}
         self.phi_ns = other.phi_ns
         _merge_first(self.peers, other.peers)
         _merge_first(self.external_peers, other.external_peers)
