@@ -143,14 +143,6 @@ class Observer:
             span[0], span[1] = min(span[0], ts), max(span[1], ts)
 
     @staticmethod
-    def _link(a: _Endpoint | None, b: _Endpoint | None, ts: int) -> None:
-        if a is not None and b is not None:
-            if b.device_id not in a.peers:
-                a.peers[b.device_id] = ts
-            if a.device_id not in b.peers:
-                b.peers[a.device_id] = ts
-
-    @staticmethod
     def _role(ep: _Endpoint | None, role: str, ts: int) -> None:
         if ep is not None and role not in ep.roles:
             ep.roles[role] = ts
@@ -209,7 +201,7 @@ class Observer:
             s.last_ns = last
         if proto and proto not in s.protocols:
             s.protocols[proto] = ts
-        if c is not None:  # `_link`, inlined
+        if c is not None:  # each end is the other's peer (by endpoint key until resolve)
             if s.device_id not in c.peers:
                 c.peers[s.device_id] = ts
             if c.device_id not in s.peers:
