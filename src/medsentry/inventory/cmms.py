@@ -264,7 +264,13 @@ def match_assets(conn: Connection, states: dict[str, DeviceState]) -> int:
 
 
 def assets_by_device(conn: Connection, device_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The CMMS records matched to these devices, by device id."""
     out: dict[str, dict[str, str]] = {}
+    if (
+        conn.execute(select(assets.c.asset_tag).where(assets.c.device_id.is_not(None))).first()
+        is None
+    ):
+        return out  # no list imported, or none of it matched yet: one query, not one per 500
     for i in range(0, len(device_ids), 500):
         q = select(assets).where(assets.c.device_id.in_(device_ids[i : i + 500]))
         for r in conn.execute(q):
