@@ -244,3 +244,26 @@ def test_a_fleet_is_identified_once_with_each_devices_own_evidence_times() -> No
     cached[0].os.evidence.clear()
     again = identify(_pump(4, 4_000), lib, tax)
     assert again.os.evidence and again.os.evidence[0].ts_ns == 4_007
+
+
+def test_one_company_shows_one_vendor_name_whatever_the_registry_spelling() -> None:
+    """A hospital's device list counts makers: the IEEE registry's "B.Braun Melsungen AG" and
+    "Draeger Medical Systems, Inc." show as the names the rules give those companies, while a
+    brand bought by another company (Smiths Medical, now ICU Medical's) keeps its own name."""
+    lib, tax = load_library(), taxonomy()
+
+    def vendor_of(mac: str, **obs: str) -> str:
+        st = DeviceState(device_id=f"mac:{mac}", mac=mac)
+        for key, value in obs.items():
+            st.observe(key.replace("_", "."), value, 1)
+        dev = identify(st, lib, tax)
+        assert dev.vendor is not None
+        return dev.vendor.value
+
+    assert vendor_of("00:12:21:00:00:01") == "B. Braun"  # OUI 00:12:21 B.Braun Melsungen AG
+    assert vendor_of("00:10:5d:00:00:01") == vendor_of("00:30:e6:00:00:01") == "Dräger"
+    assert vendor_of("44:4b:5d:00:00:01") == "GE HealthCare"  # registry: "GE Healthcare"
+    smiths = vendor_of("00:1a:01:00:00:01")  # OUI 00:1A:01 Smiths Medical
+    assert smiths == "Smiths Medical" and vendor_key(smiths) == vendor_key("ICU Medical")
+    # a rule's own clean name is kept as the rule wrote it
+    assert vendor_of("00:1a:2b:00:00:09", domain="carelink.minimed.com") == "Medtronic"

@@ -139,6 +139,8 @@ class Library:
     indexed_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # observation key -> value -> whether some first condition matches it (fleet signatures)
     claims_any: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # vendor key -> the rules' names for that company (`identify.rule_vendor_names`)
+    vendor_names: dict[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         later = {c.key for r in self.rules for c in r.conditions[1:]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from typing import Any
 
 import msgspec
@@ -73,13 +74,61 @@ def vendor_key(name: str) -> str:
     return " ".join(folded.split()) or name.casefold()
 
 
-def _vendor_display(claims: list[Claim]) -> str:
+def _vendor_display(claims: list[Claim], names: dict[str, tuple[str, ...]]) -> str:
     # a rule's clean company name over the registry's long organization string
     best = max(claims, key=lambda c: (c.source != "mac.oui", c.value != c.observed, c.confidence))
     if best.value == best.observed:  # a raw string: drop the legal suffix ("Dell Inc." -> Dell)
         short = _SUFFIX.sub("", best.value).strip(" ,.")
-        return short or best.value
+        return _known_spelling(short or best.value, names)
     return best.value
+
+
+def rule_vendor_names(library: Library) -> dict[str, tuple[str, ...]]:
+    """Vendor key -> the clean names the library's rules give that company, most used first."""
+    if library.vendor_names is None:
+        counts: dict[str, dict[str, int]] = {}
+        for rule in library.rules:
+            v = rule.set.get("vendor")
+            if v and "{" not in v:  # "{value}": a template, the observed string itself
+                per = counts.setdefault(vendor_key(v), {})
+                per[v] = per.get(v, 0) + 1
+        library.vendor_names = {
+            k: tuple(sorted(per, key=lambda v: -per[v])) for k, per in counts.items()
+        }
+    return library.vendor_names
+
+
+_TRANSLIT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+def _words(name: str) -> list[str]:
+    """A company name's words for comparing spellings: case, umlauts (ä = ae), accents and
+    punctuation folded."""
+    s = unicodedata.normalize("NFKD", name.casefold().translate(_TRANSLIT))
+    s = "".join(ch for ch in s if not unicodedata.combining(ch))
+    return re.sub(r"[^a-z0-9]+", " ", s).split()
+
+
+def _known_spelling(raw: str, names: dict[str, tuple[str, ...]]) -> str:
+    """A registry's or a dataset's spelling of a company the rules name ("B.Braun Melsungen",
+    "GE MEDICAL SYSTEMS", "Draeger Medical") shown as the rules' name for it, so that one
+    company is one vendor across the inventory. Only a spelling: the name's first word leads
+    the string, or all its words are in it. A brand its owner acquired ("Hospira", of ICU
+    Medical) shares the company's key but keeps its own name. A first word may extend the
+    name's ("Drägerwerk" is Dräger's) when the name's is not a short initialism."""
+    cands = names.get(vendor_key(raw))
+    if not cands:
+        return raw
+    rw = _words(raw)
+    if not rw:
+        return raw
+    for name in cands:
+        nw = _words(name)
+        if nw and (
+            rw[0] == nw[0] or (len(nw[0]) >= 4 and rw[0].startswith(nw[0])) or set(nw) <= set(rw)
+        ):
+            return name
+    return raw
 
 
 def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
@@ -221,7 +270,10 @@ def _attributes(
             continue  # a templated category that named no known key
         by_attr[c.attribute].append(c)
     category = combine(by_attr["category"], key=lambda v: v, ancestors=lambda k: tax.ancestors(k))
-    vendor = combine(by_attr["vendor"], key=vendor_key, display=_vendor_display)
+    names = rule_vendor_names(library)
+    vendor = combine(
+        by_attr["vendor"], key=vendor_key, display=lambda cs: _vendor_display(cs, names)
+    )
     model = combine(by_attr["model"])
     software = combine(by_attr["software_version"])
     # the same claims as `os_first` unless the platform or the CMMS added some
