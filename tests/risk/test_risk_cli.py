@@ -186,3 +186,37 @@ def test_risk_ranks_devices_with_breakdowns(
     assert "sqrt(likelihood" in table.stdout
     missing = runner.invoke(main, ["risk", "no-such-device", "--db", db_url])
     assert missing.exit_code == 2 and "no device" in missing.stderr
+
+
+def test_open_default_credential_findings_raise_risk_until_closed(tmp_path: Path) -> None:
+    """The demo hospital through `medsentry scan` (every engine): the B. Braun pump answers
+    SNMP with a default community, a controls finding; its risk counts that open door, and
+    closing the finding (fixed) takes it out again."""
+    from medsentry.demo.hospital import build
+
+    pcap = tmp_path / "demo.pcap"
+    build(pcap, seed=0)
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        r = runner.invoke(main, [*args, "--db", url], env={"COLUMNS": "300"})
+        assert r.exit_code == 0, r.output
+        return r.stdout
+
+    run("scan", str(pcap), "-q")
+    pump = "mac:00:12:21:20:01:50"
+
+    def pump_risk() -> dict:
+        [one] = json.loads(run("risk", pump, "--format", "json"))
+        return one
+
+    before = pump_risk()
+    weak = {f["name"]: f for f in before["factors"]}["weak_authentication"]
+    assert weak["points"] == 20 and weak["value"] == "snmp-default-community (udp/161)"
+    found = json.loads(run("findings", "list", "--device", pump, "--format", "json"))
+    fid = next(f["finding_id"] for f in found if f["type"] == "snmp-default-community")
+    run("findings", "close", fid, "--by", "biomed", "--reason", "community changed")
+    after = pump_risk()
+    assert {f["name"]: f for f in after["factors"]}["weak_authentication"]["points"] == 0
+    assert after["likelihood"] == before["likelihood"] - 20 and after["risk"] < before["risk"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from medsentry.errors import ConfigError
 from medsentry.inventory.model import CRITICALITIES, Attribute, Device
-from medsentry.risk.model import Neighbourhood, VulnInput, score_device
+from medsentry.risk.model import Neighbourhood, VulnInput, Weakness, score_device
 from medsentry.risk.weights import load_weights, weights
 
 VECTORS = [
@@ -76,6 +76,7 @@ def test_worked_example_of_docs_risk_md() -> None:
         "internet_exposure": 0.0,
         "flat_network": 10.0,
         "cleartext_protocols": 10.0,
+        "weak_authentication": 0.0,
         "compensating_controls": 0.0,
         "clinical_criticality": 0.0,
         "phi": 0.0,
@@ -86,6 +87,10 @@ def test_worked_example_of_docs_risk_md() -> None:
     segmented = _pump(asset={"segmented": "yes"})
     r2 = score_device(segmented, [vuln], Neighbourhood([segmented, *_office(3)]))
     assert (r2.likelihood, r2.risk) == (40, 40)
+    snmp = [Weakness("snmp-default-community", "udp/161")]
+    r3 = score_device(pump, [vuln], hood, weak=snmp)
+    # with the vulnerability √(75 × 40) = 55; the open door alone scores higher: √(40 × 80)
+    assert (r3.likelihood, r3.impact, r3.risk, r3.band, r3.driver) == (40, 80, 57, "high", "")
 
 
 def test_exposure_only_device_is_not_zero() -> None:
@@ -94,6 +99,34 @@ def test_exposure_only_device_is_not_zero() -> None:
     assert r.driver == "" and r.risk > 0 and r.vulnerabilities == 0
     quiet = _pump(protocols=[], external_peers=[])
     assert score_device(quiet, [], Neighbourhood([quiet])).risk == 0
+
+
+def test_weak_authentication_counts_the_worst_open_finding_once() -> None:
+    """A default credential lets anyone in without a vulnerability: the pump's likelihood gets
+    the points of its worst such finding (not their sum); other finding types add nothing."""
+    pump = _pump()
+    hood = Neighbourhood([pump])
+    base = score_device(pump, [], hood)
+    weak = [
+        Weakness("cleartext-credentials", "tcp/21"),
+        Weakness("snmp-default-community", "udp/161"),
+        Weakness("tls-weak-cipher", "tcp/443"),  # a controls finding, not an open door
+        Weakness("snmp-default-community", "udp/161"),  # the same finding twice counts once
+    ]
+    r = score_device(pump, [], hood, weak=weak)
+    f = {x.name: x for x in r.factors}["weak_authentication"]
+    assert f.points == weights().weak_auth["snmp-default-community"][0] == 20
+    assert f.value == "snmp-default-community (udp/161), cleartext-credentials (tcp/21)"
+    assert f.source.startswith("open controls finding snmp-default-community: CWE-1392")
+    assert r.likelihood == base.likelihood + 20 and r.risk > base.risk
+    only_tls = score_device(pump, [], hood, weak=[Weakness("tls-weak-cipher", "tcp/443")])
+    assert only_tls.risk == base.risk
+
+
+def test_weak_authentication_types_are_controls_finding_types() -> None:
+    from medsentry.controls.knowledge import knowledge
+
+    assert weights().weak_auth and set(weights().weak_auth) <= set(knowledge().types)
 
 
 # -- properties ------------------------------------------------------------------------------
@@ -166,6 +199,28 @@ def test_monotone_in_exposure(fields, vulns, office) -> None:
     assert _score(fields, vulns, office + 5) >= base  # more office PCs on the subnet
     fewer_controls = dict(fields, asset={})
     assert _score(fewer_controls, vulns, office) >= base
+
+
+weak_st = st.lists(
+    st.builds(
+        Weakness,
+        type=st.sampled_from(
+            ["default-credentials", "dicom-any-ae", "smbv1", "mqtt-unauthenticated"]
+        ),
+        subject=st.sampled_from(["tcp/22", "tcp/104", "tcp/1883"]),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(device_st, vulns_st, office_st, weak_st, weak_st)
+def test_monotone_in_weak_authentication(fields, vulns, office, weak, more) -> None:
+    d = _pump(**fields)
+    hood = Neighbourhood([d, *_office(office)])
+    base = score_device(d, vulns, hood, weak=weak)
+    assert score_device(d, vulns, hood, weak=[*weak, *more]).risk >= base.risk
+    assert base.risk >= score_device(d, vulns, hood).risk
 
 
 @settings(max_examples=120, deadline=None)

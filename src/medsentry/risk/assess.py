@@ -7,7 +7,9 @@ For each inventory device (`inventory.store.load_devices`):
    (`sbom import --device-model`), its components' matches (`intel.match.match_components`);
 3. stored VEX statements applied to both (`intel.vex_apply.apply_vex`): what a statement says is
    not_affected or fixed no longer counts;
-4. `model.score_device` on what remains affected or potentially affected.
+4. its open controls-audit findings that need no vulnerability to get in (default credentials,
+   no authentication, credentials in clear: `weak_authentication` in the weights);
+5. `model.score_device` on what remains affected or potentially affected.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from medsentry.intel.sbom_model import DeviceModel
 from medsentry.intel.sbom_store import load_components, load_vex, sbom_for_device
 from medsentry.intel.vex_apply import VexedMatch, VexIndex, apply_vex, component_key
 from medsentry.inventory.model import Device
-from medsentry.risk.model import Neighbourhood, RiskScore, VulnInput, rank, score_device
+from medsentry.risk.model import (
+    Neighbourhood,
+    RiskScore,
+    VulnInput,
+    Weakness,
+    rank,
+    score_device,
+)
 from medsentry.risk.weights import Weights, weights
 from medsentry.store import Store
 
@@ -101,6 +110,18 @@ def vuln_inputs(vexed: Sequence[VexedMatch]) -> list[VulnInput]:
     return out
 
 
+def open_weaknesses(store: Store, w: Weights) -> dict[str, list[Weakness]]:
+    """device_id -> its open controls findings of the types the weights count."""
+    from medsentry.controls.store import FindingFilter, list_findings
+
+    if not w.weak_auth:
+        return {}
+    out: dict[str, list[Weakness]] = {}
+    for f in list_findings(store, FindingFilter(types=tuple(w.weak_auth))):
+        out.setdefault(f.device_id, []).append(Weakness(f.type, f.subject))
+    return out
+
+
 def assess(
     store: Store,
     devices: Sequence[Device] | None = None,
@@ -120,4 +141,8 @@ def assess(
     vex = VexIndex(load_vex(store))
     hood = Neighbourhood(all_devices or devices, w)
     vulns = device_vulnerabilities(store, index, devices, vex)
-    return rank(score_device(d, vuln_inputs(vulns.get(d.device_id, [])), hood, w) for d in devices)
+    weak = open_weaknesses(store, w)
+    return rank(
+        score_device(d, vuln_inputs(vulns.get(d.device_id, [])), hood, w, weak.get(d.device_id, ()))
+        for d in devices
+    )

@@ -4,6 +4,7 @@
 
     likelihood = exploitability + known_exploited + epss          (the vulnerability, x 0.5 for
                + internet_exposure + flat_network + cleartext      a potentially affected match)
+               + weak_authentication (open controls findings)
                - compensating controls                              capped to 0..100
 
     impact = clinical_points x max over the clinical categories the device serves of
@@ -55,6 +56,13 @@ class Factor(msgspec.Struct, frozen=True):
     value: str  # what was measured, readable
     points: float
     source: str  # where the value came from
+
+
+class Weakness(msgspec.Struct, frozen=True):
+    """An open controls-audit finding of the device (`medsentry findings list`)."""
+
+    type: str  # finding type: default-credentials, snmp-default-community, ...
+    subject: str  # what on the device: "udp/161", "tcp/1883"
 
 
 class RiskScore(msgspec.Struct, frozen=True):
@@ -119,7 +127,36 @@ class Neighbourhood:
         return False, "no IP address known"
 
 
-def _exposure(d: Device, hood: Neighbourhood, w: Weights) -> list[Factor]:
+def _weak_authentication(weak: Sequence[Weakness], w: Weights) -> Factor:
+    """The device's worst open finding that needs no vulnerability to get in (its points only:
+    several such findings are several doors to the same device)."""
+    found = sorted(
+        {(x.type, x.subject) for x in weak if x.type in w.weak_auth},
+        key=lambda ts: (-w.weak_auth[ts[0]][0], ts),
+    )
+    if not found:
+        return Factor(
+            "likelihood",
+            "weak_authentication",
+            "none open",
+            0.0,
+            "controls audit, open findings: " + ", ".join(w.weak_auth),
+        )
+    worst_type = found[0][0]
+    shown = ", ".join(f"{t} ({s})" if s else t for t, s in found[:3])
+    more = len(found) - 3
+    return Factor(
+        "likelihood",
+        "weak_authentication",
+        shown + (f", +{more} more" if more > 0 else ""),
+        w.weak_auth[worst_type][0],
+        f"open controls finding {worst_type}: {w.weak_auth[worst_type][1]}",
+    )
+
+
+def _exposure(
+    d: Device, hood: Neighbourhood, w: Weights, weak: Sequence[Weakness] = ()
+) -> list[Factor]:
     L = w.likelihood
     out = []
     ext = sorted(d.external_peers)
@@ -153,6 +190,7 @@ def _exposure(d: Device, hood: Neighbourhood, w: Weights) -> list[Factor]:
             "observed protocols; " + ("; ".join(w.cleartext[p] for p in clear[:2]) or "-"),
         )
     )
+    out.append(_weak_authentication(weak, w))
     credit, declared = 0.0, []
     for key, (points, _src) in w.controls.items():
         if str(d.asset.get(key, "")).strip().lower() in _TRUE:
@@ -335,11 +373,14 @@ def score_device(
     vulns: Sequence[VulnInput],
     hood: Neighbourhood | None = None,
     w: Weights | None = None,
+    weak: Sequence[Weakness] = (),
 ) -> RiskScore:
-    """The device's risk: the worst of its vulnerabilities (and of its exposure alone)."""
+    """The device's risk: the worst of its vulnerabilities (and of its exposure alone).
+
+    `weak`: the device's open controls findings (those of `weak_authentication` count)."""
     w = w or weights()
     hood = hood or Neighbourhood([d], w)
-    exposure = _exposure(d, hood, w)
+    exposure = _exposure(d, hood, w, weak)
     best: tuple[int, float, float, str, list[Factor]] | None = None
     candidates: list[VulnInput | None] = [None, *vulns]
     for v in candidates:

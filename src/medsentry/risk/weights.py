@@ -34,6 +34,7 @@ class Weights:
     potential_match_factor: float
     controls: dict[str, tuple[float, str]]  # asset key -> (points, source)
     max_control_credit: float
+    weak_auth: dict[str, tuple[float, str]]  # controls finding type -> (points, source)
     cleartext: dict[str, str]  # protocol -> why
     categories: dict[str, Category]
     criticality_category: dict[str, str]
@@ -87,6 +88,14 @@ def load_weights(path: Path | None = None) -> Weights:
             if not isinstance(c, dict) or not c.get("source"):
                 raise ConfigError(f"{where}: compensating_controls.controls.{key} needs a source")
             controls[str(key)] = (_num(c, "points", f"{where}: controls.{key}"), str(c["source"]))
+        weak_auth = {}
+        for ftype, c in (doc.get("weak_authentication") or {}).items():
+            if not isinstance(c, dict) or not c.get("source"):
+                raise ConfigError(f"{where}: weak_authentication.{ftype} needs a source")
+            weak_auth[str(ftype)] = (
+                _num(c, "points", f"{where}: weak_authentication.{ftype}"),
+                str(c["source"]),
+            )
         imp = doc["impact"]
         cats = {}
         for cname, c in imp["categories"].items():
@@ -116,6 +125,7 @@ def load_weights(path: Path | None = None) -> Weights:
             potential_match_factor=_num(lk, "potential_match_factor", where, 0, 1),
             controls=controls,
             max_control_credit=_num(cc, "max_credit", where),
+            weak_auth=weak_auth,
             cleartext={str(k): str(v) for k, v in doc["cleartext_protocols"].items()},
             categories=cats,
             criticality_category=crit,
