@@ -97,6 +97,34 @@ def test_malformed_document_loses_nothing(tmp_path: Path, csaf_dir: Path, csaf_f
     assert "Traceback" not in res.output
 
 
+def test_a_mirror_directory_as_published_imports_and_its_licence_is_skipped(
+    tmp_path: Path, kev_file: Path, csaf_files: list[Path]
+) -> None:
+    """The shared data's KEV and CSAF folders as their publishers lay them out (a LICENSE, a
+    README, the JSON schema next to the catalog): the documents import, the rest is skipped
+    and counted; a corrupt file named .json in the folder still stops the run, and a LICENSE
+    named on the command line is an error."""
+    mirror = tmp_path / "kev"
+    mirror.mkdir()
+    shutil.copy(kev_file, mirror / kev_file.name)
+    (mirror / "LICENSE").write_text("Creative Commons 0 1.0 Universal\n")
+    (mirror / "AUTHORS").write_bytes(b"\xff\xfe not text")
+    shutil.copy(csaf_files[0], mirror / csaf_files[0].name)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    runner = CliRunner()
+    res = runner.invoke(main, ["intel", "import", "--db", url, str(mirror)])
+    assert res.exit_code == 0, res.output
+    assert "skipped 2 file(s) of no known kind" in res.stderr
+    with open_store(url) as store:
+        got = {r["source"]: r["records"] for r in status(store)}
+        assert got["kev"] == 1404 and got["csaf"] == 1
+    (mirror / "broken.json").write_text('{"catalogVersion": ')
+    res = runner.invoke(main, ["intel", "import", "--db", url, str(mirror)])
+    assert res.exit_code == 2 and "broken.json" in res.stderr and "not valid JSON" in res.stderr
+    res = runner.invoke(main, ["intel", "import", "--db", url, str(mirror / "LICENSE")])
+    assert res.exit_code == 2 and "LICENSE" in res.stderr and "Traceback" not in res.output
+
+
 def test_match_devices_from_store_with_kev_and_epss(tmp_path: Path, csaf_dir: Path) -> None:
     # KEV entry and EPSS score for a CVE of an ICSMA advisory, written as CISA/FIRST write them
     kev = {

@@ -64,7 +64,11 @@ def import_cmd(db_url: str | None, paths: tuple[Path, ...], kind: str | None, fm
     rows = [r.as_dict() for r in results]
     emit(rows, ["kind", "added", "updated", "unchanged", "origin"], fmt, title="intel import")
     if parsed.skipped and fmt == "table":
-        click.echo(f"skipped {len(parsed.skipped)} JSON files of no known kind", err=True)
+        click.echo(
+            f"skipped {len(parsed.skipped)} file(s) of no known kind (not CSAF, KEV, EPSS, OSV"
+            " or NVD)",
+            err=True,
+        )
 
 
 @intel_cmd.command("sync")

@@ -4,7 +4,8 @@
   (`format: NVD_CVE`), OSV records (one, an array, `{"vulns": [...]}`, or a zip export) and
   FIRST EPSS CSV (`#model_version` header line, optionally gzipped).
 - A directory is walked (JSON, CSV, CSV.gz, zip); JSON files of no known kind (CSAF ROLIE
-  feeds, provider-metadata.json) are skipped and counted.
+  feeds, provider-metadata.json) and files that are not JSON and not named .json (a mirror's
+  LICENSE or README) are skipped and counted. A file named on the command line must be one.
 
 All files of one run are parsed before anything is written: a malformed file stops the run with
 one line naming the file and the field, and the store keeps exactly what it had. Each kind is
@@ -62,6 +63,8 @@ def detect(data: bytes, name: str, *, strict: bool = True) -> tuple[str | None, 
         return ("epss" if strict else None), None
     if low.endswith(".zip"):
         return "osv", None
+    if not strict and not low.endswith(".json") and data.lstrip()[:1] not in (b"{", b"["):
+        return None, None  # in a directory: a LICENSE or a key file is no document, skipped
     doc = csaf.decode_json(data, name)
     if csaf.is_csaf(doc):
         return "csaf", doc
