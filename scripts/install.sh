@@ -12,3 +12,6 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Byte-compile the package as a regular (non-editable) pip install does: with
+# PYTHONDONTWRITEBYTECODE set, an editable install would recompile every module on every run.
+python3 -m compileall -q src/medsentry >/dev/null
