@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from typing import Any
 
 import msgspec
@@ -102,11 +101,11 @@ _TRANSLIT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 
 
 def _words(name: str) -> list[str]:
-    """A company name's words for comparing spellings: case, umlauts (ä = ae), accents and
-    punctuation folded."""
-    s = unicodedata.normalize("NFKD", name.casefold().translate(_TRANSLIT))
-    s = "".join(ch for ch in s if not unicodedata.combining(ch))
-    return re.sub(r"[^a-z0-9]+", " ", s).split()
+    """A company name's words for comparing spellings: umlauts spelled out (ä = ae, as German
+    registrations write them), then the vendor vocabulary's folding (case, accents)."""
+    from medsentry.intel.normalize import fold
+
+    return re.findall(r"[a-z0-9]+", fold(name.casefold().translate(_TRANSLIT)))
 
 
 def _known_spelling(raw: str, names: dict[str, tuple[str, ...]]) -> str:
