@@ -15,3 +15,9 @@ python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 # Byte-compile the package as a regular (non-editable) pip install does: with
 # PYTHONDONTWRITEBYTECODE set, an editable install would recompile every module on every run.
 python3 -m compileall -q src/medsentry >/dev/null
+# Compile the numba packet kernels once into their on-disk cache (__pycache__ beside each module),
+# as a first scan would: the demo, into a throw-away home and database (never the user's). Without
+# it the first `medsentry demo` after an install spends some 11 s compiling.
+warm="$(mktemp -d)"
+trap 'rm -rf "$warm"' EXIT
+MEDSENTRY_HOME="$warm" python3 -m medsentry demo --out "$warm" --db "sqlite:///$warm/warm.db" -q >/dev/null

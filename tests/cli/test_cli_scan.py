@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -239,9 +240,7 @@ def test_no_arguments_is_a_usage_error() -> None:
 def test_real_process_exit_codes(lo_capture, tmp_path) -> None:
     """The installed entry point, as a user runs it: exit 0 then 2, never a traceback."""
     env = {**os.environ, "MEDSENTRY_HOME": str(tmp_path / "home")}
-    exe = (
-        [sys.executable, "-m", "medsentry.cli"] if not shutil.which("medsentry") else ["medsentry"]
-    )
+    exe = [sys.executable, "-m", "medsentry"] if not shutil.which("medsentry") else ["medsentry"]
     ok = subprocess.run(
         [*exe, "scan", "-q", str(lo_capture.path)],
         env=env,
@@ -259,6 +258,20 @@ def test_real_process_exit_codes(lo_capture, tmp_path) -> None:
         timeout=300,
     )
     assert bad.returncode == 2
+    assert bad.stderr.startswith("medsentry: error: ") and "Traceback" not in bad.stderr
+
+
+def test_python_dash_m_medsentry_is_the_command(tmp_path) -> None:
+    """`python -m medsentry` (no console script on PATH, as the install's kernel warm-up runs
+    it): the same command, its name, exit codes and one-line errors."""
+    env = {**os.environ, "MEDSENTRY_HOME": str(tmp_path / "home")}
+    run = functools.partial(subprocess.run, env=env, capture_output=True, text=True, timeout=120)
+    version = run([sys.executable, "-m", "medsentry", "--version"])
+    assert version.returncode == 0 and version.stdout.startswith("medsentry, version ")
+    helped = run([sys.executable, "-m", "medsentry", "scan", "--help"])
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: medsentry scan ")
+    bad = run([sys.executable, "-m", "medsentry", "scan", str(tmp_path / "missing.pcap")])
+    assert bad.returncode == 2, bad.stderr
     assert bad.stderr.startswith("medsentry: error: ") and "Traceback" not in bad.stderr
 
 
