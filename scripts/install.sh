@@ -21,3 +21,7 @@ python3 -m compileall -q src/medsentry >/dev/null
 warm="$(mktemp -d)"
 trap 'rm -rf "$warm"' EXIT
 MEDSENTRY_HOME="$warm" python3 -m medsentry demo --out "$warm" --db "sqlite:///$warm/warm.db" -q >/dev/null
+# and the pcapng reader's kernels (Wireshark's default format), on the same capture converted
+editcap -F pcapng "$warm/demo-hospital.pcap" "$warm/demo-hospital.pcapng"
+MEDSENTRY_HOME="$warm" python3 -m medsentry scan "$warm/demo-hospital.pcapng" --engines none \
+  --db "sqlite:///$warm/warm.db" -q >/dev/null
