@@ -20,8 +20,8 @@ python3 -m compileall -q src/medsentry >/dev/null
 # it the first `medsentry demo` after an install spends some 11 s compiling.
 warm="$(mktemp -d)"
 trap 'rm -rf "$warm"' EXIT
-MEDSENTRY_HOME="$warm" python3 -m medsentry demo --out "$warm" --db "sqlite:///$warm/warm.db" -q >/dev/null
+warm_run() { MEDSENTRY_HOME="$warm" python3 -m medsentry "$@" --db "sqlite:///$warm/warm.db" -q >/dev/null; }
+warm_run demo --out "$warm"
 # and the pcapng reader's kernels (Wireshark's default format), on the same capture converted
 editcap -F pcapng "$warm/demo-hospital.pcap" "$warm/demo-hospital.pcapng"
-MEDSENTRY_HOME="$warm" python3 -m medsentry scan "$warm/demo-hospital.pcapng" --engines none \
-  --db "sqlite:///$warm/warm.db" -q >/dev/null
+warm_run scan "$warm/demo-hospital.pcapng" --engines none
