@@ -52,3 +52,31 @@ class BleConnection(Event, tag="ble_conn", frozen=True, kw_only=True):
     status: int  # HCI error code (Vol 1 Part F); 0 = connected
     connection_handle: int
     connection_interval_ms: float | None = None  # Connection_Interval x 1.25 ms
+
+
+class BleGattValue(Event, tag="ble_gatt", frozen=True, kw_only=True):
+    """An identity characteristic the capturing host read from a connected peer's GATT server
+    (protocols/ble_gatt.py): Device Information Service strings, PnP ID, System ID, the GAP
+    Device Name or Appearance. Never a measurement or a User Data Service value."""
+
+    linktype: int
+    peer_address: str
+    peer_address_random: bool
+    connection_handle: int
+    uuid: str  # 16-bit characteristic UUID, "0x2A29"
+    characteristic: str  # its SIG name, "Manufacturer Name String"
+    value: str  # text; PnP ID "bluetooth:0x020E:0x0001:0x0100"; System ID "oui:00:09:1f"
+
+
+class BleGattServices(Event, tag="ble_gatt_svc", frozen=True, kw_only=True):
+    """Primary services the capturing host discovered on a connected peer (Core Vol 3 Part G
+    §4.4), each reported once per connection."""
+
+    linktype: int
+    peer_address: str
+    peer_address_random: bool
+    connection_handle: int
+    service_uuids16: list[int] = msgspec.field(default_factory=list)
+    service_uuids128: list[str] = msgspec.field(default_factory=list)
+    service_names: list[str] = msgspec.field(default_factory=list)
+    health_services: list[str] = msgspec.field(default_factory=list)

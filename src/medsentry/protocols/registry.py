@@ -33,6 +33,7 @@ _MODULES: list[str] = [
     "medsentry.protocols.lldp",
     "medsentry.protocols.ble",
     "medsentry.protocols.ble_hci",
+    "medsentry.protocols.ble_gatt",
     "medsentry.protocols.wlan",
     "medsentry.protocols.dicom",
     "medsentry.protocols.hl7",
