@@ -6,7 +6,7 @@ category, MAC, IP, host name (common column spellings are accepted, see `_ALIASE
 columns are kept as they are). The whole file is validated before anything is stored.
 
 Imported facts merge with observed ones: an asset matches a device by MAC, else IP, else host
-name; its vendor, model and category join the device's evidence (source "cmms"), so a
+name, else the serial number the device stated (DICOM, BLE Device Information); its vendor, model and category join the device's evidence (source "cmms"), so a
 disagreement with the network's evidence shows in the attribute's conflicts. `reconcile`
 reports assets never seen, devices not on the list, and field mismatches.
 """
@@ -219,18 +219,33 @@ def import_assets(store: Store, path: Path) -> dict[str, Any]:
     return report
 
 
+# Serial numbers devices state on the wire: DICOM Device Serial Number (0018,1000) (PS3.3
+# C.7.5.1), BLE Device Information Serial Number String (DIS 1.1 §3.3)
+SERIAL_KEYS = ("dicom.device_serial", "ble.gatt.serial")
+
+
 def match_assets(conn: Connection, states: dict[str, DeviceState]) -> int:
-    """Give unmatched assets a device: by MAC, else IP (most recent holder), else host name."""
+    """Give unmatched assets a device: by MAC, else IP (most recent holder), else host name,
+    else the serial number the device stated (a BLE device with a random address has no MAC
+    or IP to match)."""
     pending = conn.execute(
-        select(assets.c.asset_tag, assets.c.mac, assets.c.ip, assets.c.hostname).where(
-            assets.c.device_id.is_(None)
-        )
+        select(
+            assets.c.asset_tag, assets.c.mac, assets.c.ip, assets.c.hostname, assets.c.serial_number
+        ).where(assets.c.device_id.is_(None))
     ).all()
     if not pending:
         return 0
     ip_of_state = {ip: did for did, st in states.items() for ip in st.addresses}
+    serial_of_state: dict[str, str | None] = {}
+    for did, st in states.items():
+        for key in SERIAL_KEYS:
+            for serial in st.observations.get(key, ()):
+                # a serial stated by two devices matches neither
+                other = serial_of_state.setdefault(serial.strip().casefold(), did)
+                if other != did:
+                    serial_of_state[serial.strip().casefold()] = None
     matched = 0
-    for tag, mac, ip, hostname in pending:
+    for tag, mac, ip, hostname, serial in pending:
         did = None
         if mac:
             cand = f"mac:{mac}"
@@ -257,6 +272,8 @@ def match_assets(conn: Connection, states: dict[str, DeviceState]) -> int:
             did = conn.execute(
                 select(devices.c.device_id).where(devices.c.hostname == hostname).limit(1)
             ).scalar()
+        if did is None and serial and serial.strip():
+            did = serial_of_state.get(serial.strip().casefold())
         if did is not None:
             conn.execute(update(assets).where(assets.c.asset_tag == tag).values(device_id=did))
             matched += 1

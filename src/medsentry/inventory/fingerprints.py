@@ -51,6 +51,7 @@ PRODUCT_KEYS = (
     "http.user_agent",
     "http.server",
     "ble.local_name",
+    "ble.gatt.model",
     "lldp.system_name",
     "lldp.system_description",
     "cdp.platform",

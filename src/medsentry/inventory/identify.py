@@ -157,6 +157,15 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
                 names[name] = ts
         if names:
             obs["ble.company"] = names
+    pnp = obs.get("ble.pnp.company_id")
+    if pnp:  # a PnP ID's SIG vendor names the product's maker (DIS 1.1 §3.9.1.2), not its chip
+        names = {}
+        for v, ts in pnp.items():
+            name = ble_companies.company(int(v, 16))
+            if name:
+                names[name] = ts
+        if names:
+            obs["ble.pnp.company"] = names
     svc = obs.get("ble.service")
     if svc:  # member service UUIDs name the company whose service it is
         owners = {}

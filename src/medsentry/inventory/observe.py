@@ -32,6 +32,22 @@ GATEWAY_MIN_FOREIGN_IPS = 4
 # Hostname sources, most trusted first (the rank prefixes the stored name).
 HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a": 4}
 
+# GATT identity characteristics (protocols/ble_gatt.py) -> observation keys; the GAP Device
+# Name is the name the local name advertises (CSS Part A §1.2), so it shares its key and rules
+_GATT_KEYS = {
+    "0x2A00": "ble.local_name",
+    "0x2A01": "ble.appearance",
+    "0x2A23": "ble.gatt.system_id",
+    "0x2A24": "ble.gatt.model",
+    "0x2A25": "ble.gatt.serial",
+    "0x2A26": "ble.gatt.firmware",
+    "0x2A27": "ble.gatt.hardware",
+    "0x2A28": "ble.gatt.software",
+    "0x2A29": "ble.gatt.manufacturer",
+    "0x2A2A": "ble.gatt.ieee11073",
+    "0x2A50": "ble.gatt.pnp_id",
+}
+
 _EMPTY: dict[str, int] = {}
 _MISSING = object()
 _BY_TYPE: dict[type, object] = {}  # event class -> handler (or None), filled as classes appear
@@ -540,19 +556,23 @@ class Observer:
         for t in m.topic_filters[:16]:
             self._obs(c, "mqtt.subscription", t, m.ts_ns)
 
-    def _ble(self, m) -> None:
-        addr = m.advertiser_address.lower()
+    def _ble_device(self, address: str, random: bool, ts: int, role: str) -> DeviceState:
+        addr = address.lower()
         dev = self.ble.get(addr)
-        ts = m.ts_ns
         if dev is None:
-            dev = self.ble[addr] = DeviceState(
-                device_id=f"ble:{addr}", mac=None if m.address_random else addr
-            )
-            dev.roles["ble-peripheral"] = ts
+            mac = None if random else addr  # a random address names no maker (no OUI)
+            dev = self.ble[addr] = DeviceState(device_id=f"ble:{addr}", mac=mac)
             dev.protocols["ble"] = ts
-            if m.address_random:
+            if random:
                 dev.observations["ble.address_type"] = {"random": ts}
+        if role not in dev.roles:
+            dev.roles[role] = ts
         dev.see(ts)
+        return dev
+
+    def _ble(self, m) -> None:
+        ts = m.ts_ns
+        dev = self._ble_device(m.advertiser_address, m.address_random, ts, "ble-peripheral")
         self._obs(dev, "ble.local_name", m.local_name, ts)
         if m.company_id is not None:
             self._obs(dev, "ble.company_id", f"0x{m.company_id:04X}", ts)
@@ -567,6 +587,34 @@ class Observer:
             self._obs(dev, "ble.health_service", h, ts)
         if m.appearance is not None:
             self._obs(dev, "ble.appearance", str(m.appearance), ts)
+
+    def _ble_connection(self, m) -> None:
+        # the capturing host (a phone's companion app, a hub) connected to the peer, or the
+        # peer to it (HCI LE Connection Complete)
+        if m.status == 0:
+            role = "ble-peripheral" if m.local_role == "central" else "ble-central"
+            self._ble_device(m.peer_address, m.peer_address_random, m.ts_ns, role)
+
+    def _ble_gatt(self, m) -> None:
+        # identity characteristics read from the peer's GATT server (protocols/ble_gatt.py)
+        key = _GATT_KEYS.get(m.uuid)
+        if key is None:
+            return
+        ts = m.ts_ns
+        dev = self._ble_device(m.peer_address, m.peer_address_random, ts, "ble-gatt-server")
+        self._obs(dev, key, m.value, ts)
+        if m.uuid == "0x2A50" and m.value.startswith("bluetooth:"):  # PnP ID, SIG vendor
+            self._obs(dev, "ble.pnp.company_id", m.value.split(":")[1], ts)
+
+    def _ble_gatt_services(self, m) -> None:
+        ts = m.ts_ns
+        dev = self._ble_device(m.peer_address, m.peer_address_random, ts, "ble-gatt-server")
+        for u in m.service_uuids16:  # the same keys as advertised services: the same rules
+            self._obs(dev, "ble.service", f"0x{u:04X}", ts)
+        for u in m.service_uuids128:
+            self._obs(dev, "ble.service128", u, ts)
+        for h in m.health_services:
+            self._obs(dev, "ble.health_service", h, ts)
 
     def _wlan(self, m) -> None:
         # 802.11 transmitter (protocols/wlan.py): keyed by its MAC like a wired station, so it
@@ -764,6 +812,9 @@ _HANDLERS = {
     "MqttPublish": Observer._mqtt_publish,
     "MqttSubscribe": Observer._mqtt_subscribe,
     "BleAdvertisement": Observer._ble,
+    "BleConnection": Observer._ble_connection,
+    "BleGattValue": Observer._ble_gatt,
+    "BleGattServices": Observer._ble_gatt_services,
     "WlanStation": Observer._wlan,
 }
 
