@@ -11,6 +11,9 @@ medsentry's own output):
 - `lan`: real stacks on a network-namespace LAN (dcmtk storescu/storescp, pynetdicom worklist
   SCU/SCP, an hl7apy MLLP monitor and central station, BusyBox udhcpc/udhcpd, curl/openssl TLS
   to a maker's cloud name, an Android HTTP stack); truth = what each host was set up to be.
+- `ble`: a phone's HCI snoop log (btsnoop) of a companion app reading two personal health
+  devices over GATT, made by Bumble's real host and controller stack; truth = what each
+  device's GATT server was set up to be.
 - `ndpi`: captures from nDPI's test corpus (../shared/data/ndpi_pcaps) with device traffic,
   labelled by hand from the capture's own content (host names, NIC OUIs, the file's subject).
 
@@ -180,6 +183,21 @@ def lan_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
     return out
 
 
+def ble_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
+    """A phone's HCI snoop log of a companion-app session with two health devices, made by
+    Bumble (Google's Bluetooth host and controller stack; tests/protocols/net/ble_stack.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "protocols" / "net"))
+    import ble_stack as bs
+
+    log = bs.make_snoop_log(work / "companion.btsnoop")
+    return [("ble: Bumble companion app (HCI log)", log, [
+        Label(f"ble:{bs.OXIMETER.lower()}", "remote-monitoring.pulse-oximeter", "Nonin", "3230",
+              "pulse oximeter: DIS read by handle, Read Blob"),
+        Label(f"ble:{bs.GLUCOSE.lower()}", "remote-monitoring.glucose-meter", "Roche",
+              "Accu-Chek Guide", "glucose meter: services and DIS found by UUID"),
+    ])]  # fmt: skip
+
+
 # nDPI corpus captures with device traffic, labelled by hand (see the note of each label).
 NDPI_LABELS: dict[str, list[Label]] = {
     "iphone.pcap": [
@@ -289,9 +307,10 @@ def main() -> int:
         datasets = demo_dataset(work)
         if not a.no_lan and os.geteuid() == 0:
             datasets += lan_datasets(work)
+        datasets += ble_datasets(work)
         datasets += ndpi_datasets()
         per_set: dict[str, dict] = {}
-        groups: dict[str, list] = {"demo": [], "lan": [], "ndpi": []}
+        groups: dict[str, list] = {"demo": [], "lan": [], "ble": [], "ndpi": []}
         misses = []
         for name, pcap, labels in datasets:
             devs = run_inventory(pcap, work)
@@ -344,10 +363,10 @@ def main() -> int:
         "",
         "## Read with care",
         "",
-        "- The demo and the LAN captures were built with devices that announce themselves the way"
-        " real ones do (vendor DICOM UIDs, product names in HL7 MSH-3, DHCP vendor classes, maker"
-        " cloud names): they show the mechanisms work end to end, not how often real devices say"
-        " that much.",
+        "- The demo, LAN and BLE captures were built with devices that announce themselves the"
+        " way real ones do (vendor DICOM UIDs, product names in HL7 MSH-3, DHCP vendor classes,"
+        " maker cloud names, GATT Device Information strings): they show the mechanisms work"
+        " end to end, not how often real devices say that much.",
         "- The nDPI captures were labelled by hand before tuning; a first run's misses led to"
         " general rules (OUI categories of media and smart-home makers, Windows system user"
         " agents, router interfaces as devices, company-name folding). Those figures are"
