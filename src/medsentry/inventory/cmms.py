@@ -6,9 +6,10 @@ category, MAC, IP, host name (common column spellings are accepted, see `_ALIASE
 columns are kept as they are). The whole file is validated before anything is stored.
 
 Imported facts merge with observed ones: an asset matches a device by MAC, else IP, else host
-name, else the serial number the device stated (DICOM, BLE Device Information); its vendor, model and category join the device's evidence (source "cmms"), so a
-disagreement with the network's evidence shows in the attribute's conflicts. `reconcile`
-reports assets never seen, devices not on the list, and field mismatches.
+name, else the serial number the device stated (DICOM, BLE Device Information); its vendor,
+model and category join the device's evidence (source "cmms"), so a disagreement with the
+network's evidence shows in the attribute's conflicts. `reconcile` reports assets never seen,
+devices not on the list, and field mismatches.
 """
 
 from __future__ import annotations
