@@ -62,7 +62,7 @@ class BleGattValue(Event, tag="ble_gatt", frozen=True, kw_only=True):
     linktype: int
     peer_address: str
     peer_address_random: bool
-    connection_handle: int
+    connection_handle: int  # HCI Connection_Handle; a sniffed link's access address
     uuid: str  # 16-bit characteristic UUID, "0x2A29"
     characteristic: str  # its SIG name, "Manufacturer Name String"
     value: str  # text; PnP ID "bluetooth:0x020E:0x0001:0x0100"; System ID "oui:00:09:1f"

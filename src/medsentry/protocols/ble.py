@@ -81,7 +81,7 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
             rssi = struct.unpack("b", frame[1:2])[0]
         pkt = frame[10:]
     elif linktype == LINKTYPE_NORDIC_BLE:
-        pkt, channel, rssi = _nordic(frame)
+        pkt, channel, rssi, _ = nordic_packet(frame)
     else:
         return []
     ll = _ll_packet(pkt)
@@ -124,9 +124,10 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
     ]
 
 
-def _nordic(frame: bytes) -> tuple[bytes, int | None, int | None]:
+def nordic_packet(frame: bytes) -> tuple[bytes, int | None, int | None, int]:
     """nRF Sniffer for Bluetooth LE: board id, UART header (protocol version 1, 2 or 3), event
-    packet header (length, flags, channel, RSSI, event counter, time), LL packet."""
+    packet header (length, flags, channel, RSSI, event counter, time), LL packet.
+    Returns (LL packet, channel, RSSI, flags)."""
     if len(frame) < 7:
         raise ParseError("Nordic BLE header truncated")
     protover = frame[3]
@@ -141,8 +142,8 @@ def _nordic(frame: bytes) -> tuple[bytes, int | None, int | None]:
     hlen = frame[pos]
     if not 6 <= hlen <= 16 or len(frame) < pos + hlen:
         raise ParseError("Nordic BLE event header length invalid")
-    channel, rssi = frame[pos + 2], -frame[pos + 3]
-    return frame[pos + hlen :], channel, rssi
+    flags, channel, rssi = frame[pos + 1], frame[pos + 2], -frame[pos + 3]
+    return frame[pos + hlen :], channel, rssi, flags
 
 
 def uuid128_text(le: bytes) -> str:

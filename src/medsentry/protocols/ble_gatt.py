@@ -1,4 +1,4 @@
-"""Bluetooth LE GATT identity read over HCI: what a connected device says it is (frame dissector).
+"""Bluetooth LE GATT identity: what a connected device says it is, from HCI logs and sniffers.
 
 A companion app that connects to a personal health device discovers its primary services
 (Core Vol 3 Part G §4.4) and reads its Device Information Service (DIS 1.1: manufacturer,
@@ -9,12 +9,17 @@ BlueZ btmon; the link types of ble_hci.py) these are ATT PDUs (Vol 3 Part F §3.
 frames on the LE attribute channel (CID 0x0004, Vol 3 Part A §2.1), carried by HCI ACL data
 packets (Vol 4 Part E §5.4.2).
 
+The same ATT exchange is read from BLE sniffer captures (nRF Sniffer 272, and 256 where its
+pseudo-header gives the direction) of a connection whose CONNECT_IND was captured, until the
+link is encrypted (Core Vol 6 Part B §2.3.3.1, §2.4).
+
 Only the responses the peer sent are read (the host's own GATT server describes the phone),
 and only the values of the identity characteristics below: never a measurement, never the User
 Data Service (names, birth dates: PHI). Per-capture state, bounded: connection handle -> peer
 address (LE Connection Complete), the characteristic handles discovered, the request waiting
 for its response (ATT is sequential, §3.3.2), and a long value read in parts (Read Blob).
-Captures without a direction (link type 187) are not read: the two sides cannot be told apart.
+Captures without a direction (link types 187 and 251, a 256 pseudo-header without a data PDU
+type) are not read: the two sides cannot be told apart.
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ from medsentry.events.base import Event
 from medsentry.events.ble import BleGattServices, BleGattValue
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.ble import (
+    ADVERTISING_ACCESS_ADDRESS,
     BASE_UUID_TAIL,
     HEALTH_SERVICES,
+    LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
+    LINKTYPE_NORDIC_BLE,
     SERVICES,
     _address,
+    nordic_packet,
     uuid128_text,
 )
 from medsentry.protocols.ble_hci import (
@@ -53,6 +62,17 @@ from medsentry.protocols.ble_hci import (
 from medsentry.protocols.registry import register_frame
 from medsentry.protocols.streamkit import text
 
+SNIFFED = -1  # the "adapter" of a connection followed on the air (key: its access address)
+# Core Vol 6 Part B §2.3.3.1 CONNECT_IND; §2.4 data channel PDU header LLID; §2.4.2 control PDUs
+PDU_CONNECT_IND = 0x05
+LLID_CONTINUATION, LLID_START, LLID_CONTROL = 0b01, 0b10, 0b11
+LL_TERMINATE_IND, LL_ENC_REQ, LL_START_ENC_REQ = 0x02, 0x03, 0x05
+# nRF Sniffer event flags: CRC OK, direction (central to peripheral), encrypted, MIC OK
+NORDIC_CRC_OK, NORDIC_CENTRAL, NORDIC_ENCRYPTED, NORDIC_MIC_OK = 0x01, 0x02, 0x04, 0x08
+# LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR flags: CRC checked / valid; PDU type (bits 7-9) 2 and 3:
+# data, central to peripheral / peripheral to central
+PHDR_CRC_CHECKED, PHDR_CRC_VALID = 0x0400, 0x0800
+PHDR_DATA_C2P, PHDR_DATA_P2C = 2, 3
 EVT_DISCONNECTION_COMPLETE = 0x05  # Vol 4 Part E §7.7.5
 MONITOR_ACL_TX, MONITOR_ACL_RX = 4, 5  # BlueZ monitor opcodes (btmon)
 MONITOR_EVENT = 3
@@ -110,6 +130,7 @@ class _Link:
     rx_need: int = 0
     tx: bytearray | None = None  # the same, from the host
     tx_need: int = 0
+    encrypted: bool = False  # a sniffed link after LL_ENC_REQ: its payloads are ciphertext
 
     @property
     def mtu(self) -> int:
@@ -162,6 +183,8 @@ def _monitor(opcode: int, index: int, pkt: bytes) -> tuple[int, bool | None, int
 
 
 def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: int) -> list[Event]:
+    if linktype in (LINKTYPE_NORDIC_BLE, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR):
+        return _sniffed(linktype, frame, ts_ns, interface)
     got = _hci_packet(linktype, frame)
     if got is None:
         return []
@@ -190,6 +213,66 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
     out: list[Event] = []
     _att(link, hf & 0x0FFF, sent, att, ts_ns, linktype, out)
     return out
+
+
+def _sniffed(linktype: int, frame: bytes, ts: int, interface: int) -> list[Event]:
+    """A BLE sniffer's link-layer packet (Core Vol 6 Part B §2.1): a CONNECT_IND names the two
+    ends of the connection its access address opens; that connection's data channel PDUs carry
+    its L2CAP. Read only where the capture gives the direction (an nRF Sniffer's flags, a
+    pseudo-header's PDU type) and only until the link is encrypted."""
+    if linktype == LINKTYPE_NORDIC_BLE:
+        pkt, _, _, flags = nordic_packet(frame)
+        if not flags & NORDIC_CRC_OK:
+            return []
+        if flags & NORDIC_ENCRYPTED and not flags & NORDIC_MIC_OK:
+            return []  # ciphertext the sniffer could not decrypt
+        central: bool | None = bool(flags & NORDIC_CENTRAL)
+    else:
+        if len(frame) < 10:
+            raise ParseError("BLE pseudo-header truncated")
+        flags = struct.unpack("<H", frame[8:10])[0]
+        if flags & PHDR_CRC_CHECKED and not flags & PHDR_CRC_VALID:
+            return []
+        pdu_type = (flags >> 7) & 0x7
+        central = {PHDR_DATA_C2P: True, PHDR_DATA_P2C: False}.get(pdu_type)
+        pkt = frame[10:]
+    if len(pkt) < 6:
+        raise ParseError("BLE LL packet shorter than access address + header")
+    aa, h0, length = struct.unpack("<IBB", pkt[:6])
+    payload = pkt[6 : 6 + length]
+    if len(payload) != length:
+        raise ParseError("BLE LL PDU truncated")
+    if aa == ADVERTISING_ACCESS_ADDRESS:
+        # §2.3.3.1 CONNECT_IND: InitA (6), AdvA (6), LLData: AA (4), CRCInit, ... ; RxAdd (bit 7)
+        # says whether AdvA is a random address
+        if h0 & 0x0F == PDU_CONNECT_IND and len(payload) >= 16:
+            key = (interface, SNIFFED, struct.unpack("<I", payload[12:16])[0])
+            _LINKS.pop(key, None)
+            _LINKS[key] = _Link(peer=_address(payload[6:12]), random=bool(h0 & 0x80))
+            while len(_LINKS) > MAX_LINKS:
+                _LINKS.popitem(last=False)
+        return []
+    link = _LINKS.get((interface, SNIFFED, aa))
+    if link is None or link.encrypted or central is None:
+        return []
+    llid = h0 & 0x03
+    if llid == LLID_CONTROL:
+        out: list[Event] = []
+        if payload and payload[0] in (LL_ENC_REQ, LL_START_ENC_REQ):
+            link.encrypted = not (flags & NORDIC_MIC_OK and linktype == LINKTYPE_NORDIC_BLE)
+        elif payload and payload[0] == LL_TERMINATE_IND:  # the connection ends (§2.4.2.2)
+            _end_long(link, aa, ts, linktype, out)
+            _LINKS.pop((interface, SNIFFED, aa), None)
+        return out
+    if not payload:
+        return []  # an empty PDU (acknowledgement, §2.4)
+    # LLID 0b10 starts an L2CAP message, 0b01 continues it: as HCI's PB flags (0b10, 0b01)
+    sdu = _l2cap(link, central, PB_CONTINUING if llid == LLID_CONTINUATION else 0b10, payload)
+    if sdu is None or sdu[0] != L2CAP_ATT_CID or not sdu[1]:
+        return []
+    found: list[Event] = []
+    _att(link, aa, central, sdu[1], ts, linktype, found)
+    return found
 
 
 def _event(interface: int, adapter: int, evt: bytes, ts_ns: int, linktype: int) -> None:

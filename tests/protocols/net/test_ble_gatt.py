@@ -268,3 +268,83 @@ def test_cmms_asset_matches_by_stated_serial(tmp_path: Path, snoop: Path, order:
     rep = json.loads(res.output)
     rep = rep[0] if isinstance(rep, list) else rep
     assert [a["asset_tag"] for a in rep["never_seen"]] == ["HOME-0043"]
+
+
+# --- the same session as a BLE sniffer saw it on the air (Core Vol 6 Part B §2) -------------
+
+
+def _air(snoop: Path, encrypt: bool = False) -> list[tuple[bool | None, bytes]]:
+    """The phone's HCI log re-told as link-layer packets: (central -> peripheral?, LL packet).
+
+    Each LE Connection Complete becomes the CONNECT_IND that opened the connection (InitA the
+    phone, AdvA the peer, RxAdd its address type, a fresh access address); each ACL fragment a
+    data channel PDU (LLID 0b10 starting an L2CAP message, 0b01 continuing it) in the direction
+    the log gives. `encrypt`: an LL_START_ENC_REQ right after each CONNECT_IND."""
+    phone = bytes.fromhex("f0f0f0f0f0f0")
+    aa_of: dict[int, int] = {}
+    out: list[tuple[bool | None, bytes]] = []
+    for flags, h4 in _records(snoop):
+        if h4[:2] == b"\x04\x3e" and h4[3] == 0x01 and h4[4] == 0:  # LE Connection Complete
+            handle = struct.unpack("<H", h4[5:7])[0]
+            aa_of[handle] = aa = 0x50654A00 + handle
+            peer, random = h4[9:15], h4[8] in (1, 3)
+            lldata = struct.pack("<I", aa) + bytes(3) + b"\x02" + struct.pack("<HHHH", 6, 24, 0, 72)
+            payload = phone + peer + lldata + b"\xff\xff\xff\xff\x1f" + b"\x25"
+            out.append((None, _ll(0x8E89BED6, 0x05 | (0x80 if random else 0), payload)))
+            if encrypt:
+                out.append((True, _ll(aa, 0b11, b"\x05")))
+        elif h4[0] == 0x02:
+            hf, dlen = struct.unpack("<HH", h4[1:5])
+            llid = 0b01 if (hf >> 12) & 0x3 == 0b01 else 0b10
+            out.append((not flags & 1, _ll(aa_of[hf & 0x0FFF], llid, h4[5 : 5 + dlen])))
+    return out
+
+
+def _ll(aa: int, h0: int, payload: bytes) -> bytes:
+    return struct.pack("<IBB", aa, h0, len(payload)) + payload + b"\0\0\0"  # CRC not checked
+
+
+def _nordic(central: bool | None, ll: bytes) -> bytes:
+    """LINKTYPE_NORDIC_BLE (272), nRF Sniffer protocol 3: packet id 0x02 (advertising PDU) or
+    0x06 (data PDU, whose flags give CRC OK and the direction)."""
+    flags = 0x01 | (0x02 if central else 0)
+    event = bytes([10, flags, 37 if central is None else 5, 55]) + struct.pack("<HI", 0, 1) + ll
+    pid = 0x02 if central is None else 0x06
+    return b"\x00" + struct.pack("<HBHB", len(event), 3, 7, pid) + event
+
+
+def _phdr(central: bool | None, ll: bytes, directed: bool = True) -> bytes:
+    """LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR (256): flags CRC checked and valid, PDU type 2/3."""
+    pdu_type = 0 if central is None or not directed else (2 if central else 3)
+    flags = 0x0400 | 0x0800 | (pdu_type << 7)
+    return bytes([0, 0xC4, 0x9C, 0]) + struct.pack("<IH", 0x8E89BED6, flags) + ll
+
+
+@pytest.mark.parametrize("form", ["nordic-272", "phdr-256"])
+def test_sniffed_connection_gives_the_same_values(tmp_path: Path, snoop: Path, form: str) -> None:
+    base = _dissect(1002, [_btsnoop(h4, fl) for fl, h4 in _records(snoop)])
+    lt = int(form[-3:])
+    wrap = _nordic if lt == 272 else _phdr
+    pcap = _write_pcap(tmp_path / f"air{lt}.pcap", lt, [wrap(c, ll) for c, ll in _air(snoop)])
+    with open_capture(pcap) as rd:
+        frames = [bytes(b.buf[o : o + c]) for b in rd for o, c in _spans(b)]
+    got = _dissect(lt, frames)
+    assert _values(got) == _values(base) and _services(got) == _services(base)
+    assert _values(got) >= EXPECTED
+    if lt == 272:  # tshark follows the connection from its CONNECT_IND to the same strings
+        rows = tshark(pcap, "btatt", *FIELDS)
+        theirs = {
+            (f"0x{u:04X}", v)
+            for row in rows
+            for u, v in zip(FIELDS.values(), row, strict=True)
+            if v
+        }
+        ours = {(u, v) for _, u, v in _values(got) if int(u, 16) in FIELDS.values()}
+        assert ours == theirs and len(ours) == 9
+
+
+def test_sniffed_without_direction_or_after_encryption_gives_nothing(snoop: Path) -> None:
+    undirected = [_phdr(c, ll, directed=False) for c, ll in _air(snoop)]
+    assert _dissect(256, undirected) == []
+    encrypted = [_nordic(c, ll) for c, ll in _air(snoop, encrypt=True)]
+    assert _dissect(272, encrypted) == []
