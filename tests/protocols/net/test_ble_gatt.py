@@ -212,11 +212,13 @@ def test_a_connection_begun_before_the_capture_is_skipped(snoop: Path) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.data())
-def test_fuzz_gatt_dissector(snoop_frames: list[bytes], data: st.DataObject) -> None:
-    """Any change to any frames of a real session: events of the two kinds or ParseError,
-    and the per-capture state stays bounded."""
-    frames = list(snoop_frames)
+@given(st.sampled_from([1002, 272]), st.data())
+def test_fuzz_gatt_dissector(
+    snoop_frames: dict[int, list[bytes]], lt: int, data: st.DataObject
+) -> None:
+    """Any change to any frames of a real session (the HCI log, and as a sniffer saw it):
+    events of the two kinds or ParseError, and the per-capture state stays bounded."""
+    frames = list(snoop_frames[lt])
     for _ in range(data.draw(st.integers(1, 6))):
         i = data.draw(st.integers(0, len(frames) - 1))
         f = bytearray(frames[i])
@@ -226,7 +228,7 @@ def test_fuzz_gatt_dissector(snoop_frames: list[bytes], data: st.DataObject) -> 
     ble_gatt.reset()
     for f in frames:
         with contextlib.suppress(ParseError):
-            for ev in ble_gatt.dissect(1002, 0, f, 1, 0):
+            for ev in ble_gatt.dissect(lt, 0, f, 1, 0):
                 assert isinstance(ev, (BleGattValue, BleGattServices))
                 assert len(getattr(ev, "value", "")) <= 64
     assert len(ble_gatt._LINKS) <= ble_gatt.MAX_LINKS
@@ -236,8 +238,11 @@ def test_fuzz_gatt_dissector(snoop_frames: list[bytes], data: st.DataObject) -> 
 
 
 @pytest.fixture(scope="module")
-def snoop_frames(snoop: Path) -> list[bytes]:
-    return [_btsnoop(h4, fl) for fl, h4 in _records(snoop)]
+def snoop_frames(snoop: Path) -> dict[int, list[bytes]]:
+    return {
+        1002: [_btsnoop(h4, fl) for fl, h4 in _records(snoop)],
+        272: [_nordic(c, ll) for c, ll in _air(snoop)],
+    }
 
 
 @pytest.mark.parametrize("order", ["scan-then-import", "import-then-scan"])
