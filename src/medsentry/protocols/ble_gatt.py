@@ -190,7 +190,7 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
         return []
     kind, sent, adapter, pkt = got
     if kind == H4_EVENT:
-        _event(interface, adapter, pkt, ts_ns, linktype)
+        _connected(interface, adapter, pkt)
         return _flush_closed(interface, adapter, pkt, ts_ns, linktype)
     if kind != H4_ACL or sent is None:
         return []
@@ -275,7 +275,7 @@ def _sniffed(linktype: int, frame: bytes, ts: int, interface: int) -> list[Event
     return found
 
 
-def _event(interface: int, adapter: int, evt: bytes, ts_ns: int, linktype: int) -> None:
+def _connected(interface: int, adapter: int, evt: bytes) -> None:
     """LE (Enhanced) Connection Complete: connection handle -> peer address (§7.7.65.1/10)."""
     if len(evt) < 3 or evt[0] != EVT_LE_META or evt[2] not in _CONNECTION_SUBEVENTS:
         return
@@ -360,7 +360,7 @@ def _att(
     if sent:  # the host's GATT client asks the peer's server
         if op not in ATT_REQUESTS:
             return
-        link.request = None  # a malformed request is answered by nothing we read
+        link.request = None  # cleared first: a malformed request (ParseError) awaits nothing
         link.request = _request(op, pdu)
         if link.long is not None and link.request != (ATT_READ_BLOB_REQ, link.long[0]):
             _end_long(link, handle, ts, lt, out)  # the client read on: the value was whole
