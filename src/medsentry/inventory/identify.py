@@ -150,22 +150,10 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
         obs["hostname"] = names
     cid = obs.get("ble.company_id")
     if cid and "ble.company" not in obs:  # the dissector names only a few: the full SIG table
-        names = {}
-        for v, ts in cid.items():
-            name = ble_companies.company(int(v, 16))
-            if name:
-                names[name] = ts
-        if names:
-            obs["ble.company"] = names
+        _company_names(obs, cid, "ble.company")
     pnp = obs.get("ble.pnp.company_id")
     if pnp:  # a PnP ID's SIG vendor names the product's maker (DIS 1.1 §3.9.1.2), not its chip
-        names = {}
-        for v, ts in pnp.items():
-            name = ble_companies.company(int(v, 16))
-            if name:
-                names[name] = ts
-        if names:
-            obs["ble.pnp.company"] = names
+        _company_names(obs, pnp, "ble.pnp.company")
     svc = obs.get("ble.service")
     if svc:  # member service UUIDs name the company whose service it is
         owners = {}
@@ -188,6 +176,17 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
             obs.pop(k, None)
         obs["dicom.forwarder"] = {"true": min(sent.values())}
     return obs
+
+
+def _company_names(obs: dict[str, dict[str, int]], ids: dict[str, int], key: str) -> None:
+    """SIG company identifiers ("0x020E") named from the shipped SIG table, under `key`."""
+    names = {}
+    for v, ts in ids.items():
+        name = ble_companies.company(int(v, 16))
+        if name:
+            names[name] = ts
+    if names:
+        obs[key] = names
 
 
 def best_hostname(state: DeviceState) -> str | None:

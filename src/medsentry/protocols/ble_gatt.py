@@ -28,13 +28,6 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from medsentry.capture.hci_linktypes import (
-    LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR,
-    LINKTYPE_BLUETOOTH_LINUX_MONITOR,
-    LINKTYPE_BTSNOOP_H1,
-    LINKTYPE_BTSNOOP_H4,
-    LINKTYPE_BTSNOOP_MONITOR,
-)
 from medsentry.events.base import Event
 from medsentry.events.ble import BleGattServices, BleGattValue
 from medsentry.protocols.base import ParseError
@@ -50,7 +43,6 @@ from medsentry.protocols.ble import (
     uuid128_text,
 )
 from medsentry.protocols.ble_hci import (
-    BTSNOOP_PREFIX,
     EVT_LE_META,
     H4_ACL,
     H4_EVENT,
@@ -58,6 +50,7 @@ from medsentry.protocols.ble_hci import (
     LE_ENHANCED_CONNECTION_COMPLETE,
     LE_ENHANCED_CONNECTION_COMPLETE_V2,
     RANDOM_ADDRESS_TYPES,
+    hci_packet,
 )
 from medsentry.protocols.registry import register_frame
 from medsentry.protocols.streamkit import text
@@ -74,8 +67,6 @@ NORDIC_CRC_OK, NORDIC_CENTRAL, NORDIC_ENCRYPTED, NORDIC_MIC_OK = 0x01, 0x02, 0x0
 PHDR_CRC_CHECKED, PHDR_CRC_VALID = 0x0400, 0x0800
 PHDR_DATA_C2P, PHDR_DATA_P2C = 2, 3
 EVT_DISCONNECTION_COMPLETE = 0x05  # Vol 4 Part E §7.7.5
-MONITOR_ACL_TX, MONITOR_ACL_RX = 4, 5  # BlueZ monitor opcodes (btmon)
-MONITOR_EVENT = 3
 PB_CONTINUING = 0b01  # Vol 4 Part E §5.4.2 Packet_Boundary_Flag
 L2CAP_ATT_CID = 0x0004  # Vol 3 Part A §2.1
 ATT_DEFAULT_MTU = 23  # Vol 3 Part G §5.2.1: LE default ATT_MTU
@@ -146,46 +137,10 @@ def reset() -> None:
     _LINKS.clear()
 
 
-def _hci_packet(linktype: int, frame: bytes) -> tuple[int, bool | None, int, bytes] | None:
-    """(H4 packet type, sent by the host?, adapter index, HCI packet without the type byte)."""
-    if linktype == LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR:
-        if len(frame) < 5:
-            raise ParseError("HCI H4 direction pseudo-header truncated")
-        sent = struct.unpack(">I", frame[:4])[0] == 0  # 0 sent, 1 received
-        return frame[4], sent, 0, frame[5:]
-    if linktype == LINKTYPE_BLUETOOTH_LINUX_MONITOR:
-        if len(frame) < 4:
-            raise ParseError("Linux monitor header truncated")
-        index, opcode = struct.unpack(">HH", frame[:4])
-        return _monitor(opcode, index, frame[4:])
-    if linktype in (LINKTYPE_BTSNOOP_H1, LINKTYPE_BTSNOOP_H4, LINKTYPE_BTSNOOP_MONITOR):
-        if len(frame) < BTSNOOP_PREFIX:
-            raise ParseError("btsnoop record header truncated")
-        flags = struct.unpack(">I", frame[:4])[0]
-        pkt = frame[BTSNOOP_PREFIX:]
-        if linktype == LINKTYPE_BTSNOOP_MONITOR:
-            return _monitor(flags & 0xFFFF, flags >> 16, pkt)
-        sent = not flags & 0x1  # bit 0: 0 sent, 1 received
-        if linktype == LINKTYPE_BTSNOOP_H1:  # bit 1: command/event, else data
-            return (H4_EVENT if flags & 0x2 else H4_ACL), sent, 0, pkt
-        if not pkt:
-            raise ParseError("HCI H4 packet without its packet indicator")
-        return pkt[0], sent, 0, pkt[1:]
-    return None  # link type 187 (no direction) and every other link type
-
-
-def _monitor(opcode: int, index: int, pkt: bytes) -> tuple[int, bool | None, int, bytes] | None:
-    if opcode == MONITOR_EVENT:
-        return H4_EVENT, False, index, pkt
-    if opcode in (MONITOR_ACL_TX, MONITOR_ACL_RX):
-        return H4_ACL, opcode == MONITOR_ACL_TX, index, pkt
-    return None
-
-
 def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: int) -> list[Event]:
     if linktype in (LINKTYPE_NORDIC_BLE, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR):
         return _sniffed(linktype, frame, ts_ns, interface)
-    got = _hci_packet(linktype, frame)
+    got = hci_packet(linktype, frame)
     if got is None:
         return []
     kind, sent, adapter, pkt = got

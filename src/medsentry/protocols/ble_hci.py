@@ -27,7 +27,6 @@ from medsentry.protocols.ble import _ad_structures, _address
 from medsentry.protocols.registry import register_frame
 
 H4_COMMAND, H4_ACL, H4_SCO, H4_EVENT, H4_ISO = 0x01, 0x02, 0x03, 0x04, 0x05  # Vol 4 Part A §2
-MONITOR_EVENT_PKT = 3  # BlueZ monitor opcode: HCI event packet (no H4 byte)
 BTSNOOP_PREFIX = 16  # flags, cumulative drops, timestamp (capture/btsnoop.py)
 EVT_LE_META = 0x3E  # Vol 4 Part E §7.7.65
 LE_CONNECTION_COMPLETE = 0x01  # §7.7.65.1
@@ -58,36 +57,57 @@ ANONYMOUS_ADDRESS = 0xFF  # §7.7.65.13: no address sent
 _DATA_STATUS_MASK = 0x60  # §7.7.65.13 Event_Type bits 5-6: 0 complete
 
 
-def hci_event(linktype: int, frame: bytes) -> bytes | None:
-    """The HCI event packet (event code, length, parameters) in a frame, else None."""
+MONITOR_KINDS = {2: H4_COMMAND, 3: H4_EVENT, 4: H4_ACL, 5: H4_ACL}  # command, event, ACL TX/RX
+MONITOR_ACL_TX = 4
+
+
+def hci_packet(linktype: int, frame: bytes) -> tuple[int, bool | None, int, bytes] | None:
+    """(H4 packet type, sent by the host? (None: the capture does not say), adapter index,
+    HCI packet without its type byte) of a frame of an HCI link type, else None."""
     if linktype == LINKTYPE_BLUETOOTH_HCI_H4:
-        h4 = frame
-    elif linktype == LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR:
+        return _h4(frame, None)
+    if linktype == LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR:
         if len(frame) < 4:
             raise ParseError("HCI H4 direction pseudo-header truncated")
-        h4 = frame[4:]
-    elif linktype == LINKTYPE_BLUETOOTH_LINUX_MONITOR:
+        return _h4(frame[4:], struct.unpack(">I", frame[:4])[0] == 0)  # 0 sent, 1 received
+    if linktype == LINKTYPE_BLUETOOTH_LINUX_MONITOR:
         if len(frame) < 4:
             raise ParseError("Linux monitor header truncated")
-        opcode = struct.unpack(">H", frame[2:4])[0]
-        return frame[4:] if opcode == MONITOR_EVENT_PKT else None
-    elif linktype in (LINKTYPE_BTSNOOP_H1, LINKTYPE_BTSNOOP_H4, LINKTYPE_BTSNOOP_MONITOR):
+        index, opcode = struct.unpack(">HH", frame[:4])
+        return _monitor(opcode, index, frame[4:])
+    if linktype in (LINKTYPE_BTSNOOP_H1, LINKTYPE_BTSNOOP_H4, LINKTYPE_BTSNOOP_MONITOR):
         if len(frame) < BTSNOOP_PREFIX:
             raise ParseError("btsnoop record header truncated")
         flags = struct.unpack(">I", frame[:4])[0]
         pkt = frame[BTSNOOP_PREFIX:]
+        if linktype == LINKTYPE_BTSNOOP_MONITOR:
+            return _monitor(flags & 0xFFFF, flags >> 16, pkt)
+        sent = not flags & 0x1  # bit 0: 0 sent, 1 received
         if linktype == LINKTYPE_BTSNOOP_H4:
-            h4 = pkt
-        elif linktype == LINKTYPE_BTSNOOP_H1:
-            # flags bit 1: command/event, bit 0: received (controller to host) -> an event
-            return pkt if flags & 0x3 == 0x3 else None
-        else:
-            return pkt if flags & 0xFFFF == MONITOR_EVENT_PKT else None
-    else:
-        return None
+            return _h4(pkt, sent)
+        if flags & 0x2:  # H1, bit 1: command (sent) or event (received); else data
+            return (H4_COMMAND if sent else H4_EVENT), sent, 0, pkt
+        return H4_ACL, sent, 0, pkt
+    return None
+
+
+def _h4(h4: bytes, sent: bool | None) -> tuple[int, bool | None, int, bytes]:
     if not h4:
         raise ParseError("HCI H4 packet without its packet indicator")
-    return h4[1:] if h4[0] == H4_EVENT else None
+    return h4[0], sent, 0, h4[1:]
+
+
+def _monitor(opcode: int, index: int, pkt: bytes) -> tuple[int, bool | None, int, bytes] | None:
+    kind = MONITOR_KINDS.get(opcode)
+    if kind is None:
+        return None
+    return kind, opcode in (2, MONITOR_ACL_TX), index, pkt
+
+
+def hci_event(linktype: int, frame: bytes) -> bytes | None:
+    """The HCI event packet (event code, length, parameters) in a frame, else None."""
+    got = hci_packet(linktype, frame)
+    return got[3] if got is not None and got[0] == H4_EVENT else None
 
 
 def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: int) -> list[Event]:
