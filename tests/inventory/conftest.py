@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+_DICOM = str(Path(__file__).resolve().parents[1] / "protocols" / "dicom")
+if _DICOM not in sys.path:
+    sys.path.insert(0, _DICOM)  # worklist.py: the dcmtk worklist SCP's files
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from invnet import lan, wait_port
 from pydicom.data import get_testdata_file
+from worklist import findscu_worklist, write_worklist
 
 from medsentry.inventory.identify import vendor_key
 
@@ -115,6 +116,32 @@ def test_pynetdicom_worklist_roles(tmp_path: Path, inventory_of) -> None:
     assert us.category.value == "imaging.us"  # a worklist SCU answered for modality US
     assert us.software_version.value.startswith("pynetdicom ")
     assert ris.phi_observed  # the worklist answer named a patient
+
+
+def test_dcmtk_worklist_scheduled_step(tmp_path: Path, inventory_of) -> None:
+    """Standard worklist queries (the modality in the Scheduled Procedure Step, PS3.4 K.6.1.2):
+    dcmtk findscu as an MR that asks for MR steps and as a station that asks for any modality,
+    against dcmtk's wlmscpfs answering with an MR and a CT step."""
+    findscu, wlmscpfs = _dcmtk("findscu"), _dcmtk("wlmscpfs")
+    root = write_worklist(tmp_path / "worklists", "RIS")
+    hosts = {
+        "mr": ("00:1b:21:00:00:41", "10.77.0.41/24"),  # an Intel NIC: the OUI says nothing
+        "ws": ("00:1b:21:00:00:42", "10.77.0.42/24"),
+        "ris": (DELL_MAC, "10.77.0.21/24"),
+    }
+    with lan(tmp_path, hosts) as n:
+        n.start("ris", wlmscpfs, "-dfp", str(root), "104")
+        wait_port(n, "ris", 104)
+        n.run("mr", *findscu_worklist(findscu, "MR01", "RIS", "10.77.0.21", 104, "MR"))
+        n.run("ws", *findscu_worklist(findscu, "WS02", "RIS", "10.77.0.21", 104, ""))
+    devs = inventory_of(n.pcap)
+    mr, ws = devs["mac:00:1b:21:00:00:41"], devs["mac:00:1b:21:00:00:42"]
+    ris = devs[f"mac:{DELL_MAC}"]
+    assert mr.category.value == "imaging.mr"
+    assert "dicom.worklist_modality" in {e.source for e in mr.category.evidence}
+    # the open query was answered with MR and CT steps: neither names the asking station
+    assert ws.category.value == "imaging"
+    assert ris.category.value == "ris" and ris.phi_observed
 
 
 HL7_RECEIVER = textwrap.dedent(

@@ -165,6 +165,9 @@ class DicomDataset(Event, tag="dicom_dataset", frozen=True, kw_only=True):
     software_versions: list[str] = msgspec.field(default_factory=list)
     station_name: str | None = None
     institutional_department_name: str | None = None
+    # a worklist identifier's first Scheduled Procedure Step (PS3.4 K.6.1.2.2)
+    scheduled_modality: str | None = None
+    scheduled_station_ae_title: str | None = None
     phi_attributes: list[str] = msgspec.field(default_factory=list)  # keywords present, no value
     bytes_total: int = 0
     bytes_parsed: int = 0

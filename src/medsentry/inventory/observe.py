@@ -474,13 +474,15 @@ class Observer:
         if m.phi_attributes:
             self._phi(c, s, ts)
         if m.command != "C-STORE-RQ":  # query results describe others, not the sender
-            # a worklist query names the querying modality's type, and so do the answers
-            # (PS3.4 K.6.1.2.2: Scheduled Procedure Step Modality); rules use it only for
-            # devices that use the Modality Worklist service
-            if m.modality and m.command == "C-FIND-RSP":
+            # a worklist query names the querying modality's type (PS3.4 K.6.1.2.2: Scheduled
+            # Procedure Step Modality); rules use it only for devices that use the Modality
+            # Worklist service. A top-level Modality in the answers names it too; an answer's
+            # scheduled step does not: a query that leaves the modality open is answered with
+            # other stations' steps as well.
+            if m.command == "C-FIND-RQ":
+                self._obs(sender, "dicom.worklist_modality", m.modality or m.scheduled_modality, ts)
+            elif m.command == "C-FIND-RSP":
                 self._obs(receiver, "dicom.worklist_modality", m.modality, ts)
-            elif m.modality and m.command == "C-FIND-RQ":
-                self._obs(sender, "dicom.worklist_modality", m.modality, ts)
             return
         # Whose identity is this? The creator's; a forwarder (PACS) sends many: see identify.
         ident = "|".join(

@@ -7,10 +7,12 @@ from dicom_build import (
     CT_IMAGE_STORAGE,
     EXPLICIT_LE,
     IMPLICIT_LE,
+    PATIENT_ROOT_FIND,
     VERIFICATION,
     associate_ac,
     associate_rq,
     c_echo_rq,
+    c_find_rq,
     c_store_rq,
     c_store_rsp,
     flow_context,
@@ -19,6 +21,7 @@ from dicom_build import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 
 from medsentry.events import encode_json
 from medsentry.events.base import Event
@@ -28,15 +31,35 @@ from medsentry.protocols.dicom.dimse import MAX_COMMAND_SET_LENGTH
 from medsentry.protocols.dicom.dissector import DATASET_PREFIX
 from medsentry.protocols.dicom.pdu import MAX_ASSOCIATE_PDU_LENGTH
 
-CONTEXTS = [(CT_IMAGE_STORAGE, [EXPLICIT_LE, IMPLICIT_LE]), (VERIFICATION, [IMPLICIT_LE])]
+CONTEXTS = [
+    (CT_IMAGE_STORAGE, [EXPLICIT_LE, IMPLICIT_LE]),
+    (VERIFICATION, [IMPLICIT_LE]),
+    (PATIENT_ROOT_FIND, [IMPLICIT_LE]),
+]
 _DS = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+
+
+def _worklist_query() -> Dataset:
+    """A C-FIND identifier with an undefined-length Scheduled Procedure Step Sequence."""
+    ds, step = Dataset(), Dataset()
+    ds.PatientName = ""
+    step.Modality, step.ScheduledStationAETitle = "MR", "MR01"
+    ds.ScheduledProcedureStepSequence = [step]
+    ds["ScheduledProcedureStepSequence"].is_undefined_length = True
+    step.is_undefined_length_sequence_item = True
+    return ds
+
+
 VALID_C2S = (
     associate_rq(CONTEXTS, username=b"u", password=b"p")
     + c_store_rq(_DS, 1, implicit=False, max_pdu=2048)
     + c_echo_rq(3)
+    + c_find_rq(5, _worklist_query())
     + release_rq()
 )
-VALID_S2C = associate_ac(CONTEXTS, [(0, EXPLICIT_LE), (0, IMPLICIT_LE)]) + c_store_rsp(1, 0)
+VALID_S2C = associate_ac(
+    CONTEXTS, [(0, EXPLICIT_LE), (0, IMPLICIT_LE), (0, IMPLICIT_LE)]
+) + c_store_rsp(1, 0)
 
 # (direction, bytes) or (direction, gap length)
 ops = st.lists(
@@ -78,7 +101,8 @@ def test_random_bytes(steps: list) -> None:
     st.integers(0, 1 << 20),
 )
 def test_mutated_real_streams(which: int, flips: list, sizes: list, cut: int) -> None:
-    """A real association with bytes changed, cut short and split at random points."""
+    """A real association (C-STORE, C-ECHO, a worklist C-FIND) with bytes changed, cut short
+    and split at random points."""
     c2s, s2c = bytearray(VALID_C2S), bytearray(VALID_S2C)
     target = c2s if which == 0 else s2c
     for pos, value in flips:

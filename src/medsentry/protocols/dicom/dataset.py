@@ -2,7 +2,9 @@
 
 Only a bounded prefix of each data set is decoded, with pydicom's element reader, in the
 presentation context's transfer syntax (PS3.5 §10, Annex A). Patient attribute values are never
-converted or returned: only the keywords of the non-empty ones.
+converted or returned: only the keywords of the non-empty ones. In a Modality Worklist
+identifier the reader also descends into the first Scheduled Procedure Step item (PS3.4 K.6.1.2)
+for its Modality and Scheduled Station AE Title, and for nothing else in it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class DatasetSummary:
     software_versions: list[str] = field(default_factory=list)
     station_name: str | None = None
     institutional_department_name: str | None = None
+    scheduled_modality: str | None = None  # (0040,0100) item 1 (0008,0060)
+    scheduled_station_ae_title: str | None = None  # (0040,0100) item 1 (0040,0001)
     phi_attributes: list[str] = field(default_factory=list)
     bytes_parsed: int = 0
     decode_error: bool = False
@@ -67,8 +71,30 @@ def _text(value: bytes) -> list[str]:
     return [p[:_MAX_VALUE_CHARS] for p in parts if p][:_MAX_VALUES]
 
 
-def summarize(data: bytes, transfer_syntax: str | None) -> DatasetSummary:
-    """Read the device-identity and patient-attribute elements at the top level of `data`."""
+def _first_item(elem: object, implicit: bool, little: bool, wanted: dict[int, str]) -> dict:
+    """The wanted raw values of a sequence element's first item (PS3.5 §7.5), by keyword."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filereader import read_sequence
+
+    value = getattr(elem, "value", None)
+    if isinstance(value, bytes):  # a defined-length sequence comes raw (PS3.5 §7.5.1)
+        value = read_sequence(io.BytesIO(value), implicit, little, len(value), "iso8859")
+    if not value:
+        return {}
+    item = value[0]
+    out: dict[str, bytes] = {}
+    for tag, keyword in wanted.items():
+        raw = item.get_item(tag)
+        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            out[keyword] = raw.value
+    return out
+
+
+def summarize(data: bytes, transfer_syntax: str | None, worklist: bool = False) -> DatasetSummary:
+    """Read the device-identity and patient-attribute elements at the top level of `data`.
+
+    `worklist`: the data set is a C-FIND identifier, which may hold a Scheduled Procedure Step.
+    """
     # pydicom is imported at the first data set (~0.25 s): scans without DICOM never pay it
     from pydicom.dataelem import DataElement, RawDataElement
     from pydicom.filereader import data_element_generator
@@ -76,6 +102,8 @@ def summarize(data: bytes, transfer_syntax: str | None) -> DatasetSummary:
 
     attrs = dataset_attributes()
     wanted = attrs.device_identity.keys() | attrs.patient_attributes.keys()
+    if worklist:
+        wanted = wanted | {attrs.scheduled_sequence}
     last_wanted = max(wanted)
     summary = DatasetSummary(bytes_parsed=len(data))
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
@@ -83,6 +111,7 @@ def summarize(data: bytes, transfer_syntax: str | None) -> DatasetSummary:
     implicit, little = _encoding(transfer_syntax, data)
     found: dict[int, bytes] = {}
     present: set[int] = set()
+    step: dict[str, bytes] = {}
 
     def stop(tag: object, vr: object, length: object) -> bool:
         return int(tag) >= PIXEL_DATA or int(tag) > last_wanted  # type: ignore[call-overload]
@@ -99,7 +128,9 @@ def summarize(data: bytes, transfer_syntax: str | None) -> DatasetSummary:
         try:
             for elem in reader:
                 tag = int(elem.tag)
-                if isinstance(elem, RawDataElement):
+                if tag == attrs.scheduled_sequence:
+                    step = _first_item(elem, implicit, little, attrs.scheduled_items)
+                elif isinstance(elem, RawDataElement):
                     value = elem.value
                     if tag in attrs.patient_attributes:
                         if value:
@@ -130,5 +161,8 @@ def summarize(data: bytes, transfer_syntax: str | None) -> DatasetSummary:
     summary.software_versions = device.get("SoftwareVersions", [])
     summary.station_name = one("StationName")
     summary.institutional_department_name = one("InstitutionalDepartmentName")
+    scheduled = {k: _text(v) for k, v in step.items()}
+    summary.scheduled_modality = (scheduled.get("Modality") or [None])[0]
+    summary.scheduled_station_ae_title = (scheduled.get("ScheduledStationAETitle") or [None])[0]
     summary.phi_attributes = sorted(attrs.patient_attributes[t] for t in present)
     return summary

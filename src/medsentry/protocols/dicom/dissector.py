@@ -533,8 +533,10 @@ class DicomDissector:
         transfer_syntax = self._accepted_ts.get(context)
         if transfer_syntax is None and len(self._proposed.get(context, (None, []))[1]) == 1:
             transfer_syntax = self._proposed[context][1][0]
-        summary = summarize(bytes(d.ds_prefix), transfer_syntax)
         cmd = d.command
+        field = cmd.command_field if cmd and cmd.command_field is not None else None
+        # C-FIND-RQ / C-FIND-RSP (PS3.7 §9.3.2): the identifier may be a worklist query's
+        summary = summarize(bytes(d.ds_prefix), transfer_syntax, field in (0x0020, 0x8020))
         total = d.ds_total
         d.command = None
         d.ds_prefix.clear()
@@ -542,7 +544,6 @@ class DicomDissector:
         d.ds_context = None
         self._datasets += 1
         self._dataset_bytes += total
-        field = cmd.command_field if cmd and cmd.command_field is not None else None
         return DicomDataset(
             ts_ns=ts_ns,
             flow_id=self.ctx.flow_id,
@@ -560,6 +561,8 @@ class DicomDissector:
             software_versions=summary.software_versions,
             station_name=summary.station_name,
             institutional_department_name=summary.institutional_department_name,
+            scheduled_modality=summary.scheduled_modality,
+            scheduled_station_ae_title=summary.scheduled_station_ae_title,
             phi_attributes=summary.phi_attributes,
             bytes_total=total,
             bytes_parsed=summary.bytes_parsed,

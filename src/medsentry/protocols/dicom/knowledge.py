@@ -31,6 +31,8 @@ def _load(name: str) -> dict:
 class DatasetAttributes:
     device_identity: dict[int, str]  # tag -> keyword, values kept
     patient_attributes: dict[int, str]  # tag -> keyword, presence only
+    scheduled_sequence: int  # the Scheduled Procedure Step Sequence tag (worklist identifiers)
+    scheduled_items: dict[int, str]  # tag -> keyword inside its first item, values kept
 
 
 def _tags(doc: dict, key: str, name: str) -> dict[int, str]:
@@ -53,8 +55,15 @@ def dataset_attributes() -> DatasetAttributes:
     doc = _load(name)
     if not doc.get("sources"):
         raise ConfigError(f"knowledge file {name}: sources are missing")
+    step = doc.get("scheduled_step")
+    sequence = step.get("sequence") if isinstance(step, dict) else None
+    if not isinstance(sequence, dict) or not isinstance(sequence.get("tag"), str):
+        raise ConfigError(f"knowledge file {name}: scheduled_step needs sequence and items")
     return DatasetAttributes(
-        _tags(doc, "device_identity", name), _tags(doc, "patient_attributes", name)
+        _tags(doc, "device_identity", name),
+        _tags(doc, "patient_attributes", name),
+        _tags({"sequence": [sequence]}, "sequence", name).popitem()[0],
+        _tags(step, "items", name),
     )
 
 
