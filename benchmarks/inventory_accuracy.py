@@ -9,8 +9,9 @@ medsentry's own output):
 - `demo`: `medsentry demo`'s hospital (23 hosts + 2 router interfaces); truth from
   `medsentry.demo.hospital` (CATEGORY, each host's NIC vendor, the models the devices state).
 - `lan`: real stacks on a network-namespace LAN (dcmtk storescu/storescp, pynetdicom worklist
-  SCU/SCP, an hl7apy MLLP monitor and central station, BusyBox udhcpc/udhcpd, curl/openssl TLS
-  to a maker's cloud name, an Android HTTP stack); truth = what each host was set up to be.
+  SCU/SCP, dcmtk findscu/wlmscpfs worklist, an hl7apy MLLP monitor and central station, BusyBox
+  udhcpc/udhcpd, curl/openssl TLS to a maker's cloud name, an Android HTTP stack); truth = what
+  each host was set up to be.
 - `ble`: a phone's HCI snoop log (btsnoop) of a companion app reading two personal health
   devices over GATT, made by Bumble's real host and controller stack; truth = what each
   device's GATT server was set up to be.
@@ -105,6 +106,7 @@ def demo_dataset(work: Path) -> list[tuple[str, Path, list[Label]]]:
 
 def lan_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
     sys.path.insert(0, str(REPO / "tests" / "inventory"))
+    sys.path.insert(0, str(REPO / "tests" / "protocols" / "dicom"))
     import test_inventory_realstacks as rs  # the scripts the tests run
     from invnet import lan, wait_port
     from pydicom.data import get_testdata_file
@@ -131,6 +133,23 @@ def lan_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
     out.append(("lan: pynetdicom worklist", n.pcap, [
         Label("mac:00:1b:78:00:00:31", "imaging.us", "Hewlett Packard", None, "US modality"),
         Label(f"mac:{rs.DELL_MAC}", "ris", "Dell", None, "worklist SCP"),
+    ]))  # fmt: skip
+    d = work / "dcmtk-mwl"
+    d.mkdir()
+    from worklist import findscu_worklist, write_worklist
+
+    root = write_worklist(d / "worklists", "RIS")
+    hosts = {"mr": ("00:1b:21:00:00:41", "10.77.0.41/24"),
+             "ws": ("00:1b:21:00:00:42", "10.77.0.42/24"), "ris": (rs.DELL_MAC, "10.77.0.21/24")}
+    with lan(d, hosts) as n:
+        n.start("ris", "/usr/bin/wlmscpfs", "-dfp", str(root), "104")
+        wait_port(n, "ris", 104)
+        for host, ae, modality in (("mr", "MR01", "MR"), ("ws", "WS02", "")):
+            n.run(host, *findscu_worklist("/usr/bin/findscu", ae, "RIS", "10.77.0.21", 104, modality))
+    out.append(("lan: dcmtk findscu -> wlmscpfs", n.pcap, [
+        Label("mac:00:1b:21:00:00:41", "imaging.mr", "Intel", None, "MR asking for MR steps"),
+        Label("mac:00:1b:21:00:00:42", "imaging", "Intel", None, "modality asking for any"),
+        Label(f"mac:{rs.DELL_MAC}", "ris", "Dell", None, "wlmscpfs worklist SCP"),
     ]))  # fmt: skip
     d = work / "hl7"
     d.mkdir()
