@@ -1,4 +1,4 @@
-"""Bluetooth HCI link types (tcpdump.org/linktypes.html) and btsnoop pseudo link types.
+"""Bluetooth HCI link types (tcpdump.org/linktypes.html) and btsnoop/PacketLogger pseudo ones.
 
 Frames of these link types are left undecoded by the decode kernel and handed to the HCI
 dissector (protocols/ble_hci.py).
@@ -12,6 +12,8 @@ LINKTYPE_BLUETOOTH_LINUX_MONITOR = 254  # adapter index, opcode (big-endian) + p
 LINKTYPE_BTSNOOP_H1 = 1001
 LINKTYPE_BTSNOOP_H4 = 1002
 LINKTYPE_BTSNOOP_MONITOR = 2001
+# PacketLogger records (capture/pklg.py): the record from its packet type byte
+LINKTYPE_PACKETLOGGER = 3001
 HCI_LINKTYPES = (
     LINKTYPE_BLUETOOTH_HCI_H4,
     LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR,
@@ -19,4 +21,5 @@ HCI_LINKTYPES = (
     LINKTYPE_BTSNOOP_H1,
     LINKTYPE_BTSNOOP_H4,
     LINKTYPE_BTSNOOP_MONITOR,
+    LINKTYPE_PACKETLOGGER,
 )

@@ -38,8 +38,8 @@ from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 from medsentry.capture.kernels_bytes import prefetch, u16be, u32be, u32le, ubytes_be
 from medsentry.capture.kernels_wlan import WLAN_LINKTYPES, wlan_link
 
-# Link types the kernel understands; BLE ones (sniffer and HCI) are passed through for a
-# BLE dissector.
+# Link types the kernel understands; BLE ones (sniffer, HCI, and the btsnoop and PacketLogger
+# pseudo link types of HCI logs) are passed through for a BLE dissector.
 BLE_LINKTYPES = frozenset(
     {LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, LINKTYPE_NORDIC_BLE}
     | set(HCI_LINKTYPES)

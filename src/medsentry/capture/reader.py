@@ -1,4 +1,5 @@
-"""Open a capture file (pcap, pcapng or btsnoop, told apart by magic) and stream it as RawBatches.
+"""Open a capture file (pcap, pcapng or btsnoop by magic, else PacketLogger by its first records)
+and stream it as RawBatches.
 
 The file is read in windows of about `chunk_bytes` (mmap views when the file can be mapped,
 otherwise `readinto` fresh buffers), so memory stays bounded whatever the capture size. A
@@ -32,6 +33,8 @@ from medsentry.capture.kernels_bytes import (
 from medsentry.capture.kernels_decode import DECODED_LINKTYPES
 from medsentry.capture.pcap import FILE_HEADER_LEN, MAGICS, PcapWalker
 from medsentry.capture.pcapng import SHB_MAGIC, PcapngWalker
+from medsentry.capture.pklg import PROBE_BYTES, PklgWalker
+from medsentry.capture.pklg import probe as probe_pklg
 from medsentry.errors import CaptureError
 from medsentry.events import DecodeWarning
 
@@ -149,7 +152,7 @@ class CaptureReader:
         self._warned_ifaces = 0
         self._windows: _Windows | None = None
 
-    def _detect(self, head: bytes) -> PcapWalker | PcapngWalker | BtsnoopWalker:
+    def _detect(self, head: bytes) -> PcapWalker | PcapngWalker | BtsnoopWalker | PklgWalker:
         if len(head) < 4:
             raise CaptureError(
                 f"file too short to be a capture ({len(head)} bytes)", self.source, len(head)
@@ -164,8 +167,14 @@ class CaptureReader:
         for magic, what in _OTHER_MAGICS.items():
             if head.startswith(magic):
                 raise CaptureError(what, self.source, 0)
+        self._fh.seek(0)
+        big = probe_pklg(self._fh.read(PROBE_BYTES))
+        if big is not None:
+            return PklgWalker(big)
         raise CaptureError(
-            f"not a pcap, pcapng or btsnoop capture (magic 0x{head[:4].hex()})", self.source, 0
+            f"not a pcap, pcapng, btsnoop or PacketLogger capture (magic 0x{head[:4].hex()})",
+            self.source,
+            0,
         )
 
     @property
@@ -269,5 +278,6 @@ class CaptureReader:
 def open_capture(
     path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES, use_mmap: bool = True
 ) -> CaptureReader:
-    """Open a pcap, pcapng or btsnoop file for streaming; raises CaptureError if it is not one."""
+    """Open a pcap, pcapng, btsnoop or PacketLogger file for streaming; raises CaptureError if it
+    is not one."""
     return CaptureReader(path, chunk_bytes=chunk_bytes, use_mmap=use_mmap)

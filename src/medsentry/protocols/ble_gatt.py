@@ -1,13 +1,13 @@
 """Bluetooth LE GATT identity: what a connected device says it is, from HCI logs and sniffers.
 
-A companion app that connects to a personal health device discovers its primary services
-(Core Vol 3 Part G §4.4) and reads its Device Information Service (DIS 1.1: manufacturer,
-model number, serial number, hardware, firmware and software revision, System ID, PnP ID, IEEE
+A companion app that connects to a personal health device discovers its primary services (Core
+Vol 3 Part G §4.4) and reads its Device Information Service (DIS 1.1: manufacturer, model
+number, serial number, hardware, firmware and software revision, System ID, PnP ID, IEEE
 11073-20601 certification) and its GAP Device Name (Vol 3 Part C §12.1). Every health profile
-(BLP, GLP, CGMP, PLXP, WSP, HTP) requires the DIS. In an HCI trace (Android HCI snoop log,
-BlueZ btmon; the link types of ble_hci.py) these are ATT PDUs (Vol 3 Part F §3.4) in L2CAP basic
-frames on the LE attribute channel (CID 0x0004, Vol 3 Part A §2.1), carried by HCI ACL data
-packets (Vol 4 Part E §5.4.2).
+(BLP, GLP, CGMP, PLXP, WSP, HTP) requires the DIS. In an HCI trace (Android HCI snoop log, BlueZ
+btmon, Apple PacketLogger; the link types of ble_hci.py) these are ATT PDUs (Vol 3 Part F §3.4)
+in L2CAP basic frames on the LE attribute channel (CID 0x0004, Vol 3 Part A §2.1), carried by
+HCI ACL data packets (Vol 4 Part E §5.4.2).
 
 The same ATT exchange is read from BLE sniffer captures (nRF Sniffer 272, and 256 where its
 pseudo-header gives the direction) of a connection whose CONNECT_IND was captured, until the

@@ -1,11 +1,12 @@
 """Bluetooth LE advertising seen at the host controller interface (frame dissector).
 
 Phones and hosts record BLE as HCI traffic: Android HCI snoop logs and BlueZ btmon (btsnoop
-files, capture/btsnoop.py) or pcaps of link types (tcpdump.org/linktypes.html) 187
-BLUETOOTH_HCI_H4, 201 BLUETOOTH_HCI_H4_WITH_PHDR and 254 BLUETOOTH_LINUX_MONITOR. The scanner's
-controller reports what it heard in HCI LE Meta events (Core Vol 4 Part E §7.7.65):
-LE Advertising Report (§7.7.65.2, legacy PDUs) and LE Extended Advertising Report
-(§7.7.65.13). Each report gives the same BleAdvertisement as the sniffer path (ble.py).
+files, capture/btsnoop.py), Apple PacketLogger files (capture/pklg.py) or pcaps of link types
+(tcpdump.org/linktypes.html) 187 BLUETOOTH_HCI_H4, 201 BLUETOOTH_HCI_H4_WITH_PHDR and 254
+BLUETOOTH_LINUX_MONITOR. The scanner's controller reports what it heard in HCI LE Meta events
+(Core Vol 4 Part E §7.7.65): LE Advertising Report (§7.7.65.2, legacy PDUs) and LE Extended
+Advertising Report (§7.7.65.13). Each report gives the same BleAdvertisement as the sniffer path
+(ble.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from medsentry.capture.hci_linktypes import (
     LINKTYPE_BTSNOOP_H1,
     LINKTYPE_BTSNOOP_H4,
     LINKTYPE_BTSNOOP_MONITOR,
+    LINKTYPE_PACKETLOGGER,
 )
 from medsentry.events.base import Event
 from medsentry.events.ble import BleAdvertisement, BleConnection
@@ -59,6 +61,9 @@ _DATA_STATUS_MASK = 0x60  # §7.7.65.13 Event_Type bits 5-6: 0 complete
 
 MONITOR_KINDS = {2: H4_COMMAND, 3: H4_EVENT, 4: H4_ACL, 5: H4_ACL}  # command, event, ACL TX/RX
 MONITOR_ACL_TX = 4
+# PacketLogger packet types (capture/pklg.py) -> (H4 type, sent by the host)
+PKLG_KINDS = {0x00: (H4_COMMAND, True), 0x01: (H4_EVENT, False), 0x02: (H4_ACL, True),
+              0x03: (H4_ACL, False)}  # fmt: skip
 
 
 def hci_packet(linktype: int, frame: bytes) -> tuple[int, bool | None, int, bytes] | None:
@@ -75,6 +80,9 @@ def hci_packet(linktype: int, frame: bytes) -> tuple[int, bool | None, int, byte
             raise ParseError("Linux monitor header truncated")
         index, opcode = struct.unpack(">HH", frame[:4])
         return _monitor(opcode, index, frame[4:])
+    if linktype == LINKTYPE_PACKETLOGGER:
+        kind = PKLG_KINDS.get(frame[0]) if frame else None
+        return None if kind is None else (kind[0], kind[1], 0, frame[1:])
     if linktype in (LINKTYPE_BTSNOOP_H1, LINKTYPE_BTSNOOP_H4, LINKTYPE_BTSNOOP_MONITOR):
         if len(frame) < BTSNOOP_PREFIX:
             raise ParseError("btsnoop record header truncated")

@@ -182,12 +182,39 @@ def _monitor(h4: bytes, flags: int) -> bytes | None:
     return None if op is None else struct.pack(">HH", 0, op) + h4[1:]
 
 
-@pytest.mark.parametrize("form", ["btsnoop-fragmented", "pcap-201", "pcap-254"])
+def _pklg(path: Path, recs: list[tuple[int, bytes]], big: bool) -> Path:
+    """The same HCI packets as an Apple PacketLogger file (Wireshark's packetlogger.c layout):
+    length, seconds, microseconds, then the PacketLogger type (0 command, 1 event, 2/3 ACL
+    sent/received) in place of the H4 indicator."""
+    out = []
+    for i, (fl, h4) in enumerate(recs):
+        kind = {0x01: 0x00, 0x04: 0x01, 0x02: 0x03 if fl & 1 else 0x02}.get(h4[0])
+        if kind is not None:
+            out.append(struct.pack(">III" if big else "<III", 8 + len(h4), 1_700_000_000, i))
+            out.append(bytes([kind]) + h4[1:])
+    path.write_bytes(b"".join(out))
+    return path
+
+
+@pytest.mark.parametrize(
+    "form", ["btsnoop-fragmented", "pcap-201", "pcap-254", "pklg-big", "pklg-little"]
+)
 def test_every_hci_framing_gives_the_same_values(tmp_path: Path, snoop: Path, form: str) -> None:
     recs = _records(snoop)
     base = _dissect(1002, [_btsnoop(h4, fl) for fl, h4 in recs])
     if form == "btsnoop-fragmented":
         got = _dissect(1002, [_btsnoop(p, fl) for fl, h4 in recs for p in _fragment(h4)])
+    elif form.startswith("pklg"):
+        path = _pklg(tmp_path / "companion.pklg", recs, form == "pklg-big")
+        with open_capture(path) as rd:  # medsentry's own reader, as a scan would
+            assert rd.format == "pklg" and rd.warnings == []
+            got = _dissect(3001, [bytes(b.buf[o : o + c]) for b in rd for o, c in _spans(b)])
+        # and Wireshark reads the file as PacketLogger and finds the same strings in it
+        rows = tshark(path, "btatt", "bthci_acl.src.bd_addr", *FIELDS)
+        theirs = {(src, f"0x{u:04X}", v) for src, *vals in rows
+                  for u, v in zip(FIELDS.values(), vals, strict=True) if v}  # fmt: skip
+        assert {v for v in _values(got) if v[1] in {t[1] for t in theirs}} == theirs
+        assert len(theirs) == 9
     else:
         lt = int(form[-3:])
         frames = [

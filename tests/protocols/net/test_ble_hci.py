@@ -123,6 +123,25 @@ def btsnoop_file(tmp: Path, datalink: int) -> Path:
     return path
 
 
+def pklg(records: list[tuple[int, bytes]], big: bool = True) -> bytes:
+    """PacketLogger file (Wireshark's wiretap/packetlogger.c): no file header; records of
+    length (timestamp + type + packet), seconds, microseconds, then (type, packet)."""
+    out = b""
+    for k, (kind, pkt) in enumerate(records):
+        secs, usecs = divmod(TS_US + k * 1000, 1_000_000)
+        out += struct.pack(">III" if big else "<III", 9 + len(pkt), secs, usecs)
+        out += bytes([kind]) + pkt
+    return out
+
+
+def pklg_file(tmp: Path, big: bool = True) -> Path:
+    events = [le_advertising_report(), le_extended_advertising_report()]
+    recs = [(0x00, cmd_le_set_scan_enable())] + [(0x01, e) for e in events]  # command, events
+    path = tmp / f"hci_{'be' if big else 'le'}.pklg"
+    path.write_bytes(pklg(recs, big))
+    return path
+
+
 def pcap_file(tmp: Path, linktype: int) -> Path:
     events = [le_advertising_report(), le_extended_advertising_report()]
     if linktype == 187:
@@ -142,10 +161,12 @@ def pcap_file(tmp: Path, linktype: int) -> Path:
 
 
 CASES = [("btsnoop", 1001), ("btsnoop", 1002), ("btsnoop", 2001)]
-CASES += [("pcap", 187), ("pcap", 201), ("pcap", 254)]
+CASES += [("pcap", 187), ("pcap", 201), ("pcap", 254), ("pklg", 3001)]
 
 
 def _build(tmp: Path, kind: str, lt: int) -> Path:
+    if kind == "pklg":
+        return pklg_file(tmp)
     return btsnoop_file(tmp, lt) if kind == "btsnoop" else pcap_file(tmp, lt)
 
 
@@ -362,6 +383,7 @@ def test_fuzz_hci_dissector(case: tuple[str, int], data: st.DataObject) -> None:
                     1001: [b"\0\0\0\3" + bytes(12) + e for e in events],
                     1002: [b"\0\0\0\3" + bytes(12) + b"\x04" + e for e in events],
                     2001: [b"\0\0\0\3" + bytes(12) + e for e in events],
+                    3001: [b"\x01" + e for e in events],
                 }[lt]
             )
         )
@@ -374,10 +396,51 @@ def test_fuzz_hci_dissector(case: tuple[str, int], data: st.DataObject) -> None:
             assert isinstance(ev, (BleAdvertisement, BleConnection))
 
 
+def test_little_endian_pklg_and_its_byte_order(tmp_path: Path) -> None:
+    """packetlogger.c reads either byte order; the first record's length tells which."""
+    for big in (True, False):
+        with open_capture(pklg_file(tmp_path, big)) as rd:
+            frames = [bytes(b.buf[int(o) : int(o) + int(c)]) for b in rd
+                      for o, c in zip(b.off, b.caplen, strict=True)]  # fmt: skip
+            assert rd.format == "pklg" and rd.warnings == [] and len(frames) == 3
+        _check_events([e for f in frames for e in ble_hci.dissect(3001, 0, f, 0, 0)])
+
+
+def test_truncated_pklg_keeps_packets_and_warns_with_offset(tmp_path: Path) -> None:
+    whole = pklg_file(tmp_path).read_bytes()
+    cut = tmp_path / "cut.pklg"
+    cut.write_bytes(whole[:-7])
+    with open_capture(cut) as rd:
+        n = sum(len(b) for b in rd)
+        (w,) = rd.warnings
+    third = (13 + len(cmd_le_set_scan_enable())) + (13 + len(le_advertising_report()))
+    assert n == 2 and "truncated" in w.message and w.offset == third
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"hello, this is text and not a capture at all\n" * 4,
+        bytes(64),
+        b"\0\0\0\x09" + bytes(4) + struct.pack(">I", 1_000_000) + b"\x00",
+        b"\0\0\0\x09" + bytes(8) + b"\x42",
+    ],
+    ids=["text", "zeros", "microseconds-out-of-range", "unknown-type"],
+)
+def test_not_packetlogger_is_a_capture_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "other.bin"
+    path.write_bytes(data)
+    with pytest.raises(CaptureError, match="not a pcap, pcapng, btsnoop or PacketLogger"):
+        open_capture(path)
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from([1001, 1002, 2001]), st.data())
+@given(st.sampled_from([1001, 1002, 2001, 3001]), st.data())
 def test_fuzz_btsnoop_reader(tmp_path_factory, datalink: int, data: st.DataObject) -> None:
-    buf = bytearray(btsnoop_file(tmp_path_factory.mktemp("f"), datalink).read_bytes())
+    tmp = tmp_path_factory.mktemp("f")
+    buf = bytearray(
+        (pklg_file(tmp) if datalink == 3001 else btsnoop_file(tmp, datalink)).read_bytes()
+    )
     for _ in range(data.draw(st.integers(0, 8))):
         buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
     buf = buf[: data.draw(st.integers(0, len(buf)))]
