@@ -145,7 +145,8 @@ def lan_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
         n.start("ris", "/usr/bin/wlmscpfs", "-dfp", str(root), "104")
         wait_port(n, "ris", 104)
         for host, ae, modality in (("mr", "MR01", "MR"), ("ws", "WS02", "")):
-            n.run(host, *findscu_worklist("/usr/bin/findscu", ae, "RIS", "10.77.0.21", 104, modality))
+            query = findscu_worklist("/usr/bin/findscu", ae, "RIS", "10.77.0.21", 104, modality)
+            n.run(host, *query)
     out.append(("lan: dcmtk findscu -> wlmscpfs", n.pcap, [
         Label("mac:00:1b:21:00:00:41", "imaging.mr", "Intel", None, "MR asking for MR steps"),
         Label("mac:00:1b:21:00:00:42", "imaging", "Intel", None, "modality asking for any"),

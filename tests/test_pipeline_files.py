@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,33 @@ def test_not_a_capture_is_a_capture_error(tmp_path):
     bad.write_bytes(b"hello world, not a pcap")
     with pytest.raises(CaptureError, match="not a pcap"):
         Pipeline(ScanConfig(phi_key=b"k")).scan_files([bad], lambda evs: None)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(gzip.compress(b"\xd4\xc3\xb2\xa1" + bytes(20))), "gzip"),
+        (lambda p: zipfile.ZipFile(p, "w").close(), None),  # an empty archive: no local header
+        (lambda p: _zip_with(p, "FS/data/misc/bluetooth/logs/btsnoop_hci.log"), "zip archive"),
+    ],
+    ids=["gzip", "empty-zip", "bugreport-zip"],
+)
+def test_archives_name_what_to_do(tmp_path, make, message) -> None:
+    """A compressed or archived capture is one clear message, exit code 2, no traceback."""
+    from click.testing import CliRunner
+
+    from medsentry.cli import main as cli
+
+    path = tmp_path / "capture.bin"
+    make(path)
+    res = CliRunner().invoke(cli, ["scan", str(path), "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and str(path) in res.output
+    assert (message or "not a pcap") in res.output
+
+
+def _zip_with(path, name: str) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(name, b"btsnoop\0" + bytes(8))
 
 
 def test_several_files_each_with_its_own_capture_id(tmp_path):

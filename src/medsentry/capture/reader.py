@@ -44,6 +44,10 @@ _HEAD_LEN = 64
 _OTHER_MAGICS = {
     b"\x1f\x8b": "gzip-compressed file; decompress it first",
     b"\x28\xb5\x2f\xfd": "zstd-compressed file; decompress it first",
+    b"PK\x03\x04": (
+        "zip archive; extract the capture from it first (an Android bug report keeps the HCI"
+        " snoop log under FS/data/misc/bluetooth/logs/)"
+    ),
     b"\xa1\xb2\xcd\x34": "Kuznetzov modified pcap, which is not supported",
     b"\x34\xcd\xb2\xa1": "Kuznetzov modified pcap, which is not supported",
 }
