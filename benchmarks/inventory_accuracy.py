@@ -139,8 +139,11 @@ def lan_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
     from worklist import findscu_worklist, write_worklist
 
     root = write_worklist(d / "worklists", "RIS")
-    hosts = {"mr": ("00:1b:21:00:00:41", "10.77.0.41/24"),
-             "ws": ("00:1b:21:00:00:42", "10.77.0.42/24"), "ris": (rs.DELL_MAC, "10.77.0.21/24")}
+    hosts = {
+        "mr": ("00:1b:21:00:00:41", "10.77.0.41/24"),
+        "ws": ("00:1b:21:00:00:42", "10.77.0.42/24"),
+        "ris": (rs.DELL_MAC, "10.77.0.21/24"),
+    }
     with lan(d, hosts) as n:
         n.start("ris", "/usr/bin/wlmscpfs", "-dfp", str(root), "104")
         wait_port(n, "ris", 104)
