@@ -231,6 +231,49 @@ def test_mergecap_two_link_types(captures: tuple[Path, Path, Sent], tmp_path: Pa
         ) == sorted(sent.udp4 * (1 if k == 0 else n_any // n_lo))
 
 
+def _pktap(frame: bytes, dlt: int, rectype: int = 1) -> bytes:
+    """Apple's PKTAP header (108 octets, little-endian; tcpdump print-pktap.c): length, record
+    type, DLT, interface name, flags, protocol family, link header/trailer lengths, pid,
+    command name, service class, interface type/unit, effective pid and command name."""
+    return (
+        struct.pack("<III24sIIIII20sIHHI20s", 108, rectype, dlt, b"en0", 0, 2, 14, 0, 4242,
+                    b"CompanionApp", 0, 6, 0, 4242, b"CompanionApp")
+        + frame
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dlt", [1, 12], ids=["ethernet", "raw-ip"])
+def test_pktap_wrapped_like_a_mac_or_rvi_capture(
+    captures: tuple[Path, Path, Sent], tmp_path: Path, dlt: int
+) -> None:
+    """macOS writes captures of its pktap and rvi (an iPhone's Remote Virtual Interface)
+    interfaces as LINKTYPE_PKTAP (258): each packet behind Apple's header, in the header's own
+    DLT. The same traffic re-wrapped so reads back the same, and tshark agrees on every packet."""
+    lo_path, _, sent = captures
+    data = lo_path.read_bytes()
+    out, pos = [data[:20] + struct.pack("<I", 258)], 24
+    while pos < len(data):
+        sec, usec, incl, _ = struct.unpack("<IIII", data[pos : pos + 16])
+        frame = data[pos + 16 : pos + 16 + incl]
+        body = _pktap(frame if dlt == 1 else frame[14:], dlt)
+        out.append(struct.pack("<IIII", sec, usec, len(body), len(body)) + body)
+        pos += 16 + incl
+    out.append(struct.pack("<IIII", 0, 0, 108, 108) + _pktap(b"", 1, rectype=0))  # no packet
+    path = tmp_path / f"pktap-{dlt}.pcap"
+    path.write_bytes(b"".join(out))
+    g = _check_traffic(path, sent)
+    assert g["reader"].linktypes == [258]
+    mine = [(int(a), int(b)) for a, b in zip(g["sport"], g["dport"], strict=True) if a or b]
+    rows = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "pktap.dlt", "-e", "udp.srcport",
+         "-e", "udp.dstport", "-e", "tcp.srcport", "-e", "tcp.dstport", "-Y", "udp or tcp"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    theirs = [tuple(int(x) for x in r.split("\t")[1:] if x) for r in rows if r]
+    assert {r.split("\t")[0] for r in rows if r} == {str(dlt)}
+    assert mine == theirs
+
+
 def test_big_endian_by_swapping_header_fields(
     captures: tuple[Path, Path, Sent], tmp_path: Path
 ) -> None:

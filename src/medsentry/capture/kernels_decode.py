@@ -31,6 +31,7 @@ from medsentry.capture.batch import (
     LINKTYPE_LOOP,
     LINKTYPE_NORDIC_BLE,
     LINKTYPE_NULL,
+    LINKTYPE_PKTAP,
     LINKTYPE_PPI,
     LINKTYPE_RAW,
 )
@@ -54,6 +55,7 @@ DECODED_LINKTYPES = frozenset(
         LINKTYPE_IPV4,
         LINKTYPE_IPV6,
         LINKTYPE_LINUX_SLL2,
+        LINKTYPE_PKTAP,
     }
     | BLE_LINKTYPES
     | WLAN_LINKTYPES
@@ -70,6 +72,12 @@ AF_INET6_LINUX = 10
 AF_INET6_BSD = 24  # NetBSD, OpenBSD, BSD/OS
 AF_INET6_FREEBSD = 28
 AF_INET6_DARWIN = 30
+# Apple PKTAP (tcpdump print-pktap.c, Wireshark packet-pktap.c): little-endian header length,
+# record type, DLT of the packet that follows; 108 octets at least
+PKTAP_MIN_HEADER = 108
+PKTAP_REC_PACKET = 1
+DLT_RAW_BSD = 12  # DLT_RAW's value on the BSDs and Darwin (tcpdump.org/linktypes.html)
+DLT_RAW_OPENBSD = 14
 
 
 @njit(cache=True, nogil=True)
@@ -121,7 +129,24 @@ def decode_kernel(
         end = p + caplen[i]
         if end > blen:
             end = blen
-        lt = linktype[i]
+        lt = np.int64(linktype[i])
+        if lt == LINKTYPE_PKTAP:  # the packet after the header, in the header's own DLT
+            if end - p < 12:
+                err[i] = ERR_TRUNCATED_L2
+                continue
+            hl = u32le(buf, p)
+            if hl < PKTAP_MIN_HEADER or end - p < hl:
+                err[i] = ERR_TRUNCATED_L2
+                continue
+            if u32le(buf, p + 4) != PKTAP_REC_PACKET:
+                continue  # PKT_REC_NONE: a header without a packet
+            lt = np.int64(u32le(buf, p + 8))
+            if lt == DLT_RAW_BSD or lt == DLT_RAW_OPENBSD:
+                lt = LINKTYPE_RAW
+            elif lt == LINKTYPE_PKTAP:
+                err[i] = ERR_UNKNOWN_LINKTYPE
+                continue
+            p += hl
         src_mac = zero
         dst_mac = zero
         pos = p
