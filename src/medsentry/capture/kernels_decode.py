@@ -141,7 +141,7 @@ def decode_kernel(
             if u32le(buf, p + 4) != PKTAP_REC_PACKET:
                 continue  # PKT_REC_NONE: a header without a packet
             lt = np.int64(u32le(buf, p + 8))
-            if lt == DLT_RAW_BSD or lt == DLT_RAW_OPENBSD:
+            if lt in (DLT_RAW_BSD, DLT_RAW_OPENBSD):
                 lt = LINKTYPE_RAW
             elif lt == LINKTYPE_PKTAP:
                 err[i] = ERR_UNKNOWN_LINKTYPE

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 
+from medsentry.capture import pklg
 from medsentry.capture.hci_linktypes import (
     LINKTYPE_BLUETOOTH_HCI_H4,
     LINKTYPE_BLUETOOTH_HCI_H4_WITH_PHDR,
@@ -62,8 +63,12 @@ _DATA_STATUS_MASK = 0x60  # §7.7.65.13 Event_Type bits 5-6: 0 complete
 MONITOR_KINDS = {2: H4_COMMAND, 3: H4_EVENT, 4: H4_ACL, 5: H4_ACL}  # command, event, ACL TX/RX
 MONITOR_ACL_TX = 4
 # PacketLogger packet types (capture/pklg.py) -> (H4 type, sent by the host)
-PKLG_KINDS = {0x00: (H4_COMMAND, True), 0x01: (H4_EVENT, False), 0x02: (H4_ACL, True),
-              0x03: (H4_ACL, False)}  # fmt: skip
+PKLG_KINDS = {
+    pklg.TYPE_COMMAND: (H4_COMMAND, True),
+    pklg.TYPE_EVENT: (H4_EVENT, False),
+    pklg.TYPE_ACL_SENT: (H4_ACL, True),
+    pklg.TYPE_ACL_RECEIVED: (H4_ACL, False),
+}
 
 
 def hci_packet(linktype: int, frame: bytes) -> tuple[int, bool | None, int, bytes] | None:
