@@ -28,7 +28,7 @@ from medsentry.capture.kernels_bytes import (
     WALK_ZERO_RECORD,
     u32be,
 )
-from medsentry.capture.pcapng import CapacityHint, record_columns
+from medsentry.capture.pcapng import CapacityHint, walk_one_linktype
 from medsentry.errors import CaptureError
 
 MAGIC = b"btsnoop\0"
@@ -135,11 +135,6 @@ class BtsnoopWalker:
         self._hint = CapacityHint()
 
     def walk(self, view: np.ndarray, at_eof: bool):
-        ts, off, caplen, wirelen, _, _ = record_columns(
-            self._hint.capacity(view.shape[0], RECORD_HEADER_LEN)
+        return walk_one_linktype(
+            self._hint, walk_btsnoop, view, at_eof, MAX_RECORD_LEN, RECORD_HEADER_LEN, self.linktype
         )
-        n, pos, status, need = walk_btsnoop(view, at_eof, MAX_RECORD_LEN, ts, off, caplen, wirelen)
-        self._hint.update(n, pos)
-        linktype = np.full(n, self.linktype, np.uint16)
-        iface = np.zeros(n, np.uint16)
-        return n, pos, status, need, (ts[:n], off[:n], caplen[:n], wirelen[:n], linktype, iface)

@@ -44,6 +44,24 @@ def record_columns(cap: int) -> tuple[np.ndarray, ...]:
     return ts, off, caplen, wirelen, linktype, iface
 
 
+def walk_one_linktype(
+    hint: CapacityHint,
+    kernel,
+    view: np.ndarray,
+    at_eof: bool,
+    param: object,
+    min_record: int,
+    linktype: int,
+):
+    """Run a record-walk kernel `kernel(view, at_eof, param, ts, off, caplen, wirelen)` of a
+    file with one link type (btsnoop, PacketLogger): (n, pos, status, need, columns)."""
+    ts, off, caplen, wirelen, _, _ = record_columns(hint.capacity(view.shape[0], min_record))
+    n, pos, status, need = kernel(view, at_eof, param, ts, off, caplen, wirelen)
+    hint.update(n, pos)
+    lts, iface = np.full(n, linktype, np.uint16), np.zeros(n, np.uint16)
+    return n, pos, status, need, (ts[:n], off[:n], caplen[:n], wirelen[:n], lts, iface)
+
+
 class PcapngWalker:
     """State of one pcapng file across windows: sections, interfaces, the compiled walk."""
 

@@ -28,7 +28,7 @@ from medsentry.capture.kernels_bytes import (
     WALK_ZERO_RECORD,
     u32,
 )
-from medsentry.capture.pcapng import CapacityHint, record_columns
+from medsentry.capture.pcapng import CapacityHint, walk_one_linktype
 
 RECORD_HEADER_LEN = 12  # length, seconds, microseconds
 TS_LEN = 8  # `length` counts the timestamp, the type byte and the packet
@@ -134,11 +134,6 @@ class PklgWalker:
         self._hint = CapacityHint()
 
     def walk(self, view: np.ndarray, at_eof: bool):
-        ts, off, caplen, wirelen, _, _ = record_columns(
-            self._hint.capacity(view.shape[0], RECORD_HEADER_LEN)
+        return walk_one_linktype(
+            self._hint, walk_pklg, view, at_eof, self.big_endian, RECORD_HEADER_LEN, self.linktype
         )
-        n, pos, status, need = walk_pklg(view, at_eof, self.big_endian, ts, off, caplen, wirelen)
-        self._hint.update(n, pos)
-        linktype = np.full(n, self.linktype, np.uint16)
-        iface = np.zeros(n, np.uint16)
-        return n, pos, status, need, (ts[:n], off[:n], caplen[:n], wirelen[:n], linktype, iface)
