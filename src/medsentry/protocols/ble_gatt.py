@@ -509,4 +509,5 @@ def decode_value(uuid: int, raw: bytes) -> str | None:
     return s or None
 
 
+dissect.reset = reset  # type: ignore[attr-defined]  # per-capture state: see FlowEngine
 register_frame(dissect)
