@@ -71,6 +71,8 @@ def _print(dev, addresses, changes, ns_to_iso) -> None:
         ("peers", ", ".join(dev.peers[:20]) + (" ..." if len(dev.peers) > 20 else "")),
         ("external peers", ", ".join(dev.external_peers[:20])),
     ]
+    if dev.private_addresses:  # BLE: the rotating addresses it was seen under
+        rows.append(("private addresses", ", ".join(dev.private_addresses)))
     rows += [(f"cmms {k}", v) for k, v in sorted(dev.asset.items())]
     for k, v in rows:
         head.add_row(k, "" if v is None else str(v))

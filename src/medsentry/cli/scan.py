@@ -335,8 +335,23 @@ def scan_one(
 @FORMAT_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @ENGINES_OPTION
+@click.option(
+    "--ble-keys",
+    "ble_keys",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Identity resolving keys of BLE devices, one 'IDENTITY_ADDRESS public|random IRK' "
+    "per line: their rotating private addresses are resolved to one device each. Used for "
+    "this scan only; never stored.",
+)
 def scan_cmd(
-    files: tuple[str, ...], db_url: str | None, fmt: str, quiet: bool, engines: str | None
+    files: tuple[str, ...],
+    db_url: str | None,
+    fmt: str,
+    quiet: bool,
+    engines: str | None,
+    ble_keys: str | None,
 ) -> None:
     """Read pcap/pcapng capture files into the store and print a summary.
 
@@ -346,6 +361,24 @@ def scan_cmd(
     paths = check_inputs(files)
     started = time.perf_counter()
     tally = ScanTally()
+    from medsentry.protocols import ble_privacy
+
+    with contextlib.ExitStack() as keys:
+        if ble_keys is not None:
+            keys.callback(ble_privacy.forget_given_keys)
+            ble_privacy.load_key_file(ble_keys)  # a bad file stops the scan before any work
+        _scan(paths, db_url, fmt, quiet, engines, started, tally)
+
+
+def _scan(
+    paths: list[Path],
+    db_url: str | None,
+    fmt: str,
+    quiet: bool,
+    engines: str | None,
+    started: float,
+    tally: ScanTally,
+) -> None:
     from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
 
     with open_store(db_url) as store, make_progress(quiet) as bar:

@@ -80,3 +80,17 @@ class BleGattServices(Event, tag="ble_gatt_svc", frozen=True, kw_only=True):
     service_uuids128: list[str] = msgspec.field(default_factory=list)
     service_names: list[str] = msgspec.field(default_factory=list)
     health_services: list[str] = msgspec.field(default_factory=list)
+
+
+class BleAddressResolved(Event, tag="ble_resolved", frozen=True, kw_only=True):
+    """A resolvable private address (Core Vol 6 Part B §1.3.2.2) shown to be one device's:
+    `address` resolved to `identity_address` (protocols/ble_privacy.py). The key that resolved
+    it is never part of the event."""
+
+    linktype: int
+    address: str  # the resolvable private address
+    identity_address: str
+    identity_address_random: bool  # a random static identity address; else public (has an OUI)
+    # "smp": the IRK the device distributed when it bonded (Vol 3 Part H §3.6.4); "controller":
+    # LE Enhanced Connection Complete (Vol 4 Part E §7.7.65.10); "key-file": a key the user gave
+    resolved_by: str

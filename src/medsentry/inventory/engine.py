@@ -121,9 +121,8 @@ def fold_and_identify(
     stored: dict[str, bytes] = {}
     if inv_store.has_devices(conn):
         wanted = set(fresh)
-        for st in fresh.values():  # IP-only devices that these MAC devices now explain
-            if st.device_id.startswith("mac:"):
-                wanted.update(f"ip:{ip}" for ip in st.addresses)
+        for st in fresh.values():  # devices stored under an address these devices now explain
+            wanted.update(_aliases(st))
         stored = inv_store.load_states(conn, wanted)
     states: dict[str, DeviceState] = {}
     removed: dict[str, str] = {}  # merged-away id -> the device it proved to be
@@ -135,13 +134,10 @@ def fold_and_identify(
             st = merged
         states[did] = st
     for did, st in list(states.items()):
-        if not did.startswith("mac:"):
-            continue
-        for ip in list(st.addresses):
-            ip_id = f"ip:{ip}"
-            if ip_id in stored and ip_id not in fresh:
-                st.merge(decode_state(stored[ip_id]))
-                removed[ip_id] = did
+        for alias in _aliases(st):
+            if alias in stored and alias not in fresh:
+                st.merge(decode_state(stored[alias]))
+                removed[alias] = did
     old_records = inv_store.load_records_for(conn, list(states) + list(removed)) if stored else {}
     match_assets(conn, states)
     assets = assets_by_device(conn, list(states))
@@ -179,6 +175,16 @@ def fold_and_identify(
     inv_store.rekey(conn, removed)  # its history and CMMS match follow the device
     inv_store.add_changes(conn, changes)
     return devices, changes, list(removed)
+
+
+def _aliases(st: DeviceState) -> list[str]:
+    """Ids under which this device may have been stored before it was known as itself: an
+    IP-only device of its addresses; a BLE device of each of its resolved private addresses."""
+    if st.device_id.startswith("mac:"):
+        return [f"ip:{ip}" for ip in st.addresses]
+    if st.device_id.startswith("ble:"):
+        return [f"ble:{a}" for a in st.observations.get("ble.private_address", ())]
+    return []
 
 
 def reidentify(store: Store, library: Library | None = None, ledger: bool = True) -> dict:

@@ -238,6 +238,10 @@ def identify(
         external_peers=sorted(state.external_peers)[:MAX_EXTERNAL_PEERS],
         listening=sorted(state.listening, key=_svc_order),
         asset=dict(asset or {}),
+        private_addresses=sorted(
+            state.observations.get("ble.private_address", ()),
+            key=lambda a: (state.observations["ble.private_address"][a], a),
+        ),
     )
 
 

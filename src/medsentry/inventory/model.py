@@ -59,3 +59,5 @@ class Device(msgspec.Struct, kw_only=True):
     external_peers: list[str] = []  # public (internet) addresses it talked to
     listening: list[str] = []  # services it offered, "tcp/104", "udp/161"
     asset: dict[str, str] = {}  # imported CMMS facts: asset_tag, location, owner, serial, ...
+    # BLE resolvable private addresses resolved to this device (Core Vol 6 Part B §1.3.2.2)
+    private_addresses: list[str] = []

@@ -70,6 +70,8 @@ class Observer:
     def __init__(self) -> None:
         self.pairs: dict[tuple[str | None, str | None], _Endpoint] = {}
         self.ble: dict[str, DeviceState] = {}
+        # resolvable private address -> (identity address, random, first ts, how resolved)
+        self.ble_identity: dict[str, tuple[str, bool, int, str]] = {}
         # MAC -> address -> (first, last, source) for addresses the station itself claimed
         self.claimed: dict[str, dict[str, list]] = defaultdict(dict)
         self.dns_names: dict[str, tuple[int, str, int]] = {}  # ip -> (rank, name, ts)
@@ -558,7 +560,7 @@ class Observer:
         for t in m.topic_filters[:16]:
             self._obs(c, "mqtt.subscription", t, m.ts_ns)
 
-    def _ble_device(self, address: str, random: bool, ts: int, role: str) -> DeviceState:
+    def _ble_device(self, address: str, random: bool, ts: int, role: str | None) -> DeviceState:
         addr = address.lower()
         dev = self.ble.get(addr)
         if dev is None:
@@ -567,10 +569,31 @@ class Observer:
             dev.protocols["ble"] = ts
             if random:
                 dev.observations["ble.address_type"] = {"random": ts}
-        if role not in dev.roles:
+        if role is not None and role not in dev.roles:
             dev.roles[role] = ts
         dev.see(ts)
         return dev
+
+    def _ble_resolved(self, m) -> None:
+        # a resolvable private address proved to be a device's (protocols/ble_privacy.py)
+        rpa = m.address.lower()
+        if rpa not in self.ble_identity:
+            self.ble_identity[rpa] = (
+                m.identity_address.lower(), m.identity_address_random, m.ts_ns, m.resolved_by
+            )  # fmt: skip
+
+    def _fold_private_addresses(self) -> None:
+        """Each resolved private address's device into its identity address's (one device)."""
+        for rpa, (identity, random, ts, via) in self.ble_identity.items():
+            if rpa == identity:
+                continue
+            dev = self._ble_device(identity, random, ts, None)
+            src = self.ble.pop(rpa, None)
+            if src is not None:
+                src.observations.pop("ble.address_type", None)  # the RPA's, not the identity's
+                dev.merge(src)
+            dev.observe("ble.private_address", rpa, ts)
+            dev.observe("ble.address_resolved_by", via, ts)
 
     def _ble(self, m) -> None:
         ts = m.ts_ns
@@ -775,6 +798,7 @@ class Observer:
                         dev.see(ep.first_ns)
                         dev.see(ep.last_ns)
             dev.roles.setdefault("ip-router", dev.first_ns)
+        self._fold_private_addresses()
         for st in self.ble.values():
             devices[st.device_id] = st
         return devices, gateways
@@ -817,6 +841,7 @@ _HANDLERS = {
     "BleConnection": Observer._ble_connection,
     "BleGattValue": Observer._ble_gatt,
     "BleGattServices": Observer._ble_gatt_services,
+    "BleAddressResolved": Observer._ble_resolved,
     "WlanStation": Observer._wlan,
 }
 

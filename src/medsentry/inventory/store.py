@@ -6,6 +6,7 @@ query the inventory's tables themselves.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -44,7 +45,8 @@ def load_device(store: Store, device_id: str) -> Device | None:
 
 
 def find_device(store: Store, key: str) -> Device | None:
-    """A device by id, bare MAC, current IP, or hostname (case-insensitive), else None."""
+    """A device by id, bare MAC or BLE address (an identity, or a private address resolved to
+    it), current IP, or hostname (case-insensitive), else None."""
     key = key.strip()
     found = load_device(store, key)
     if found is not None:
@@ -53,6 +55,7 @@ def find_device(store: Store, key: str) -> Device | None:
     with store.engine.connect() as conn:
         for cond in (
             devices.c.mac == low,
+            devices.c.device_id == f"ble:{low}",
             devices.c.ip == key,
             devices.c.hostname == key,
         ):
@@ -65,7 +68,18 @@ def find_device(store: Store, key: str) -> Device | None:
             .order_by(device_addresses.c.last_ns.desc())
             .limit(1)
         ).scalar()
+        if ip_owner is None and _BLE_ADDRESS.match(low):  # a private address it resolved to
+            q = select(devices.c.record).where(
+                devices.c.device_id.like("ble:%"), devices.c.record.like(f'%"{low}"%')
+            )
+            for rec in conn.execute(q).scalars():
+                dev = _device_decoder.decode(rec)
+                if low in dev.private_addresses:
+                    return dev
     return load_device(store, ip_owner) if ip_owner else None
+
+
+_BLE_ADDRESS = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from medsentry.events.base import Event
 from medsentry.events.ble import BleAdvertisement
+from medsentry.protocols import ble_privacy
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.registry import register_frame
 from medsentry.protocols.streamkit import knowledge, text
@@ -69,6 +70,11 @@ def _ll_packet(pkt: bytes) -> tuple[int, bytes] | None:
 
 
 def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: int) -> list[Event]:
+    out = _dissect(linktype, frame, ts_ns)
+    return ble_privacy.with_resolutions(out) if out else out
+
+
+def _dissect(linktype: int, frame: bytes, ts_ns: int) -> list[Event]:
     rssi = channel = None
     if linktype == LINKTYPE_BLUETOOTH_LE_LL:
         pkt = frame

@@ -52,6 +52,7 @@ from medsentry.protocols.ble_hci import (
     RANDOM_ADDRESS_TYPES,
     hci_packet,
 )
+from medsentry.protocols.ble_privacy import KEYRING, SMP_CID
 from medsentry.protocols.registry import register_frame
 from medsentry.protocols.streamkit import text
 
@@ -163,6 +164,8 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
     if sdu is None:
         return []
     cid, att = sdu
+    if cid == SMP_CID and not sent:  # the peer's own keys (ble_privacy.py)
+        return KEYRING.smp((interface, adapter, hf & 0x0FFF), link.peer, att, ts_ns, linktype)
     if cid != L2CAP_ATT_CID or not att:
         return []
     out: list[Event] = []
@@ -223,6 +226,8 @@ def _sniffed(linktype: int, frame: bytes, ts: int, interface: int) -> list[Event
         return []  # an empty PDU (acknowledgement, §2.4)
     # LLID 0b10 starts an L2CAP message, 0b01 continues it: as HCI's PB flags (0b10, 0b01)
     sdu = _l2cap(link, central, PB_CONTINUING if llid == LLID_CONTINUATION else 0b10, payload)
+    if sdu is not None and sdu[0] == SMP_CID and not central:  # decrypted by the sniffer
+        return KEYRING.smp((interface, SNIFFED, aa), link.peer, sdu[1], ts, linktype)
     if sdu is None or sdu[0] != L2CAP_ATT_CID or not sdu[1]:
         return []
     found: list[Event] = []

@@ -27,6 +27,7 @@ from medsentry.events.base import Event
 from medsentry.events.ble import BleAdvertisement, BleConnection
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.ble import _ad_structures, _address
+from medsentry.protocols.ble_privacy import KEYRING, with_resolutions
 from medsentry.protocols.registry import register_frame
 
 H4_COMMAND, H4_ACL, H4_SCO, H4_EVENT, H4_ISO = 0x01, 0x02, 0x03, 0x04, 0x05  # Vol 4 Part A §2
@@ -56,6 +57,7 @@ EXT_LEGACY_EVENT_TYPES = {
 }
 RSSI_NOT_AVAILABLE = 0x7F  # §7.7.65.2 / §7.7.65.13
 RANDOM_ADDRESS_TYPES = {0x01, 0x03}  # random device / random (static) identity address
+IDENTITY_ADDRESS_TYPES = {0x02, 0x03}  # §7.7.65.10: the controller resolved the peer's RPA
 ANONYMOUS_ADDRESS = 0xFF  # §7.7.65.13: no address sent
 _DATA_STATUS_MASK = 0x60  # §7.7.65.13 Event_Type bits 5-6: 0 complete
 
@@ -124,6 +126,11 @@ def hci_event(linktype: int, frame: bytes) -> bytes | None:
 
 
 def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: int) -> list[Event]:
+    out = _dissect(linktype, frame, ts_ns)
+    return with_resolutions(out) if out else out
+
+
+def _dissect(linktype: int, frame: bytes, ts_ns: int) -> list[Event]:
     evt = hci_event(linktype, frame)
     if evt is None:
         return []
@@ -143,7 +150,13 @@ def dissect(linktype: int, ethertype: int, frame: bytes, ts_ns: int, interface: 
     if sub == LE_CONNECTION_COMPLETE:
         return [_connection(linktype, body, ts_ns, 0)]
     if sub in (LE_ENHANCED_CONNECTION_COMPLETE, LE_ENHANCED_CONNECTION_COMPLETE_V2):
-        return [_connection(linktype, body, ts_ns, 12)]  # + Local_ and Peer_Resolvable_Address
+        conn = _connection(linktype, body, ts_ns, 12)  # + Local_ and Peer_Resolvable_Address
+        if conn.status == 0 and conn.peer_address_type in IDENTITY_ADDRESS_TYPES:
+            rpa = _address(body[17:23])  # Peer_Resolvable_Private_Address
+            random = conn.peer_address_type == 0x03
+            found = KEYRING.controller_resolved(rpa, conn.peer_address, random, ts_ns, linktype)
+            return [conn, *found]
+        return [conn]
     return []
 
 
@@ -244,4 +257,5 @@ def _extended_reports(linktype: int, body: bytes, ts_ns: int) -> list[Event]:
     return out
 
 
+dissect.reset = KEYRING.reset  # type: ignore[attr-defined]  # per-capture state: see FlowEngine
 register_frame(dissect)
