@@ -14,7 +14,9 @@ medsentry's own output):
   each host was set up to be.
 - `ble`: a phone's HCI snoop log (btsnoop) of a companion app reading two personal health
   devices over GATT, made by Bumble's real host and controller stack; truth = what each
-  device's GATT server was set up to be.
+  device's GATT server was set up to be. And a log of two devices with LE privacy changing
+  address (one bonds with the phone, one never does): truth = one device per identity where
+  the capture resolves it, one per address where nothing can.
 - `ndpi`: captures from nDPI's test corpus (../shared/data/ndpi_pcaps) with device traffic,
   labelled by hand from the capture's own content (host names, NIC OUIs, the file's subject).
 
@@ -210,14 +212,23 @@ def ble_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
     """A phone's HCI snoop log of a companion-app session with two health devices, made by
     Bumble (Google's Bluetooth host and controller stack; tests/protocols/net/ble_stack.py)."""
     sys.path.insert(0, str(REPO / "tests" / "protocols" / "net"))
+    import ble_privacy_stack as bp
     import ble_stack as bs
 
     log = bs.make_snoop_log(work / "companion.btsnoop")
+    private = bp.make_log(work / "privacy.btsnoop", bond=True)
     return [("ble: Bumble companion app (HCI log)", log, [
         Label(f"ble:{bs.OXIMETER.lower()}", "remote-monitoring.pulse-oximeter", "Nonin", "3230",
               "pulse oximeter: DIS read by handle, Read Blob"),
         Label(f"ble:{bs.GLUCOSE.lower()}", "remote-monitoring.glucose-meter", "Roche",
               "Accu-Chek Guide", "glucose meter: services and DIS found by UUID"),
+    ]), ("ble: Bumble LE privacy, bonding (HCI log)", private.path, [
+        Label(f"ble:{bp.METER.lower()}", "remote-monitoring.glucose-meter", None, None,
+              "two private addresses, resolved by the IRK it distributed when bonding"),
+    ] + [
+        Label(f"ble:{rpa}", "remote-monitoring.thermometer", None, None,
+              "never bonded: each private address is a device")
+        for rpa in private.rpas[bp.THERMOMETER_NAME]
     ])]  # fmt: skip
 
 
