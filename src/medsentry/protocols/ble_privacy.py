@@ -36,6 +36,7 @@ SMP_IDENTITY_INFORMATION = 0x08  # Vol 3 Part H §3.6.4: IRK (16 octets)
 SMP_IDENTITY_ADDRESS_INFORMATION = 0x09  # §3.6.5: AddrType (1 octet), BD_ADDR (6 octets)
 MAX_IRKS = 256  # keys kept per scan (learned and given)
 MAX_CANDIDATES = 4096  # unresolved RPAs remembered per capture, to resolve on a later key
+MAX_CHECKED = 1 << 20  # RPAs already tried, per capture (past it, tried again: same answer)
 
 
 def is_resolvable(address: str) -> bool:
@@ -99,6 +100,8 @@ class Keyring:
         """A random address in a BLE event: resolved now if a key is known, else kept."""
         if address in self.checked or not is_resolvable(address):
             return []
+        if len(self.checked) >= MAX_CHECKED:
+            self.checked.clear()
         self.checked.add(address)
         for key in (*self.learned, *self.given):
             if resolves(key.irk, address):
