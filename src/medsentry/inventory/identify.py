@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -156,13 +157,7 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
         _company_names(obs, pnp, "ble.pnp.company")
     svc = obs.get("ble.service")
     if svc:  # member service UUIDs name the company whose service it is
-        owners = {}
-        for v, ts in svc.items():
-            owner = ble_companies.service_owner(int(v, 16))
-            if owner:
-                owners[owner] = ts
-        if owners:
-            obs["ble.service_owner"] = owners
+        _company_names(obs, svc, "ble.service_owner", ble_companies.service_owner)
     if (
         state.mac
         and is_local_admin_mac(state.mac)
@@ -178,11 +173,17 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
     return obs
 
 
-def _company_names(obs: dict[str, dict[str, int]], ids: dict[str, int], key: str) -> None:
-    """SIG company identifiers ("0x020E") named from the shipped SIG table, under `key`."""
+def _company_names(
+    obs: dict[str, dict[str, int]],
+    ids: dict[str, int],
+    key: str,
+    lookup: Callable[[int], str | None] = ble_companies.company,
+) -> None:
+    """SIG numbers ("0x020E") named from the shipped SIG table (company identifiers, or the
+    member service UUIDs' owners), under `key`."""
     names = {}
     for v, ts in ids.items():
-        name = ble_companies.company(int(v, 16))
+        name = lookup(int(v, 16))
         if name:
             names[name] = ts
     if names:
