@@ -13,8 +13,12 @@ MAC addresses are uint64 (48 bits used, 0 = absent).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from medsentry.capture.processes import Processes
 
 # Link-layer header types (tcpdump.org/linktypes.html).
 LINKTYPE_NULL = 0
@@ -83,6 +87,8 @@ class RawBatch:
     wirelen: np.ndarray  # uint32, original length on the wire
     linktype: np.ndarray  # uint16, per packet (pcapng mixes interfaces)
     iface: np.ndarray  # uint16, interface index within the source
+    # the process behind each packet, where the file names it (capture/processes.py)
+    processes: Processes | None = None
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])

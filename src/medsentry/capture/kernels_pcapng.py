@@ -32,6 +32,9 @@ BT_IDB = 0x00000001  # Interface Description Block §4.2
 BT_PB = 0x00000002  # Packet Block (obsolete) Appendix A
 BT_SPB = 0x00000003  # Simple Packet Block §4.4
 BT_EPB = 0x00000006  # Enhanced Packet Block §4.3
+BT_CB = 0x00000BAD  # Custom Block §4.8 (PCAPdroid's uid -> app map)
+BT_CB_NOCOPY = 0x40000BAD
+BT_PIB = 0x80000001  # Apple Process Information Block (libpcap-apple pcap-ng.h)
 BYTE_ORDER_MAGIC = 0x1A2B3C4D  # §4.1
 BYTE_ORDER_MAGIC_SWAPPED = 0x4D3C2B1A
 
@@ -49,6 +52,7 @@ ST_SECTION_BASE = 1  # source-wide index of the current section's interface 0
 ST_NIF = 2  # interfaces seen so far in the source
 ST_LAST_TS = 3  # last timestamp (ns), given to Simple Packet Blocks which carry none
 ST_SECTIONS = 4
+ST_PROC_BLOCKS = 5  # process metadata blocks seen (PIB, Custom): capture/processes.py reads them
 ST_SIZE = 8
 
 # ifs[] columns
@@ -203,6 +207,8 @@ def _block(
         linktype[n] = ifs[k, IF_LINKTYPE]
         iface[n] = k
         return OK, 1
+    if btype in (BT_PIB, BT_CB, BT_CB_NOCOPY):
+        st[ST_PROC_BLOCKS] += 1
     return OK, 0  # any other block type (NRB, ISB, DSB, custom...) is skipped (§3.1)
 
 

@@ -35,6 +35,7 @@ from medsentry.capture.pcap import FILE_HEADER_LEN, MAGICS, PcapWalker
 from medsentry.capture.pcapng import SHB_MAGIC, PcapngWalker
 from medsentry.capture.pklg import PROBE_BYTES, PklgWalker
 from medsentry.capture.pklg import probe as probe_pklg
+from medsentry.capture.processes import ProcessTagger
 from medsentry.errors import CaptureError
 from medsentry.events import DecodeWarning
 
@@ -210,6 +211,7 @@ class CaptureReader:
         self.warnings = []
         self.packets = 0
         self._warned_ifaces = 0
+        procs = ProcessTagger()
         win = self._windows = _Windows(self._fh, self.size, self._use_mmap)
         pos = self._walker.data_start
         self.bytes_read = pos
@@ -224,6 +226,7 @@ class CaptureReader:
             if n:
                 last_ts = int(ts[n - 1])
             self._check_linktypes(pos, last_ts)
+            attributed = procs.tag(self._walker, view, used, arrays)
             if (
                 isinstance(self._walker, PcapWalker)
                 and self._walker.over_snaplen
@@ -247,6 +250,7 @@ class CaptureReader:
                     wirelen=wirelen,
                     linktype=linktype,
                     iface=iface,
+                    processes=attributed,
                 )
                 self.packets += n
                 self.bytes_read = pos + used

@@ -14,6 +14,7 @@ from medsentry.events import (  # noqa: F401
     http,
     identity,
     mqtt,
+    process,
     syslog,
     telemetry,
     tls,

@@ -19,6 +19,7 @@ from medsentry.events.flow import DecodeWarning
 from medsentry.flows.apps import AppLayer, IdentifyFn
 from medsentry.flows.arp import arp_events
 from medsentry.flows.frames import frame_bytes, select_frames
+from medsentry.flows.processes import process_events
 from medsentry.flows.table import FlowTable
 
 _FB_EASY_BYTES = 32 << 20  # first-bytes pool grown freely up to this size
@@ -90,6 +91,7 @@ class FlowEngine:
         self.capture_id: str | None = None
         self._sweep_ns = int(cfg.sweep_interval_s * 1e9)
         self._last_sweep = 0
+        self._process_seen: set[tuple] = set()  # (process, connection) pairs already told
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -123,6 +125,8 @@ class FlowEngine:
                     t.grow_blocks()
             pos = stop
         events.extend(arp_events(pb, t.fmt_ip))
+        if pb.raw.processes is not None:
+            events.extend(process_events(pb, t.fmt_ip, self._process_seen))
         if self.frame_dissectors:
             self._frames(pb, events)
         now = t.now_ns

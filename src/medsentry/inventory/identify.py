@@ -270,6 +270,11 @@ def _attributes(
         # a randomized (locally administered) Wi-Fi MAC is a phone, tablet or laptop privacy
         # feature (Android 10+, iOS 14+, Windows 10+); medical devices and IoT keep their OUI
         platform = "mobile"
+    elif obs.get("app.source"):
+        # the capture named the apps it runs (capture/processes.py): a phone (PCAPdroid is
+        # Android's) or a computer (Apple's PKTAP and process blocks: macOS, or an iPhone seen
+        # through a Mac's rvi interface, which the OS evidence then names)
+        platform = "mobile" if "pcapdroid" in obs["app.source"] else "computer"
     if platform is not None:
         # a general-purpose device: the maker's cloud it talks to is a companion app's or a
         # web portal's, not evidence that it is the medical device (see the cloud rules)

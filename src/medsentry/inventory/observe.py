@@ -18,6 +18,7 @@ Device ids: "mac:<mac>", "ip:<addr>", and "ble:<address>" for BLE advertisers.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -31,6 +32,10 @@ GATEWAY_MIN_FOREIGN_IPS = 4
 
 # Hostname sources, most trusted first (the rank prefixes the stored name).
 HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a": 4}
+
+# An Android application id: dot-separated Java-style segments (developer.android.com,
+# "Configure the app module": applicationId), e.g. com.example.app
+_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$")
 
 # GATT identity characteristics (protocols/ble_gatt.py) -> observation keys; the GAP Device
 # Name is the name the local name advertises (CSS Part A §1.2), so it shares its key and rules
@@ -560,6 +565,22 @@ class Observer:
         for t in m.topic_filters[:16]:
             self._obs(c, "mqtt.subscription", t, m.ts_ns)
 
+    def _process_traffic(self, m) -> None:
+        # the app behind a connection, named by the capture (capture/processes.py): evidence
+        # about the host it runs on (the client side of the event), not about the remote end
+        e, ts = m.endpoints, m.ts_ns
+        host = self._pair(e.client_mac, e.client, ts)
+        if host is None:
+            return
+        host.observe("app.source", m.source, ts)
+        if m.source == "pcapdroid":  # Android: a package name, or the app's display name
+            key = "app.package" if _PACKAGE.match(m.process) else "app.name"
+            host.observe(key, m.process, ts)
+        else:  # Apple: the command name (pth_comm, PIB name)
+            host.observe("app.process", m.process, ts)
+        if m.label:
+            host.observe("app.name", m.label, ts)
+
     def _ble_device(self, address: str, random: bool, ts: int, role: str | None) -> DeviceState:
         addr = address.lower()
         dev = self.ble.get(addr)
@@ -843,6 +864,7 @@ _HANDLERS = {
     "BleGattServices": Observer._ble_gatt_services,
     "BleAddressResolved": Observer._ble_resolved,
     "WlanStation": Observer._wlan,
+    "ProcessTraffic": Observer._process_traffic,
 }
 
 
