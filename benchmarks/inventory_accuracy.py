@@ -17,6 +17,10 @@ medsentry's own output):
   device's GATT server was set up to be. And a log of two devices with LE privacy changing
   address (one bonds with the phone, one never does): truth = one device per identity where
   the capture resolves it, one per address where nothing can.
+- `apps`: a phone's own capture naming the app behind each connection (real TLS from a CGM
+  companion app and a browser, tests/protocols/net/app_captures.py) in the four containers
+  that do: PCAPdroid's trailer and pcapng, Apple's PKTAP and pcapng process blocks; truth = the
+  phone is a companion-app host (not the maker's device), with no vendor to find.
 - `ndpi`: captures from nDPI's test corpus (../shared/data/ndpi_pcaps) with device traffic,
   labelled by hand from the capture's own content (host names, NIC OUIs, the file's subject).
 
@@ -232,6 +236,27 @@ def ble_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
     ])]  # fmt: skip
 
 
+def app_datasets(work: Path) -> list[tuple[str, Path, list[Label]]]:
+    """The same phone traffic in each container that names its apps (needs tcpdump, root)."""
+    sys.path[:0] = [str(REPO / "tests" / "protocols" / "net"), str(REPO / "tests")]
+    import app_captures as ac
+
+    frames = ac.record(work)
+    writers = {
+        "PCAPdroid trailer (pcap)": ac.pcapdroid_trailer,
+        "PCAPdroid pcapng": ac.pcapdroid_pcapng,
+        "Apple PKTAP (pcap)": ac.pktap,
+        "Apple pcapng process blocks": ac.apple_pcapng,
+    }
+    return [
+        (f"apps: {name}", w(frames, work / f"apps-{i}.cap"), [
+            Label(f"ip:{ac.PHONE}", "remote-monitoring.companion-app", None, None,
+                  "phone running a CGM app (SNI share2.dexcom.com) and a browser"),
+        ])
+        for i, (name, w) in enumerate(writers.items())
+    ]  # fmt: skip
+
+
 # nDPI corpus captures with device traffic, labelled by hand (see the note of each label).
 NDPI_LABELS: dict[str, list[Label]] = {
     "iphone.pcap": [
@@ -342,9 +367,11 @@ def main() -> int:
         if not a.no_lan and os.geteuid() == 0:
             datasets += lan_datasets(work)
         datasets += ble_datasets(work)
+        if os.geteuid() == 0:
+            datasets += app_datasets(work)
         datasets += ndpi_datasets()
         per_set: dict[str, dict] = {}
-        groups: dict[str, list] = {"demo": [], "lan": [], "ble": [], "ndpi": []}
+        groups: dict[str, list] = {"demo": [], "lan": [], "ble": [], "apps": [], "ndpi": []}
         misses = []
         for name, pcap, labels in datasets:
             devs = run_inventory(pcap, work)
