@@ -74,6 +74,7 @@ class ProcessTagger:
         self._pib_count = 0  # PIBs in the current section
         self._pibs: dict[tuple[int, int], tuple[int, str]] = {}  # (section, index) -> pid, name
         self._uids: dict[int, tuple[str, str]] = {}  # PCAPdroid uid -> package, app name
+        self._lost = False  # more metadata blocks in a window than were read
 
     def _intern(self, info: ProcessInfo) -> int:
         i = self._index.get(info)
@@ -189,7 +190,9 @@ class ProcessTagger:
             view, used, self._big, pib, epib, uid, direction, moff, mkind, mat
         )
         proc = np.full(n, -1, np.int32)
-        if got != n:  # not the packet walk's count: attribute nothing rather than misattribute
+        if nmeta >= MAX_META_BLOCKS:  # PIBs past the limit were not read: their indices would
+            self._lost = True  # name the wrong process from here on
+        if got != n or self._lost:  # attribute nothing rather than misattribute
             return Processes(proc, np.zeros(n, np.int8), self.table)
         base = self._section = self._sections - 1
         shb_at = []

@@ -252,3 +252,22 @@ def test_fuzz_hostile_metadata(files: dict[str, Path], tmp_path_factory, data) -
         scan(path)
     except CaptureError:
         pass
+
+
+def test_more_process_blocks_than_read_attribute_nothing(frames: list[Frame], tmp_path: Path):
+    """Past the per-window limit of metadata blocks the PIB indices can no longer be followed:
+    packets are left unattributed rather than given to the wrong process."""
+    import struct
+
+    from app_captures import _block, _epb, _opt, _shb
+
+    from medsentry.capture.processes import MAX_META_BLOCKS
+
+    out = [_shb(), _block(1, struct.pack("<HHI", 1, 0, 65535))]
+    many = MAX_META_BLOCKS + 10
+    out += [_block(0x80000001, struct.pack("<I", i) + _opt(2, b"p%d" % i)) for i in range(many)]
+    out += [_epb(0, f.ts_us, f.data, _opt(0x8001, struct.pack("<I", many - 1))) for f in frames[:4]]
+    path = tmp_path / "many.pcapng"
+    path.write_bytes(b"".join(out))
+    names = [name for name, _, _ in per_packet(path)]
+    assert names == [None] * 4
