@@ -9,9 +9,19 @@ import numpy as np
 from numba import njit
 
 from medsentry.capture.kernels_bytes import u16, u32, u32be, u32le
+from medsentry.capture.kernels_decode import PKTAP_MIN_HEADER
+from medsentry.capture.kernels_pcapng import (
+    BT_CB,
+    BT_CB_NOCOPY,
+    BT_EPB,
+    BT_PB,
+    BT_PIB,
+    BT_SHB,
+    BT_SPB,
+    BYTE_ORDER_MAGIC,
+)
 
 # Apple PKTAP header (Wireshark packet-pktap.c, little-endian): field offsets
-PKTAP_MIN_HEADER = 108
 PKTAP_FLAGS = 36  # pth_flags: PTH_FLAG_DIR_IN 0x1, PTH_FLAG_DIR_OUT 0x2
 PKTAP_PID = 52
 PKTAP_COMM = 56  # pth_comm, 20 octets, NUL-terminated
@@ -24,15 +34,7 @@ PCAPDROID_MAGIC = 0x01072021
 PCAPDROID_TRAILER_LEN = 32  # magic 4, uid 4, appname 20, fcs 4
 PCAPDROID_APPNAME = 8  # offset of appname[20] in the trailer
 
-# pcapng (draft-ietf-opsawg-pcapng) and its Apple and PCAPdroid extensions
-BT_SHB = 0x0A0D0D0A
-BT_IDB = 0x00000001
-BT_PB = 0x00000002
-BT_SPB = 0x00000003
-BT_EPB = 0x00000006
-BT_CB = 0x00000BAD  # Custom Block §4.8 (may be copied)
-BT_CB_NOCOPY = 0x40000BAD
-BT_PIB = 0x80000001  # Apple Process Information Block (libpcap-apple pcap-ng.h)
+# pcapng options (draft-ietf-opsawg-pcapng) and Apple's experimental ones
 OPT_COMMENT = 1  # opt_comment §3.5
 OPT_EPB_FLAGS = 2  # epb_flags §4.3.1: bits 0-1 inbound (1) / outbound (2)
 OPT_EPB_PIB_INDEX = 0x8001  # Apple: index of the packet's PIB within the section
@@ -138,9 +140,7 @@ def pcapng_meta(
     while pos + 12 <= used:
         btype = u32(buf, pos, big)
         if btype == BT_SHB:
-            bom = u32le(buf, pos + 8)
-            big = bom != 0x1A2B3C4D
-            btype = BT_SHB
+            big = u32le(buf, pos + 8) != BYTE_ORDER_MAGIC
         blen = u32(buf, pos + 4, big)
         if blen < 12 or pos + blen > used:
             break

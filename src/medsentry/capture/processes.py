@@ -199,7 +199,8 @@ class ProcessTagger:
         for j in range(nmeta):
             o, kind = int(moff[j]), int(mkind[j])
             if kind == k.META_SHB:
-                self._big = struct.unpack("<I", bytes(view[o + 8 : o + 12]))[0] != 0x1A2B3C4D
+                bom = struct.unpack("<I", bytes(view[o + 8 : o + 12]))[0]
+                self._big = bom != kernels_pcapng.BYTE_ORDER_MAGIC
                 self._section += 1
                 self._pib_count = 0
                 shb_at.append(int(mat[j]))
