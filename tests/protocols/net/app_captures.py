@@ -31,11 +31,7 @@ from pathlib import Path
 
 import dpkt
 import numpy as np
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from netcap import free_port, tcpdump
+from netcap import free_port, self_signed, tcpdump
 
 from medsentry.capture.frames import fill_checksums
 
@@ -62,33 +58,13 @@ class Frame:
 
 
 def _cert(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CGM_SNI)])
-    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(0x5EED)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(CGM_SNI), x509.DNSName(WEB_SNI)]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        tmp,
+        CGM_SNI,
+        serial=0x5EED,
+        not_before=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        dns=(CGM_SNI, WEB_SNI),
     )
-    c, k = tmp / "cert.pem", tmp / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return c, k
 
 
 def record(tmp: Path) -> list[Frame]:

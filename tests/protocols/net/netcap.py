@@ -4,6 +4,8 @@ streams and datagrams of its flows (dpkt), feed them to a dissector, ask tshark 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import ipaddress
 import shutil
 import signal
 import socket
@@ -14,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dpkt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from freeport import free_port  # noqa: F401  (re-exported to the tests)
 from medsentry.events.base import Endpoints, Event
@@ -25,6 +31,47 @@ PHI_KEY = b"k" * 32
 def ctx_for(endpoints: Endpoints | None = None, flow_id: str = "f1") -> FlowContext:
     ep = endpoints or Endpoints(client="127.0.0.1", server="127.0.0.1")
     return FlowContext(flow_id=flow_id, endpoints=ep, phi_key=PHI_KEY)
+
+
+def self_signed(
+    tmp: Path,
+    cn: str,
+    *,
+    org: str | None = None,
+    serial: int,
+    not_before: dt.datetime,
+    dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate valid ten years, and its key: (cert.pem, key.pem)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    name = x509.Name(attrs)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cpath, kpath = tmp / "cert.pem", tmp / "key.pem"
+    cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kpath.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cpath, kpath
 
 
 def settle(path: Path, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:

@@ -5,7 +5,6 @@ against the FoxIO specification's worked example and nDPI's values on real captu
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 import socket
 import ssl
@@ -13,13 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netcap import ctx_for, flows, free_port, run, tcpdump, tshark
+from netcap import ctx_for, flows, free_port, run, self_signed, tcpdump, tshark
 
 from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
 from medsentry.protocols import ja4 as fp
@@ -130,43 +125,15 @@ def test_ja4_of_real_hellos_matches_foxio_published_values() -> None:
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "infusion-gw.example"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme Medical"),
-        ]
+    return self_signed(
+        tmp,
+        "infusion-gw.example",
+        org="Acme Medical",
+        serial=0x1234ABCD,
+        not_before=dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        dns=("infusion-gw.example",),
+        ips=("127.0.0.1",),
     )
-    now = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(0x1234ABCD)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("infusion-gw.example"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cpath, kpath = tmp / "cert.pem", tmp / "key.pem"
-    cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    kpath.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cpath, kpath
 
 
 @pytest.fixture(scope="module")
