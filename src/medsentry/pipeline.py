@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import logging
 import os
 import time
 from collections import Counter, deque
@@ -27,6 +28,8 @@ from medsentry.events.base import Event
 from medsentry.events.flow import FlowRecord
 from medsentry.flows.apps import load_identifier
 from medsentry.flows.engine import EngineConfig, FlowEngine
+
+log = logging.getLogger(__name__)
 
 Sink = Callable[[list[Event]], None]
 Progress = Callable[[int, int], None]
@@ -257,6 +260,11 @@ class Pipeline:
                 out.close()
             stats.capture_ids.append(out.capture_id)
             stats.add(engine)
+            c = engine.counters  # counts only: a file's name may say whose capture it is
+            log.debug(
+                "capture %s: %d packets, %d flows, %d warnings",
+                out.capture_id[:16], c.packets, c.flows, c.warnings,
+            )  # fmt: skip
             done += size
             if progress is not None:
                 progress(done, total)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -22,8 +26,21 @@ def test_open_upgrades_an_empty_database_to_head(db_url) -> None:
             assert MigrationContext.configure(conn).get_current_revision() == head_revision()
 
 
+def _upgrade_with_alembic(url: str) -> None:
+    """The migration scripts run on an empty database (open_store makes a new SQLite file from
+    the schema module directly)."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+    engine.dispose()
+
+
 def test_models_and_migrations_agree(db_url) -> None:
     """What `alembic check` does: autogenerate against the migrated DB finds nothing to do."""
+    _upgrade_with_alembic(db_url)
     with open_store(db_url) as store, store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, metadata) == []
@@ -100,11 +117,29 @@ def test_head_read_from_the_scripts_is_alembics() -> None:
     assert _head_from_files() == head_revision()
 
 
-def test_opening_a_current_database_does_not_import_alembic(tmp_path) -> None:
-    """Start-up: a database already at head is checked with one query, without alembic."""
-    import subprocess
-    import sys
+def _sqlite_schema(path) -> dict[tuple[str, str], str]:
+    """Every table and index of a SQLite file: its CREATE statement, spacing and quotes aside."""
+    import sqlite3
 
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    return {(t, n): " ".join((sql or "").replace('"', "").split()) for t, n, sql in rows}
+
+
+def test_new_sqlite_file_gets_the_migrated_schema(tmp_path) -> None:
+    """A new SQLite file is made from the schema module, not by the scripts: the same tables,
+    columns, constraints and indexes, statement for statement, and stamped at head."""
+    _upgrade_with_alembic(f"sqlite:///{tmp_path / 'migrated.db'}")
+    with open_store(f"sqlite:///{tmp_path / 'new.db'}") as store, store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+    migrated, new = _sqlite_schema(tmp_path / "migrated.db"), _sqlite_schema(tmp_path / "new.db")
+    assert len(new) > 60
+    assert new == migrated
+
+
+def test_opening_a_new_or_current_sqlite_database_does_not_import_alembic(tmp_path) -> None:
+    """Start-up: a new SQLite file is made, and a database already at head checked with one
+    query, without alembic; an older one is alembic's to upgrade."""
     url = f"sqlite:///{tmp_path / 'm.db'}"
     probe = (
         "import sys; from medsentry.store import open_store; open_store(sys.argv[1]).close();"
@@ -113,5 +148,36 @@ def test_opening_a_current_database_does_not_import_alembic(tmp_path) -> None:
     run = [sys.executable, "-c", probe, url]
     first = subprocess.run(run, capture_output=True, text=True, check=True)
     again = subprocess.run(run, capture_output=True, text=True, check=True)
-    assert first.stdout.strip() == "True"  # a new file: alembic creates the schema
+    assert first.stdout.strip() == "False"
     assert again.stdout.strip() == "False"
+    old_url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(old_url)
+    with engine.connect() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.commit()
+    engine.dispose()
+    older = subprocess.run([*run[:-1], old_url], capture_output=True, text=True, check=True)
+    assert older.stdout.strip() == "True"
+
+
+def test_processes_opening_one_new_file_at_once_make_one_schema(tmp_path) -> None:
+    """Four processes open the same new SQLite file together: each gets the whole schema at
+    head; the first makes it, the others wait on its lock and find it made."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    probe = (
+        "import sys; from sqlalchemy import inspect; from medsentry.store import open_store\n"
+        "with open_store(sys.argv[1]) as s: print(len(inspect(s.engine).get_table_names()))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", probe, url], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    counts = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert counts == {str(len(metadata.tables) + 1)}  # and alembic_version
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+    engine.dispose()

@@ -14,6 +14,7 @@ pages).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from medsentry.paths import default_db_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ENV_DB = "MEDSENTRY_DB"
@@ -168,9 +171,43 @@ def _is_current(engine: Engine) -> bool:
     return len(rows) == 1 and rows[0][0] == head
 
 
+# The table alembic keeps its revision in, as alembic creates it (alembic/runtime/migration.py)
+_VERSION_TABLE = (
+    "CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n"
+    "\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)"
+)
+
+
+def _create_new_sqlite(engine: Engine) -> bool:
+    """A new, empty SQLite file gets the schema straight from `metadata` and is stamped at
+    head, in one transaction, without importing alembic (alembic's cookbook, "Building an Up to
+    Date Database from Scratch"); `test_store_migrations` checks that the two schemas agree.
+    False (nothing done) for anything but an empty SQLite database."""
+    if engine.dialect.name != "sqlite":
+        return False
+    head = _head_from_files()
+    if head is None:
+        return False
+    from medsentry.store.schema import metadata
+
+    with engine.connect() as conn:
+        # BEGIN IMMEDIATE takes the write lock first: a second process opening the same new
+        # file waits, then finds the tables and leaves them be (SQLite DDL is transactional)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+            conn.rollback()
+            return False
+        metadata.create_all(conn)
+        conn.exec_driver_sql(_VERSION_TABLE)
+        conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (head,))
+        conn.commit()
+    log.info("new database %s: schema created at revision %s", redact(engine.url), head)
+    return True
+
+
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to head (a no-op when it is current)."""
-    if _is_current(engine):
+    if _is_current(engine) or _create_new_sqlite(engine):
         return
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -201,6 +238,7 @@ def migrate(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
+        log.info("database %s: schema upgraded from %s to %s", redact(engine.url), current, head)
         if sqlite:
             broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
