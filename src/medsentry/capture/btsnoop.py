@@ -17,7 +17,6 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.kernels_bytes import (
     WALK_BAD_LENGTH,
@@ -30,6 +29,7 @@ from medsentry.capture.kernels_bytes import (
 )
 from medsentry.capture.pcapng import CapacityHint, walk_one_linktype
 from medsentry.errors import CaptureError
+from medsentry.jit import njit
 
 MAGIC = b"btsnoop\0"
 FILE_HEADER_LEN = 16  # magic, version, datalink

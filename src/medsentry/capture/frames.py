@@ -12,9 +12,9 @@ import ipaddress
 import struct
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.batch import ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, IPPROTO_UDP
+from medsentry.jit import njit
 
 ETHERTYPE_VLAN = 0x8100  # IEEE 802.1Q tag protocol identifier
 

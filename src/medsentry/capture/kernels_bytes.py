@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from medsentry.jit import njit
 
 
 @njit(cache=True, nogil=True, inline="always")

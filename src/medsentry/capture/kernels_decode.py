@@ -9,7 +9,6 @@ layers below stay filled: a packet whose TCP header is cut still has its IP addr
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.batch import (
     ERR_BAD_ARP,
@@ -38,6 +37,7 @@ from medsentry.capture.batch import (
 from medsentry.capture.hci_linktypes import HCI_LINKTYPES
 from medsentry.capture.kernels_bytes import prefetch, u16be, u32be, u32le, ubytes_be
 from medsentry.capture.kernels_wlan import WLAN_LINKTYPES, wlan_link
+from medsentry.jit import njit
 
 # Link types the kernel understands; BLE ones (sniffer, HCI, and the btsnoop and PacketLogger
 # pseudo link types of HCI logs) are passed through for a BLE dissector.

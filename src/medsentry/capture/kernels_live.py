@@ -9,9 +9,9 @@ re-inserting the 802.1Q tag the kernel moved into the header, then gives the blo
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.kernels_bytes import u16le, u32le
+from medsentry.jit import njit
 
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1

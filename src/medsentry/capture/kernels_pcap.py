@@ -7,7 +7,6 @@ the walk is sequential, so it runs compiled over a window of the file.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.kernels_bytes import (
     WALK_BAD_LENGTH,
@@ -19,6 +18,7 @@ from medsentry.capture.kernels_bytes import (
     prefetch,
     u32,
 )
+from medsentry.jit import njit
 
 RECORD_HEADER_LEN = 16  # §5: ts_sec, ts_frac, caplen, origlen
 PREFETCH_AHEAD = 4096  # bytes: hides the latency of the header-to-header chain

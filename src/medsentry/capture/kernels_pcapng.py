@@ -8,7 +8,6 @@ Interfaces get a source-wide index: a later section's interface 0 follows the ea
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.kernels_bytes import (
     WALK_BAD_BLOCK,
@@ -25,6 +24,7 @@ from medsentry.capture.kernels_bytes import (
     u32,
     u32le,
 )
+from medsentry.jit import njit
 
 # Block types (§4.1, §11.1)
 BT_SHB = 0x0A0D0D0A  # Section Header Block §4.1

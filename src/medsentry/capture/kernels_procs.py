@@ -6,7 +6,6 @@ Each runs only on a file that has shown process metadata; none runs on an ordina
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.kernels_bytes import u16, u32, u32be, u32le
 from medsentry.capture.kernels_decode import PKTAP_MIN_HEADER
@@ -20,6 +19,7 @@ from medsentry.capture.kernels_pcapng import (
     BT_SPB,
     BYTE_ORDER_MAGIC,
 )
+from medsentry.jit import njit
 
 # Apple PKTAP header (Wireshark packet-pktap.c, little-endian): field offsets
 PKTAP_FLAGS = 36  # pth_flags: PTH_FLAG_DIR_IN 0x1, PTH_FLAG_DIR_OUT 0x2

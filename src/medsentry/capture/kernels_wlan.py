@@ -12,7 +12,6 @@ point that relays its frames.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.batch import (
     ERR_BAD_L2,
@@ -27,6 +26,7 @@ from medsentry.capture.batch import (
     LINKTYPE_PPI,
 )
 from medsentry.capture.kernels_bytes import u16be, u16le, u32le, ubytes_be
+from medsentry.jit import njit
 
 WLAN_LINKTYPES = frozenset({LINKTYPE_IEEE802_11, LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_PPI})
 

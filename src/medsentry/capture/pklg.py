@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.hci_linktypes import LINKTYPE_PACKETLOGGER
 from medsentry.capture.kernels_bytes import (
@@ -29,6 +28,7 @@ from medsentry.capture.kernels_bytes import (
     u32,
 )
 from medsentry.capture.pcapng import CapacityHint, walk_one_linktype
+from medsentry.jit import njit
 
 RECORD_HEADER_LEN = 12  # length, seconds, microseconds
 TS_LEN = 8  # `length` counts the timestamp, the type byte and the packet

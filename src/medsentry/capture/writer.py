@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from numba import njit
 
 from medsentry.capture.batch import LINKTYPE_ETHERNET
 from medsentry.capture.frames import (
@@ -40,6 +39,7 @@ from medsentry.capture.frames import (
     udp,
 )
 from medsentry.capture.tcpsession import CLIENT, SERVER, FrameLog, Host, TcpSession
+from medsentry.jit import njit
 
 __all__ = [
     "ACK",

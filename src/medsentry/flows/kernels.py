@@ -13,7 +13,8 @@ side initiated the flow; Python turns d into client->server / server->client.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from medsentry.jit import njit
 
 # K64 columns (uint64): canonical key addresses, stored hash, MAC of each side.
 K_AHI, K_ALO, K_BHI, K_BLO, K_HASH, K_MAC = 0, 1, 2, 3, 4, 5  # K_MAC + d

@@ -14,10 +14,10 @@ from itertools import chain
 from operator import attrgetter
 
 import numpy as np
-from numba import njit
 
 from medsentry.events.flow import FlowRecord
 from medsentry.events.telemetry import MonitoredFlow
+from medsentry.jit import njit
 
 
 def _log(v: float) -> float:

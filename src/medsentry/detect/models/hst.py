@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+from medsentry.jit import njit
 
 # Minimum width of a learned feature range (in the feature's own units), so that a feature
 # that was constant during the first window still has a work range around its value.
