@@ -52,7 +52,6 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from medsentry import __version__
@@ -298,6 +297,16 @@ class _Sequence:
         return self._n
 
 
+def _dialect_insert(name: str):
+    """The dialect's INSERT, with ON CONFLICT; imported when used (SQLAlchemy's PostgreSQL
+    dialect package loads asyncio and asyncpg support: 25 ms of a SQLite user's start-up)."""
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
+
+
 @functools.cache
 def _insert_sql(dialect: Dialect, table: Table, key: str) -> tuple[str, tuple[str, ...] | None]:
     """Compiled "insert, ignore conflicts on `key`" for one dialect: SQL and bind order.
@@ -306,8 +315,7 @@ def _insert_sql(dialect: Dialect, table: Table, key: str) -> tuple[str, tuple[st
     cost more than the database itself, and these columns (ints, floats, text) need none.
     """
     cols = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
-    ins = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
-    stmt = ins(table).values({c: bindparam(c) for c in cols})
+    stmt = _dialect_insert(dialect.name)(table).values({c: bindparam(c) for c in cols})
     compiled = stmt.on_conflict_do_nothing(index_elements=[key]).compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
     return str(compiled), order
@@ -438,8 +446,7 @@ def _upsert_capture(conn: Connection, row: dict[str, Any]) -> None:
     name = conn.dialect.name
     changed = {k: v for k, v in row.items() if k != "capture_id"}
     if name in ("sqlite", "postgresql"):
-        dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
-        stmt = dialect_insert(captures).values(row)
+        stmt = _dialect_insert(name)(captures).values(row)
         conn.execute(stmt.on_conflict_do_update(index_elements=["capture_id"], set_=changed))
         return
     found = conn.execute(
