@@ -91,7 +91,7 @@ class FlowEngine:
         self.capture_id: str | None = None
         self._sweep_ns = int(cfg.sweep_interval_s * 1e9)
         self._last_sweep = 0
-        self._process_seen: set[tuple] = set()  # (process, connection) pairs already told
+        self._process_seen: set[tuple] = set()  # (process, flow id) pairs already told
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -112,6 +112,8 @@ class FlowEngine:
         while pos < n:
             stop = t.process(pb, pos)
             out_of_blocks = stop < n and t.free_blocks == 0
+            if pb.raw.processes is not None:  # the app first, then what its flows carried
+                events.extend(process_events(pb, t, self._process_seen, pos, stop))
             self.apps.handle_range(pb, pos, stop, events)
             self._expired(events)
             if stop < n:
@@ -125,8 +127,6 @@ class FlowEngine:
                     t.grow_blocks()
             pos = stop
         events.extend(arp_events(pb, t.fmt_ip))
-        if pb.raw.processes is not None:
-            events.extend(process_events(pb, t.fmt_ip, self._process_seen))
         if self.frame_dissectors:
             self._frames(pb, events)
         now = t.now_ns

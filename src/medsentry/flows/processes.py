@@ -1,5 +1,5 @@
 """The app behind each connection, where the capture names it: one `ProcessTraffic` per
-(connection, process), from the per-packet attribution of capture/processes.py."""
+(flow, process), from the per-packet attribution of capture/processes.py."""
 
 from __future__ import annotations
 
@@ -8,24 +8,28 @@ import numpy as np
 from medsentry.capture.batch import DECODE_OK, IPPROTO_TCP, IPPROTO_UDP, PacketBatch
 from medsentry.events.base import Endpoints
 from medsentry.events.process import ProcessTraffic
-from medsentry.flows.table import AddressFormatter, format_mac
+from medsentry.flows.table import FlowTable, format_mac
 
-MAX_SEEN = 1 << 20  # connections remembered per capture before the memory starts over
+MAX_SEEN = 1 << 20  # (process, flow) pairs remembered per capture before the memory starts over
 _SENT, _RECEIVED = 2, 1  # Processes.direction
 
 
 def process_events(
-    pb: PacketBatch, fmt_ip: AddressFormatter, seen: set[tuple]
+    pb: PacketBatch, table: FlowTable, seen: set[tuple], lo: int, hi: int
 ) -> list[ProcessTraffic]:
-    """New (process, connection) pairs of the batch, oriented host side -> remote side."""
+    """New (process, flow) pairs among packets [lo, hi) of the batch, just accounted by the
+    flow table (their flows not yet expired), oriented host side -> remote side."""
     pr = pb.raw.processes
-    if pr is None:
+    if pr is None or hi <= lo:
         return []
-    m = (pr.proc >= 0) & (pb.ip_ver > 0) & (pb.err == DECODE_OK) & (pb.frag == 0)
-    m &= (pb.proto == IPPROTO_TCP) | (pb.proto == IPPROTO_UDP)
-    idx = np.flatnonzero(m)
+    sl = slice(lo, hi)
+    slots_all = table.pkt_slot[sl]
+    m = (pr.proc[sl] >= 0) & (slots_all >= 0) & (pb.ip_ver[sl] > 0) & (pb.err[sl] == DECODE_OK)
+    m &= (pb.frag[sl] == 0) & ((pb.proto[sl] == IPPROTO_TCP) | (pb.proto[sl] == IPPROTO_UDP))
+    idx = np.flatnonzero(m) + lo
     if idx.size == 0:
         return []
+    fmt_ip = table.fmt_ip
     d = pr.direction[idx]
     # the host's end: the packet's source when it sent it, its destination when it received it;
     # undirected packets: the address in more of the batch's attributed packets (the capturing
@@ -43,7 +47,8 @@ def process_events(
         True,
         np.where(d == _RECEIVED, False, np.where(c_src != c_dst, c_src > c_dst, by_ports)),
     )
-    keys = np.empty((idx.size, 12), np.uint64)
+    keys = np.empty((idx.size, 13), np.uint64)
+    keys[:, 12] = table.pkt_slot[idx]
     keys[:, 0] = pr.proc[idx]
     keys[:, 1] = pb.proto[idx]
     keys[:, 2] = np.where(src_local, pb.src_hi[idx], pb.dst_hi[idx])
@@ -58,11 +63,12 @@ def process_events(
     keys[:, 11] = d != 0
     uniq, first = np.unique(keys, axis=0, return_index=True)
     ts = pb.raw.ts_ns[idx][first].tolist()
+    flow_ids = table.flow_ids(uniq[:, 12].astype(np.int32))
     out: list[ProcessTraffic] = []
-    for row, t in zip(uniq.tolist(), ts, strict=True):
-        proc, proto, lhi, llo, lport, rhi, rlo, rport, lmac, rmac, vv, known = row
+    for row, t, flow_id in zip(uniq.tolist(), ts, flow_ids, strict=True):
+        proc, proto, lhi, llo, lport, rhi, rlo, rport, lmac, rmac, vv, known, _ = row
         info = pr.table[proc]
-        key = (info, proto, lhi, llo, lport, rhi, rlo, rport)
+        key = (info, flow_id)
         if key in seen:
             continue
         if len(seen) >= MAX_SEEN:
@@ -82,6 +88,7 @@ def process_events(
                     vlan=vlan or None,
                     transport="tcp" if proto == IPPROTO_TCP else "udp",
                 ),
+                flow_id=flow_id,
                 process=info.name,
                 label=info.label,
                 process_id=info.ident,
