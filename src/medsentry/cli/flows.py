@@ -6,6 +6,7 @@ import click
 
 from medsentry.cli.output import FORMAT_OPTION, emit
 from medsentry.store import FLOW_TABLE_COLUMNS, SORT_KEYS, FlowFilter, list_flows, open_store
+from medsentry.store.queries import APP_COLUMN
 
 DB_OPTION = click.option(
     "--db",
@@ -27,6 +28,12 @@ DB_OPTION = click.option(
 @click.option("--port", type=int, metavar="N", help="Client or server port.")
 @click.option("--transport", metavar="tcp|udp", help="Transport (tcp, udp, icmp, icmp6, arp).")
 @click.option("--capture", metavar="ID", help="Capture id or a prefix of it (see `scan` output).")
+@click.option(
+    "--app",
+    metavar="NAME",
+    help="Flows of an app the capture names (PCAPdroid, Apple PKTAP): part of its package,"
+    " process or display name, any case.",
+)
 @click.option("--since", metavar="TIME", help="Flows still active at/after this ISO time (UTC).")
 @click.option("--until", metavar="TIME", help="Flows started at/before this ISO time (UTC).")
 @click.option(
@@ -45,6 +52,7 @@ def flows_cmd(
     port: int | None,
     transport: str | None,
     capture: str | None,
+    app: str | None,
     since: str | None,
     until: str | None,
     sort: str,
@@ -58,6 +66,7 @@ def flows_cmd(
         port=port,
         transport=transport,
         capture=capture,
+        app=app,
         since=since,
         until=until,
         sort=sort,
@@ -65,4 +74,7 @@ def flows_cmd(
     )
     with open_store(db_url) as store:
         rows = list_flows(store, flt)
-    emit(rows, FLOW_TABLE_COLUMNS, fmt, title=f"{len(rows)} flow{'' if len(rows) == 1 else 's'}")
+    columns = FLOW_TABLE_COLUMNS
+    if any(r[APP_COLUMN] for r in rows):  # the capture named the apps: show them
+        columns = (*columns[:-1], APP_COLUMN, columns[-1])
+    emit(rows, columns, fmt, title=f"{len(rows)} flow{'' if len(rows) == 1 else 's'}")

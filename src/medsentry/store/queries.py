@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import JSON, ColumnElement, Select, cast, func, or_, select, type_coerce
 
 from medsentry.errors import InputError
 from medsentry.events import Event, FlowRecord, StreamStats, decode_json
@@ -56,6 +56,8 @@ FLOW_TABLE_COLUMNS = (
     "end_reason",
     "capture",
 )
+APP_COLUMN = "app"  # shown when a listed flow has one (captures that name the app behind it)
+PROCESS_KIND = "process_traffic"  # events.process.ProcessTraffic
 
 _HEX = re.compile(r"^[0-9a-f]{1,64}$")
 
@@ -98,6 +100,7 @@ class FlowFilter:
     port: int | None = None  # client or server port
     transport: str | None = None
     capture: str | None = None  # capture_id prefix (hex)
+    app: str | None = None  # a process or app name the capture gave (part of it, any case)
     since_ns: int | None = None  # flows still active at or after this time
     until_ns: int | None = None  # flows that started at or before this time
     sort: str = "start"
@@ -113,6 +116,7 @@ class FlowFilter:
         port: int | None = None,
         transport: str | None = None,
         capture: str | None = None,
+        app: str | None = None,
         since: str | None = None,
         until: str | None = None,
         sort: str = "start",
@@ -134,6 +138,10 @@ class FlowFilter:
             capture = capture.strip().lower()
             if not _HEX.match(capture):
                 raise InputError(f"--capture {capture!r} is not a capture id prefix (hex digits)")
+        if app is not None:
+            app = app.strip()
+            if not app:
+                raise InputError("--app is empty")
         since_ns = parse_time(since, "--since") if since else None
         until_ns = parse_time(until, "--until") if until else None
         if since_ns is not None and until_ns is not None and since_ns > until_ns:
@@ -152,6 +160,7 @@ class FlowFilter:
             port=port,
             transport=transport,
             capture=capture,
+            app=app,
             since_ns=since_ns,
             until_ns=until_ns,
             sort=key,
@@ -159,7 +168,7 @@ class FlowFilter:
             limit=limit,
         )
 
-    def where(self) -> list[ColumnElement[bool]]:
+    def where(self, dialect: str | None = None) -> list[ColumnElement[bool]]:
         c = flows.c
         conds: list[ColumnElement[bool]] = []
         if self.protocol is not None:
@@ -177,16 +186,28 @@ class FlowFilter:
             conds.append(c.transport == self.transport)
         if self.capture is not None:
             conds.append(c.capture_id.startswith(self.capture, autoescape=True))
+        if self.app is not None:  # the flows a ProcessTraffic event names (payload JSON)
+            # PostgreSQL's ->> needs a json value (the column is text); SQLite's json_extract
+            # reads the text itself (CAST AS JSON there would be a numeric cast)
+            coerce = cast if dialect == "postgresql" else type_coerce
+            doc = coerce(events.c.payload, JSON)
+            name = self.app.lower()
+            named = or_(
+                func.lower(doc["process"].as_string()).contains(name, autoescape=True),
+                func.lower(doc["label"].as_string()).contains(name, autoescape=True),
+            )
+            q = select(events.c.flow_id).where(events.c.kind == PROCESS_KIND, named)
+            conds.append(c.flow_id.in_(q))
         if self.since_ns is not None:
             conds.append(c.last_ns >= self.since_ns)
         if self.until_ns is not None:
             conds.append(c.ts_ns <= self.until_ns)
         return conds
 
-    def select(self) -> Select[Any]:
+    def select(self, dialect: str | None = None) -> Select[Any]:
         key = SORT_KEYS[self.sort]
         stmt = select(flows)
-        for cond in self.where():
+        for cond in self.where(dialect):
             stmt = stmt.where(cond)
         stmt = stmt.order_by(key.desc() if self.descending else key.asc(), flows.c.flow_id)
         if self.limit is not None:
@@ -218,7 +239,31 @@ def list_flows(store: Store, flt: FlowFilter | None = None) -> list[dict[str, An
     """Display records of the flows matching `flt` (all stored fields + derived ones)."""
     flt = flt or FlowFilter()
     with store.engine.connect() as conn:
-        return [flow_display(dict(r._mapping)) for r in conn.execute(flt.select())]
+        found = conn.execute(flt.select(conn.dialect.name))
+        rows = [flow_display(dict(r._mapping)) for r in found]
+        apps = flow_apps(conn, [r["flow_id"] for r in rows])
+    for r in rows:
+        r[APP_COLUMN] = apps.get(r["flow_id"])
+    return rows
+
+
+def flow_apps(conn: Any, flow_ids: Sequence[str]) -> dict[str, str]:
+    """flow id -> the apps behind it ("display name (process)", several joined by ", "), from
+    the ProcessTraffic events of captures that name them; flows without one are left out."""
+    names: dict[str, list[str]] = {}
+    for i in range(0, len(flow_ids), 500):
+        q = select(events.c.flow_id, events.c.payload).where(
+            events.c.kind == PROCESS_KIND, events.c.flow_id.in_(flow_ids[i : i + 500])
+        )
+        for flow_id, payload in conn.execute(q.order_by(events.c.ts_ns, events.c.id)):
+            ev = decode_json(payload)
+            name = f"{ev.label} ({ev.process})" if ev.label else ev.process
+            if ev.via:
+                name += f" via {ev.via}"
+            got = names.setdefault(flow_id, [])
+            if name not in got:
+                got.append(name)
+    return {k: ", ".join(v) for k, v in names.items()}
 
 
 def row_to_flow_record(row: dict[str, Any]) -> FlowRecord:
@@ -235,7 +280,7 @@ def row_to_flow_record(row: dict[str, Any]) -> FlowRecord:
 def iter_flow_records(store: Store, flt: FlowFilter | None = None) -> Iterator[FlowRecord]:
     flt = flt or FlowFilter()
     with store.engine.connect() as conn:
-        for r in conn.execution_options(yield_per=1000).execute(flt.select()):
+        for r in conn.execution_options(yield_per=1000).execute(flt.select(conn.dialect.name)):
             yield row_to_flow_record(dict(r._mapping))
 
 
