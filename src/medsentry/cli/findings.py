@@ -164,7 +164,10 @@ def show_cmd(finding_id: str, db_url: str | None, fmt: str) -> None:
     click.echo("evidence")
     for e in f.evidence:
         where = f"{e.client or ''} -> {e.server or ''}:{e.server_port or ''}".strip(" ->:")
-        click.echo(f"  {ns_to_iso(e.ts_ns)}  {e.kind:14} {e.flow_id or '':20} {where}  {e.note}")
+        app = f"  [app: {e.app}]" if e.app else ""
+        click.echo(
+            f"  {ns_to_iso(e.ts_ns)}  {e.kind:14} {e.flow_id or '':20} {where}  {e.note}{app}"
+        )
     click.echo(f"remedy    {rec['remediation']}")
     click.echo("controls")
     for fw, ids in rec["controls"].items():

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from medsentry.controls.devices import DeviceIndex, load_inventory
 from medsentry.controls.knowledge import SEVERITIES, Knowledge, knowledge
@@ -259,7 +261,19 @@ def build_findings(
     if policy is not None:
         by_ip = {ip: d for d in devices for ip in d.ips}
         b.segmentation(check(policy, collector.conversations.values(), by_ip))
+    if collector.apps:
+        _name_apps(b.out.values(), collector.apps)
     return list(b.out.values())
+
+
+def _name_apps(findings: Iterable[Finding], apps: dict[str, str]) -> None:
+    """Each piece of evidence from a flow the capture names the app of carries that app."""
+    for f in findings:
+        if any(e.flow_id in apps for e in f.evidence):
+            f.evidence = [
+                msgspec.structs.replace(e, app=apps[e.flow_id]) if e.flow_id in apps else e
+                for e in f.evidence
+            ]
 
 
 class ControlsAnalyzer:

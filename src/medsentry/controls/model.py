@@ -22,6 +22,7 @@ class FindingEvidence(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=T
     server_port: int | None = None
     transport: str | None = None
     note: str = ""
+    app: str | None = None  # the app behind the flow, where the capture names it
 
 
 class Finding(msgspec.Struct, kw_only=True, omit_defaults=True):

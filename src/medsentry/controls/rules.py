@@ -30,12 +30,16 @@ from medsentry.events.hl7 import Hl7Message
 from medsentry.events.http import FhirInteraction, HttpRequest, HttpResponse
 from medsentry.events.identity import CdpNeighbor, DhcpMessage, LldpNeighbor, SsdpMessage
 from medsentry.events.mqtt import MqttConnack, MqttConnect
+from medsentry.events.process import ProcessTraffic
 from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
 
 MEDICAL_PROTOCOLS = frozenset({"dicom", "dicom-tls", "hl7-mllp", "fhir"})
 _TLS_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2"}
 TFTP_PORT = 69
 _MAX_PENDING = 100_000  # per-flow pairing state kept at most (oldest dropped)
+
+
+MAX_APPS = 1 << 18  # flows whose app is remembered before the memory starts over
 
 
 @dataclass
@@ -150,6 +154,7 @@ class Collector:
         self._dicom_ae_ev: dict[tuple[str, int], DicomAssociateAccept] = {}
         self._accounts: dict[str, list] = {}
         self._communities: dict[str, object] = {}
+        self.apps: dict[str, str] = {}  # flow id -> the app behind it (ProcessTraffic)
         if phi_key is not None:
             for a in self.kn.accounts:
                 self._accounts.setdefault(keyed_hash(phi_key, a.username), []).append(a)
@@ -638,6 +643,16 @@ class Collector:
                 peer=ep.client,
             )
 
+    def _process(self, ev: ProcessTraffic) -> None:
+        # evidence of a flow an app opened names the app (a phone's or a computer's capture)
+        if ev.flow_id is None:
+            return
+        if len(self.apps) >= MAX_APPS:
+            self.apps.clear()
+        name = f"{ev.label} ({ev.process})" if ev.label else ev.process
+        old = self.apps.get(ev.flow_id)
+        self.apps[ev.flow_id] = name if old is None or name in old else f"{old}, {name}"
+
     def _mqtt_connect(self, ev: MqttConnect) -> None:
         if not ev.username_present and not ev.password_present:
             self._pending(self._mqtt_anon, ev.flow_id, ev)
@@ -721,4 +736,5 @@ _HANDLERS = {
     CleartextCredentials: Collector._credentials,
     MqttConnect: Collector._mqtt_connect,
     MqttConnack: Collector._mqtt_connack,
+    ProcessTraffic: Collector._process,
 }
