@@ -67,14 +67,16 @@ def _cert(tmp: Path) -> tuple[Path, Path]:
     )
 
 
-def record(tmp: Path) -> list[Frame]:
+def record(tmp: Path, cleartext: bool = False) -> list[Frame]:
     """Real TLS from two clients (one per app) to a loopback server, tcpdump-captured, moved to
-    the phone's and the servers' addresses."""
+    the phone's and the servers' addresses. `cleartext`: the CGM app also sends one plain HTTP
+    request with Basic credentials (server port 80)."""
     cpath, kpath = _cert(tmp)
-    port_cgm, port_web = free_port(), free_port()
+    port_cgm, port_web, port_http = free_port(), free_port(), free_port()
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     sctx.load_cert_chain(cpath, kpath)
     servers = [socket.create_server(("127.0.0.1", p)) for p in (port_cgm, port_web)]
+    plain = socket.create_server(("127.0.0.1", port_http)) if cleartext else None
 
     def serve(lsock: socket.socket) -> None:
         conn, _ = lsock.accept()
@@ -85,11 +87,20 @@ def record(tmp: Path) -> list[Frame]:
         except (ssl.SSLError, OSError):
             pass
 
+    def serve_http(lsock: socket.socket) -> None:
+        conn, _ = lsock.accept()
+        with conn:
+            conn.recv(1000)
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+
     threads = [threading.Thread(target=serve, args=(s,), daemon=True) for s in servers]
+    if plain is not None:
+        threads.append(threading.Thread(target=serve_http, args=(plain,), daemon=True))
     for t in threads:
         t.start()
     pcap = tmp / "lo.pcap"
-    with tcpdump(pcap, f"tcp port {port_cgm} or tcp port {port_web}"):
+    ports = f"tcp port {port_cgm} or tcp port {port_web} or tcp port {port_http}"
+    with tcpdump(pcap, ports):
         for port, sni in ((port_cgm, CGM_SNI), (port_web, WEB_SNI)):
             cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             cctx.load_verify_locations(cpath)
@@ -99,29 +110,39 @@ def record(tmp: Path) -> list[Frame]:
             ):
                 s.sendall(b"GET /")
                 s.recv(100)
+        if plain is not None:
+            with socket.create_connection(("127.0.0.1", port_http)) as s:
+                s.sendall(
+                    b"GET /ShareWebServices/Services/Publisher HTTP/1.1\r\n"
+                    b"Host: " + CGM_SNI.encode() + b"\r\n"
+                    b"Authorization: Basic Y2dtdXNlcjpjZ21wYXNz\r\n\r\n"
+                )
+                s.recv(1000)
     for t in threads:
         t.join(5)
-    for s in servers:
-        s.close()
+    for s in [*servers, plain]:
+        if s is not None:
+            s.close()
+    served = {port_cgm: ("cgm", 443), port_web: ("web", 443), port_http: ("cgm", 80)}
     frames: list[Frame] = []
     with open(pcap, "rb") as fh:
         for ts, buf in dpkt.pcap.Reader(fh):
             eth = bytearray(buf)
             ip = dpkt.ethernet.Ethernet(buf).data
             tcp = ip.data
-            server_port = tcp.dport if tcp.dport in (port_cgm, port_web) else tcp.sport
-            app = "cgm" if server_port == port_cgm else "web"
+            server_port = tcp.dport if tcp.dport in served else tcp.sport
+            app, seen_port = served[server_port]
             sent = tcp.dport == server_port
             server = CGM_SERVER if app == "cgm" else WEB_SERVER
             src, dst = (PHONE, server) if sent else (server, PHONE)
             eth[14 + 12 : 14 + 16] = socket.inet_aton(src)
             eth[14 + 16 : 14 + 20] = socket.inet_aton(dst)
-            # the server listens on 443 as a phone's apps see it
+            # the server listens on 443 (or 80) as a phone's apps see it
             o = 14 + ip.hl * 4
             if sent:
-                eth[o + 2 : o + 4] = struct.pack(">H", 443)
+                eth[o + 2 : o + 4] = struct.pack(">H", seen_port)
             else:
-                eth[o : o + 2] = struct.pack(">H", 443)
+                eth[o : o + 2] = struct.pack(">H", seen_port)
             frames.append(Frame(round(ts * 1e6), bytes(eth), app, sent))
     if frames:
         buf = np.frombuffer(b"".join(f.data for f in frames), np.uint8).copy()

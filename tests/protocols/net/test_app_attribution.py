@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 
 from medsentry.capture.reader import open_capture
 from medsentry.errors import CaptureError
+from medsentry.events.flow import FlowRecord
 from medsentry.events.process import ProcessTraffic
 from medsentry.pipeline import Pipeline, ScanConfig
 
@@ -110,7 +111,8 @@ SOURCES = {
 
 @pytest.mark.parametrize("name", list(WRITERS))
 def test_one_event_per_connection_and_app(files: dict[str, Path], name: str) -> None:
-    ev = [e for e in scan(files[name]) if isinstance(e, ProcessTraffic)]
+    events = scan(files[name])
+    ev = [e for e in events if isinstance(e, ProcessTraffic)]
     procs, directed = EXPECTED[name]
     assert {e.process: (e.label, e.via) for e in ev} == procs
     assert len(ev) == 2  # two connections, one app each
@@ -121,6 +123,14 @@ def test_one_event_per_connection_and_app(files: dict[str, Path], name: str) -> 
         assert e.source == SOURCES[name]
     cgm = next(e for e in ev if e.process in (CGM_PACKAGE, CGM_COMMAND))
     assert cgm.endpoints.server == CGM_SERVER
+    # each names the flow record of its connection, told before that record
+    flows = {e.flow_id: (i, e) for i, e in enumerate(events) if isinstance(e, FlowRecord)}
+    for e in ev:
+        i, f = flows[e.flow_id]
+        assert events.index(e) < i
+        assert {f.client, f.server} == {e.endpoints.client, e.endpoints.server}
+        assert {f.client_port, f.server_port} == {e.endpoints.client_port, 443}
+    assert len({e.flow_id for e in ev}) == 2
 
 
 def test_pktap_matches_tshark(files: dict[str, Path]) -> None:
@@ -226,6 +236,79 @@ def test_without_app_names_the_phone_looks_like_the_device(
         eng.finish(store, "plain")
         phone = {d.device_id: d for d in load_devices(store)}[f"ip:{PHONE}"]
     assert phone.vendor is not None and phone.vendor.value == "Dexcom"
+
+
+@pytest.mark.parametrize("name", ["pcapdroid-pcapng", "pktap"])
+def test_flows_listing_names_the_app(files: dict[str, Path], name: str, db_url: str) -> None:
+    """`medsentry flows` shows the app behind each flow the capture names it for (the app
+    column appears only then) and `--app` selects them by part of a name, in any case, on
+    SQLite and PostgreSQL alike."""
+    import json
+
+    from click.testing import CliRunner
+
+    from medsentry.cli import main as cli
+
+    run = CliRunner().invoke
+    assert run(cli, ["scan", str(files[name]), "--db", db_url, "-q"]).exit_code == 0
+    res = run(cli, ["flows", "--db", db_url, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    droid = name == "pcapdroid-pcapng"
+    cgm = "Dexcom G7 (com.dexcom.g7)" if droid else "Dexcom G7 via nsurlsessiond"
+    web = "Chrome (com.android.chrome)" if droid else "Safari"
+    apps = {(r["server"], r["server_port"]): r["app"] for r in rows}
+    assert apps[(CGM_SERVER, 443)] == cgm
+    assert sorted(a for a in apps.values() if a) == sorted([cgm, web])
+    for query in ("DEXCOM", "g7", "dexcom g"):
+        res = run(cli, ["flows", "--db", db_url, "--app", query, "--format", "json"])
+        assert [(r["server"], r["app"]) for r in json.loads(res.output)] == [(CGM_SERVER, cgm)]
+    res = run(cli, ["flows", "--db", db_url, "--app", "100%_"])  # LIKE characters are literal
+    assert res.exit_code == 0 and "0 flows" in res.output
+    table = run(cli, ["flows", "--db", db_url]).output
+    assert " app " in table and "Dexcom G7" in table
+    res = run(cli, ["flows", "--db", db_url, "--app", " "])
+    assert res.exit_code == 2 and "--app is empty" in res.output
+
+
+def test_findings_evidence_names_the_app(tmp_path: Path) -> None:
+    """The CGM app also sends its Basic credentials over plain HTTP: the finding's evidence
+    names the app that sent them (JSON and `findings show`)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from medsentry.cli import main as cli
+
+    cap = pcapdroid_pcapng(record(tmp_path, cleartext=True), tmp_path / "clear.pcapng")
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    run = CliRunner().invoke
+    assert run(cli, ["scan", str(cap), "--db", db, "-q"]).exit_code == 0
+    found = json.loads(run(cli, ["findings", "--db", db, "--format", "json"]).output)
+    basic = [f for f in found if f["type"] == "http-basic-cleartext"]
+    assert len(basic) == 1
+    shown = run(cli, ["findings", "show", basic[0]["finding_id"], "--db", db, "--format", "json"])
+    evidence = json.loads(shown.output)["evidence"]
+    assert evidence and all(e["app"] == f"{CGM_APP} ({CGM_PACKAGE})" for e in evidence)
+    assert all(e["server"] == CGM_SERVER and e["server_port"] == 80 for e in evidence)
+    text = run(cli, ["findings", "show", basic[0]["finding_id"], "--db", db]).output
+    assert f"[app: {CGM_APP} ({CGM_PACKAGE})]" in text
+
+
+def test_flows_listing_of_an_ordinary_capture_has_no_app_column(
+    frames: list[Frame], tmp_path: Path
+) -> None:
+    from app_captures import _pcap
+    from click.testing import CliRunner
+
+    from medsentry.cli import main as cli
+
+    plain = tmp_path / "plain.pcap"
+    plain.write_bytes(_pcap(1, [(f.ts_us, f.data) for f in frames]))
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    assert CliRunner().invoke(cli, ["scan", str(plain), "--db", db, "-q"]).exit_code == 0
+    table = CliRunner().invoke(cli, ["flows", "--db", db]).output
+    assert "2 flows" in table and " app " not in table
 
 
 @settings(
