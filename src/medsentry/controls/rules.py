@@ -651,7 +651,8 @@ class Collector:
             self.apps.clear()
         name = f"{ev.label} ({ev.process})" if ev.label else ev.process
         old = self.apps.get(ev.flow_id)
-        self.apps[ev.flow_id] = name if old is None or name in old else f"{old}, {name}"
+        told = old.split(", ") if old else []
+        self.apps[ev.flow_id] = ", ".join(told) if name in told else ", ".join([*told, name])
 
     def _mqtt_connect(self, ev: MqttConnect) -> None:
         if not ev.username_present and not ev.password_present:

@@ -32,7 +32,7 @@ def process_events(
     fmt_ip = table.fmt_ip
     d = pr.direction[idx]
     # the host's end: the packet's source when it sent it, its destination when it received it;
-    # undirected packets: the address in more of the batch's attributed packets (the capturing
+    # undirected packets: the address in more of the range's attributed packets (the capturing
     # host is in all of them), else the ephemeral (higher) port (apps are clients)
     n = idx.size
     ends = np.empty((2 * n, 2), np.uint64)
