@@ -26,14 +26,14 @@ def test_open_upgrades_an_empty_database_to_head(db_url) -> None:
             assert MigrationContext.configure(conn).get_current_revision() == head_revision()
 
 
-def _upgrade_with_alembic(url: str) -> None:
-    """The migration scripts run on an empty database (open_store makes a new SQLite file from
-    the schema module directly)."""
+def _upgrade_with_alembic(url: str, revision: str = "head") -> None:
+    """The migration scripts run on an empty database up to `revision` (open_store makes a new
+    SQLite file from the schema module directly)."""
     engine = create_engine(url)
     with engine.connect() as conn:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
         conn.commit()
     engine.dispose()
 
@@ -151,13 +151,7 @@ def test_opening_a_new_or_current_sqlite_database_does_not_import_alembic(tmp_pa
     assert first.stdout.strip() == "False"
     assert again.stdout.strip() == "False"
     old_url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(old_url)
-    with engine.connect() as conn:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-        conn.commit()
-    engine.dispose()
+    _upgrade_with_alembic(old_url, "0002")
     older = subprocess.run([*run[:-1], old_url], capture_output=True, text=True, check=True)
     assert older.stdout.strip() == "True"
 

@@ -14,6 +14,7 @@ pages).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -141,6 +142,7 @@ _REVISION = re.compile(r"^revision(?::[^=]*)?=\s*[\"']([^\"']+)[\"']\s*$", re.M)
 _DOWN = re.compile(r"^down_revision(?::[^=]*)?=\s*(None|[\"'][^\"']+[\"'])\s*$", re.M)
 
 
+@functools.cache  # the scripts ship with the package: read once per process
 def _head_from_files() -> str | None:
     """The head revision read from the migration scripts' `revision` and `down_revision` lines,
     or None when they are not one plain chain (alembic then reads them itself)."""
