@@ -6,9 +6,10 @@ import pytest
 
 from medsentry.events import ArpObserved, FlowRecord
 from medsentry.events.base import Endpoints
-from medsentry.events.identity import DhcpMessage
+from medsentry.events.identity import DhcpMessage, DnsMessage, DnsQuestion, DnsRecord
 from medsentry.inventory.engine import InventoryEngine
 from medsentry.inventory.observe import GATEWAY_MIN_FOREIGN_IPS, Observer
+from medsentry.inventory.state import MAX_PEERS
 from medsentry.inventory.store import list_changes, load_devices
 from medsentry.store import open_store
 
@@ -206,3 +207,73 @@ def test_a_router_stays_a_router_in_later_intervals(sqlite_url: str) -> None:
         assert devs[f"mac:{ROUTER}"].ips == []  # never took the routed addresses
         assert "ip-router" in devs[f"mac:{ROUTER}"].roles
         assert "ip:10.10.0.77" in devs
+
+
+def test_a_busy_server_keeps_its_earliest_peers_within_the_bound() -> None:
+    # the peers of each endpoint are folded into the device at resolve: the bound holds there
+    obs = Observer()
+    server = "00:06:5b:00:00:05"
+    n = MAX_PEERS + 40
+    obs.feed(
+        [flow(i, f"10.20.{i // 200}.{i % 200 + 1}", "10.20.0.250", f"00:12:21:00:{i >> 8:02x}:"
+              f"{i & 0xFF:02x}", server, t=i) for i in range(n)]
+    )  # fmt: skip
+    devices, _ = obs.resolve()
+    peers = devices[f"mac:{server}"].peers
+    assert len(peers) == MAX_PEERS
+    assert max(peers.values()) == T0 + (MAX_PEERS - 1) * S  # the earliest are kept
+    assert all(len(d.peers) == 1 for did, d in devices.items() if did != f"mac:{server}")
+
+
+DNS_ENDS = Endpoints(
+    client="10.20.0.70",
+    server="10.10.0.3",
+    client_port=50001,
+    server_port=53,
+    client_mac="00:12:21:00:00:01",
+    server_mac="00:06:5b:00:00:03",
+    transport="udp",
+)
+
+
+def dns(i: int, t: int, response: bool, name: str, answers=()) -> DnsMessage:
+    return DnsMessage(
+        ts_ns=T0 + t * S,
+        flow_id=f"{i:016x}",
+        endpoints=DNS_ENDS,
+        protocol="dns",
+        id=i,
+        response=response,
+        questions=[DnsQuestion(name=name, qtype=answers[0].rtype if answers else 1)],
+        answers=list(answers),
+    )
+
+
+def test_dns_names_the_cloud_a_client_asks_for_and_the_hosts_it_answers_for() -> None:
+    obs = Observer()
+    a = DnsRecord(name="PACS1.Hospital.example.", rtype=1, ttl=60, data="10.10.0.9")
+    ptr = DnsRecord(name="5.0.20.10.in-addr.arpa", rtype=12, ttl=60, data="pump-7.ward.example.")
+    outside = DnsRecord(name="cdn.example.com", rtype=1, ttl=60, data="93.184.216.34")
+    obs.feed(
+        [
+            dns(1, 0, False, "Share2.Dexcom.com."),
+            dns(1, 0, True, "Share2.Dexcom.com.", [outside]),
+            dns(1, 1, True, "Share2.Dexcom.com.", [outside]),  # a repeat: nothing new
+            dns(2, 2, True, "PACS1.Hospital.example.", [a]),
+            dns(3, 3, True, "5.0.20.10.in-addr.arpa", [ptr]),
+            flow(4, "10.20.0.70", "10.10.0.9", "00:12:21:00:00:01", "00:06:5b:00:00:09", t=4),
+            flow(5, "10.20.0.5", "10.20.0.70", "00:12:21:00:00:05", "00:12:21:00:00:01", t=5),
+        ]
+    )
+    devices, _ = obs.resolve()
+    client = devices["mac:00:12:21:00:00:01"]
+    # lowercase, no root dot; a reverse lookup names no cloud
+    assert client.observations["domain"] == {
+        "share2.dexcom.com": T0,
+        "pacs1.hospital.example": T0 + 2 * S,
+    }
+    assert "dns-server" in devices["mac:00:06:5b:00:00:03"].roles
+    # an A answer names the local host at its address, a PTR answer too; internet hosts none
+    assert list(devices["mac:00:06:5b:00:00:09"].hostnames) == ["4:PACS1.Hospital.example"]
+    assert list(devices["mac:00:12:21:00:00:05"].hostnames) == ["3:pump-7.ward.example"]
+    assert not any("93.184.216.34" in d for d in devices)

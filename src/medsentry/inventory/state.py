@@ -91,7 +91,7 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
         for ip, span in other.addresses.items():
             self.address(ip, span.first_ns, span.last_ns, span.source)
 
-    def _bound_peers(self) -> None:
+    def bound_peers(self) -> None:
         """Keep the MAX_PEERS earliest peers of each kind."""
         if len(self.peers) > MAX_PEERS:
             self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
@@ -113,7 +113,7 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
         self.phi_ns = other.phi_ns
         _merge_first(self.peers, other.peers)
         _merge_first(self.external_peers, other.external_peers)
-        self._bound_peers()
+        self.bound_peers()
 
     def merge(self, other: DeviceState) -> None:
         """Fold another state (a later capture, or an IP-only device that proved to be this one)."""
@@ -152,7 +152,7 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
             _merge_first(mine, theirs)
         if other.phi_ns is not None:
             self.phi_ns = other.phi_ns if self.phi_ns is None else min(self.phi_ns, other.phi_ns)
-        self._bound_peers()
+        self.bound_peers()
 
 
 def _merge_first(mine: dict[str, int], theirs: dict[str, int]) -> None:
