@@ -34,6 +34,8 @@ PREFIX: dict[str, bytes] = {
     "http": b"GET /fhir/Patient/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n",
     "fhir": b"POST /fhir/Patient HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n",
     "tls": b"\x16\x03\x01\xff\xff\x01\xff\xff\xfb\x03\x03",
+    # a v1 Initial: 8-byte DCID, no SCID, no token, Length 1162 (RFC 9000 §17.2.2)
+    "quic": b"\xc3\x00\x00\x00\x01\x08\x83\x94\xc8\xf0\x3e\x51\x57\x08\x00\x00\x44\x8a",
     "mqtt": b"\x10\xff\xff\xff\x7f\x00\x04MQTT\x04\xc2",
     "ftp": b"USER radtech\r\nPASS ",
     "pop3": b"USER nurse\r\nPASS ",

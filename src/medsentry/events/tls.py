@@ -15,7 +15,7 @@ class TlsClientHello(Event, tag="tls_client_hello", frozen=True, kw_only=True):
 
     flow_id: str
     endpoints: Endpoints
-    record_version: int
+    record_version: int  # the first record's version; 0 without a record layer (QUIC, RFC 9001 §4)
     legacy_version: int
     supported_versions: list[int] = msgspec.field(default_factory=list)
     max_version: str  # "TLS 1.3", "TLS 1.2", ...

@@ -25,6 +25,7 @@ _MODULES: list[str] = [
     # one line per dissector module, e.g. "medsentry.protocols.dicom",
     "medsentry.protocols.http",
     "medsentry.protocols.tls",
+    "medsentry.protocols.quic",
     "medsentry.protocols.dhcp",
     "medsentry.protocols.dns",
     "medsentry.protocols.ssdp",

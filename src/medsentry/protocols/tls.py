@@ -151,6 +151,7 @@ def _ja4(
     versions: tuple[int, ...] | None,
     alpn: bytes | None,
     sigs: tuple[int, ...],
+    transport: str = "t",
 ) -> tuple[str, str]:
     """fp.ja4, once per distinct ClientHello shape (clients repeat theirs)."""
     return fp.ja4(
@@ -160,6 +161,7 @@ def _ja4(
         list(versions) if versions is not None else None,
         alpn,
         list(sigs),
+        transport,
     )
 
 
@@ -181,6 +183,99 @@ def _server_name(data: bytes) -> str | None:
         if kind == 0:
             return text(name, 255)
     return None
+
+
+def client_hello(
+    body: bytes, ts_ns: int, ctx: FlowContext, record_version: int, transport: str = "t"
+) -> TlsClientHello:
+    """RFC 8446 §4.1.2 ClientHello (the handshake message body). `record_version`: the first
+    record's version, 0 without a record layer (QUIC, RFC 9001 §4); `transport` as JA4 has it."""
+    r = _Reader(body)
+    legacy_version = r.u16()
+    r.skip(32)  # random
+    r.vec(1)  # legacy_session_id
+    ciphers = r.vec(2).u16_list()
+    r.vec(1)  # legacy_compression_methods
+    exts = _extensions(r)
+    ext_types = [t for t, _ in exts]
+    sni = None
+    alpn: list[bytes] = []
+    sigs: list[int] = []
+    groups: list[int] = []
+    versions: list[int] = []
+    for etype, data in exts:
+        if etype == fp.EXT_SERVER_NAME and data:
+            sni = _server_name(data)
+        elif etype == fp.EXT_ALPN:
+            alpn = _alpn_list(data)
+        elif etype == EXT_SIGNATURE_ALGORITHMS:
+            sigs = _Reader(data).vec(2).u16_list()
+        elif etype == EXT_SUPPORTED_GROUPS:
+            groups = _Reader(data).vec(2).u16_list()
+        elif etype == fp.EXT_SUPPORTED_VERSIONS:
+            sv = _Reader(data).vec(1)
+            versions = sv.u16_list()
+    ja4, ja4_r = _ja4(
+        legacy_version,
+        tuple(ciphers),
+        tuple(ext_types),
+        tuple(versions) if versions else None,
+        alpn[0] if alpn else None,
+        tuple(sigs),
+        transport,
+    )
+    return TlsClientHello(
+        ts_ns=ts_ns,
+        flow_id=ctx.flow_id,
+        endpoints=ctx.endpoints,
+        record_version=record_version,
+        legacy_version=legacy_version,
+        supported_versions=versions,
+        max_version=fp.version_name(fp.ja4_version(legacy_version, versions or None)),
+        server_name=sni,
+        cipher_suites=ciphers,
+        extensions=ext_types,
+        alpn=[text(a, 64) for a in alpn[:16]],
+        signature_algorithms=sigs,
+        supported_groups=groups,
+        ja4=ja4,
+        ja4_r=ja4_r,
+    )
+
+
+def server_hello(body: bytes, ts_ns: int, ctx: FlowContext, transport: str = "t") -> TlsServerHello:
+    """RFC 8446 §4.1.3 ServerHello (also RFC 5246 §7.4.1.3), the handshake message body."""
+    r = _Reader(body)
+    legacy_version = r.u16()
+    random = r.take(32)
+    r.vec(1)  # legacy_session_id_echo
+    cipher = r.u16()
+    r.u8()  # legacy_compression_method
+    exts = _extensions(r)
+    selected = None
+    alpn = None
+    for etype, data in exts:
+        if etype == fp.EXT_SUPPORTED_VERSIONS and len(data) == 2:
+            selected = struct.unpack(">H", data)[0]
+        elif etype == fp.EXT_ALPN:
+            names = _alpn_list(data)
+            alpn = names[0] if names else None
+    version = selected or legacy_version
+    ext_types = [t for t, _ in exts]
+    return TlsServerHello(
+        ts_ns=ts_ns,
+        flow_id=ctx.flow_id,
+        endpoints=ctx.endpoints,
+        legacy_version=legacy_version,
+        version=fp.version_name(version),
+        selected_version=version,
+        cipher_suite=cipher,
+        cipher_name=fp.CIPHER_SUITES.get(cipher),
+        extensions=ext_types,
+        alpn=text(alpn, 64) if alpn else None,
+        hello_retry_request=random == HRR_RANDOM,
+        ja4s=fp.ja4s(legacy_version, selected, cipher, ext_types, alpn, transport),
+    )
 
 
 class TlsDissector(StreamDissector):
@@ -259,92 +354,12 @@ class TlsDissector(StreamDissector):
                 side.done = True
 
     def _client_hello(self, body: bytes, ts_ns: int) -> TlsClientHello:
-        """RFC 8446 §4.1.2 ClientHello."""
-        r = _Reader(body)
-        legacy_version = r.u16()
-        r.skip(32)  # random
-        r.vec(1)  # legacy_session_id
-        ciphers = r.vec(2).u16_list()
-        r.vec(1)  # legacy_compression_methods
-        exts = _extensions(r)
-        ext_types = [t for t, _ in exts]
-        sni = None
-        alpn: list[bytes] = []
-        sigs: list[int] = []
-        groups: list[int] = []
-        versions: list[int] = []
-        for etype, data in exts:
-            if etype == fp.EXT_SERVER_NAME and data:
-                sni = _server_name(data)
-            elif etype == fp.EXT_ALPN:
-                alpn = _alpn_list(data)
-            elif etype == EXT_SIGNATURE_ALGORITHMS:
-                sigs = _Reader(data).vec(2).u16_list()
-            elif etype == EXT_SUPPORTED_GROUPS:
-                groups = _Reader(data).vec(2).u16_list()
-            elif etype == fp.EXT_SUPPORTED_VERSIONS:
-                sv = _Reader(data).vec(1)
-                versions = sv.u16_list()
-        ja4, ja4_r = _ja4(
-            legacy_version,
-            tuple(ciphers),
-            tuple(ext_types),
-            tuple(versions) if versions else None,
-            alpn[0] if alpn else None,
-            tuple(sigs),
-        )
-        return TlsClientHello(
-            ts_ns=ts_ns,
-            flow_id=self.ctx.flow_id,
-            endpoints=self.ctx.endpoints,
-            record_version=self.sides[CLIENT_TO_SERVER].record_version,
-            legacy_version=legacy_version,
-            supported_versions=versions,
-            max_version=fp.version_name(fp.ja4_version(legacy_version, versions or None)),
-            server_name=sni,
-            cipher_suites=ciphers,
-            extensions=ext_types,
-            alpn=[text(a, 64) for a in alpn[:16]],
-            signature_algorithms=sigs,
-            supported_groups=groups,
-            ja4=ja4,
-            ja4_r=ja4_r,
-        )
+        return client_hello(body, ts_ns, self.ctx, self.sides[CLIENT_TO_SERVER].record_version)
 
     def _server_hello(self, body: bytes, ts_ns: int) -> TlsServerHello:
-        """RFC 8446 §4.1.3 ServerHello (also RFC 5246 §7.4.1.3)."""
-        r = _Reader(body)
-        legacy_version = r.u16()
-        random = r.take(32)
-        r.vec(1)  # legacy_session_id_echo
-        cipher = r.u16()
-        r.u8()  # legacy_compression_method
-        exts = _extensions(r)
-        selected = None
-        alpn = None
-        for etype, data in exts:
-            if etype == fp.EXT_SUPPORTED_VERSIONS and len(data) == 2:
-                selected = struct.unpack(">H", data)[0]
-            elif etype == fp.EXT_ALPN:
-                names = _alpn_list(data)
-                alpn = names[0] if names else None
-        version = selected or legacy_version
-        self.version13 = version == 0x0304
-        ext_types = [t for t, _ in exts]
-        return TlsServerHello(
-            ts_ns=ts_ns,
-            flow_id=self.ctx.flow_id,
-            endpoints=self.ctx.endpoints,
-            legacy_version=legacy_version,
-            version=fp.version_name(version),
-            selected_version=version,
-            cipher_suite=cipher,
-            cipher_name=fp.CIPHER_SUITES.get(cipher),
-            extensions=ext_types,
-            alpn=text(alpn, 64) if alpn else None,
-            hello_retry_request=random == HRR_RANDOM,
-            ja4s=fp.ja4s(legacy_version, selected, cipher, ext_types, alpn),
-        )
+        hello = server_hello(body, ts_ns, self.ctx)
+        self.version13 = hello.selected_version == 0x0304
+        return hello
 
     def _certificates(self, body: bytes, ts_ns: int) -> list[Event]:
         """RFC 5246 §7.4.2 Certificate: ASN.1Cert certificate_list<0..2^24-1>."""
