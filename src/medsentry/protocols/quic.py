@@ -183,8 +183,9 @@ class QuicDissector(StreamDissector):
         out: list[Event] = []
         pos = 0
         while pos < len(data) and not side.done:  # coalesced packets (RFC 9000 §12.2)
-            if not data[pos] & 0x80:
-                break  # a short header (1-RTT) packet runs to the datagram's end
+            if not data[pos] & 0x80:  # a short header: 1-RTT, this side's handshake is over
+                side.done = True  # (RFC 9000 §17.3; the flow layer stops feeding once both are)
+                break
             pos = self._long_packet(direction, side, data, pos, ts_ns, out)
         return out
 

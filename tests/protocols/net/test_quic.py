@@ -98,6 +98,12 @@ def test_aioquic_handshake_read_as_tshark_reads_it(quic_capture: Path) -> None:
     assert ch.ja4.startswith("q13d") and ch.ja4[8:10] == "h3"
     assert sh.version == "TLS 1.3" and sh.alpn is None  # ALPN: EncryptedExtensions (RFC 8446)
     assert sh.ja4s.startswith("q13")
+    # a capture that begins after the handshake: the first 1-RTT (short header) packet of each
+    # side ends the reading there, and the flow layer stops feeding the flow's datagrams
+    d = QuicDissector(ctx_for(flow.endpoints))
+    late = [(di, p, ts) for di, p, ts in flow.items if not p[0] & 0x80]
+    assert {di for di, _, _ in late} == {0, 1}
+    assert run(d, late) == [] and d.done
     # tshark decrypts the same Initial packets (RFC 9001 §5.2)
     rows = tshark(
         quic_capture,
