@@ -56,6 +56,7 @@ for _draft in range(1, 35):  # IETF drafts: 0xff0000NN
     )  # fmt: skip
 # Long Header Packet Types (RFC 9000 §17.2 Table 5; RFC 9369 §3.2 for v2)
 _INITIAL_TYPE = {VERSION_1: 0, VERSION_2: 1}
+_RETRY_TYPE = {VERSION_1: 3, VERSION_2: 0}
 
 MAX_CRYPTO = 64 * 1024  # bytes of CRYPTO stream kept per direction (a ClientHello is < 8 KiB)
 MAX_INITIALS = 16  # Initial packets read per direction before giving up
@@ -214,7 +215,7 @@ class QuicDissector(StreamDissector):
         pos += 1 + slen
         ptype = (first >> 4) & 0x03
         initial_type = _INITIAL_TYPE.get(version, 0)
-        retry_type = initial_type ^ 0x03  # v1 0b11, v2 0b00 (RFC 9369 §3.2)
+        retry_type = _RETRY_TYPE.get(version, 3)
         if _salt(version) is None:
             side.done = True  # a version whose Initial protection is unknown (gQUIC, greased)
             return len(data)

@@ -199,6 +199,17 @@ def test_a_client_hello_split_and_reordered_across_datagrams(version: int) -> No
     assert d.feed(0, first, 3) == []  # read once
 
 
+def test_v2_packet_types_are_rfc9369s() -> None:
+    # v2 numbers its long header types differently (RFC 9369 §3.2): 0b10 is 0-RTT, not Retry
+    dcid = os.urandom(8)
+    d = QuicDissector(ctx_for())
+    first = _protect(dcid, 0, _crypto(0, b"\x01\x00\x01\x00"), quic.VERSION_2)
+    zero_rtt = bytes((0xC0 | 0b10 << 4,)) + quic.VERSION_2.to_bytes(4, "big") + b"\x08" + dcid
+    zero_rtt += b"\x00" + _varint(40) + os.urandom(40)
+    assert d.feed(0, first + zero_rtt, 1) == []
+    assert d.keys is not None  # a Retry would have dropped them
+
+
 def test_wrong_keys_and_unknown_versions_read_nothing() -> None:
     msg = _client_hello_message("example.org")
     pkt = bytearray(_protect(os.urandom(8), 0, _crypto(0, msg)))
