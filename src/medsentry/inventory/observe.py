@@ -225,28 +225,15 @@ class Observer:
 
     def _flow(self, f) -> None:
         ts, last = f.ts_ns, f.last_ns
-        # `_ends` inlined (a flow record names its ends as `Endpoints` does), its span [ts, last]
-        raw = self._raw
-        c = raw.get((f.client_mac, f.client), _MISSING)
-        if c is _MISSING:
-            c = raw[(f.client_mac, f.client)] = self._new_pair(f.client_mac, f.client)
-        s = raw.get((f.server_mac, f.server), _MISSING)
-        if s is _MISSING:
-            s = raw[(f.server_mac, f.server)] = self._new_pair(f.server_mac, f.server)
+        c, s = self._ends(f, ts)  # a flow record names its ends as `Endpoints` does
         proto = f.app_protocol
-        if ts > last:  # never in a flow record; `_ends` kept the later
-            last = ts
         if c is not None:
-            if ts < c.first_ns or c.first_ns == 0:
-                c.first_ns = ts
             if last > c.last_ns:
                 c.last_ns = last
             if proto and proto not in c.protocols:
                 c.protocols[proto] = ts
         if s is None:
             return
-        if ts < s.first_ns or s.first_ns == 0:
-            s.first_ns = ts
         if last > s.last_ns:
             s.last_ns = last
         if proto and proto not in s.protocols:
@@ -330,13 +317,8 @@ class Observer:
         qs = m.questions
         names = (qs[0].name,) if len(qs) == 1 else tuple(q.name for q in qs)
         sig = (m.response, e.client, e.client_mac, e.server if m.response else None, names)
-        said = self._said  # _repeat inlined, as in `_hl7`
-        h = hash(sig)
-        if h in said:  # the same client asked (or was answered) the same names
+        if self._repeat(sig):  # the same client asked (or was answered) the same names
             return
-        if len(said) > 1_000_000:
-            said.clear()
-        said.add(h)
         c, s = self._ends(e, ts)
         if c is not None:  # the client asked: the cloud it talks to
             for name in names:
@@ -347,24 +329,21 @@ class Observer:
                     c.observe("domain", dom, ts)
         if not m.response:
             return
-        if s is not None and "dns-server" not in s.roles:
-            s.roles["dns-server"] = ts
-        dns_names = self.dns_names
+        self._role(s, "dns-server", ts)
         for rr in m.answers:
-            rtype = rr.rtype
-            if rtype == 1 or rtype == 28:  # A, AAAA (RFC 1035 §3.4.1, RFC 3596 §2.2)
-                ip, source, name = rr.data, "dns-a", rr.name
-            elif rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
+            if rr.rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
                 octets = rr.name[: -len(".in-addr.arpa")].split(".")
-                ip, source, name = ".".join(reversed(octets)), "dns-ptr", rr.data
-            else:
-                continue
-            if not name or classify(ip) != "local":
-                continue
-            rank = HOSTNAME_RANK[source]
-            old = dns_names.get(ip)
-            if old is None or rank < old[0]:
-                dns_names[ip] = (rank, name.rstrip("."), ts)
+                self._dns_name(".".join(reversed(octets)), "dns-ptr", rr.data, ts)
+            elif rr.rtype in (1, 28):
+                self._dns_name(rr.data, "dns-a", rr.name, ts)
+
+    def _dns_name(self, ip: str, source: str, name: str, ts: int) -> None:
+        if classify(ip) != "local" or not name:
+            return
+        rank = HOSTNAME_RANK[source]
+        old = self.dns_names.get(ip)
+        if old is None or rank < old[0]:
+            self.dns_names[ip] = (rank, name.rstrip("."), ts)
 
     def _ssdp(self, m) -> None:
         e, ts = m.endpoints, m.ts_ns
@@ -567,33 +546,25 @@ class Observer:
         sender, receiver = (c, s) if m.direction == 0 else (s, c)
         if m.phi_segments:
             self._phi(c, s, ts)
-        # MSH-3/4 name the sender's application and facility, MSH-5/6 the receiver's (§2.14.9);
-        # `observe` ignores an empty value
-        request = not (m.message_type == "ACK" or m.ack_code)
+        # MSH-3/4 name the sender's application and facility, MSH-5/6 the receiver's (§2.14.9)
+        self._obs(sender, "hl7.application", m.sending_application, ts)
+        self._obs(sender, "hl7.facility", m.sending_facility, ts)
+        self._obs(receiver, "hl7.application", m.receiving_application, ts)
+        self._obs(receiver, "hl7.facility", m.receiving_facility, ts)
+        if m.message_type == "ACK" or m.ack_code:
+            return
+        self._role(sender, "hl7-sender", ts)
+        self._role(receiver, "hl7-receiver", ts)
         mt = m.message_type or ""
         if m.trigger_event:
             mt = f"{mt}^{m.trigger_event}"
-        if sender is not None:
-            put = sender.observe
-            put("hl7.application", m.sending_application, ts)
-            put("hl7.facility", m.sending_facility, ts)
-            if request:
-                if "hl7-sender" not in sender.roles:
-                    sender.roles["hl7-sender"] = ts
-                put("hl7.sent", mt, ts)
-                for d in m.devices:
-                    put("hl7.device", d.entity_identifier, ts)
-                    put("hl7.device_namespace", d.namespace_id, ts)
-                for o in m.observations[:32]:
-                    put("hl7.observation", o.code, ts)
-        if receiver is not None:
-            put = receiver.observe
-            put("hl7.application", m.receiving_application, ts)
-            put("hl7.facility", m.receiving_facility, ts)
-            if request:
-                if "hl7-receiver" not in receiver.roles:
-                    receiver.roles["hl7-receiver"] = ts
-                put("hl7.received", mt, ts)
+        self._obs(sender, "hl7.sent", mt, ts)
+        self._obs(receiver, "hl7.received", mt, ts)
+        for d in m.devices:
+            self._obs(sender, "hl7.device", d.entity_identifier, ts)
+            self._obs(sender, "hl7.device_namespace", d.namespace_id, ts)
+        for o in m.observations[:32]:
+            self._obs(sender, "hl7.observation", o.code, ts)
 
     def _mqtt_connect(self, m) -> None:
         c, s = self._ends(m.endpoints, m.ts_ns)

@@ -18,8 +18,10 @@ import hashlib
 import hmac
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from medsentry.events.base import Event
 from medsentry.protocols.base import CLIENT_TO_SERVER, FlowContext, ParseError
@@ -74,12 +76,7 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     """HKDF-Expand-Label (RFC 8446 §7.1) with an empty context, SHA-256 (RFC 9001 §5.2)."""
     full = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00"
-    out, block, counter = b"", b"", 1
-    while len(out) < length:  # HKDF-Expand (RFC 5869 §2.3)
-        block = hmac.new(secret, block + info + bytes((counter,)), hashlib.sha256).digest()
-        out += block
-        counter += 1
-    return out[:length]
+    return HKDFExpand(hashes.SHA256(), length, info).derive(secret)  # RFC 5869 §2.3
 
 
 class _Keys:
@@ -142,14 +139,13 @@ def decode_packet_number(largest: int, truncated: int, nbits: int) -> int:
 
 
 class _Side:
-    __slots__ = ("chunks", "done", "initials", "largest_pn", "sent")
+    __slots__ = ("chunks", "done", "initials", "largest_pn")
 
     def __init__(self) -> None:
         self.chunks: dict[int, bytes] = {}  # CRYPTO stream offset -> data
         self.done = False
         self.initials = 0
         self.largest_pn = -1
-        self.sent = False  # its hello was emitted
 
     def stream_prefix(self) -> bytes:
         """The contiguous CRYPTO stream from offset 0."""
@@ -335,7 +331,7 @@ class QuicDissector(StreamDissector):
             out.append(client_hello(body, ts_ns, self.ctx, 0, transport="q"))
         else:
             out.append(server_hello(body, ts_ns, self.ctx, transport="q"))
-        side.sent = side.done = True
+        side.done = True
         side.chunks.clear()
 
 
