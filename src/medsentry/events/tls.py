@@ -29,6 +29,20 @@ class TlsClientHello(Event, tag="tls_client_hello", frozen=True, kw_only=True):
     ja4_r: str
 
 
+class QuicCryptoClientHello(Event, tag="quic_crypto_client_hello", frozen=True, kw_only=True):
+    """A Google QUIC client hello (CHLO, the "QUIC Crypto" handshake of gQUIC Q024-Q050), sent
+    in clear or under Initial keys anyone can derive: its tag-value map's names and values."""
+
+    flow_id: str
+    endpoints: Endpoints
+    version: str  # "Q043", "Q046", "Q050" (the packet's version tag)
+    server_name: str | None = None  # tag SNI
+    user_agent: str | None = None  # tag UAID: browser or app, version and platform
+    aead: list[str] = msgspec.field(default_factory=list)  # tag AEAD (e.g. "AESG", "CC20")
+    key_exchange: list[str] = msgspec.field(default_factory=list)  # tag KEXS ("C255", "P256")
+    tags: list[str] = msgspec.field(default_factory=list)  # every tag, in the order sent
+
+
 class TlsServerHello(Event, tag="tls_server_hello", frozen=True, kw_only=True):
     """A ServerHello (RFC 8446 §4.1.3); `version` is the negotiated one."""
 

@@ -398,6 +398,19 @@ class Observer:
         if m.server_name:
             self._obs(c, "domain", m.server_name.lower(), ts)
 
+    def _quic_crypto_client_hello(self, m) -> None:
+        # Google QUIC's CHLO: SNI as TLS has it, UAID the same string as Chrome's User-Agent
+        e = m.endpoints
+        if self._repeat(("chlo", e.client, e.client_mac, e.server, m.server_name, m.user_agent)):
+            return
+        c, s = self._ends(e, m.ts_ns)
+        ts = m.ts_ns
+        self._role(c, "tls-client", ts)
+        self._role(s, "tls-server", ts)
+        if m.server_name:
+            self._obs(c, "domain", m.server_name.lower(), ts)
+        self._obs(c, "http.user_agent", m.user_agent, ts)
+
     def _tls_server_hello(self, m) -> None:
         e = m.endpoints
         if self._repeat(("tlss", e.server, e.server_mac, m.ja4s)):
@@ -863,6 +876,7 @@ _HANDLERS = {
     "CdpNeighbor": Observer._cdp,
     "TlsClientHello": Observer._tls_client_hello,
     "TlsServerHello": Observer._tls_server_hello,
+    "QuicCryptoClientHello": Observer._quic_crypto_client_hello,
     "TlsCertificate": Observer._tls_certificate,
     "HttpRequest": Observer._http_request,
     "HttpResponse": Observer._http_response,

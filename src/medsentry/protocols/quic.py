@@ -6,7 +6,8 @@ the client's first Initial (RFC 9001 §5.2): an on-path observer is meant to be 
 them. Header protection is removed (§5.4), the payload opened with AEAD_AES_128_GCM (§5.3),
 and the CRYPTO frames reassembled by offset (RFC 9000 §19.6): a client may split its
 ClientHello over several packets and datagrams, in any order. Versions: 1 (RFC 9000), 2 (RFC
-9369), the drafts and the pre-standard versions deployed clients spoke (see `_SALTS`).
+9369), the drafts and the pre-standard versions deployed clients spoke (see `_SALTS`), and
+Google QUIC's client hello (`gquic.py`: the CHLO of Q024-Q050, the TLS ClientHello of T05x).
 Everything after the Initial packets (Handshake, 1-RTT) uses keys only the endpoints have: the
 dissector stops there.
 """
@@ -24,9 +25,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from medsentry.events.base import Event
+from medsentry.events.tls import QuicCryptoClientHello
+from medsentry.protocols import gquic
 from medsentry.protocols.base import CLIENT_TO_SERVER, FlowContext, ParseError
 from medsentry.protocols.registry import register_stream
-from medsentry.protocols.streamkit import StreamDissector
+from medsentry.protocols.streamkit import StreamDissector, text
 from medsentry.protocols.tls import CLIENT_HELLO, SERVER_HELLO, client_hello, server_hello
 
 VERSION_1 = 0x00000001
@@ -36,7 +39,8 @@ VERSION_2 = 0x6B3343CF
 # Deployed pre-standard versions, salts as Wireshark's packet-quic.c has them: Facebook mvfst
 # (0xfaceb001 on draft 22, 0xfaceb002/0xfaceb00e on draft 27); a reserved version that forces
 # version negotiation (0x?a?a?a?a, RFC 9000 §15) with the draft-29 salt, as Wireshark tries it
-# (the AEAD tag tells whether that was right). Google QUIC (Q0xx, T0xx) is not read.
+# (the AEAD tag tells whether that was right). Google QUIC on IETF headers (Q050, T050, T051)
+# has salts of its own (gquic.SALTS).
 _SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
 _SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
 _SALT_DRAFT29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
@@ -48,6 +52,7 @@ _SALTS = {
     0xFACEB001: _SALT_DRAFT22,
     0xFACEB002: _SALT_DRAFT23,
     0xFACEB00E: _SALT_DRAFT23,
+    **gquic.SALTS,
 }
 for _draft in range(1, 35):  # IETF drafts: 0xff0000NN
     _SALTS[0xFF000000 | _draft] = (
@@ -147,15 +152,17 @@ class _Side:
         self.initials = 0
         self.largest_pn = -1
 
-    def stream_prefix(self) -> bytes:
-        """The contiguous CRYPTO stream from offset 0."""
+    def stream_prefix(self, start: int = 0) -> bytes:
+        """The contiguous CRYPTO stream from offset `start`."""
         out = bytearray()
         for off in sorted(self.chunks):
+            if off < start:
+                continue
             data = self.chunks[off]
-            if off > len(out):
+            if off - start > len(out):
                 break
-            if off + len(data) > len(out):
-                out += data[len(out) - off :]
+            if off - start + len(data) > len(out):
+                out += data[len(out) - (off - start) :]
         return bytes(out)
 
 
@@ -180,8 +187,13 @@ class QuicDissector(StreamDissector):
         out: list[Event] = []
         pos = 0
         while pos < len(data) and not side.done:  # coalesced packets (RFC 9000 §12.2)
-            if not data[pos] & 0x80:  # a short header: 1-RTT, this side's handshake is over
-                side.done = True  # (RFC 9000 §17.3; the flow layer stops feeding once both are)
+            if not data[pos] & 0x80:
+                gq = gquic.public_header_version(data) if pos == 0 and not direction else None
+                if gq is not None and self.version in (0, gq):  # gQUIC Q024-Q043, the client
+                    self._gquic_public(side, data, gq, ts_ns, out)
+                    break
+                # a short header: 1-RTT, this side's handshake is over (RFC 9000 §17.3; the
+                side.done = True  # flow layer stops feeding once both sides are)
                 break
             pos = self._long_packet(direction, side, data, pos, ts_ns, out)
         return out
@@ -197,6 +209,9 @@ class QuicDissector(StreamDissector):
         version = int.from_bytes(data[pos + 1 : pos + 5], "big")
         if version == 0:  # Version Negotiation (RFC 9000 §17.2.1): nothing more to read
             side.done = True
+            return len(data)
+        if version not in gquic.SALTS and gquic.number(version) is not None:
+            self._gquic_q046(direction, side, data[pos:], version, ts_ns, out)
             return len(data)
         dlen = data[pos + 5]
         if dlen > 20:
@@ -279,6 +294,9 @@ class QuicDissector(StreamDissector):
     ) -> None:
         """RFC 9000 §19 frames of an Initial packet (§17.2.2: PADDING, PING, ACK, CRYPTO,
         CONNECTION_CLOSE); CRYPTO data filed by offset."""
+        if self.version in gquic.SALTS:
+            self._gquic_crypto(direction, side, plain, ts_ns, out)
+            return
         pos = 0
         n = len(plain)
         grew = False
@@ -300,13 +318,9 @@ class QuicDissector(StreamDissector):
                 length, pos = varint(plain, pos)
                 if pos + length > n:
                     raise ParseError("QUIC CRYPTO frame past the packet")
-                if offset + length > MAX_CRYPTO:
-                    side.done = True
+                grew = self._file(side, offset, plain[pos : pos + length]) or grew
+                if side.done:
                     return
-                old = side.chunks.get(offset)
-                if old is None or len(old) < length:
-                    side.chunks[offset] = plain[pos : pos + length]
-                    grew = True
                 pos += length
             elif ftype in (0x1C, 0x1D):  # CONNECTION_CLOSE (§19.19)
                 side.done = True
@@ -317,6 +331,12 @@ class QuicDissector(StreamDissector):
             self._hello(direction, side, ts_ns, out)
 
     def _hello(self, direction: int, side: _Side, ts_ns: int, out: list[Event]) -> None:
+        if self.version == gquic.Q050:  # a QUIC Crypto handshake, not TLS
+            if direction == CLIENT_TO_SERVER:
+                self._chlo(side, ts_ns, out)
+            else:
+                side.done = True  # the server's REJ or SHLO: nothing the inventory reads
+            return
         stream = side.stream_prefix()
         if len(stream) < 4:
             return
@@ -331,6 +351,122 @@ class QuicDissector(StreamDissector):
             out.append(client_hello(body, ts_ns, self.ctx, 0, transport="q"))
         else:
             out.append(server_hello(body, ts_ns, self.ctx, transport="q"))
+        side.done = True
+        side.chunks.clear()
+
+    # -- Google QUIC (gquic.py) --
+
+    def _gquic_public(
+        self, side: _Side, data: bytes, version: int, ts_ns: int, out: list[Event]
+    ) -> None:
+        """A client packet with the public header (Q024-Q043): STREAM frames of stream 1."""
+        self.version = version
+        side.initials += 1
+        if side.initials > MAX_INITIALS:
+            side.done = True
+            return
+        opened = gquic.open_public(data, version)
+        if opened is not None:
+            n = gquic.number(version) or 0
+            self._gquic_streams(side, opened, n >= 39, n, ts_ns, out)
+
+    def _gquic_q046(
+        self, direction: int, side: _Side, data: bytes, version: int, ts_ns: int, out: list[Event]
+    ) -> None:
+        """A Q046-Q049 long header packet: the client's Initial (type 0) is null-encrypted."""
+        if direction != CLIENT_TO_SERVER or (self.version and self.version != version):
+            side.done = True  # the server's packets: nothing the inventory reads
+            return
+        self.version = version
+        side.initials += 1
+        if side.initials > MAX_INITIALS:
+            side.done = True
+            return
+        if data[0] & 0x30:
+            return  # 0-RTT or Handshake: encrypted
+        opened = gquic.open_q046(data)
+        if opened is not None:
+            self._gquic_streams(side, opened, True, gquic.number(version) or 0, ts_ns, out)
+
+    def _gquic_streams(
+        self,
+        side: _Side,
+        opened: tuple[bytes, int],
+        big_endian: bool,
+        n: int,
+        ts_ns: int,
+        out: list[Event],
+    ) -> None:
+        plain, pn_len = opened
+        for sid, offset, chunk in gquic.stream_frames(plain, big_endian, pn_len, n):
+            if sid == gquic.CRYPTO_STREAM and chunk:
+                self._file(side, offset, chunk)
+        if side.chunks and not side.done:
+            self._chlo(side, ts_ns, out)
+
+    def _gquic_crypto(
+        self, direction: int, side: _Side, plain: bytes, ts_ns: int, out: list[Event]
+    ) -> None:
+        """Q050/T05x Initial frames: CRYPTO (type 0x08: varint offset, varint length),
+        PADDING and PING skipped, reading stops at any other frame."""
+        pos, size = 0, len(plain)
+        grew = False
+        while pos < size and not side.done:
+            ftype = plain[pos]
+            pos += 1
+            if ftype in (0x00, 0x07):  # PADDING, PING
+                continue
+            if ftype != 0x08:
+                break
+            offset, pos = varint(plain, pos)
+            length, pos = varint(plain, pos)
+            if pos + length > size:
+                raise ParseError("gQUIC CRYPTO frame past the packet")
+            grew = self._file(side, offset, plain[pos : pos + length]) or grew
+            pos += length
+        if grew and not side.done:
+            self._hello(direction, side, ts_ns, out)
+
+    @staticmethod
+    def _file(side: _Side, offset: int, chunk: bytes) -> bool:
+        """Keep a piece of the handshake stream; False when it adds nothing."""
+        if offset + len(chunk) > MAX_CRYPTO:
+            side.done = True
+            return False
+        old = side.chunks.get(offset)
+        if old is None or len(old) < len(chunk):
+            side.chunks[offset] = chunk
+            return True
+        return False
+
+    def _chlo(self, side: _Side, ts_ns: int, out: list[Event]) -> None:
+        """The client's CHLO once whole: from the first piece that starts one (a client that
+        was rejected sends its next CHLO further on the stream)."""
+        starts = [off for off, chunk in side.chunks.items() if chunk[:4] == gquic.CHLO]
+        if not starts:
+            if 0 in side.chunks:
+                raise ParseError("gQUIC handshake stream does not start with a CHLO")
+            return
+        message = side.stream_prefix(min(starts))
+        total = gquic.message_length(message)
+        if total is None or len(message) < total:
+            return
+        values = gquic.tag_values(message[:total])
+        found = dict(reversed(values))  # the first of a repeated tag
+        sni, uaid = found.get(b"SNI\x00"), found.get(b"UAID")
+        out.append(
+            QuicCryptoClientHello(
+                ts_ns=ts_ns,
+                flow_id=self.ctx.flow_id,
+                endpoints=self.ctx.endpoints,
+                version=gquic.version_tag(self.version),
+                server_name=text(sni, 255) or None if sni else None,
+                user_agent=text(uaid, 256) or None if uaid else None,
+                aead=gquic.tag_list(found.get(b"AEAD", b"")),
+                key_exchange=gquic.tag_list(found.get(b"KEXS", b"")),
+                tags=[gquic.tag_name(tag) for tag, _ in values],
+            )
+        )
         side.done = True
         side.chunks.clear()
 

@@ -215,10 +215,14 @@ def test_wrong_keys_and_unknown_versions_read_nothing() -> None:
     pkt = bytearray(_protect(os.urandom(8), 0, _crypto(0, msg)))
     pkt[-1] ^= 1  # the AEAD tag no longer verifies
     assert QuicDissector(ctx_for()).feed(0, bytes(pkt), 1) == []
-    gquic = bytearray(_protect(os.urandom(8), 0, _crypto(0, msg)))
-    gquic[1:5] = b"Q050"
+    q050 = bytearray(_protect(os.urandom(8), 0, _crypto(0, msg)))
+    q050[1:5] = b"Q050"  # v1 protection under another version's header: Q050's keys fail
     d = QuicDissector(ctx_for())
-    assert d.feed(0, bytes(gquic), 1) == [] and d.sides[0].done
+    assert d.feed(0, bytes(q050), 1) == [] and not d.sides[0].done
+    unknown = bytearray(q050)
+    unknown[1:5] = b"\x00\x00\x00\x07"  # no known Initial salt
+    d = QuicDissector(ctx_for())
+    assert d.feed(0, bytes(unknown), 1) == [] and d.sides[0].done
 
 
 @settings(max_examples=300, deadline=None)
