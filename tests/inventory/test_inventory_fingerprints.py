@@ -267,3 +267,28 @@ def test_one_company_shows_one_vendor_name_whatever_the_registry_spelling() -> N
     assert smiths == "Smiths Medical" and vendor_key(smiths) == vendor_key("ICU Medical")
     # a rule's own clean name is kept as the rule wrote it
     assert vendor_of("00:1a:2b:00:00:09", domain="carelink.minimed.com") == "Medtronic"
+
+
+@pytest.mark.parametrize(
+    ("agent", "model"),
+    [
+        ("Mozilla/5.0 (Linux; Android 10; SM-G973F) AppleWebKit/537.36", "SM-G973F"),
+        ("Dalvik/2.1.0 (Linux; U; Android 11; Pixel 5 Build/RQ3A.210805.001.A1)", "Pixel 5"),
+        (
+            "Mozilla/5.0 (Linux; U; Android 4.0.3; ko-kr; LG-L160L Build/IML74K) AppleWebkit",
+            "LG-L160L",
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 10; SM-G973F Build/QP1A.190711.020; wv) AppleWebKit",
+            "SM-G973F",
+        ),
+        ("Chrome/74.0.3729.157 Android 8.0.0; BND-L21", "BND-L21"),  # Google QUIC's UAID
+        ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36", None),  # Chrome's reduced UA
+        ("okhttp/4.9.0", None),
+    ],
+)
+def test_an_android_user_agent_names_the_handset_model(agent: str, model: str | None) -> None:
+    phone = DeviceState(device_id="mac:9a:00:00:00:00:01", mac="9a:00:00:00:00:01")
+    phone.observe("http.user_agent", agent, 1)
+    dev = identify(phone, load_library(), taxonomy())
+    assert (dev.model.value if dev.model else None) == model

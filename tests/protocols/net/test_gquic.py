@@ -145,6 +145,7 @@ def test_the_inventory_names_the_phone_behind_gquic(ndpi_pcaps: Path, tmp_path: 
         phone = next(d for d in load_devices(store) if "172.29.42.236" in d.ips)
     assert phone.category is not None and phone.category.value == "it.mobile"
     assert phone.os is not None and phone.os.value == "Android 8"
+    assert phone.model is not None and phone.model.value == "BND-L21"  # a Huawei Honor 7X
     (why,) = [e for e in phone.os.evidence if e.source == "http.user_agent"]
     assert why.observed == "Chrome/74.0.3729.157 Android 8.0.0; BND-L21"
 
