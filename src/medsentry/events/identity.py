@@ -90,6 +90,19 @@ class SsdpMessage(Event, tag="ssdp", frozen=True, kw_only=True):
     location: str | None = None
 
 
+class TuyaDiscovery(Event, tag="tuya_discovery", frozen=True, kw_only=True):
+    """A Tuya device's local discovery broadcast (UDP 6666 in clear, 6667 encrypted with the
+    platform's fixed key): the Tuya IoT platform's identifiers for the device and its product."""
+
+    flow_id: str
+    endpoints: Endpoints
+    device_id: str | None = None  # gwId: the device's id on the Tuya cloud
+    product_key: str | None = None  # productKey: the product (model) in Tuya's catalog
+    protocol_version: str | None = None  # "3.1", "3.3", ...
+    announced_ip: str | None = None  # ip: the address the device says it has
+    encrypted: bool = False
+
+
 class LldpNeighbor(Event, tag="lldp", frozen=True, kw_only=True):
     """An LLDPDU (IEEE 802.1AB-2016 §8)."""
 

@@ -411,6 +411,17 @@ class Observer:
             self._obs(c, "domain", m.server_name.lower(), ts)
         self._obs(c, "http.user_agent", m.user_agent, ts)
 
+    def _tuya(self, m) -> None:
+        # a Tuya discovery broadcast: the sender is a device on the Tuya IoT platform
+        e = m.endpoints
+        if self._repeat(("tuya", e.client, e.client_mac, m.product_key, m.protocol_version)):
+            return
+        ts = m.ts_ns
+        sender = self._pair(e.client_mac, e.client, ts)  # the other end is a broadcast address
+        self._role(sender, "tuya-device", ts)
+        self._obs(sender, "tuya.product_key", m.product_key, ts)
+        self._obs(sender, "tuya.version", m.protocol_version, ts)
+
     def _tls_server_hello(self, m) -> None:
         e = m.endpoints
         if self._repeat(("tlss", e.server, e.server_mac, m.ja4s)):
@@ -877,6 +888,7 @@ _HANDLERS = {
     "TlsClientHello": Observer._tls_client_hello,
     "TlsServerHello": Observer._tls_server_hello,
     "QuicCryptoClientHello": Observer._quic_crypto_client_hello,
+    "TuyaDiscovery": Observer._tuya,
     "TlsCertificate": Observer._tls_certificate,
     "HttpRequest": Observer._http_request,
     "HttpResponse": Observer._http_response,

@@ -6,14 +6,15 @@ knowledge is data: byte signatures in `data/protocol_signatures.yaml`, the port 
 `data/ports.yaml` (IANA service name registry), both loaded and validated once at import
 (a malformed file raises ConfigError naming the entry).
 
-Canonical protocol names with byte signatures (`SIGNATURE_PROTOCOLS`, 62):
+Canonical protocol names with byte signatures (`SIGNATURE_PROTOCOLS`, 63):
   medical     dicom (PS3.8 Upper Layer PDUs, any port), dicom-tls (TLS on 2762), hl7-mllp,
               fhir (HTTP addressing a FHIR resource / FHIR media type; detail = resource type)
   web         http, tls, dtls, quic
   naming      dns, mdns, llmnr, netbios, dhcp, dhcpv6, ssdp, slp, ws-discovery
   management  ntp, snmp, syslog, ssh, telnet, rdp, vnc, zabbix
   mail/files  ftp, smtp, pop3, imap, smb, tftp, nfs, sunrpc
-  IoT/ICS     mqtt, coap, modbus, dnp3, bacnet, iec104, opc-ua, rtps (DDS), amqp, nats
+  IoT/ICS     mqtt, coap, modbus, dnp3, bacnet, iec104, opc-ua, rtps (DDS), amqp, nats,
+              tuya-lp (Tuya local protocol)
   voice/video sip, rtsp, stun, rtp, rtcp, h323
   directory   kerberos, ldap, radius
   databases   mysql, mssql-tds, postgresql, redis, mongodb

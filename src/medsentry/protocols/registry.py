@@ -29,6 +29,7 @@ _MODULES: list[str] = [
     "medsentry.protocols.dhcp",
     "medsentry.protocols.dns",
     "medsentry.protocols.ssdp",
+    "medsentry.protocols.tuya",
     "medsentry.protocols.mqtt",
     "medsentry.protocols.cleartext",
     "medsentry.protocols.lldp",
