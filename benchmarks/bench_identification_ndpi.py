@@ -87,6 +87,7 @@ NDPI_TO_MEDSENTRY: dict[str, str] = {
     "HL7": "hl7-mllp",
     "DICOM": "dicom",
     "MQTT": "mqtt",
+    "TuyaLP": "tuya-lp",
     "COAP": "coap",
     "Modbus": "modbus",
     "DNP3": "dnp3",
