@@ -152,6 +152,14 @@ class _Side:
         self.initials = 0
         self.largest_pn = -1
 
+    def count_initial(self) -> bool:
+        """One more Initial packet read; False (and done) past MAX_INITIALS."""
+        self.initials += 1
+        if self.initials > MAX_INITIALS:
+            self.done = True
+            return False
+        return True
+
     def stream_prefix(self, start: int = 0) -> bytes:
         """The contiguous CRYPTO stream from offset `start`."""
         out = bytearray()
@@ -248,9 +256,7 @@ class QuicDissector(StreamDissector):
                 return end  # the server's Initial before any client Initial: no keys
             self.keys = initial_keys(bytes(dcid), version)
             self.version = version
-        side.initials += 1
-        if side.initials > MAX_INITIALS:
-            side.done = True
+        if not side.count_initial():
             return end
         self._open(direction, side, data, start, pos, end, first, ts_ns, out)
         return end
@@ -361,9 +367,7 @@ class QuicDissector(StreamDissector):
     ) -> None:
         """A client packet with the public header (Q024-Q043): STREAM frames of stream 1."""
         self.version = version
-        side.initials += 1
-        if side.initials > MAX_INITIALS:
-            side.done = True
+        if not side.count_initial():
             return
         opened = gquic.open_public(data, version)
         if opened is not None:
@@ -378,9 +382,7 @@ class QuicDissector(StreamDissector):
             side.done = True  # the server's packets: nothing the inventory reads
             return
         self.version = version
-        side.initials += 1
-        if side.initials > MAX_INITIALS:
-            side.done = True
+        if not side.count_initial():
             return
         if data[0] & 0x30:
             return  # 0-RTT or Handshake: encrypted

@@ -83,6 +83,10 @@ def announcement(command: int, payload: bytes) -> _Announcement | None:
         raise ParseError("Tuya discovery JSON does not parse") from None
 
 
+def _clip(value: str | None) -> str | None:
+    return text(value.encode(), 64) or None if value else None
+
+
 class TuyaDissector(StreamDissector):
     protocol = "tuya-lp"
 
@@ -101,18 +105,15 @@ class TuyaDissector(StreamDissector):
         if len(self.seen) < MAX_SEEN:
             self.seen.add(key)
 
-        def clip(v: str | None) -> str | None:
-            return text(v.encode(), 64) or None if v else None
-
         return [
             TuyaDiscovery(
                 ts_ns=ts_ns,
                 flow_id=self.ctx.flow_id,
                 endpoints=self.ctx.endpoints,
-                device_id=clip(found.gwId),
-                product_key=clip(found.productKey),
-                protocol_version=clip(found.version),
-                announced_ip=clip(found.ip),
+                device_id=_clip(found.gwId),
+                product_key=_clip(found.productKey),
+                protocol_version=_clip(found.version),
+                announced_ip=_clip(found.ip),
                 encrypted=command == UDP_NEW,
             )
         ]
