@@ -11,7 +11,9 @@ the whole process as a user would see it (start-up included); peak RSS is the pr
 
 - medsentry scan (CLI): `medsentry scan FILE --db sqlite:///...` into a fresh SQLite file:
   decoding, flow table, TCP reassembly, protocol identification, dissectors, storage, and the
-  registered analysis engines; the same with `--engines none` (no analysis engines);
+  registered analysis engines; the same with `--engines none` (no analysis engines); and both
+  with `--flows-only` (no dissectors: flows, identification and storage, the foundation's own
+  scan, with and without the engines);
 - medsentry pipeline (in-process): `Pipeline(ScanConfig()).scan_files` with a counting sink,
   timed inside the process (no start-up, no storage); and the same with dissectors off
   (`ScanConfig(dissectors=False)`: flows and identification only);
@@ -243,6 +245,15 @@ def _last_json(text: str) -> dict[str, Any]:
         return {}
 
 
+# CLI rows: tool name -> the options added to `medsentry scan FILE --db ... -q --format json`
+_CLI_ROWS: dict[str, list[str]] = {
+    "medsentry": [],
+    "medsentry-noengines": ["--engines", "none"],
+    "medsentry-flows": ["--flows-only"],
+    "medsentry-flows-noengines": ["--flows-only", "--engines", "none"],
+}
+
+
 def bench_file(
     path: Path, cores: str, tools: list[str], env: dict[str, str], repeat: int = 1
 ) -> list[dict]:
@@ -253,7 +264,7 @@ def bench_file(
     try:
         for tool in tools:
             db = workdir / "scan.db"
-            if tool in ("medsentry", "medsentry-noengines"):
+            if tool in _CLI_ROWS:
                 db.unlink(missing_ok=True)
                 medsentry = shutil.which("medsentry") or "medsentry"
                 cmd = [
@@ -266,10 +277,9 @@ def bench_file(
                     "--format",
                     "json",
                 ]
-                label = "medsentry scan (CLI, into SQLite)"
-                if tool == "medsentry-noengines":
-                    cmd += ["--engines", "none"]
-                    label = "medsentry scan --engines none (CLI, into SQLite)"
+                cmd += _CLI_ROWS[tool]
+                label = f"medsentry scan {' '.join(_CLI_ROWS[tool])} (CLI, into SQLite)"
+                label = label.replace("scan  (", "scan (")
             elif tool == "tshark":
                 cmd = ["tshark", "-r", str(path), "-q", "-z", "conv,tcp"]
                 label = "tshark -q -z conv,tcp (flows: TCP only)"
@@ -480,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", default="0", help="taskset core list, or 'all' (default: 0)")
     ap.add_argument(
         "--tools",
-        default="medsentry,medsentry-noengines,pipeline,pipeline-nodiss,tshark,dpkt,nfstream,"
+        default="medsentry,medsentry-noengines,medsentry-flows,medsentry-flows-noengines,pipeline,"
+        "pipeline-nodiss,tshark,dpkt,nfstream,"
         "nfstream-dpi",
     )
     ap.add_argument(

@@ -135,6 +135,76 @@ def test_scan_ndpi_captures(db_url, ndpi_pcaps) -> None:
         assert "protocol" in kinds and any(k.startswith("hl7") for k in kinds)
 
 
+def _event_kinds(store, capture_id: str) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for e in iter_events(store, capture=capture_id):
+        tag = type(e).__struct_config__.tag
+        kinds[tag] = kinds.get(tag, 0) + 1
+    return kinds
+
+
+def test_flows_only_then_full_then_flows_only_again(db_url, ndpi_pcaps) -> None:
+    """--flows-only stores the same flows and protocol labels as a full scan, no dissector
+    event, and says so on the capture row; a full scan of the same file then adds the
+    dissectors' events, and a later --flows-only pass neither lowers the depth nor drops them."""
+    hl7 = ndpi_pcaps / "hl7.pcap"
+    code, out, err = _run("scan", "--db", db_url, "--format", "json", "--flows-only", str(hl7))
+    assert code == 0, err
+    fast = json.loads(out)
+    [cap] = fast["captures"]
+    assert cap["depth"] == "flows"
+    cid = cap["capture_id"]
+    with open_store(db_url) as store:
+        [row] = list_captures(store)
+        assert row["depth"] == "flows"
+        assert _event_kinds(store, cid) == {"protocol": fast["flows"]}
+        stored_flows = count_rows(store)["flows"]
+
+    full = _scan_json(db_url, hl7)
+    assert full["captures"][0]["depth"] == "full"
+    assert (full["flows"], full["protocols"]) == (fast["flows"], fast["protocols"])
+    with open_store(db_url) as store:
+        [row] = list_captures(store)
+        assert row["depth"] == "full"
+        kinds = _event_kinds(store, cid)
+        assert kinds["protocol"] == fast["flows"]  # the labels were not stored twice
+        assert kinds.get("hl7_message", 0) > 0
+        assert count_rows(store)["flows"] == stored_flows
+        rows = count_rows(store)
+
+    code, out, err = _run("scan", "--db", db_url, "--format", "json", "--flows-only", str(hl7))
+    assert code == 0, err
+    assert json.loads(out)["captures"][0]["depth"] == "flows"  # what this scan did
+    with open_store(db_url) as store:
+        [row] = list_captures(store)
+        assert row["depth"] == "full"  # what the store holds
+        assert count_rows(store) == rows
+        assert _event_kinds(store, cid) == kinds
+
+
+def test_flows_only_table_and_report_say_so(ndpi_pcaps, tmp_path) -> None:
+    """The summary table has the depth; the report's scope line warns that a capture read for
+    flows only gave no payload findings, until a full scan reads it."""
+    from medsentry.report.collect import collect
+    from medsentry.report.render import render_html
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    hl7 = str(ndpi_pcaps / "hl7.pcap")
+    code, out, err = _run("scan", "--db", url, "--flows-only", "--engines", "none", hl7)
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if "capture" in line and "status" in line)
+    assert "depth" in header
+    with open_store(url) as store:
+        r = collect(store, checkpoint=False)
+    assert (r["scope"]["captures"], r["scope"]["captures_flows_only"]) == (1, 1)
+    assert "read for flows only" in render_html(r, full=True)
+    assert _run("scan", "--db", url, "--engines", "none", hl7)[0] == 0
+    with open_store(url) as store:
+        r = collect(store, checkpoint=False)
+    assert r["scope"]["captures_flows_only"] == 0
+    assert "read for flows only" not in render_html(r, full=True)
+
+
 def _damaged_copy(src: Path, dst: Path, record: int) -> int:
     """Copy `src` with the header of record `record` claiming 4 GB; return its offset."""
     data = bytearray(src.read_bytes())

@@ -1,5 +1,6 @@
 """The bulk write path: event keys as the documented formula, SQLite's deferred index builds
-(same schema after the commit, nothing lost on failure), page size of new files, migration 0003."""
+(same schema after the commit, nothing lost on failure), page size of new files, migrations
+0003 and 0004."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import sqlite3
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from medsentry.events import DecodeWarning, ProtocolDetected, encode_json
-from medsentry.store import CaptureInfo, CaptureWriter, count_rows, iter_events, open_store
+from medsentry.store import (
+    CaptureInfo,
+    CaptureWriter,
+    count_rows,
+    iter_events,
+    list_captures,
+    open_store,
+)
 from medsentry.store.db import SQLITE_PAGE_SIZE, alembic_config
-from medsentry.store.writer import event_key
+from medsentry.store.schema import events
+from medsentry.store.writer import event_key, event_row
 
 T0 = 1_700_000_000_000_000_000
 
@@ -166,7 +175,7 @@ def test_new_sqlite_file_gets_the_larger_page_size(tmp_path) -> None:
 
 def test_upgrade_to_event_key_index_keeps_rows_and_uniqueness(db_url) -> None:
     """A database at the revision before 0003 (unique constraint) upgrades with its events, and
-    event keys stay unique (rescans still add nothing)."""
+    event keys stay unique (rescans still add nothing); its capture reads as depth "full"."""
     engine = create_engine(db_url)
     with engine.connect() as conn:
         cfg = alembic_config()
@@ -176,11 +185,22 @@ def test_upgrade_to_event_key_index_keeps_rows_and_uniqueness(db_url) -> None:
     engine.dispose()
     cid = "d" * 64
     evs = [_detected(i) for i in range(4)]
-    with open_store(db_url, upgrade=False) as store, CaptureWriter(store, _info(cid)) as w:
-        w.write(evs)
-        w.finish()
+    # rows as the code of that revision wrote them (today's writer knows later columns)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO captures (capture_id, source, format, packets, bytes, flows,"
+                " warnings, scanned_at, status) VALUES (:c, 'one.pcap', 'pcap', 0, 0, 0, 0,"
+                " '2026-11-20 10:00:00', 'complete')"
+            ),
+            {"c": cid},
+        )
+        conn.execute(insert(events), [event_row(e, cid) for e in evs])
+    engine.dispose()
     with open_store(db_url) as store:  # upgrades to head
         assert count_rows(store)["events"] == 4
+        [cap] = list_captures(store)
+        assert cap["depth"] == "full"  # 0004: captures stored before it were read fully
         with CaptureWriter(store, _info(cid)) as w:  # rescan after the upgrade
             w.write(evs)
             w.finish()

@@ -160,6 +160,7 @@ def monitor_cmd(
                 "packets": stats.packets,
                 "flows": tally.flows,
                 "status": STATUS_STOPPED,
+                "depth": info.depth,
             }
         )
         database = store.url

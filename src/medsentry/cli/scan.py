@@ -39,7 +39,7 @@ from medsentry.errors import ConfigError, InputError
 from medsentry.events import DecodeWarning, Event, FlowRecord
 from medsentry.ledger import record
 from medsentry.store import CaptureInfo, CaptureWriter, Store, open_store
-from medsentry.store.schema import STATUS_COMPLETE, STATUS_DAMAGED
+from medsentry.store.schema import DEPTH_FLOWS, DEPTH_FULL, STATUS_COMPLETE, STATUS_DAMAGED
 from medsentry.store.writer import file_sha256
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def print_summary(summary: dict[str, Any], fmt: str, out: Console) -> None:
     out.print(totals)
     if summary["captures"]:
         caps = Table(title="captures")
-        for col in ("capture", "file", "packets", "flows", "status"):
+        for col in ("capture", "file", "packets", "flows", "status", "depth"):
             caps.add_column(col)
         for c in summary["captures"]:
             caps.add_row(
@@ -142,6 +142,7 @@ def print_summary(summary: dict[str, Any], fmt: str, out: Console) -> None:
                 str(c["packets"]),
                 str(c["flows"]),
                 c["status"],
+                c["depth"],
             )
         out.print(caps)
     if summary.get("decode_errors"):  # e.g. encrypted 802.11 frames: how much was not seen
@@ -200,10 +201,12 @@ def make_progress(quiet: bool) -> Progress:
     )
 
 
-def make_pipeline(pipeline_cls: type[Pipeline], config_cls: type[ScanConfig]) -> Pipeline:
+def make_pipeline(
+    pipeline_cls: type[Pipeline], config_cls: type[ScanConfig], *, dissectors: bool = True
+) -> Pipeline:
     """The pipeline reads the installation's PHI key from the data directory: say so if it can't."""
     try:
-        return pipeline_cls(config_cls())
+        return pipeline_cls(config_cls(dissectors=dissectors))
     except OSError as exc:
         where = exc.filename or "the data directory"
         raise ConfigError(
@@ -261,8 +264,10 @@ def scan_one(
     with contextlib.ExitStack() as stack:
         writer: CaptureWriter | None = None
 
+        depth = DEPTH_FULL if pipeline.config.dissectors else DEPTH_FLOWS
+
         def open_writer(capture_id: str | None) -> CaptureWriter:
-            info = CaptureInfo(capture_id or file_sha256(path), str(path), fmt, size)
+            info = CaptureInfo(capture_id or file_sha256(path), str(path), fmt, size, depth)
             return stack.enter_context(CaptureWriter(store, info))
 
         def sink(batch: list[Event]) -> None:
@@ -302,6 +307,7 @@ def scan_one(
             "source": path.name,
             "format": fmt,
             "status": status,
+            "depth": writer.info.depth,
             "packets": stats.packets,
             "flows": tally.flows - flows_before,
             "database": store.url,
@@ -321,6 +327,7 @@ def scan_one(
             "packets": stats.packets,
             "flows": tally.flows - flows_before,
             "status": status,
+            "depth": writer.info.depth,
         }
     )
     firsts = [t for t in (first_before, tally.first_ns) if t is not None]
@@ -345,6 +352,14 @@ def scan_one(
     "per line: their rotating private addresses are resolved to one device each. Used for "
     "this scan only; never stored.",
 )
+@click.option(
+    "--flows-only",
+    "flows_only",
+    is_flag=True,
+    help="Flows and protocol identification only, no dissectors: a fast first pass over large "
+    "captures. Payload findings (cleartext PHI, credentials, DICOM/HL7 identities) need a full "
+    "scan, which can follow on the same file and adds what this one left out.",
+)
 def scan_cmd(
     files: tuple[str, ...],
     db_url: str | None,
@@ -352,11 +367,13 @@ def scan_cmd(
     quiet: bool,
     engines: str | None,
     ble_keys: str | None,
+    flows_only: bool,
 ) -> None:
     """Read pcap/pcapng capture files into the store and print a summary.
 
     Each file is stored in one transaction; scanning a file again duplicates nothing. The
     analysis engines (inventory, detection, ...) then fold its events into what they keep.
+    With --flows-only the capture is recorded at depth "flows" until a full scan reads it.
     """
     paths = check_inputs(files)
     started = time.perf_counter()
@@ -367,7 +384,7 @@ def scan_cmd(
         if ble_keys is not None:
             keys.callback(ble_privacy.forget_given_keys)
             ble_privacy.load_key_file(ble_keys)  # a bad file stops the scan before any work
-        _scan(paths, db_url, fmt, quiet, engines, started, tally)
+        _scan(paths, db_url, fmt, quiet, engines, started, tally, dissectors=not flows_only)
 
 
 def _scan(
@@ -378,11 +395,13 @@ def _scan(
     engines: str | None,
     started: float,
     tally: ScanTally,
+    *,
+    dissectors: bool = True,
 ) -> None:
     from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
 
     with open_store(db_url) as store, make_progress(quiet) as bar:
-        pipeline = make_pipeline(Pipeline, ScanConfig)
+        pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=dissectors)
         analyzers = load_analyzers(store, parse_engines(engines))
         sizes = [p.stat().st_size for p in paths]
         task = bar.add_task("scanning", total=sum(sizes))

@@ -364,9 +364,12 @@ def _collect(
             ],
         }
     with store.engine.connect() as conn:
-        from medsentry.store.schema import captures, flows
+        from medsentry.store.schema import DEPTH_FLOWS, captures, flows
 
         ncap = conn.execute(select(func.count()).select_from(captures)).scalar_one()
+        shallow = conn.execute(
+            select(func.count()).select_from(captures).where(captures.c.depth == DEPTH_FLOWS)
+        ).scalar_one()
         nflows = conn.execute(select(func.count()).select_from(flows)).scalar_one()
         first, last = conn.execute(select(func.min(flows.c.ts_ns), func.max(flows.c.last_ns))).one()
     return {
@@ -375,6 +378,8 @@ def _collect(
         "generated_at": ns_to_iso(now_ns),
         "scope": {
             "captures": ncap,
+            # read with `scan --flows-only`: no payload findings (PHI, credentials) from them
+            "captures_flows_only": shallow,
             "flows": nflows,
             "first_seen": ns_to_iso(first),
             "last_seen": ns_to_iso(last),

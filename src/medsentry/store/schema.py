@@ -51,6 +51,10 @@ STATUS_COMPLETE = "complete"  # read to the end, no damage
 STATUS_DAMAGED = "damaged"  # read up to damage the reader reported (DecodeWarning); rest skipped
 STATUS_RUNNING = "running"  # live session in progress (or killed before it could finish)
 STATUS_STOPPED = "stopped"  # live session ended cleanly (Ctrl-C or --duration)
+# How deep a capture was read: every dissector, or flows and protocol identification only
+# (`medsentry scan --flows-only`). A capture read fully once stays "full" when read again.
+DEPTH_FULL = "full"
+DEPTH_FLOWS = "flows"
 
 captures = Table(
     "captures",
@@ -69,6 +73,7 @@ captures = Table(
     Column("scanned_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False),
     Column("medsentry_version", String(32), nullable=True),
+    Column("depth", String(16), nullable=False, server_default=DEPTH_FULL),
 )
 
 flows = Table(

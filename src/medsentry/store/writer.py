@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Dialect, Table, bindparam, case, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from medsentry import __version__
@@ -60,6 +60,7 @@ from medsentry.events import DecodeWarning, Event, FlowRecord, encode_json
 from medsentry.events.base import _json_encoder  # the encoder behind `encode_json`
 from medsentry.store.db import Store, _first_line
 from medsentry.store.schema import (
+    DEPTH_FULL,
     STATUS_COMPLETE,
     STATUS_RUNNING,
     STATUS_STOPPED,
@@ -89,6 +90,7 @@ class CaptureInfo:
     source: str
     format: str  # pcap, pcapng, live
     size_bytes: int | None = None
+    depth: str = DEPTH_FULL  # DEPTH_FLOWS: read without dissectors (`scan --flows-only`)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -443,16 +445,23 @@ def insert_portable(conn: Connection, table: Table, rows: list[dict[str, Any]], 
 
 
 def _upsert_capture(conn: Connection, row: dict[str, Any]) -> None:
+    """Insert the capture's row, or update it on a rescan. Its depth never drops: what a full
+    read stored stays stored when the capture is read again with `--flows-only`."""
     name = conn.dialect.name
     changed = {k: v for k, v in row.items() if k != "capture_id"}
     if name in ("sqlite", "postgresql"):
         stmt = _dialect_insert(name)(captures).values(row)
+        changed["depth"] = case(
+            (captures.c.depth == DEPTH_FULL, DEPTH_FULL), else_=stmt.excluded.depth
+        )
         conn.execute(stmt.on_conflict_do_update(index_elements=["capture_id"], set_=changed))
         return
     found = conn.execute(
-        select(captures.c.capture_id).where(captures.c.capture_id == row["capture_id"])
+        select(captures.c.depth).where(captures.c.capture_id == row["capture_id"])
     ).first()
     if found:
+        if found[0] == DEPTH_FULL:
+            changed["depth"] = DEPTH_FULL
         conn.execute(
             update(captures).where(captures.c.capture_id == row["capture_id"]).values(changed)
         )
@@ -713,6 +722,7 @@ class CaptureWriter:
             "scanned_at": datetime.now(UTC),
             "status": status,
             "medsentry_version": __version__,
+            "depth": info.depth,
         }
 
     def _store_error(self, exc: Exception) -> StoreError:
