@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from freeport import bound_socket
 from medsentry.cli import main
-from medsentry.store import list_captures, list_flows, open_store
+from medsentry.store import iter_events, list_captures, list_flows, open_store
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.geteuid() != 0,
@@ -111,6 +111,38 @@ def test_monitor_with_duration_stores_live_flows(db_url, tmp_path) -> None:
         assert (
             flows["tcp"]["server_port"] == tcp and flows["tcp"]["capture_id"] == cap["capture_id"]
         )
+
+
+def test_monitor_flows_only_labels_without_dissecting(tmp_path) -> None:
+    """--flows-only live: the HTTP flow is identified and stored, no HTTP event is, and the
+    session's row says depth "flows"."""
+    db_url = f"sqlite:///{tmp_path / 's.db'}"
+    srv = bound_socket(socket.SOCK_STREAM)
+    port = srv.getsockname()[1]
+    proc = _start(
+        ["-i", "lo", "--duration", "3", "--bpf", f"tcp port {port}", "--db", db_url,
+         "--format", "json", "--flows-only", "--engines", "none"],
+        tmp_path / "home",
+    )  # fmt: skip
+    with srv:
+        srv.listen(1)
+        with socket.create_connection(("127.0.0.1", port)) as cli:
+            conn, _ = srv.accept()
+            with conn:
+                cli.sendall(b"GET /status HTTP/1.1\r\nHost: pump-7\r\nUser-Agent: t/1\r\n\r\n")
+                conn.recv(1000)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                cli.recv(1000)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["protocols"] == {"http": 1}
+    assert summary["captures"][0]["depth"] == "flows"
+    with open_store(db_url) as store:
+        [row] = list_captures(store)
+        assert row["depth"] == "flows"
+        kinds = {type(e).__struct_config__.tag for e in iter_events(store)}
+        assert kinds == {"protocol"}
 
 
 def test_ctrl_c_stops_cleanly_with_summary(tmp_path) -> None:

@@ -25,6 +25,7 @@ from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
 from medsentry.cli.scan import (
     ENGINES_OPTION,
+    FLOWS_ONLY_OPTION,
     ScanTally,
     make_pipeline,
     parse_engines,
@@ -35,7 +36,7 @@ from medsentry.errors import InputError
 from medsentry.events import DecodeWarning, Event
 from medsentry.ledger import record
 from medsentry.store import CaptureWriter, live_capture_info, open_store
-from medsentry.store.schema import STATUS_STOPPED
+from medsentry.store.schema import DEPTH_FLOWS, DEPTH_FULL, STATUS_STOPPED
 
 
 @contextlib.contextmanager
@@ -68,6 +69,7 @@ def stop_on_signals(source: Any) -> Iterator[None]:
 @FORMAT_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No live status line.")
 @ENGINES_OPTION
+@FLOWS_ONLY_OPTION
 def monitor_cmd(
     interface: str,
     db_url: str | None,
@@ -77,6 +79,7 @@ def monitor_cmd(
     fmt: str,
     quiet: bool,
     engines: str | None,
+    flows_only: bool,
 ) -> None:
     """Capture live from an interface into the store until Ctrl-C or --duration."""
     if duration is not None and not duration > 0:
@@ -88,10 +91,10 @@ def monitor_cmd(
     tally = ScanTally()
     err = Console(stderr=True)
     with open_store(db_url) as store:
-        pipeline = make_pipeline(Pipeline, ScanConfig)
+        pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=not flows_only)
         analyzers = load_analyzers(store, parse_engines(engines))
         source = LiveSource(interface, bpf=bpf, duration=duration, promisc=promisc)
-        info = live_capture_info(interface)
+        info = live_capture_info(interface, depth=DEPTH_FLOWS if flows_only else DEPTH_FULL)
         status = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

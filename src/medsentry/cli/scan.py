@@ -186,6 +186,16 @@ ENGINES_OPTION = click.option(
 )
 
 
+FLOWS_ONLY_OPTION = click.option(
+    "--flows-only",
+    "flows_only",
+    is_flag=True,
+    help="Flows and protocol identification only, no dissectors: a fast first pass (large "
+    "captures, busy links). Payload findings (cleartext PHI, credentials, DICOM/HL7 "
+    "identities) need a full read; a full scan of the same file adds what this one left out.",
+)
+
+
 def make_progress(quiet: bool) -> Progress:
     """A byte progress bar on stderr; silent when --quiet or stderr is not a terminal."""
     console = Console(stderr=True)
@@ -352,14 +362,7 @@ def scan_one(
     "per line: their rotating private addresses are resolved to one device each. Used for "
     "this scan only; never stored.",
 )
-@click.option(
-    "--flows-only",
-    "flows_only",
-    is_flag=True,
-    help="Flows and protocol identification only, no dissectors: a fast first pass over large "
-    "captures. Payload findings (cleartext PHI, credentials, DICOM/HL7 identities) need a full "
-    "scan, which can follow on the same file and adds what this one left out.",
-)
+@FLOWS_ONLY_OPTION
 def scan_cmd(
     files: tuple[str, ...],
     db_url: str | None,

@@ -130,13 +130,14 @@ def file_capture_info(path: str | os.PathLike[str]) -> CaptureInfo:
     )
 
 
-def live_capture_info(interface: str) -> CaptureInfo:
+def live_capture_info(interface: str, depth: str = DEPTH_FULL) -> CaptureInfo:
     """A live session has no content to hash before it ends: its id is random (same width)."""
     token = f"live:{interface}:{time.time_ns()}:{secrets.token_hex(16)}"
     return CaptureInfo(
         capture_id=hashlib.sha256(token.encode()).hexdigest(),
         source=f"live:{interface}",
         format="live",
+        depth=depth,
     )
 
 
