@@ -1,4 +1,5 @@
-"""QUIC server names: medsentry's QUIC Initial dissector against nDPI on nDPI's own QUIC captures.
+"""QUIC server names and user agents: medsentry's QUIC Initial dissector against nDPI on nDPI's
+own QUIC captures.
 
     python benchmarks/quic_sni_ndpi.py
 
@@ -6,7 +7,10 @@ For every `*quic*` capture in ../shared/data/ndpi_pcaps (IETF QUIC v1, v2, draft
 version negotiation, split and reordered ClientHellos, and Google QUIC), the server names
 (TLS SNI, and the SNI tag of Google QUIC's CHLO) medsentry reads from the captures' client
 hellos are compared with the
-`Hostname/SNI` nDPI's expected results (`result/<capture>.out`) list for its QUIC flows.
+`Hostname/SNI` nDPI's expected results (`result/<capture>.out`) list for its QUIC flows. Then
+the user agents: on every capture whose expected results list a `User-Agent` for a QUIC flow,
+those (Google QUIC's UAID tag; Chromium's google_user_agent transport parameter in IETF QUIC
+and T05x) against the ones medsentry reads.
 Writes benchmarks/quic_sni_ndpi.md.
 """
 
@@ -23,6 +27,41 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "ndpi_pcaps" / "tests" / "cfgs" / "default"
 _SNI = re.compile(r"Hostname/SNI: ([^\]]*)\]")
 _VERSION = re.compile(r"QUIC ver: ([^\]]*)\]")
+_USER_AGENT = re.compile(r"\[User-Agent: ([^\]]*)\]")
+
+
+def ndpi_user_agents(result: Path) -> tuple[set[str], set[str]]:
+    """(user agents, QUIC versions) of the QUIC flows in one expected-results file."""
+    agents: set[str] = set()
+    versions: set[str] = set()
+    for line in result.read_text(errors="replace").splitlines():
+        if "QUIC ver: " not in line:
+            continue
+        if m := _USER_AGENT.search(line):
+            agents.add(m.group(1))
+            versions.add(_VERSION.search(line).group(1))  # type: ignore[union-attr]
+    return agents, versions
+
+
+def user_agent_rows(pipeline_cls, config_cls, hellos) -> tuple[list[str], int, int]:
+    """Markdown rows of the user-agent comparison, nDPI's count, and how many medsentry reads."""
+    rows, total, both = [], 0, 0
+    for result in sorted((DATA / "result").glob("*.out")):
+        theirs, versions = ndpi_user_agents(result)
+        cap = DATA / "pcap" / result.name[: -len(".out")]
+        if not theirs or not cap.exists():
+            continue
+        events: list = []
+        pipeline_cls(config_cls()).scan_files([cap], events.extend)
+        ours = {e.user_agent for e in events if isinstance(e, hellos) and e.user_agent}
+        total += len(theirs)
+        both += len(theirs & ours)
+        rows.append(
+            f"| {cap.name} | {', '.join(sorted(versions))} | {len(theirs)} | "
+            f"{len(theirs & ours)} | {'; '.join(sorted(ours - theirs)[:3])} | "
+            f"{'; '.join(sorted(theirs - ours)[:3])} |"
+        )
+    return rows, total, both
 
 
 def ndpi_expected(capture: Path) -> tuple[set[str], set[str]]:
@@ -81,7 +120,7 @@ def main() -> None:
         rows.append((cap.name, ", ".join(sorted(versions)) or "-", len(theirs), len(theirs & ours),
                      sorted(ours - theirs), sorted(theirs - ours)))  # fmt: skip
     lines = [
-        "# QUIC server names: medsentry against nDPI on nDPI's QUIC captures",
+        "# QUIC server names and user agents: medsentry against nDPI on nDPI's QUIC captures",
         "",
         "Server names (TLS SNI) in the ClientHellos of QUIC Initial packets, per capture: those "
         "nDPI's expected results list, those medsentry also reads, and the differences. "
@@ -109,8 +148,26 @@ def main() -> None:
         "(quic_interop_V: a reserved version that forces version negotiation, which nDPI does "
         "not decrypt).",
     ]
+    ua_rows, ua_total, ua_both = user_agent_rows(Pipeline, ScanConfig, hellos)
+    lines += [
+        "",
+        "## User agents",
+        "",
+        "The browser or app, its version and platform, as the client hello carries it: Google "
+        "QUIC's UAID tag, and in IETF QUIC and T050/T051 Chromium's google_user_agent transport "
+        "parameter (0x3129). Every capture whose nDPI expected results list a user agent for a "
+        "QUIC flow.",
+        "",
+        "| capture | QUIC versions (nDPI) | nDPI user agents | also medsentry | medsentry only | "
+        "nDPI only |",
+        "|---|---|---:|---:|---|---|",
+        *ua_rows,
+        "",
+        f"**User agents: medsentry reads {ua_both} of the {ua_total} nDPI lists, over "
+        f"{len(ua_rows)} captures.**",
+    ]
     (HERE / "quic_sni_ndpi.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-4:]))
+    print("\n".join(lines[-1:]))
 
 
 if __name__ == "__main__":

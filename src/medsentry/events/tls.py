@@ -27,6 +27,8 @@ class TlsClientHello(Event, tag="tls_client_hello", frozen=True, kw_only=True):
     supported_groups: list[int] = msgspec.field(default_factory=list)
     ja4: str
     ja4_r: str
+    # QUIC only: Chromium's google_user_agent transport parameter (browser or app, platform)
+    user_agent: str | None = None
 
 
 class QuicCryptoClientHello(Event, tag="quic_crypto_client_hello", frozen=True, kw_only=True):

@@ -388,7 +388,7 @@ class Observer:
     def _tls_client_hello(self, m) -> None:
         e = m.endpoints
         if self._repeat(("tls", e.client, e.client_mac, e.server, e.server_mac, m.server_name,
-                         m.ja4)):  # fmt: skip
+                         m.ja4, m.user_agent)):  # fmt: skip
             return
         c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
@@ -397,6 +397,8 @@ class Observer:
         self._obs(c, "tls.ja4", m.ja4, ts)
         if m.server_name:
             self._obs(c, "domain", m.server_name.lower(), ts)
+        # QUIC from Chromium: google_user_agent, the same string as its HTTP User-Agent names
+        self._obs(c, "http.user_agent", m.user_agent, ts)
 
     def _quic_crypto_client_hello(self, m) -> None:
         # Google QUIC's CHLO: SNI as TLS has it, UAID the same string as Chrome's User-Agent

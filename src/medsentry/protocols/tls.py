@@ -35,6 +35,10 @@ MAX_CERTS = 8
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 EXT_SIGNATURE_ALGORITHMS = 0x000D  # RFC 8446 §4.2.3
 EXT_SUPPORTED_GROUPS = 0x000A  # RFC 8446 §4.2.7
+EXT_QUIC_TRANSPORT_PARAMETERS = 0x0039  # RFC 9001 §8.2
+EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT = 0xFFA5  # draft-ietf-quic-tls-27..33 (and Google T05x)
+TP_GOOGLE_USER_AGENT = 0x3129  # Chromium's google_user_agent transport parameter (quiche)
+MAX_USER_AGENT = 256
 
 _SIG_NAMES = {
     v.dotted_string: k.lower()
@@ -174,6 +178,48 @@ def _alpn_list(data: bytes) -> list[bytes]:
     return out
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """RFC 9000 §16 variable-length integer at `pos`: (value, next position)."""
+    if pos >= len(data):
+        raise ParseError(_PAST_END)
+    n = 1 << (data[pos] >> 6)
+    if pos + n > len(data):
+        raise ParseError(_PAST_END)
+    return int.from_bytes(data[pos : pos + n], "big") & ((1 << (8 * n - 2)) - 1), pos + n
+
+
+def _google_user_agent(data: bytes) -> str | None:
+    """RFC 9000 §18 transport parameters (id, length, value; varints): the value of Chromium's
+    google_user_agent, the browser or app with its platform, as Google QUIC's UAID tag was.
+    A malformed list gives None: it does not spoil the rest of the ClientHello."""
+    pos, end = 0, len(data)
+    if end >= 2 and int.from_bytes(data[:2], "big") == end - 2:
+        # drafts up to 27 (and Google's T050): a u16-length list of u16 id, u16 length, value
+        pos = 2
+        while pos + 4 <= end:
+            pid = int.from_bytes(data[pos : pos + 2], "big")
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            pos += 4
+            if pos + length > end:
+                return None
+            if pid == TP_GOOGLE_USER_AGENT:
+                return text(data[pos : pos + length], MAX_USER_AGENT) or None
+            pos += length
+        return None
+    try:
+        while pos < end:
+            pid, pos = _varint(data, pos)
+            length, pos = _varint(data, pos)
+            if pos + length > end:
+                return None
+            if pid == TP_GOOGLE_USER_AGENT:
+                return text(data[pos : pos + length], MAX_USER_AGENT) or None
+            pos += length
+    except ParseError:
+        return None
+    return None
+
+
 def _server_name(data: bytes) -> str | None:
     """RFC 6066 §3: ServerNameList; the first host_name (type 0)."""
     r = _Reader(data).vec(2)
@@ -203,6 +249,7 @@ def client_hello(
     sigs: list[int] = []
     groups: list[int] = []
     versions: list[int] = []
+    user_agent: str | None = None
     for etype, data in exts:
         if etype == fp.EXT_SERVER_NAME and data:
             sni = _server_name(data)
@@ -215,6 +262,8 @@ def client_hello(
         elif etype == fp.EXT_SUPPORTED_VERSIONS:
             sv = _Reader(data).vec(1)
             versions = sv.u16_list()
+        elif etype in (EXT_QUIC_TRANSPORT_PARAMETERS, EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT):
+            user_agent = _google_user_agent(data)
     ja4, ja4_r = _ja4(
         legacy_version,
         tuple(ciphers),
@@ -240,6 +289,7 @@ def client_hello(
         supported_groups=groups,
         ja4=ja4,
         ja4_r=ja4_r,
+        user_agent=user_agent,
     )
 
 
