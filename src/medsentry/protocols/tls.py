@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -188,33 +189,47 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(data[pos : pos + n], "big") & ((1 << (8 * n - 2)) - 1), pos + n
 
 
-def _google_user_agent(data: bytes) -> str | None:
-    """RFC 9000 §18 transport parameters (id, length, value; varints): the value of Chromium's
-    google_user_agent, the browser or app with its platform, as Google QUIC's UAID tag was.
-    A malformed list gives None: it does not spoil the rest of the ClientHello."""
+def _varint_params(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """RFC 9000 §18: (id, value) of each transport parameter (id and length as varints)."""
     pos, end = 0, len(data)
-    if end >= 2 and int.from_bytes(data[:2], "big") == end - 2:
-        # drafts up to 27 (and Google's T050): a u16-length list of u16 id, u16 length, value
-        pos = 2
-        while pos + 4 <= end:
-            pid = int.from_bytes(data[pos : pos + 2], "big")
-            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            pos += 4
-            if pos + length > end:
-                return None
-            if pid == TP_GOOGLE_USER_AGENT:
-                return text(data[pos : pos + length], MAX_USER_AGENT) or None
-            pos += length
-        return None
+    while pos < end:
+        pid, pos = _varint(data, pos)
+        length, pos = _varint(data, pos)
+        if pos + length > end:
+            raise ParseError(_PAST_END)
+        yield pid, data[pos : pos + length]
+        pos += length
+
+
+def _u16_params(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """draft-ietf-quic-transport-27 §18 (and Google's T050): a u16-length list of u16 id,
+    u16 length, value."""
+    pos, end = 2, len(data)
+    while pos < end:
+        if pos + 4 > end:
+            raise ParseError(_PAST_END)
+        pid, length = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        if pos + length > end:
+            raise ParseError(_PAST_END)
+        yield pid, data[pos : pos + length]
+        pos += length
+
+
+def _google_user_agent(ext_type: int, data: bytes) -> str | None:
+    """The value of Chromium's google_user_agent transport parameter: the browser or app with
+    its platform, as Google QUIC's UAID tag had it. The draft extension (0xffa5) carried both
+    encodings over time; a list whose u16 prefix is its own length is the older one. A
+    malformed list gives None: it does not spoil the rest of the ClientHello."""
+    old = (
+        ext_type == EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT
+        and len(data) >= 2
+        and int.from_bytes(data[:2], "big") == len(data) - 2
+    )
     try:
-        while pos < end:
-            pid, pos = _varint(data, pos)
-            length, pos = _varint(data, pos)
-            if pos + length > end:
-                return None
+        for pid, value in _u16_params(data) if old else _varint_params(data):
             if pid == TP_GOOGLE_USER_AGENT:
-                return text(data[pos : pos + length], MAX_USER_AGENT) or None
-            pos += length
+                return text(value, MAX_USER_AGENT) or None
     except ParseError:
         return None
     return None
@@ -263,7 +278,7 @@ def client_hello(
             sv = _Reader(data).vec(1)
             versions = sv.u16_list()
         elif etype in (EXT_QUIC_TRANSPORT_PARAMETERS, EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT):
-            user_agent = _google_user_agent(data)
+            user_agent = _google_user_agent(etype, data)
     ja4, ja4_r = _ja4(
         legacy_version,
         tuple(ciphers),

@@ -14,7 +14,16 @@ from netcap import tshark
 
 from medsentry.events.tls import TlsClientHello
 from medsentry.pipeline import Pipeline, ScanConfig
-from medsentry.protocols.tls import TP_GOOGLE_USER_AGENT, _google_user_agent
+from medsentry.protocols.tls import (
+    EXT_QUIC_TRANSPORT_PARAMETERS as RFC,
+)
+from medsentry.protocols.tls import (
+    EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT as DRAFT,
+)
+from medsentry.protocols.tls import (
+    TP_GOOGLE_USER_AGENT,
+    _google_user_agent,
+)
 
 CAPTURES = [
     "quic-27.pcap",  # draft-27: the u16 parameter encoding
@@ -73,19 +82,23 @@ def _tp(pid: int, value: bytes) -> bytes:
 def test_both_encodings_and_malformed_lists() -> None:
     ua = b"Chrome/120.0.0.0 Android 14; Pixel 8"
     varint = _tp(0x01, b"\x80\x00\x75\x30") + _tp(TP_GOOGLE_USER_AGENT, ua)
-    assert _google_user_agent(varint) == ua.decode()
+    for ext in (RFC, DRAFT):
+        assert _google_user_agent(ext, varint) == ua.decode()
     params = b"\x00\x01\x00\x04\x80\x00\x75\x30" + b"\x31\x29" + len(ua).to_bytes(2, "big") + ua
-    assert _google_user_agent(len(params).to_bytes(2, "big") + params) == ua.decode()
-    assert _google_user_agent(_tp(0x01, b"\x00")) is None  # no such parameter
-    assert _google_user_agent(varint[:-5]) is None  # the value runs past the list
-    assert _google_user_agent(b"\xc0") is None  # a varint cut short
-    assert _google_user_agent(b"") is None
+    u16 = len(params).to_bytes(2, "big") + params
+    assert _google_user_agent(DRAFT, u16) == ua.decode()  # draft-27, T050
+    assert _google_user_agent(RFC, u16) is None  # RFC 9001's extension: varints only
+    assert _google_user_agent(RFC, _tp(0x01, b"\x00")) is None  # no such parameter
+    assert _google_user_agent(RFC, varint[:-5]) is None  # the value runs past the list
+    assert _google_user_agent(DRAFT, u16[:-5]) is None
+    assert _google_user_agent(RFC, b"\xc0") is None  # a varint cut short
+    assert _google_user_agent(RFC, b"") is None
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=64))
-def test_any_parameter_bytes_give_a_string_or_none(data: bytes) -> None:
-    got = _google_user_agent(data)
+@given(st.sampled_from([RFC, DRAFT]), st.binary(max_size=64))
+def test_any_parameter_bytes_give_a_string_or_none(ext: int, data: bytes) -> None:
+    got = _google_user_agent(ext, data)
     assert got is None or (isinstance(got, str) and len(got) <= 256)
 
 
