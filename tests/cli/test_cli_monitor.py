@@ -64,19 +64,21 @@ def _udp_exchange(srv: socket.socket, n: int = 5) -> None:
             cli.recvfrom(100)
 
 
-def _tcp_exchange(srv: socket.socket) -> None:
+def _tcp_exchange(
+    srv: socket.socket, request: bytes = b"hello server", response: bytes = b"hello client"
+) -> None:
     port = srv.getsockname()[1]
     with srv:
         srv.listen(1)
         with socket.create_connection(("127.0.0.1", port)) as cli:
             conn, _ = srv.accept()
             with conn:
-                cli.sendall(b"hello server")
-                conn.recv(100)
-                conn.sendall(b"hello client")
-                cli.recv(100)
+                cli.sendall(request)
+                conn.recv(1000)
+                conn.sendall(response)
+                cli.recv(1000)
                 cli.shutdown(socket.SHUT_WR)
-                conn.recv(100)
+                conn.recv(1000)
 
 
 def _servers() -> tuple[socket.socket, socket.socket]:
@@ -124,15 +126,11 @@ def test_monitor_flows_only_labels_without_dissecting(tmp_path) -> None:
          "--format", "json", "--flows-only", "--engines", "none"],
         tmp_path / "home",
     )  # fmt: skip
-    with srv:
-        srv.listen(1)
-        with socket.create_connection(("127.0.0.1", port)) as cli:
-            conn, _ = srv.accept()
-            with conn:
-                cli.sendall(b"GET /status HTTP/1.1\r\nHost: pump-7\r\nUser-Agent: t/1\r\n\r\n")
-                conn.recv(1000)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                cli.recv(1000)
+    _tcp_exchange(
+        srv,
+        b"GET /status HTTP/1.1\r\nHost: pump-7\r\nUser-Agent: t/1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     summary = json.loads(out)
