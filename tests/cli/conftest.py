@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from freeport import bound_socket, free_port
+
+_NET = str(Path(__file__).resolve().parents[1] / "protocols" / "net")
+if _NET not in sys.path:
+    sys.path.insert(0, _NET)  # netcap.py: the tshark reference
 
 # -- real captures made on the loopback interface -------------------------------------------
 

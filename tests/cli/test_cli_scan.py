@@ -10,10 +10,12 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from netcap import tshark
 
 from medsentry.cli import main
 from medsentry.store import count_rows, iter_events, list_captures, open_store
@@ -27,22 +29,6 @@ def pcap_records(data: bytes) -> list[int]:
         incl = struct.unpack_from("<I", data, pos + 8)[0]
         pos += 16 + incl
     return offsets
-
-
-def tcp_frames_per_client_port(data: bytes, server_port: int) -> dict[int, int]:
-    """Frames of each TCP connection to `server_port` in an Ethernet/IPv4 pcap, keyed by the
-    client's port: parsed here from the bytes, independently of medsentry's decoder."""
-    counts: dict[int, int] = {}
-    for pos in pcap_records(data):
-        frame = data[pos + 16 : pos + 16 + struct.unpack_from("<I", data, pos + 8)[0]]
-        if frame[12:14] != b"\x08\x00" or frame[23] != 6:  # IPv4 (RFC 894), TCP (RFC 791)
-            continue
-        ihl = (frame[14] & 0x0F) * 4
-        sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
-        if server_port in (sport, dport):
-            client = dport if sport == server_port else sport
-            counts[client] = counts.get(client, 0) + 1
-    return counts
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -90,10 +76,17 @@ def test_scan_real_loopback_capture(db_url, lo_capture) -> None:
     assert len(flows) == s["flows"]
     tcp = _flows(db_url, "--transport", "tcp")
     assert len(tcp) == 3 and {f["server_port"] for f in tcp} == {lo_capture.tcp_port}
-    # every frame of each association, as the capture's own bytes count them (a C-ECHO
-    # association is about 20 frames on lo; delayed ACKs move that by one or two)
-    frames = tcp_frames_per_client_port(lo_capture.path.read_bytes(), lo_capture.tcp_port)
-    assert {f["client_port"]: f["packets"] for f in tcp} == frames
+    # every frame of each association, as tshark counts them (a C-ECHO association is about
+    # 20 frames on lo; delayed ACKs move that by one or two)
+    frames = Counter(
+        sport if int(dport) == lo_capture.tcp_port else dport
+        for sport, dport in tshark(
+            lo_capture.path, f"tcp.port == {lo_capture.tcp_port}", "tcp.srcport", "tcp.dstport"
+        )
+    )
+    assert {f["client_port"]: f["packets"] for f in tcp} == {
+        int(port): n for port, n in frames.items()
+    }
     assert all(f["packets"] >= 10 for f in tcp)  # handshake, six PDUs, FIN: at least
     [udp] = _flows(db_url, "--transport", "udp", "--port", str(lo_capture.udp_port))
     assert udp["packets"] == 8 and udp["server_port"] == lo_capture.udp_port
