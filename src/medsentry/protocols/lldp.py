@@ -132,7 +132,7 @@ def parse_lldpdu(data: bytes, src: bytes, vlan: int | None, ts_ns: int) -> LldpN
             n = value[0]  # §8.5.9.2: address string length covers the subtype byte
             if 2 <= n <= 32 and n + 1 <= length and len(f["management_addresses"]) < 8:
                 f["management_addresses"].append(_iana_address(value[1 : 1 + n]))
-    if order[:3] != [CHASSIS_ID, PORT_ID, TTL] or "chassis_id" not in f or "port_id" not in f:
+    if order[:3] != [CHASSIS_ID, PORT_ID, TTL] or not {"chassis_id", "port_id", "ttl"} <= f.keys():
         raise ParseError("LLDPDU does not start with Chassis ID, Port ID, TTL (802.1AB §8.2)")
     return LldpNeighbor(ts_ns=ts_ns, source_mac=mac_str(src), vlan=vlan, **f)
 

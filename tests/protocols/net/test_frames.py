@@ -239,6 +239,14 @@ def test_lldp_without_mandatory_tlvs_is_a_parse_error() -> None:
         lldp.dissect(1, 0, frame, 1, 0)
 
 
+def test_lldp_ttl_tlv_too_short_is_a_parse_error() -> None:
+    """Found by mutation fuzzing: a TTL TLV of one byte (§8.5.4 says two) was in order but gave
+    no TTL, and building the event raised TypeError instead of ParseError."""
+    body = _tlv(1, b"\x04" + SRC) + _tlv(2, b"\x05eth0") + _tlv(3, b"\x00") + _tlv(0, b"")
+    with pytest.raises(ParseError):
+        lldp.dissect(1, 0, bytes.fromhex("0180c200000e") + SRC + b"\x88\xcc" + body, 1, 0)
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.sampled_from(
