@@ -106,7 +106,7 @@ def _content_length(h: dict[str, str]) -> int | None:
     if v is None:
         return None
     v = v.split(",")[0].strip()
-    if not v.isdigit() or len(v) > 15:
+    if not (v.isascii() and v.isdigit()) or len(v) > 15:  # "1*DIGIT": ASCII only, not "²"
         raise ParseError("Content-Length is not a decimal number (RFC 9110 §8.6)")
     return int(v)
 

@@ -382,6 +382,18 @@ def test_parse_errors_do_not_quote_input() -> None:
         assert "Zebediah" not in str(exc.value)
 
 
+def test_content_length_takes_ascii_digits_only() -> None:
+    """Found by mutation fuzzing: "51\xb2" (latin-1 "51²") passed str.isdigit and int() raised
+    ValueError; it is a malformed header (RFC 9110 §8.6: 1*DIGIT), a ParseError."""
+    for head in (b"HTTP/1.1 200 OK\r\nContent-Length: 51\xb2\r\n\r\n",):
+        d = HttpDissector(ctx_for())
+        d.feed(0, b"GET /x HTTP/1.1\r\n\r\n", 1)
+        with pytest.raises(ParseError):
+            d.feed(1, head, 2)
+    with pytest.raises(ParseError):
+        HttpDissector(ctx_for()).feed(0, b"POST /x HTTP/1.1\r\nContent-Length: \xb9\r\n\r\n", 1)
+
+
 def test_request_target_with_spaces_is_kept() -> None:
     """Attack traffic (nDPI WebattackRCE.pcap) puts spaces in the request-target."""
     ev = HttpDissector(ctx_for()).feed(
