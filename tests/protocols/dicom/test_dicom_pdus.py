@@ -92,6 +92,22 @@ def phi_dataset() -> Dataset:
     return ds
 
 
+def test_uid_not_in_ps35_syntax_is_unnamed_and_warns_nothing() -> None:
+    """Found by mutation fuzzing: a component with a leading zero (PS3.5 §9.1 forbids it)
+    reached pydicom's UID, which printed a UserWarning on every scan that met it."""
+    import warnings
+
+    bad = CT_IMAGE_STORAGE.replace("10008", "00008")  # same length: the PDU stays well formed
+    rq = associate_rq(CONTEXTS, calling="CT_SCANNER_7", called="PACS")
+    rq = rq.replace(CT_IMAGE_STORAGE.encode(), bad.encode())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (ev,) = DicomDissector(flow_context()).feed(0, rq, 1)
+    assert ev.presentation_contexts[0].abstract_syntax == bad
+    assert ev.presentation_contexts[0].sop_class_name is None
+    assert ev.presentation_contexts[1].sop_class_name == "Verification SOP Class"
+
+
 def test_registered() -> None:
     assert stream_dissector("dicom") is DicomDissector
 

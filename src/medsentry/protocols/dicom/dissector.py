@@ -79,13 +79,14 @@ _U32 = struct.Struct(">I")
 USER_IDENTITY_TYPES = {1: "username", 2: "username-passcode", 3: "kerberos", 4: "saml", 5: "jwt"}
 
 
-_UID_SYNTAX = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # PS3.5 §9.1
+# PS3.5 §9.1: numeric components, no leading zero unless the component is "0"
+_UID_SYNTAX = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 
 @functools.lru_cache(maxsize=1024)
 def sop_class_name(uid: str | None) -> str | None:
     """The UID's name in PS3.6 Annex A (pydicom's UID dictionary), None when unknown."""
-    if not uid or len(uid) > 64 or not _UID_SYNTAX.match(uid):
+    if not uid or len(uid) > 64 or not _UID_SYNTAX.fullmatch(uid):
         return None
     from pydicom.uid import UID  # at the first UID named: scans without DICOM never import it
 
