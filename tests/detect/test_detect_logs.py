@@ -254,3 +254,35 @@ def test_parser_and_framing_never_crash_on_arbitrary_bytes(data: bytes) -> None:
     buf = bytearray(data)
     frames = list(octet_frames(buf))
     assert sum(len(f) for f in frames) <= len(data)
+
+
+def test_parser_takes_only_ascii_digits_and_times_a_store_can_hold() -> None:
+    """Found by mutation fuzzing: "<¹>" passed str.isdigit and crashed int(); a year-9999
+    timestamp overflowed the store's 64-bit nanoseconds; Feb 31 rolled into March."""
+    from medsentry.errors import InputError
+
+    key = b"k" * 32
+    for bad in ("<\u00b9>x", "<1\u00b2>1 2026-01-01T00:00:00Z h a - - - x", "<\u0661\u0663>x"):
+        with pytest.raises(InputError):
+            parse_syslog(bad.encode(), key=key)
+    recv = 1_700_000_000 * 10**9
+    for stamp in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+        ev = parse_syslog(f"<13>1 {stamp} h a - - - x".encode(), key=key, received_ns=recv)
+        assert ev.format == "rfc5424" and ev.ts_ns == recv  # out of range: the receive time
+    ev = parse_syslog(b"<13>Feb 31 10:00:00 host app: x", key=key, received_ns=recv)
+    assert ev.ts_ns == recv and ev.hostname == "host"
+    ev = parse_syslog(b"<13>Feb 28 10:00:00 host app: x", key=key, received_ns=recv)
+    assert ev.ts_ns == 1677578400 * 10**9  # 2023-02-28T10:00:00Z, the receive year
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=4), st.text(max_size=40), st.text(max_size=60))
+def test_parser_never_crashes_on_arbitrary_text(pri: str, stamp: str, rest: str) -> None:
+    from medsentry.errors import InputError
+
+    for msg in (f"<{pri}>{rest}", f"<13>1 {stamp} h a - - - {rest}", f"<13>{stamp} h a: {rest}"):
+        try:
+            ev = parse_syslog(msg.encode("utf-8", "surrogatepass"), key=b"k" * 32)
+        except InputError:
+            continue
+        assert 0 <= ev.ts_ns < 1 << 63

@@ -19,7 +19,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ MAX_MESSAGE = 64 * 1024  # RFC 5425 §4.3.1 receivers should accept 8 KiB; we ac
 
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 # RFC 3164 §4.1.2 TIMESTAMP "Mmm dd hh:mm:ss" (day space-padded)
-_RFC3164_TS = re.compile(r"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
+_RFC3164_TS = re.compile(r"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ", re.ASCII)
+_INT64_NS = 1 << 63  # event times are signed 64-bit nanoseconds (the store's BIGINT)
 _TAG = re.compile(r"([^\s\[:]{1,48})(?:\[([^\]]{0,32})\])?: ?")
 
 
@@ -137,7 +138,8 @@ def _rfc3339_ns(ts: str) -> int | None:
         return None
     if dt.tzinfo is None:
         return None
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    ns = int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    return ns if 0 <= ns < _INT64_NS else None  # years 1970-2262: else the receive time
 
 
 def _structured_data(rest: str) -> tuple[list[str], str]:
@@ -197,8 +199,9 @@ def parse_syslog(
     body = text
     if text.startswith("<"):
         end = text.find(">", 1, 5)
-        if end > 1 and text[1:end].isdigit() and int(text[1:end]) <= 191:
-            pri = int(text[1:end])  # RFC 5424 §6.2.1: PRI = facility * 8 + severity
+        prival = text[1:end]  # RFC 5424 §6.2.1: PRIVAL = 1*3DIGIT, ASCII digits (not "¹")
+        if end > 1 and prival.isascii() and prival.isdigit() and int(prival) <= 191:
+            pri = int(prival)  # §6.2.1: PRI = facility * 8 + severity
             facility, severity = pri >> 3, pri & 7
             body = text[end + 1 :]
             fmt = "rfc3164"
@@ -216,9 +219,9 @@ def parse_syslog(
         if m is not None:  # RFC 3164 §4.1.2 HEADER: TIMESTAMP SP HOSTNAME SP
             mon, day, hh, mm, ss = m.groups()
             year = time.gmtime(received_ns / 1e9).tm_year
-            try:
-                ts_ns = calendar.timegm((year, _MONTHS[mon], int(day), int(hh), int(mm), int(ss)))
-                ts_ns *= 1_000_000_000
+            try:  # datetime refuses a day the month does not have (Feb 31), timegm would not
+                at = datetime(year, _MONTHS[mon], int(day), int(hh), int(mm), int(ss), tzinfo=UTC)
+                ts_ns = calendar.timegm(at.timetuple()) * 1_000_000_000
             except (KeyError, ValueError):
                 ts_ns = None
             rest = body[m.end() :]
