@@ -109,6 +109,16 @@ def test_checkpoint_signature_rederived_with_raw_cryptography():
     Ed25519PublicKey.from_public_bytes(log.vkey.public_key).verify(raw[4:], (body + "\n").encode())
 
 
+def test_checkpoint_size_is_ascii_decimal():
+    """C2SP tlog-checkpoint: the tree size is ASCII decimal; "12³" (str.isdigit) is refused
+    with NoteError, not a ValueError from int()."""
+    root = base64.b64encode(bytes(32)).decode()
+    assert Checkpoint.parse(f"example.test/log\n123\n{root}\n").size == 123
+    for size in ("12\u00b3", "\u0661\u0662"):
+        with pytest.raises(NoteError):
+            Checkpoint.parse(f"example.test/log\n{size}\n{root}\n")
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

@@ -364,6 +364,8 @@ def test_reimport_replaces_and_records_in_ledger(
         assert len(rows) == 1 and rows[0]["components"] == 55
         assert find_sbom(store, "Acme Medical/Infusion Gateway/3.2")["id"] == rows[0]["id"]
         assert find_sbom(store, rows[0]["sbom_id"][:10])["id"] == rows[0]["id"]
+        with pytest.raises(InputError, match="give its id"):  # "¹" passes str.isdigit
+            find_sbom(store, "\u00b9")
     imported = [e for e in ledger().entries() if e["kind"] == "intel.imported"]
     assert [e["data"]["kind"] for e in imported] == ["sbom", "sbom"]
     assert imported[1]["data"]["replaced"] == imported[0]["data"]["sha256"]

@@ -141,7 +141,7 @@ def find_sbom(store: Store, key: str) -> dict[str, Any]:
     """An SBOM by row id, a prefix (>= 6 hex) of its sha256, or "manufacturer/model/version"."""
     key = key.strip()
     conds = []
-    if key.isdigit():
+    if key.isascii() and key.isdigit():
         conds.append(sboms.c.id == int(key))
     if re.fullmatch(r"[0-9a-fA-F]{6,64}", key):
         conds.append(sboms.c.sbom_id.like(key.lower() + "%"))

@@ -203,7 +203,7 @@ class Checkpoint:
         origin, size_s, root_s = lines[0], lines[1], lines[2]
         if not origin:
             raise NoteError("empty origin line", source)
-        if not size_s.isdigit() or (len(size_s) > 1 and size_s[0] == "0"):
+        if not (size_s.isascii() and size_s.isdigit()) or (len(size_s) > 1 and size_s[0] == "0"):
             raise NoteError(f"tree size {size_s!r} is not a decimal number", source)
         try:
             root = base64.b64decode(root_s, validate=True)
