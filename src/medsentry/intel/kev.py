@@ -34,6 +34,8 @@ def parse_kev(doc: Any, source: str) -> tuple[str, list[KevEntry]]:
         if not _CVE.match(v["cveID"]):
             raise InputError(f"KEV field {path}.cveID: {v['cveID']!r} is not a CVE id", source)
         cwes = v.get("cwes") or []
+        if not isinstance(cwes, list):
+            raise InputError(f"KEV field {path}.cwes: must be an array", source)
         out.append(
             KevEntry(
                 cve=v["cveID"],

@@ -39,6 +39,16 @@ def _s(obj: dict[str, Any], key: str, source: str, path: str) -> str:
     return v
 
 
+def _arr(obj: dict[str, Any], key: str, source: str, path: str) -> list[Any]:
+    """`obj[key]` when it is an array; absent or null is empty; anything else is an error."""
+    v = obj.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _err(source, f"{path}.{key}", "must be an array")
+    return v
+
+
 def parse_nvd_item(item: Any, source: str, path: str) -> PackageVuln:
     if not isinstance(item, dict) or not isinstance(item.get("cve"), dict):
         raise _err(source, f"{path}.cve", "is required (an object)")
@@ -48,7 +58,7 @@ def parse_nvd_item(item: Any, source: str, path: str) -> PackageVuln:
     if not cid.startswith("CVE-"):
         raise _err(source, f"{p}.id", f"{cid!r} is not a CVE id")
     summary = ""
-    for d in cve.get("descriptions") or []:
+    for d in _arr(cve, "descriptions", source, p):
         if isinstance(d, dict) and d.get("lang") == "en":
             summary = str(d.get("value", ""))[:500]
     scores: list[Score] = []
@@ -56,7 +66,7 @@ def parse_nvd_item(item: Any, source: str, path: str) -> PackageVuln:
     if not isinstance(metrics, dict):
         raise _err(source, f"{p}.metrics", "must be an object")
     for key in ("cvssMetricV40", "cvssMetricV31", "cvssMetricV30"):
-        for i, m in enumerate(metrics.get(key) or []):
+        for i, m in enumerate(_arr(metrics, key, source, f"{p}.metrics")):
             mp = f"{p}.metrics.{key}[{i}].cvssData.vectorString"
             data = m.get("cvssData") if isinstance(m, dict) else None
             if not isinstance(data, dict) or not isinstance(data.get("vectorString"), str):
@@ -66,17 +76,18 @@ def parse_nvd_item(item: Any, source: str, path: str) -> PackageVuln:
             except (CVSSError, ValueError) as exc:
                 raise _err(source, mp, f"invalid CVSS vector {data['vectorString']!r}") from exc
     cwes: list[str] = []
-    for w in cve.get("weaknesses") or []:
-        for d in (w.get("description") or []) if isinstance(w, dict) else []:
+    for i, w in enumerate(_arr(cve, "weaknesses", source, p)):
+        wp = f"{p}.weaknesses[{i}]"
+        for d in _arr(w, "description", source, wp) if isinstance(w, dict) else []:
             v = d.get("value") if isinstance(d, dict) else None
             if isinstance(v, str) and v.startswith("CWE-") and v not in cwes:
                 cwes.append(v)
     affected: list[AffectedPackage] = []
-    for i, conf in enumerate(cve.get("configurations") or []):
+    for i, conf in enumerate(_arr(cve, "configurations", source, p)):
         cp = f"{p}.configurations[{i}]"
         if not isinstance(conf, dict):
             raise _err(source, cp, "must be an object")
-        nodes = conf.get("nodes") or []
+        nodes = _arr(conf, "nodes", source, cp)
         conditional = conf.get("operator") == "AND" and len(nodes) > 1
         for j, node in enumerate(nodes):
             np_ = f"{cp}.nodes[{j}]"
@@ -84,8 +95,9 @@ def parse_nvd_item(item: Any, source: str, path: str) -> PackageVuln:
                 raise _err(source, np_, "must be an object")
             if node.get("negate"):
                 continue
-            node_and = node.get("operator") == "AND" and len(node.get("cpeMatch") or []) > 1
-            for k, m in enumerate(node.get("cpeMatch") or []):
+            matches = _arr(node, "cpeMatch", source, np_)
+            node_and = node.get("operator") == "AND" and len(matches) > 1
+            for k, m in enumerate(matches):
                 mp = f"{np_}.cpeMatch[{k}]"
                 if not isinstance(m, dict):
                     raise _err(source, mp, "must be an object")

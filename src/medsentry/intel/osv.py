@@ -83,6 +83,16 @@ def _str(obj: dict[str, Any], key: str, source: str, path: str, required: bool =
     return v
 
 
+def _arr(obj: dict[str, Any], key: str, source: str, path: str) -> list[Any]:
+    """`obj[key]` when it is an array; absent or null is empty; anything else is an error."""
+    v = obj.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _err(source, f"{path}.{key}", "must be an array")
+    return v
+
+
 def _package(pkg: dict[str, Any], source: str, path: str) -> tuple[str, str, str, str]:
     """(scheme, name key, ecosystem, purl)."""
     purl_text = _str(pkg, "purl", source, path)
@@ -112,11 +122,11 @@ def parse_osv(doc: Any, source: str, path: str = "$") -> PackageVuln:
         raise _err(source, path, "must be an object")
     vid = _str(doc, "id", source, path, required=True)
     modified = _str(doc, "modified", source, path, required=True)
-    aliases = doc.get("aliases") or []
-    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+    aliases = _arr(doc, "aliases", source, path)
+    if not all(isinstance(a, str) for a in aliases):
         raise _err(source, f"{path}.aliases", "must be an array of strings")
     scores: list[Score] = []
-    for i, sev in enumerate(doc.get("severity") or []):
+    for i, sev in enumerate(_arr(doc, "severity", source, path)):
         sp = f"{path}.severity[{i}]"
         if not isinstance(sev, dict):
             raise _err(source, sp, "must be an object")
@@ -128,16 +138,13 @@ def parse_osv(doc: Any, source: str, path: str = "$") -> PackageVuln:
             except (CVSSError, ValueError) as exc:
                 raise _err(source, f"{sp}.score", f"invalid CVSS vector {vector!r}") from exc
     affected: list[AffectedPackage] = []
-    raw_aff = doc.get("affected") or []
-    if not isinstance(raw_aff, list):
-        raise _err(source, f"{path}.affected", "must be an array")
-    for i, a in enumerate(raw_aff):
+    for i, a in enumerate(_arr(doc, "affected", source, path)):
         ap = f"{path}.affected[{i}]"
         if not isinstance(a, dict) or not isinstance(a.get("package"), dict):
             raise _err(source, f"{ap}.package", "is required (an object)")
         scheme, key, eco, purl = _package(a["package"], source, f"{ap}.package")
         ranges: list[AffectedRange] = []
-        for j, r in enumerate(a.get("ranges") or []):
+        for j, r in enumerate(_arr(a, "ranges", source, ap)):
             rp = f"{ap}.ranges[{j}]"
             if not isinstance(r, dict):
                 raise _err(source, rp, "must be an object")
@@ -159,9 +166,7 @@ def parse_osv(doc: Any, source: str, path: str = "$") -> PackageVuln:
             ranges.append(
                 AffectedRange(type=rtype, events=tuple(events), repo=_str(r, "repo", source, rp))
             )
-        versions = a.get("versions") or []
-        if not isinstance(versions, list):
-            raise _err(source, f"{ap}.versions", "must be an array")
+        versions = _arr(a, "versions", source, ap)
         affected.append(
             AffectedPackage(
                 scheme=scheme,
@@ -173,7 +178,8 @@ def parse_osv(doc: Any, source: str, path: str = "$") -> PackageVuln:
             )
         )
     dbs = doc.get("database_specific")
-    cwes = dbs.get("cwe_ids", []) if isinstance(dbs, dict) else []
+    dbp = f"{path}.database_specific"
+    cwes = _arr(dbs, "cwe_ids", source, dbp) if isinstance(dbs, dict) else []
     return PackageVuln(
         source="osv",
         id=vid,

@@ -171,7 +171,11 @@ def _cyclonedx(doc: dict[str, Any], source: str) -> list[VexStatement]:
                     source=source,
                 )
             affects = [{"ref": "", "supplier": str(maker["name"])}]
-        for a in affects:
+        for j, a in enumerate(affects):
+            if not isinstance(a, dict):  # the 1.4-1.6 schemas leave the item's type open
+                raise InputError(
+                    f"CycloneDX VEX field {path}.affects[{j}]: must be an object", source=source
+                )
             ref = str(a.get("ref", ""))
             frag = _bom_link_fragment(ref)
             comp = comps.get(frag) or comps.get(ref) or {}
@@ -199,7 +203,12 @@ def _cyclonedx(doc: dict[str, Any], source: str) -> list[VexStatement]:
             if not versions:
                 out.append(base)
                 continue
-            for ver in versions:
+            for k, ver in enumerate(versions):
+                if not isinstance(ver, dict):
+                    raise InputError(
+                        f"CycloneDX VEX field {path}.affects[{j}].versions[{k}]: must be an object",
+                        source=source,
+                    )
                 vtext = str(ver.get("version") or ver.get("range") or "")
                 vstatus = ver.get("status", "affected")
                 st = status
@@ -241,17 +250,37 @@ def _need(obj: Any, key: str, path: str, source: str, kind: type = str) -> Any:
     return val
 
 
+def _array(obj: dict[str, Any], key: str, path: str, source: str) -> list[Any]:
+    """`obj[key]` when it is an array; absent or null is empty; anything else is an error."""
+    val = obj.get(key)
+    if val is None:
+        return []
+    if not isinstance(val, list):
+        raise InputError(f"OpenVEX field {path}.{key}: must be an array", source=source)
+    return val
+
+
+def _object(obj: dict[str, Any], key: str, path: str, source: str) -> dict[str, Any]:
+    """`obj[key]` when it is an object; absent or null is empty; anything else is an error."""
+    val = obj.get(key)
+    if val is None:
+        return {}
+    if not isinstance(val, dict):
+        raise InputError(f"OpenVEX field {path}.{key}: must be an object", source=source)
+    return val
+
+
 def _openvex_products(st: dict[str, Any], path: str, source: str) -> list[dict[str, str]]:
     """Products as {id, purl, cpe, parent} (v0.2.0 objects or v0.0.x strings)."""
     out: list[dict[str, str]] = []
-    for j, p in enumerate(st.get("products") or ()):
+    for j, p in enumerate(_array(st, "products", path, source)):
         pp = f"{path}.products[{j}]"
         if isinstance(p, str):
             out.append({"id": p})
             continue
         if not isinstance(p, dict):
             raise InputError(f"OpenVEX field {pp}: must be an object or a string", source=source)
-        ident = p.get("identifiers") or {}
+        ident = _object(p, "identifiers", pp, source)
         pid = str(p.get("@id", "") or "")
         if not pid and not ident:
             raise InputError(f"OpenVEX field {pp}.@id: missing", source=source)
@@ -260,14 +289,14 @@ def _openvex_products(st: dict[str, Any], path: str, source: str) -> list[dict[s
             "purl": str(ident.get("purl", "") or ""),
             "cpe": str(ident.get("cpe23", "") or ident.get("cpe22", "") or ""),
         }
-        subs = p.get("subcomponents") or ()
+        subs = _array(p, "subcomponents", pp, source)
         if not subs:
             out.append(prod)
         for k, sc in enumerate(subs):
             sid = sc.get("@id", "") if isinstance(sc, dict) else ""
             if not sid:
                 raise InputError(f"OpenVEX field {pp}.subcomponents[{k}].@id: missing", source)
-            sident = sc.get("identifiers") or {}
+            sident = _object(sc, "identifiers", f"{pp}.subcomponents[{k}]", source)
             out.append(
                 {
                     "id": str(sid),
@@ -277,7 +306,7 @@ def _openvex_products(st: dict[str, Any], path: str, source: str) -> list[dict[s
                 }
             )
     # v0.0.x: `subcomponents` at statement level, a list of strings
-    for sc in st.get("subcomponents") or ():
+    for sc in _array(st, "subcomponents", path, source):
         if isinstance(sc, str):
             out.append({"id": sc, "parent": out[0]["id"] if out else ""})
     return out
@@ -298,7 +327,8 @@ def _openvex(doc: dict[str, Any], source: str) -> list[VexStatement]:
         aliases: tuple[str, ...] = ()
         if isinstance(vuln, dict):  # v0.2.0
             vid = _need(vuln, "name", f"{path}.vulnerability", source)
-            aliases = tuple(str(a) for a in vuln.get("aliases") or ())
+            vp = f"{path}.vulnerability"
+            aliases = tuple(str(a) for a in _array(vuln, "aliases", vp, source))
         elif isinstance(vuln, str) and vuln.strip():  # v0.0.x
             vid = vuln
         else:
