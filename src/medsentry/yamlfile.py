@@ -14,6 +14,27 @@ import yaml
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+MAX_DEPTH = 200  # collections nested deeper are refused (ours nest 6 deep)
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
 def load(text: str | bytes) -> Any:
-    """`yaml.safe_load`, through libyaml when present."""
+    """`yaml.safe_load`, through libyaml when present.
+
+    Nesting is checked first, on libyaml's event stream (its parser keeps an explicit stack):
+    the composer recurses, in C, and tens of thousands of nested "[" overflow the C stack
+    (a segmentation fault, not an exception); the pure-Python one raises RecursionError.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=Loader):
+        if isinstance(event, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(  # marked: callers name the line
+                    problem=f"collections nested more than {MAX_DEPTH} deep",
+                    problem_mark=event.start_mark,
+                )
+        elif isinstance(event, _CLOSE):
+            depth -= 1
     return yaml.load(text, Loader=Loader)

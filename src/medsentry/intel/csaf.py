@@ -169,6 +169,8 @@ def decode_json(data: bytes, source: str) -> Any:
     except UnicodeDecodeError:  # msgspec decodes each string as UTF-8 (RFC 8259 §8.1)
         offset = utf8_error_offset(data)
         raise InputError("not valid JSON (text that is not UTF-8)", source, offset) from None
+    except RecursionError:  # RFC 8259 §9: a parser may limit the depth of nesting
+        raise InputError("JSON nested too deep to read", source) from None
 
 
 def is_csaf(doc: Any) -> bool:

@@ -96,6 +96,13 @@ def _osv_zip(data: bytes, source: str) -> list[PackageVuln]:
 
 
 def parse_file(path: Path, kind: str | None, parsed: Parsed, *, strict: bool) -> None:
+    try:
+        _parse_file(path, kind, parsed, strict=strict)
+    except RecursionError:  # a parser that walks the document recursively
+        raise InputError("document nested too deep to read", str(path)) from None
+
+
+def _parse_file(path: Path, kind: str | None, parsed: Parsed, *, strict: bool) -> None:
     data = _read(path)
     source = str(path)
     found, doc = (kind, None) if kind else detect(data, path.name, strict=strict)

@@ -112,7 +112,7 @@ def _load_state(mirror: Path) -> dict[str, dict[str, str]]:
         return {}
     try:
         return msgspec.json.decode(p.read_bytes())
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return {}  # a damaged state file only costs a full re-fetch
 
 

@@ -26,6 +26,13 @@ MAX_SBOM_BYTES = 256 * 1024 * 1024
 
 
 def parse_sbom(data: bytes, source: str, device: DeviceModel) -> Sbom:
+    try:
+        return _parse_sbom(data, source, device)
+    except RecursionError:  # schema validation and the component walk recurse per level
+        raise InputError("SBOM nested too deep to read", source=source) from None
+
+
+def _parse_sbom(data: bytes, source: str, device: DeviceModel) -> Sbom:
     for field in ("manufacturer", "model", "version"):
         if not getattr(device, field).strip():
             raise InputError(f"the device {field} must not be empty", source=source)

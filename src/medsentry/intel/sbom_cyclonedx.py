@@ -138,6 +138,8 @@ def decode_json(data: bytes, source: str) -> Any:
         raise InputError(
             "not valid JSON (text that is not UTF-8)", source=source, offset=utf8_error_offset(data)
         ) from None
+    except RecursionError:  # RFC 8259 §9: a parser may limit the depth of nesting
+        raise InputError("JSON nested too deep to read", source=source) from None
 
 
 def read_cyclonedx_xml(data: bytes, source: str) -> dict[str, Any]:

@@ -80,6 +80,13 @@ class VexDocument:
 
 
 def parse_vex(data: bytes, source: str) -> VexDocument:
+    try:
+        return _parse_vex(data, source)
+    except RecursionError:  # schema validation recurses per level of nesting
+        raise InputError("VEX document nested too deep to read", source=source) from None
+
+
+def _parse_vex(data: bytes, source: str) -> VexDocument:
     sha = hashlib.sha256(data).hexdigest()
     if data.lstrip()[:1] != b"{":
         raise InputError("not a VEX document: expected a JSON object", source=source)

@@ -131,6 +131,8 @@ def read_assets(path: Path) -> tuple[list[dict[str, Any]], int]:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
+        except RecursionError:  # RFC 8259 §9: a parser may limit the depth of nesting
+            raise InputError(f"{path}: JSON nested too deep to read") from None
         rows = doc.get("assets") if isinstance(doc, dict) else doc
         if not isinstance(rows, list):
             raise InputError(f"{path}: expected a list of assets (or {{'assets': [...]}})")

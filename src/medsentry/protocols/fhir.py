@@ -225,7 +225,7 @@ def capability_statement(body: bytes) -> Capability:
     cap = Capability()
     try:
         doc = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):  # a string that is not UTF-8 too
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # not UTF-8, too deep
         doc = None
     if isinstance(doc, dict) and doc.get("resourceType") == "CapabilityStatement":
         v = doc.get("fhirVersion")

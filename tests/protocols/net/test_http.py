@@ -410,3 +410,11 @@ def test_fhir_capability_statement_not_utf8_is_read_leniently() -> None:
     body = b'{"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1\xff"}'
     cap = capability_statement(body)
     assert cap.fhir_version == "4.0.1\ufffd" and cap.software_name is None
+
+
+def test_fhir_capability_statement_nested_too_deep_raises_nothing() -> None:
+    """A hostile body nested past the JSON decoder's recursion limit: read as text, no error."""
+    from medsentry.protocols.fhir import capability_statement
+
+    body = b'{"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1", "x": ' + b"[" * 200_000
+    assert capability_statement(body).fhir_version == "4.0.1"
