@@ -13,6 +13,7 @@ The suite runs it through hypothesis (`test_protocols_fuzz_seeded.py`); a longer
 from the command line, each crash printed once with its traceback and kept as a pickle:
 
     python tests/protocols/seeded_fuzz.py --seconds 600 --seed 1
+    python tests/protocols/seeded_fuzz.py --seconds 600 --whole-captures  # damaged files
 """
 
 from __future__ import annotations
@@ -258,6 +259,42 @@ def run_frame(frame: Frame) -> None:
                 _check(dissect(*frame, 1, 0))
 
 
+def mutate_capture(data: bytes, rnd: random.Random) -> bytes:
+    """A capture file damaged the way disks, transfers and hostile writers damage them: record
+    and block lengths set to 0 or 0xffffffff, bytes changed, ranges cut, the file truncated,
+    pieces of itself spliced in."""
+    b = bytearray(data)
+    for _ in range(rnd.choice((1, 2, 4, 16, 64))):
+        if not b:
+            break
+        i = rnd.randrange(len(b))
+        r = rnd.random()
+        if r < 0.5:
+            b[i] = rnd.randrange(256)
+        elif r < 0.7:
+            b[i : i + 4] = rnd.choice((b"\xff\xff\xff\xff", bytes(4), b"\x00\x00\x01\x00"))
+        elif r < 0.8:
+            del b[i : i + rnd.randrange(1, 100)]
+        elif r < 0.9:
+            del b[i:]
+        else:
+            j = rnd.randrange(len(b))
+            b[i:i] = b[j : j + rnd.randrange(1, 200)]
+    return bytes(b)
+
+
+def scan_mutant(pipe: Any, path: Path, data: bytes, rnd: random.Random) -> None:
+    """Scan a damaged copy of a capture through the whole pipeline (readers, decode, flows,
+    identification, every dissector): events, or a MedsentryError (a CaptureError), only."""
+    from medsentry.errors import MedsentryError
+
+    path.write_bytes(mutate_capture(data, rnd))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with contextlib.suppress(MedsentryError):
+            pipe.scan_files([path], lambda batch: None)
+
+
 def campaign(seeds: Seeds, frames: list[Frame], seconds: float, seed: int, out: Path) -> int:
     """Mutate and run until `seconds` pass; print each distinct crash once; return how many."""
     rnd = random.Random(seed)
@@ -289,14 +326,44 @@ def campaign(seeds: Seeds, frames: list[Frame], seconds: float, seed: int, out: 
     return len(crashes)
 
 
+def whole_captures(captures: list[Path], seconds: float, seed: int) -> int:
+    """Damaged copies of the captures (under 200 KB each) through the whole pipeline."""
+    import tempfile
+
+    from medsentry.pipeline import Pipeline, ScanConfig
+
+    small = [p.read_bytes() for p in captures if p.stat().st_size < 200_000]
+    rnd = random.Random(seed)
+    pipe = Pipeline(ScanConfig())
+    crashes: set[tuple] = set()
+    runs = 0
+    end = time.monotonic() + seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        while time.monotonic() < end:
+            runs += 1
+            try:
+                scan_mutant(pipe, Path(tmp) / "damaged.pcap", rnd.choice(small), rnd)
+            except Exception as exc:  # every exception but a MedsentryError is the finding
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                key = (type(exc).__name__, Path(where.filename).name, where.lineno)
+                if key not in crashes:
+                    crashes.add(key)
+                    print(f"crash {key}\n{traceback.format_exc()}", flush=True)
+    print(f"{runs:,} damaged captures scanned, {len(crashes)} distinct crashes")
+    return 1 if crashes else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--captures", type=Path, nargs="*", help="default: nDPI's labelled set")
     ap.add_argument("--out", type=Path, default=Path("seeded_fuzz_crashes.pkl"))
+    ap.add_argument("--whole-captures", action="store_true", help="damage the capture files")
     a = ap.parse_args()
     captures = a.captures or sorted(NDPI_PCAPS.glob("*.pcap*"))
+    if a.whole_captures:
+        return whole_captures(captures, a.seconds, a.seed)
     seeds, frames = record(captures)
     print({p: len(s) for p, s in sorted(seeds.items())}, f"{len(frames)} frames", flush=True)
     return 1 if campaign(seeds, frames, a.seconds, a.seed, a.out) else 0

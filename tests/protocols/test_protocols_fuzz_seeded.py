@@ -55,3 +55,20 @@ def test_mutated_real_frames(recorded, pick: int, rnd_seed: int) -> None:
     _, frames = recorded
     lt, et, data = frames[pick % len(frames)]
     seeded_fuzz.run_frame((lt, et, seeded_fuzz.mutate_bytes(data, random.Random(rnd_seed))))
+
+
+@pytest.fixture(scope="module")
+def small_captures(ndpi_pcaps: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(ndpi_pcaps.glob("*.pcap*")) if p.stat().st_size < 50_000]
+
+
+@settings(max_examples=150, deadline=None)
+@given(pick=st.integers(0, 1 << 30), rnd_seed=st.integers(0, 1 << 32))
+def test_damaged_real_captures_scan_or_refuse(small_captures, tmp_path_factory, pick, rnd_seed):
+    """A real capture damaged (lengths, bytes, cuts, splices): the whole pipeline gives events
+    or a CaptureError, never another exception or a warning."""
+    from medsentry.pipeline import Pipeline, ScanConfig
+
+    data = small_captures[pick % len(small_captures)]
+    path = tmp_path_factory.mktemp("cap") / "damaged.pcap"
+    seeded_fuzz.scan_mutant(Pipeline(ScanConfig()), path, data, random.Random(rnd_seed))
