@@ -18,14 +18,15 @@ from hypothesis import strategies as st
 from medsentry.protocols import registry
 
 registry.load()
+Recorded = tuple[seeded_fuzz.Seeds, list[seeded_fuzz.Frame]]
 
 
 @pytest.fixture(scope="module")
-def recorded(ndpi_pcaps: Path) -> tuple[seeded_fuzz.Seeds, list[seeded_fuzz.Frame]]:
+def recorded(ndpi_pcaps: Path) -> Recorded:
     return seeded_fuzz.record(sorted(ndpi_pcaps.glob("*.pcap*")))
 
 
-def test_seeds_reach_the_medical_and_common_dissectors(recorded) -> None:
+def test_seeds_reach_the_medical_and_common_dissectors(recorded: Recorded) -> None:
     seeds, frames = recorded
     assert {"dicom", "hl7-mllp", "http", "tls", "dns", "quic", "dhcp", "mqtt"} <= set(seeds)
     assert frames  # LLDP/CDP frames in nDPI's set
@@ -39,7 +40,7 @@ PROTOCOLS = sorted(registry.STREAM_DISSECTORS)  # a dissector added later is fuz
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @settings(max_examples=500, deadline=None)
 @given(pick=st.integers(0, 1 << 30), rnd_seed=st.integers(0, 1 << 32))
-def test_mutated_real_inputs(recorded, protocol: str, pick: int, rnd_seed: int) -> None:
+def test_mutated_real_inputs(recorded: Recorded, protocol: str, pick: int, rnd_seed: int) -> None:
     seeds, _ = recorded
     pool = seeds.get(protocol) or seeds.get(SAME_BYTES.get(protocol, ""))
     if not pool:
@@ -51,7 +52,7 @@ def test_mutated_real_inputs(recorded, protocol: str, pick: int, rnd_seed: int) 
 
 @settings(max_examples=500, deadline=None)
 @given(pick=st.integers(0, 1 << 30), rnd_seed=st.integers(0, 1 << 32))
-def test_mutated_real_frames(recorded, pick: int, rnd_seed: int) -> None:
+def test_mutated_real_frames(recorded: Recorded, pick: int, rnd_seed: int) -> None:
     _, frames = recorded
     lt, et, data = frames[pick % len(frames)]
     seeded_fuzz.run_frame((lt, et, seeded_fuzz.mutate_bytes(data, random.Random(rnd_seed))))
@@ -64,7 +65,9 @@ def small_captures(ndpi_pcaps: Path) -> list[bytes]:
 
 @settings(max_examples=150, deadline=None)
 @given(pick=st.integers(0, 1 << 30), rnd_seed=st.integers(0, 1 << 32))
-def test_damaged_real_captures_scan_or_refuse(small_captures, tmp_path_factory, pick, rnd_seed):
+def test_damaged_real_captures_scan_or_refuse(
+    small_captures: list[bytes], tmp_path_factory: pytest.TempPathFactory, pick: int, rnd_seed: int
+) -> None:
     """A real capture damaged (lengths, bytes, cuts, splices): the whole pipeline gives events
     or a CaptureError, never another exception or a warning."""
     from medsentry.pipeline import Pipeline, ScanConfig
