@@ -10,6 +10,7 @@ platforms) are not targets.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cvss.exceptions import CVSSError
@@ -17,6 +18,7 @@ from cvss.exceptions import CVSSError
 from medsentry.errors import InputError
 from medsentry.intel.components import parse_cpe
 from medsentry.intel.csaf import compute_score
+from medsentry.intel.fields import optional_array
 from medsentry.intel.model import AffectedPackage, AffectedRange, PackageVuln, Score
 
 
@@ -40,13 +42,7 @@ def _s(obj: dict[str, Any], key: str, source: str, path: str) -> str:
 
 
 def _arr(obj: dict[str, Any], key: str, source: str, path: str) -> list[Any]:
-    """`obj[key]` when it is an array; absent or null is empty; anything else is an error."""
-    v = obj.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise _err(source, f"{path}.{key}", "must be an array")
-    return v
+    return optional_array(obj, key, path, functools.partial(_err, source))
 
 
 def parse_nvd_item(item: Any, source: str, path: str) -> PackageVuln:

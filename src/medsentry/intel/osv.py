@@ -8,6 +8,7 @@ ecosystem mapped to its purl type (purl-spec PURL-TYPES) and the package name.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cvss.exceptions import CVSSError
@@ -16,6 +17,7 @@ from packageurl import PackageURL
 from medsentry.errors import InputError
 from medsentry.intel.components import package_key
 from medsentry.intel.csaf import compute_score
+from medsentry.intel.fields import optional_array
 from medsentry.intel.model import AffectedPackage, AffectedRange, PackageVuln, RangeEvent, Score
 
 # OSV ecosystem (the part before ":") -> (purl type, purl namespace)
@@ -84,13 +86,7 @@ def _str(obj: dict[str, Any], key: str, source: str, path: str, required: bool =
 
 
 def _arr(obj: dict[str, Any], key: str, source: str, path: str) -> list[Any]:
-    """`obj[key]` when it is an array; absent or null is empty; anything else is an error."""
-    v = obj.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise _err(source, f"{path}.{key}", "must be an array")
-    return v
+    return optional_array(obj, key, path, functools.partial(_err, source))
 
 
 def _package(pkg: dict[str, Any], source: str, path: str) -> tuple[str, str, str, str]:

@@ -30,6 +30,7 @@ import yaml
 
 from medsentry import yamlfile
 from medsentry.errors import ConfigError, InputError
+from medsentry.intel.fields import ErrorAt, optional_array, optional_object
 from medsentry.intel.sbom_cyclonedx import decode_json, is_cyclonedx_json, read_cyclonedx_json
 from medsentry.intel.sbom_model import NOT_AFFECTED, VEX_STATUSES, VexStatement
 
@@ -257,24 +258,16 @@ def _need(obj: Any, key: str, path: str, source: str, kind: type = str) -> Any:
     return val
 
 
+def _openvex_error(source: str) -> ErrorAt:
+    return lambda path, message: InputError(f"OpenVEX field {path}: {message}", source=source)
+
+
 def _array(obj: dict[str, Any], key: str, path: str, source: str) -> list[Any]:
-    """`obj[key]` when it is an array; absent or null is empty; anything else is an error."""
-    val = obj.get(key)
-    if val is None:
-        return []
-    if not isinstance(val, list):
-        raise InputError(f"OpenVEX field {path}.{key}: must be an array", source=source)
-    return val
+    return optional_array(obj, key, path, _openvex_error(source))
 
 
 def _object(obj: dict[str, Any], key: str, path: str, source: str) -> dict[str, Any]:
-    """`obj[key]` when it is an object; absent or null is empty; anything else is an error."""
-    val = obj.get(key)
-    if val is None:
-        return {}
-    if not isinstance(val, dict):
-        raise InputError(f"OpenVEX field {path}.{key}: must be an object", source=source)
-    return val
+    return optional_object(obj, key, path, _openvex_error(source))
 
 
 def _openvex_products(st: dict[str, Any], path: str, source: str) -> list[dict[str, str]]:
