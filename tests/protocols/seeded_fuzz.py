@@ -226,29 +226,33 @@ def mutate(ops: list[Op], rnd: random.Random) -> list[Op]:
 # -- running --
 
 
-def _check(events: Iterable[Event] | None) -> None:
+def check_events(events: Iterable[Event] | None) -> None:
     for ev in events or ():
         assert isinstance(ev, Event), ev
         encode_json(ev)  # every event is a serializable record
 
 
+def drive(dissector: Any, ops: list[Op]) -> None:
+    """Feed `ops` to a dissector and close it; a ParseError is an answer (the flow layer
+    records it and detaches the dissector), any other exception a failure."""
+    try:
+        for kind, direction, value in ops:
+            if kind == "feed":
+                check_events(dissector.feed(direction, value, 1))
+            else:
+                check_events(dissector.gap(direction, value, 1))
+        check_events(dissector.close(2))
+    except ParseError:
+        pass
+
+
 def run_stream(protocol: str, ops: list[Op]) -> None:
-    """Drive one dissector with `ops`; a ParseError is an answer, any other exception (or a
-    warning: pydicom's go to stderr) is a failure."""
+    """Drive one dissector with `ops`; a warning fails too (pydicom's go to stderr)."""
     transport = "udp" if protocol in UDP else "tcp"
     ep = Endpoints(client="10.0.0.2", server="10.0.0.1", transport=transport)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        d = registry.STREAM_DISSECTORS[protocol](FlowContext("fuzz", ep, b"k" * 32))
-        try:
-            for kind, direction, value in ops:
-                if kind == "feed":
-                    _check(d.feed(direction, value, 1))
-                else:
-                    _check(d.gap(direction, value, 1))
-            _check(d.close(2))
-        except ParseError:
-            pass
+        drive(registry.STREAM_DISSECTORS[protocol](FlowContext("fuzz", ep, b"k" * 32)), ops)
 
 
 def run_frame(frame: Frame) -> None:
@@ -256,7 +260,7 @@ def run_frame(frame: Frame) -> None:
         warnings.simplefilter("error")
         for dissect in registry.FRAME_DISSECTORS:
             with contextlib.suppress(ParseError):
-                _check(dissect(*frame, 1, 0))
+                check_events(dissect(*frame, 1, 0))
 
 
 def mutate_capture(data: bytes, rnd: random.Random) -> bytes:
