@@ -66,6 +66,16 @@ def redact(url: str | URL) -> str:
         return "<invalid URL>"
 
 
+def _nul_safe_text(dbapi_conn, _record) -> None:
+    """PostgreSQL text cannot hold NUL (U+0000; PostgreSQL docs §8.3 "Character Types"), which a
+    CSAF title, an SBOM component name, a CMMS field or an HL7 field may carry: psycopg refuses
+    the whole statement. Strings are sent with each NUL as U+FFFD (the replacement character,
+    Unicode §23.8), as every other value that cannot be represented is. SQLite keeps NUL."""
+    from medsentry.store.pg_text import register_nul_safe_text
+
+    register_nul_safe_text(dbapi_conn)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     # Takes effect only while the file is new (before the switch to WAL; a no-op afterwards):
@@ -121,6 +131,8 @@ def create_store_engine(url: str) -> Engine:
         raise StoreError(f"invalid database URL {redact(parsed)}: {_first_line(exc)}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        event.listen(engine, "connect", _nul_safe_text)
     return engine
 
 
