@@ -13,6 +13,7 @@ import sys
 import click
 
 from medsentry import __version__
+from medsentry.cli.terminal import echo
 from medsentry.errors import MedsentryError
 
 # module name -> attribute holding a click command or group
@@ -24,7 +25,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MedsentryError as exc:
-            click.echo(f"medsentry: error: {exc}", err=True)
+            echo(f"medsentry: error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except (BrokenPipeError, KeyboardInterrupt):
             sys.exit(130)
@@ -34,7 +35,7 @@ class _Group(click.Group):
             if os.environ.get("MEDSENTRY_DEBUG", "") not in ("", "0"):
                 raise
             first = (str(exc).splitlines() or [""])[0][:200]
-            click.echo(
+            echo(
                 f"medsentry: internal error: {type(exc).__name__}: {first}"
                 " (a bug; rerun with MEDSENTRY_DEBUG=1 to see the traceback)",
                 err=True,

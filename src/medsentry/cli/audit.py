@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 import msgspec
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import console, echo
 from medsentry.errors import InputError
 from medsentry.ledger import Ledger, verify_ledger
 from medsentry.ledger.log import default_directory
@@ -26,7 +26,7 @@ EXIT_TAMPERED = 1  # verification ran and found damage (2 stays "could not run")
 def _open() -> Ledger:
     led = Ledger(default_directory())
     for w in led.warnings:
-        click.echo(f"medsentry: warning: {w}", err=True)
+        echo(f"medsentry: warning: {w}", err=True)
     return led
 
 
@@ -90,7 +90,7 @@ def verify_cmd(
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console(stderr=True),
         transient=True,
         disable=fmt == "json" or not sys.stderr.isatty(),
     ) as bar:
@@ -107,14 +107,14 @@ def verify_cmd(
         _json(report.as_dict())
     else:
         for w in report.warnings:
-            click.echo(f"warning: {w}", err=True)
+            echo(f"warning: {w}", err=True)
         if report.ok:
-            click.echo(
+            echo(
                 f"OK: {report.size} entries, root {report.root}, "
                 f"{report.checkpoints_verified} stored checkpoint(s) verified"
             )
             if report.external_checkpoint:
-                click.echo(
+                echo(
                     f"OK: consistent with {checkpoint_file} "
                     f"(size {report.external_checkpoint['size']})"
                 )
@@ -126,10 +126,10 @@ def verify_cmd(
                 if report.first_bad_entry is not None
                 else "ledger damaged"
             )
-            click.echo(f"FAILED: {where}: {first.message}")
+            echo(f"FAILED: {where}: {first.message}")
             for p in report.problems:
                 if p is not first:
-                    click.echo(f"  also: {p.message}")
+                    echo(f"  also: {p.message}")
     if not report.ok:
         sys.exit(EXIT_TAMPERED)
 
@@ -155,13 +155,13 @@ def prove_cmd(entry: int, size: int | None, fmt: str) -> None:
     if fmt == "json":
         _json(out)
         return
-    click.echo(f"entry      #{entry}  {record['kind']}  {record['time']}  actor={record['actor']}")
-    click.echo(f"tree size  {proof.size}")
-    click.echo(f"leaf hash  {out['leaf_hash']}")
-    click.echo(f"root       {out['root']}")
-    click.echo(f"path       ({len(proof.path)} hashes, verified)")
+    echo(f"entry      #{entry}  {record['kind']}  {record['time']}  actor={record['actor']}")
+    echo(f"tree size  {proof.size}")
+    echo(f"leaf hash  {out['leaf_hash']}")
+    echo(f"root       {out['root']}")
+    echo(f"path       ({len(proof.path)} hashes, verified)")
     for i, h in enumerate(out["inclusion_path"]):
-        click.echo(f"  {i:2d} {h}")
+        echo(f"  {i:2d} {h}")
 
 
 @audit.command("consistency")
@@ -183,11 +183,11 @@ def consistency_cmd(old: int, new: int | None, fmt: str) -> None:
     if fmt == "json":
         _json(out)
         return
-    click.echo(f"old  size {proof.old:>10}  root {out['old_root']}")
-    click.echo(f"new  size {proof.new:>10}  root {out['new_root']}")
-    click.echo(f"path ({len(proof.path)} hashes, verified)")
+    echo(f"old  size {proof.old:>10}  root {out['old_root']}")
+    echo(f"new  size {proof.new:>10}  root {out['new_root']}")
+    echo(f"path ({len(proof.path)} hashes, verified)")
     for i, h in enumerate(out["consistency_path"]):
-        click.echo(f"  {i:2d} {h}")
+        echo(f"  {i:2d} {h}")
 
 
 def _export(note: bytes, target: Path, origin: str, size: int) -> Path:
@@ -222,7 +222,7 @@ def checkpoint_cmd(export: Path | None) -> None:
     click.echo(note.decode(), nl=False)
     if export is not None:
         path = _export(note, export, signed.checkpoint.origin, signed.checkpoint.size)
-        click.echo(f"exported to {path}", err=True)
+        echo(f"exported to {path}", err=True)
 
 
 @audit.command("export-tiles")
@@ -236,7 +236,7 @@ def export_tiles_cmd(directory: Path) -> None:
             written = export_tiles(led, directory, str(signed).encode(), size)
         except OSError as exc:
             raise InputError(f"cannot write tiles: {exc.strerror}", str(directory)) from None
-    click.echo(f"exported tree size {size} to {directory} ({written} files written)")
+    echo(f"exported tree size {size} to {directory} ({written} files written)")
 
 
 @audit.command("vkey")
@@ -244,8 +244,8 @@ def vkey_cmd() -> None:
     """Print the verifier keys (C2SP signed-note vkey format) a witness needs."""
     with _open() as led:
         keys = led.keys()
-    click.echo(f"log    {keys.log.vkey}")
-    click.echo(f"clock  {keys.clock.vkey}")
+    echo(f"log    {keys.log.vkey}")
+    echo(f"clock  {keys.clock.vkey}")
 
 
 @audit.command("log")

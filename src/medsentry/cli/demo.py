@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 import msgspec
-from rich.console import Console
 from rich.table import Table
 
 from medsentry.analysis import load_analyzers
@@ -22,6 +21,7 @@ from medsentry.cli.scan import (
     scan_one,
     warning_text,
 )
+from medsentry.cli.terminal import console
 from medsentry.errors import InputError
 from medsentry.events import DecodeWarning
 from medsentry.paths import data_dir
@@ -84,7 +84,7 @@ def demo_cmd(out_dir: str | None, db_url: str | None, seed: int, fmt: str, quiet
     except OSError as exc:
         msg = f"cannot write the demo capture: {exc.strerror or exc}"
         raise InputError(msg, source=str(path)) from None
-    out = Console()
+    out = console()
     if fmt != "json":
         out.print(f"wrote {cap.packets:,} packets ({path.stat().st_size:,} bytes) to {path}")
     started = time.perf_counter()

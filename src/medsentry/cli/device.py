@@ -44,12 +44,13 @@ def device_cmd(db_url: str | None, key: str, fmt: str) -> None:
 
 
 def _print(dev, addresses, changes, ns_to_iso) -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from medsentry.cli.terminal import console, printable
     from medsentry.inventory.taxonomy import taxonomy
 
-    con = Console()
+    con = console()
     cat = taxonomy().categories.get(dev.category.value) if dev.category else None
     head = Table(show_header=False, title=dev.device_id, title_justify="left")
     head.add_column("field", style="bold")
@@ -75,7 +76,7 @@ def _print(dev, addresses, changes, ns_to_iso) -> None:
         rows.append(("private addresses", ", ".join(dev.private_addresses)))
     rows += [(f"cmms {k}", v) for k, v in sorted(dev.asset.items())]
     for k, v in rows:
-        head.add_row(k, "" if v is None else str(v))
+        head.add_row(k, "" if v is None else printable(str(v)))
     con.print(head)
     ev = Table(title="identity and evidence", title_justify="left")
     for col in ("attribute", "value", "conf", "evidence", "rule", "observed", "c"):
@@ -89,22 +90,22 @@ def _print(dev, addresses, changes, ns_to_iso) -> None:
         for e in a.evidence:
             ev.add_row(
                 attr if first else "",
-                a.value if first else "",
+                printable(a.value) if first else "",
                 f"{a.confidence:.2f}" if first else "",
                 e.source,
                 e.rule or "",
-                e.observed[:60],
+                printable(e.observed[:60]),
                 f"{e.confidence:.2f}",
             )
             first = False
         for e in a.conflicts:
             ev.add_row(
                 "",
-                f"[red]conflict: {e.value}[/red]",
+                Text(f"conflict: {printable(e.value)}", style="red"),
                 "",
                 e.source,
                 e.rule or "",
-                e.observed[:60],
+                printable(e.observed[:60]),
                 f"{e.confidence:.2f}",
             )
     con.print(ev)

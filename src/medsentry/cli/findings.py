@@ -9,6 +9,7 @@ import msgspec
 
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import echo
 from medsentry.controls.knowledge import SEVERITIES, knowledge
 from medsentry.controls.model import Finding
 from medsentry.controls.store import FindingFilter, close_finding, list_findings
@@ -111,7 +112,7 @@ def close_cmd(finding_id: str, by: str, reason: str, db_url: str | None, fmt: st
     if fmt == "json":
         click.echo(msgspec.json.format(msgspec.json.encode(rec), indent=2).decode())
     else:
-        click.echo(f"closed {f.finding_id} ({f.type} on {f.device_id}) by {by}: {reason}")
+        echo(f"closed {f.finding_id} ({f.type} on {f.device_id}) by {by}: {reason}")
 
 
 @findings_cmd.command("types")
@@ -155,24 +156,22 @@ def show_cmd(finding_id: str, db_url: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(msgspec.json.format(msgspec.json.encode(rec), indent=2).decode())
         return
-    click.echo(f"{f.finding_id}  {f.severity.upper()}  {f.title}  [{f.status}]")
-    click.echo(f"device    {f.device_id}   subject {f.subject}")
-    click.echo(f"detail    {f.detail}")
-    click.echo(f"seen      {rec['first_seen']} .. {rec['last_seen']}  ({f.evidence_count} times)")
+    echo(f"{f.finding_id}  {f.severity.upper()}  {f.title}  [{f.status}]")
+    echo(f"device    {f.device_id}   subject {f.subject}")
+    echo(f"detail    {f.detail}")
+    echo(f"seen      {rec['first_seen']} .. {rec['last_seen']}  ({f.evidence_count} times)")
     if f.peers:
-        click.echo(f"peers     {', '.join(f.peers[:10])}")
-    click.echo("evidence")
+        echo(f"peers     {', '.join(f.peers[:10])}")
+    echo("evidence")
     for e in f.evidence:
         where = f"{e.client or ''} -> {e.server or ''}:{e.server_port or ''}".strip(" ->:")
         app = f"  [app: {e.app}]" if e.app else ""
-        click.echo(
-            f"  {ns_to_iso(e.ts_ns)}  {e.kind:14} {e.flow_id or '':20} {where}  {e.note}{app}"
-        )
-    click.echo(f"remedy    {rec['remediation']}")
-    click.echo("controls")
+        echo(f"  {ns_to_iso(e.ts_ns)}  {e.kind:14} {e.flow_id or '':20} {where}  {e.note}{app}")
+    echo(f"remedy    {rec['remediation']}")
+    echo("controls")
     for fw, ids in rec["controls"].items():
-        click.echo(f"  {fw:15} {', '.join(ids)}")
-    click.echo("history")
+        echo(f"  {fw:15} {', '.join(ids)}")
+    echo("history")
     for h in rec["history"]:
         why = f": {h['reason']}" if h.get("reason") else ""
-        click.echo(f"  {h['at_ns']}  {h['action']} by {h['actor']}{why}")
+        echo(f"  {h['at_ns']}  {h['action']} by {h['actor']}{why}")

@@ -11,6 +11,7 @@ import click
 
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import console
 from medsentry.store import open_store
 
 
@@ -20,13 +21,12 @@ def _progress() -> Iterator[Callable[[Path], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=Console(stderr=True),
+        TextColumn("{task.description}", markup=False),
+        console=console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task("reading", total=None)

@@ -18,6 +18,7 @@ import click
 from medsentry.cli.detect import output_options
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import echo
 
 
 @click.group("logs")
@@ -86,7 +87,7 @@ def import_cmd(
         finally:
             engine.close()
     for p, n, m in summary:
-        click.echo(f"{p}: {n} messages, {m} matched a log pattern", err=True)
+        echo(f"{p}: {n} messages, {m} matched a log pattern", err=True)
     rows = [alert_record(a) for a in touched.values()]
     emit(rows, ALERT_COLUMNS, fmt, title=f"{len(rows)} alert{'' if len(rows) == 1 else 's'}")
 
@@ -136,7 +137,7 @@ def listen_cmd(
         engine = _engine(store, sinks)
         info = live_capture_info(f"syslog:{port}")
         receiver = SyslogReceiver(q.put, host=host, port=port, udp=udp, tcp=tcp).start()
-        click.echo(
+        echo(
             f"medsentry: listening for syslog on {host}:{port}"
             f"{' udp' if udp else ''}{' tcp' if tcp else ''}; Ctrl-C to stop",
             err=True,
@@ -154,7 +155,7 @@ def listen_cmd(
                         w.write(batch)
                         engine.ctx.capture_id = info.capture_id
                         for a in engine.process(batch):
-                            click.echo(
+                            echo(
                                 f"alert {a.alert_id} {a.severity} {a.rule_id} "
                                 f"{a.device_id or '-'} x{a.count}: {a.title}"
                             )
@@ -170,4 +171,4 @@ def listen_cmd(
             receiver.close()
             engine.commit()
             engine.close()
-    click.echo(f"medsentry: {received} messages received, {receiver.rejected} rejected", err=True)
+    echo(f"medsentry: {received} messages received, {receiver.rejected} rejected", err=True)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medsentry.actor import cli_actor
@@ -32,6 +31,7 @@ from medsentry.cli.scan import (
     print_summary,
     warning_text,
 )
+from medsentry.cli.terminal import console, data_console
 from medsentry.errors import InputError
 from medsentry.events import DecodeWarning, Event
 from medsentry.ledger import record
@@ -89,7 +89,7 @@ def monitor_cmd(
 
     started = time.perf_counter()
     tally = ScanTally()
-    err = Console(stderr=True)
+    err = console(stderr=True)
     with open_store(db_url) as store:
         pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=not flows_only)
         analyzers = load_analyzers(store, parse_engines(engines))
@@ -97,7 +97,7 @@ def monitor_cmd(
         info = live_capture_info(interface, depth=DEPTH_FLOWS if flows_only else DEPTH_FULL)
         status = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             DownloadColumn(),
             TimeElapsedColumn(),
             console=err,
@@ -184,5 +184,5 @@ def monitor_cmd(
         )
     summary = tally.summary(time.perf_counter() - started, database)
     summary["kernel_drops"] = source.drops
-    out = Console(width=None if sys.stdout.isatty() else 1000)
+    out = data_console()
     print_summary(summary, fmt, out)

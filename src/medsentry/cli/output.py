@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
 import msgspec
-from rich.console import Console
 from rich.table import Table
+
+from medsentry.cli.terminal import data_console, printable
 
 FORMAT_OPTION = click.option(
     "--format",
@@ -33,10 +33,6 @@ def emit(
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
-    Console(width=_PIPE_WIDTH if not sys.stdout.isatty() else None).print(table)
-
-
-# Piped or redirected output: print the table at its natural width instead of cutting cells to 80
-# columns (rich's default without a terminal), so `| grep` and `> file` see whole values.
-_PIPE_WIDTH = 1000
+        # escapes shown before the layout, so that columns are as wide as what is printed
+        table.add_row(*["" if row.get(c) is None else printable(str(row.get(c))) for c in columns])
+    data_console().print(table)

@@ -7,6 +7,7 @@ import msgspec
 
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import echo
 from medsentry.errors import InputError
 from medsentry.store import open_store
 
@@ -60,7 +61,7 @@ def risk_cmd(
         return
     emit(records, RANK_COLUMNS, fmt, title=f"risk: {len(records)} device(s), highest first")
     if not records:
-        click.echo("no devices in the inventory yet: run `medsentry scan` first", err=True)
+        echo("no devices in the inventory yet: run `medsentry scan` first", err=True)
     if brief:
         return
     for r in records:
@@ -77,4 +78,4 @@ def risk_cmd(
         ids = r["vulnerability_ids"]
         if ids:
             more = f" (+{len(ids) - 10} more)" if len(ids) > 10 else ""
-            click.echo(f"vulnerabilities counted: {'; '.join(ids[:10])}{more}")
+            echo(f"vulnerabilities counted: {'; '.join(ids[:10])}{more}")

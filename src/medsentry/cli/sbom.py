@@ -8,6 +8,7 @@ import click
 
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import echo
 from medsentry.errors import InputError
 from medsentry.store import open_store
 
@@ -114,7 +115,7 @@ def import_cmd(
         title=f"SBOM imported: {dm.label()}",
     )
     for w in sbom.warnings:
-        click.echo(f"warning: {path}: {w}", err=True)
+        echo(f"warning: {path}: {w}", err=True)
 
 
 @sbom_cmd.command("list")

@@ -35,6 +35,7 @@ from medsentry.actor import cli_actor
 from medsentry.analysis import Analyzer, analyzer_names, load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
+from medsentry.cli.terminal import console, data_console, echo
 from medsentry.errors import ConfigError, InputError
 from medsentry.events import DecodeWarning, Event, FlowRecord
 from medsentry.ledger import record
@@ -198,14 +199,13 @@ FLOWS_ONLY_OPTION = click.option(
 
 def make_progress(quiet: bool) -> Progress:
     """A byte progress bar on stderr; silent when --quiet or stderr is not a terminal."""
-    console = Console(stderr=True)
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=console(stderr=True),
         disable=quiet or not sys.stderr.isatty(),
         transient=True,
     )
@@ -429,7 +429,7 @@ def _scan(
             except KeyboardInterrupt:
                 bar.stop()
                 n = len(tally.captures)
-                click.echo(
+                echo(
                     f"medsentry: interrupted: {path} was not stored"
                     f" ({n} capture{'' if n == 1 else 's'} before it are)",
                     err=True,
@@ -438,5 +438,5 @@ def _scan(
             done_before += size
             bar.update(task, completed=done_before)
         database = store.url
-    out = Console(width=None if sys.stdout.isatty() else 1000)  # piped: no cut cells
+    out = data_console()
     print_summary(tally.summary(time.perf_counter() - started, database), fmt, out)

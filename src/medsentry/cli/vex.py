@@ -9,6 +9,7 @@ import click
 
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.terminal import echo
 from medsentry.store import open_store
 
 
@@ -186,4 +187,4 @@ def export_cmd(
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {vex_format} VEX for {dm.label()} to {output}", err=True)
+        echo(f"wrote {vex_format} VEX for {dm.label()} to {output}", err=True)
