@@ -145,3 +145,27 @@ def test_unreachable_collector_does_not_stop_detection(tmp_path: Path) -> None:
     assert dead.failed == len(alerts) and hook.failed == len(alerts)
     lines = (tmp_path / "alerts.jsonl").read_text().splitlines()
     assert [json.loads(x)["alert_id"] for x in lines] == [a.alert_id for a in alerts]
+
+
+def test_hostile_alert_text_stays_one_line_in_syslog_and_cef() -> None:
+    """A title or device id carrying a newline, ESC or a forged syslog header (an observed name
+    an attacker chose) stays inside its one message: controls are shown as escapes."""
+    import msgspec
+
+    from medsentry.detect.outputs import format_cef, format_rfc5424
+
+    alert = _spoof_alerts([])[0]
+    forged = "pump\n<10>1 2026-01-01T00:00:00Z evil medsentry - ALERT [x] forged\x1b[2J|a=b"
+    alert = msgspec.structs.replace(alert, title=forged, device_id=f"ip:{forged}")
+    for line in (format_rfc5424(alert, hostname="sensor-1"), format_cef(alert)):
+        assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    m = RFC5424.match(format_rfc5424(alert, hostname="sensor-1"))
+    assert m and "\\x0a<10>1" in m["msg"] and "\\x1b[2J" in m["msg"]
+    assert _sd_params(m["sd"])["device"].startswith("ip:pump\\\\x0a<10>1")
+    ev = parse_syslog(format_rfc5424(alert, hostname="sensor-1").encode(), key=b"k" * 32)
+    assert ev.format == "rfc5424" and ev.sd_ids == ["medsentry@32473"]
+    cef = format_cef(alert)
+    head = re.split(r"(?<!\\)\|", cef, maxsplit=7)  # a "|" in the extension needs no escape
+    assert len(head) == 8 and head[5].startswith("pump <10>1") and "\\\\x1b[2J\\|a=b" in head[5]
+    ext = dict(re.findall(r"(\w+)=((?:[^=\\]|\\.)*?)(?= \w+=|$)", head[7]))
+    assert ext["msg"].startswith("pump\\n<10>1") and "\\\\x1b[2J|a\\=b" in ext["msg"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import re
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 import medsentry
+from medsentry.controlchars import one_line
 from medsentry.detect.base import Alert
 from medsentry.errors import ConfigError
 
@@ -47,8 +49,9 @@ def alert_json(alert: Alert) -> bytes:
 
 
 def _sd_escape(v: str) -> str:
-    """RFC 5424 §6.3.3: escape '"', '\\' and ']' in PARAM-VALUE."""
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    """RFC 5424 §6.3.3: escape '"', '\\' and ']' in PARAM-VALUE (controls shown as escapes
+    first, so that their backslash is escaped too)."""
+    return one_line(v).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
 def _ts(ns: int) -> str:
@@ -78,15 +81,26 @@ def format_rfc5424(alert: Alert, hostname: str | None = None, msg: str | None = 
     body = (
         msg if msg is not None else f"{alert.title} ({alert.technique_id} {alert.technique_name})"
     )
-    return f"<{pri}>1 {_ts(time.time_ns())} {host} medsentry - ALERT {sd} {body}"
+    # one message, one line: a newline or ESC in an observed name must not forge another line
+    return f"<{pri}>1 {_ts(time.time_ns())} {host} medsentry - ALERT {sd} {one_line(body)}"
 
 
 def _cef_header(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    # a control shown as an escape before CEF's own escaping doubles its backslash
+    return one_line(v.replace("\n", " ")).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _cef_ext(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
+    # CEF's \n and \r for line breaks; any other control shown as an escape first, whose
+    # backslash CEF's escaping then doubles
+    return "".join(
+        _CEF_BREAK.get(part) or one_line(part).replace("\\", "\\\\").replace("=", "\\=")
+        for part in _LINE_BREAK.split(v)
+    )
+
+
+_CEF_BREAK = {"\n": "\\n", "\r": "\\r"}
+_LINE_BREAK = re.compile("([\r\n])")
 
 
 def format_cef(alert: Alert) -> str:
