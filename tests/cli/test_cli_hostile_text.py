@@ -137,3 +137,34 @@ def test_hostile_hl7_application_scanned_and_shown(db_url: str, tmp_path: Path) 
     assert r.exit_code == 0, r.output
     assert "\x1b" not in r.output and "\x07" not in r.output
     assert "EPIC\\x00" in r.output  # shown as escapes (the cell is cut to its column)
+
+
+def test_csv_export_runs_no_formula_and_reads_back(db_url: str, tmp_path: Path) -> None:
+    """OWASP CSV injection: a cell starting with = + - @ would run as a formula when the export
+    is opened in a spreadsheet; it is written with a leading apostrophe, which import removes."""
+    import csv
+    import io
+
+    vendor = '=HYPERLINK("http://attacker.example/","click")'
+    src = tmp_path / "assets.csv"
+    src.write_text(
+        "Asset Tag,Manufacturer,Model,Location\n"
+        f'BME-7,"{vendor.replace(chr(34), chr(34) * 2)}",+1-555,@ward 3\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    assert runner.invoke(main, ["inventory", "import", str(src), "--db", db_url]).exit_code == 0
+    r = runner.invoke(main, ["inventory", "export", "--db", db_url, "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    row = next(x for x in csv.DictReader(io.StringIO(r.output)) if x["asset_tag"] == "BME-7")
+    assert row["vendor"] == "'" + vendor and row["model"] == "'+1-555"
+    assert row["location"] == "'@ward 3"
+    assert not any(v.startswith(("=", "+", "-", "@")) for v in row.values())
+    # the export imports back to the same values
+    again = tmp_path / "export.csv"
+    again.write_text(r.output, encoding="utf-8")
+    url2 = f"sqlite:///{tmp_path / 'again.db'}"
+    assert runner.invoke(main, ["inventory", "import", str(again), "--db", url2]).exit_code == 0
+    r = runner.invoke(main, ["inventory", "export", "--db", url2, "--format", "json"])
+    back = next(a for a in json.loads(r.output) if a.get("asset_tag") == "BME-7")
+    assert (back["vendor"], back["model"], back["location"]) == (vendor, "+1-555", "@ward 3")

@@ -156,7 +156,7 @@ def read_assets(path: Path) -> tuple[list[dict[str, Any]], int]:
             if k is None:
                 raise InputError(f"{where}: more fields than the header names")
             col = _column(str(k))
-            val = "" if v is None else str(v).strip()
+            val = "" if v is None else _csv_value(str(v).strip())
             if col in FIELDS:
                 if val:
                     rec[col] = val
@@ -471,5 +471,24 @@ def write_export(rows: list[dict[str, Any]], fmt: str) -> str:
     w = csv.DictWriter(buf, fieldnames=list(EXPORT_FIELDS), extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in EXPORT_FIELDS})
+        w.writerow({k: _csv_cell(r.get(k)) for k in EXPORT_FIELDS})
     return buf.getvalue()
+
+
+# A cell a spreadsheet would read as a formula (OWASP "CSV Injection"): a host name or vendor
+# string observed on the network must not run as one when the export is opened. Such a cell is
+# written with a leading apostrophe, which `read_assets` takes off again.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
+        return "'" + v
+    return v
+
+
+def _csv_value(v: str) -> str:
+    """A cell as `write_export` wrote it: the apostrophe before a formula-like value removed."""
+    return v[1:] if v.startswith("'") and v[1:].startswith(_FORMULA_START) else v
