@@ -90,6 +90,14 @@ def test_firewall_text_covers_both_ip_versions() -> None:
         ({"zones": [{"name": "a", "subnets": ["10.0.0.0/8"]}],
           "allow": [{"from": "a", "to": "a", "transport": "gre"}]}, "allow[0].transport"),
         ({"zones": [{"name": "a", "subnets": ["10.0.0.0/8"]}], "intra_zone": "deny"}, "intra_zone"),
+        # wrong types (found by mutation fuzzing: TypeError, an internal error, before)
+        ({"zones": [{"name": "a", "subnets": 10.5}]}, "zones[0].subnets"),
+        ({"zones": [{"name": "a", "vlans": 7}]}, "zones[0].vlans"),
+        ({"zones": [{"name": "a", "vlans": [True]}]}, "zones[0].vlans"),
+        ({"zones": [{"name": "a", "categories": 3}]}, "zones[0].categories"),
+        ({"zones": [{"name": "a", "subnets": ["10.0.0.0/8"]}],
+          "allow": [{"from": ["a"], "to": "a"}]}, "allow[0].from"),
+        ({"zones": [{"name": "a", "subnets": ["10.0.0.0/8"]}], "allow": 5}, "allow"),
     ],
 )  # fmt: skip
 def test_malformed_policies(doc: dict, where: str) -> None:

@@ -221,6 +221,17 @@ def test_bad_inventory_csv(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "inv.csv: device inventory line 1" in res.output
 
 
+def test_inventory_csv_with_a_bare_cr_in_a_field(tmp_path: Path) -> None:
+    """A CR inside an unquoted field is not CSV (RFC 4180 §2): csv.Error was an internal error."""
+    p = tmp_path / "inv.csv"
+    p.write_bytes(b"Manufacturer,Model\nGE,CARESCAPE\rB650 x\nBD,Alaris\n")
+    res = CliRunner().invoke(
+        main, ["vulns", "--db", f"sqlite:///{tmp_path / 's.db'}", "--devices", str(p)]
+    )
+    assert res.exit_code == 2, res.output
+    assert "inv.csv: not valid CSV" in res.output and "internal error" not in res.output
+
+
 def test_vulns_cli_from_inventory_store(tmp_path: Path, csaf_dir: Path) -> None:
     """Without --devices, `vulns` matches the devices the inventory stored (load_devices)."""
     from medsentry.inventory.store import device_row, update_records

@@ -179,27 +179,34 @@ def parse_policy(doc: Any, source: str) -> ZonePolicy:
         if z["name"] in names or z["name"] in (ANY, EXTERNAL):
             raise InputError(f"{where}.name: {z['name']!r} duplicated or reserved", source)
         names.add(z["name"])
+        for key in ("subnets", "vlans", "categories"):
+            if not isinstance(z.get(key) or [], list):
+                raise InputError(f"{where}.{key}: must be a list", source)
         try:
             subnets = [ipaddress.ip_network(str(s), strict=False) for s in z.get("subnets") or []]
         except ValueError as exc:
             raise InputError(f"{where}.subnets: {exc}", source) from None
         vlans = z.get("vlans") or []
-        if not all(isinstance(v, int) and 0 <= v <= 4095 for v in vlans):
+        if not all(type(v) is int and 0 <= v <= 4095 for v in vlans):  # a bool is no VLAN id
             raise InputError(f"{where}.vlans: VLAN ids are integers 0-4095", source)
         cats = z.get("categories") or []
         if not all(isinstance(c, str) for c in cats):
             raise InputError(f"{where}.categories: a list of category names/patterns", source)
         if not (subnets or vlans or cats):
             raise InputError(f"{where}: a zone needs subnets, vlans or categories", source)
-        zones.append(Zone(z["name"], subnets, list(vlans), list(cats), z.get("description", "")))
+        zones.append(
+            Zone(z["name"], subnets, list(vlans), list(cats), str(z.get("description") or ""))
+        )
     known = names | {ANY, EXTERNAL, str(doc.get("default_zone", "unassigned"))}
     rules: list[Rule] = []
+    if not isinstance(doc.get("allow") or [], list):
+        raise InputError("allow: must be a list of rules", source)
     for i, r in enumerate(doc.get("allow") or []):
         where = f"allow[{i}]"
         if not isinstance(r, dict):
             raise InputError(f"{where}: must be a mapping", source)
         for key in ("from", "to"):
-            if r.get(key) not in known:
+            if not isinstance(r.get(key), str) or r.get(key) not in known:
                 raise InputError(f"{where}.{key}: unknown zone {r.get(key)!r}", source)
         transport = str(r.get("transport", ANY)).lower()
         if transport not in (ANY, "tcp", "udp", "icmp", "icmp6", "sctp"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from medsentry.errors import InputError
@@ -72,7 +73,13 @@ def read_devices_csv(path: Path) -> list[DeviceQuery]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        return _rows(csv.reader(io.StringIO(text), dialect), source)
+    except csv.Error as exc:  # e.g. a bare CR inside an unquoted field (RFC 4180 §2)
+        raise InputError(f"not valid CSV: {exc}", source) from None
+
+
+def _rows(reader: Iterator[list[str]], source: str) -> list[DeviceQuery]:
     try:
         header = next(reader)
     except StopIteration:
