@@ -85,18 +85,9 @@ def _seeds() -> dict[str, bytes]:
 SEEDS = _seeds()
 
 
-class _Unmutated(random.Random):
-    """Choices that leave a seed as it is: byte mutation of no bytes, no structural change."""
-
-    def random(self) -> float:
-        return 1.0
-
-
 def case(kind: str, rnd: random.Random, work: Path, mutate: bool = True) -> Callable[[], object]:
     """One mutant of `kind` (the seed itself with `mutate=False`), read as the CLI reads it
     when the returned thunk runs."""
-    if not mutate:
-        rnd = _Unmutated(0)
 
     def at(name: str, data: bytes) -> Path:
         p = work / name
