@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-# C0 but HT (0x09) and LF (0x0A), DEL, C1 (ECMA-48 §5.2, §5.3); LRM/RLM, LRE..RLO, LRI..PDI
-UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# the same and LF: one line stays one line
-UNSAFE_IN_LINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# DEL, C1 (ECMA-48 §5.3); LRM/RLM, LRE..RLO, LRI..PDI (UAX #9 §2)
+_OTHER = "\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f{_OTHER}]")  # C0 (§5.2) but HT and LF
+UNSAFE_IN_LINE = re.compile(f"[\x00-\x08\x0a-\x1f{_OTHER}]")  # and LF: one line stays one
 
 
 def _escape(m: re.Match[str]) -> str:

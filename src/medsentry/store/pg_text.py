@@ -11,18 +11,22 @@ _NUL = "\x00"
 _REPLACEMENT = "\ufffd"  # Unicode §23.8: a character that cannot be represented
 
 
+def _no_nul(obj: str) -> str:
+    return obj.replace(_NUL, _REPLACEMENT) if _NUL in obj else obj
+
+
 class NulSafeStrDumper(StrDumperUnknown):
     """Text format: psycopg's default for `str` (oid unknown: the server infers the type)."""
 
     def dump(self, obj: str) -> Any:
-        return super().dump(obj.replace(_NUL, _REPLACEMENT) if _NUL in obj else obj)
+        return super().dump(_no_nul(obj))
 
 
 class NulSafeStrBinaryDumper(StrBinaryDumper):
     """Binary format (`%b` parameters, binary COPY)."""
 
     def dump(self, obj: str) -> Any:
-        return super().dump(obj.replace(_NUL, _REPLACEMENT) if _NUL in obj else obj)
+        return super().dump(_no_nul(obj))
 
 
 def register_nul_safe_text(dbapi_conn: Any) -> None:
