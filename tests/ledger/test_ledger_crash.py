@@ -153,6 +153,25 @@ def test_index_pointing_elsewhere_refuses_instead_of_cutting(tmp_path: Path):
     assert not report.ok and report.first_bad_entry == 9
 
 
+@pytest.mark.parametrize("offset", [2**63 - 1, 2**64 - 1, 2**40])
+def test_index_offset_beyond_any_file_is_a_ledger_error(tmp_path: Path, offset: int):
+    """An index offset past what the OS can read (os.pread takes a signed 64-bit off_t) names
+    the damaged entry, at open (the last entry) and on read (an earlier one)."""
+    d = tmp_path / "ledger"
+    with Ledger(d) as lg:
+        lg.append_many([("finding.opened", {"n": i}) for i in range(10)])
+    good = (d / INDEX).read_bytes()
+    far = offset.to_bytes(8, "big")
+    (d / INDEX).write_bytes(good[:72] + far)  # entry 9, checked when the ledger opens
+    with pytest.raises(LedgerError, match="entry 9"):
+        Ledger(d)
+    (d / INDEX).write_bytes(good[:24] + far + good[32:])  # entry 3, read on demand
+    with Ledger(d) as lg, pytest.raises(LedgerError, match="entry 3"):
+        lg.entry(3)
+    report = verify_ledger(d)
+    assert not report.ok and report.first_bad_entry == 3
+
+
 def test_whole_record_out_of_sequence_in_tail_is_not_quarantined(tmp_path: Path):
     d = tmp_path / "ledger"
     with Ledger(d) as lg:

@@ -51,6 +51,8 @@ LOCK = "lock"
 QUARANTINE = "quarantine"
 
 _OFFSET = struct.Struct(">Q")
+# the last offset at which a whole record (header and largest payload) can still be read
+_LAST_READABLE = (1 << 63) - 1 - records.HEADER_SIZE - records.MAX_PAYLOAD
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_-]*)+$")
 # A guard against obvious mistakes, not a PHI detector: callers pass only non-PHI fields.
 _PHI_KEYS = frozenset(
@@ -262,6 +264,8 @@ class Ledger:
         }
 
     def _record_at(self, offset: int) -> bytes | records.BadRecord:
+        if offset > _LAST_READABLE:  # a damaged index.bin: os.pread takes a signed 64-bit off_t
+            return records.BadRecord(offset, "offset beyond the end of any file", torn=False)
         head = os.pread(self._entries, records.HEADER_SIZE, offset)
         if len(head) < records.HEADER_SIZE:
             return records.BadRecord(offset, "file ends inside a record header", torn=True)
