@@ -79,7 +79,7 @@ def test_database_from_a_newer_medsentry_is_refused(db_url) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
     engine.dispose()
-    with pytest.raises(StoreError, match="schema revision ffff_from_the_future, unknown"):
+    with pytest.raises(StoreError, match="schema revision 'ffff_from_the_future', unknown"):
         open_store(db_url)
 
 

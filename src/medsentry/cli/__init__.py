@@ -22,6 +22,9 @@ _COMMANDS: dict[str, str] = {}
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from medsentry.store.damage import forget_opened
+
+        forget_opened()
         try:
             return super().invoke(ctx)
         except MedsentryError as exc:
@@ -32,8 +35,20 @@ class _Group(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
+            from medsentry.store.damage import damage_of
+
+            damage = damage_of(exc)  # a damaged database is the user's to repair, not a bug
+            if damage is not None:
+                echo(f"medsentry: error: {damage}", err=True)
+                sys.exit(damage.exit_code)
             if os.environ.get("MEDSENTRY_DEBUG", "") not in ("", "0"):
                 raise
+            from medsentry.store.damage import diagnose_opened
+
+            damage = diagnose_opened()  # a wrong kind of value stored: the data, not the code
+            if damage is not None:
+                echo(f"medsentry: error: {damage}", err=True)
+                sys.exit(damage.exit_code)
             first = (str(exc).splitlines() or [""])[0][:200]
             echo(
                 f"medsentry: internal error: {type(exc).__name__}: {first}"

@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, insert, select, update
 from medsentry.controls.model import CLOSED, MAX_EVIDENCE, OPEN, Finding, FindingEvidence
 from medsentry.controls.tables import finding_history, findings
 from medsentry.errors import InputError
+from medsentry.store.damage import decode_stored
 
 if TYPE_CHECKING:
     from medsentry.store import Store
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _enc = msgspec.json.Encoder()
 _ev_dec = msgspec.json.Decoder(list[FindingEvidence])
 _peers_dec = msgspec.json.Decoder(list[str])
+_list_dec = msgspec.json.Decoder(list)
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 _CHUNK = 500
 
@@ -77,8 +79,8 @@ def from_row(r: Any) -> Finding:
         first_seen_ns=m["first_seen_ns"],
         last_seen_ns=m["last_seen_ns"],
         evidence_count=m["evidence_count"],
-        evidence=_ev_dec.decode(m["evidence"]),
-        peers=_peers_dec.decode(m["peers"]),
+        evidence=decode_stored(_ev_dec, m["evidence"], "findings", "evidence", m["finding_id"]),
+        peers=decode_stored(_peers_dec, m["peers"], "findings", "peers", m["finding_id"]),
         opened_ns=m["opened_ns"],
         closed_ns=m["closed_ns"],
         closed_by=m["closed_by"],
@@ -117,7 +119,7 @@ def upsert_findings(
                     hist.append(dict(finding_id=fid, action="opened", actor=actor, at_ns=now))
                     res.opened.append(f)
                     continue
-                prev = _ev_dec.decode(r.evidence)
+                prev = decode_stored(_ev_dec, r.evidence, "findings", "evidence", fid)
                 keep = prev[:MAX_EVIDENCE]
                 have = {(e.flow_id, e.ts_ns, e.kind) for e in keep}
                 for e in f.evidence:
@@ -125,7 +127,8 @@ def upsert_findings(
                         break
                     if (e.flow_id, e.ts_ns, e.kind) not in have:
                         keep.append(e)
-                peers = sorted(set(_peers_dec.decode(r.peers)) | set(f.peers))[:64]
+                stored = decode_stored(_peers_dec, r.peers, "findings", "peers", fid)
+                peers = sorted(set(stored) | set(f.peers))[:64]
                 # the same evidence re-read (a rescan of one capture) does not add to the count
                 newer = f.last_seen_ns > r.last_seen_ns
                 values: dict[str, Any] = dict(
@@ -265,6 +268,18 @@ def finding_history_rows(store: Store, fid: str) -> list[dict[str, Any]]:
         ]
 
 
+def _column_values(rows: list[Any], column: str) -> list[Any]:
+    """One JSON column of many rows, decoded as one array; row by row (naming the damaged
+    one) when that fails or the count comes out wrong."""
+    try:
+        values = msgspec.json.decode("[" + ",".join(r[column] for r in rows) + "]")
+        if len(values) == len(rows) and all(type(v) is list for v in values):
+            return values
+    except (msgspec.DecodeError, TypeError):
+        pass
+    return [decode_stored(_list_dec, r[column], "findings", column, r["finding_id"]) for r in rows]
+
+
 def finding_dicts(store: Store, status: str | None = None) -> list[dict[str, Any]]:
     """Every finding as a plain dict (evidence and peers decoded in one pass each): the bulk
     path for reports, which handle 100,000 findings; times stay nanoseconds."""
@@ -275,8 +290,8 @@ def finding_dicts(store: Store, status: str | None = None) -> list[dict[str, Any
         rows = [r._mapping for r in conn.execute(q)]
     if not rows:
         return []
-    evidence = msgspec.json.decode("[" + ",".join(r["evidence"] for r in rows) + "]")
-    peers = msgspec.json.decode("[" + ",".join(r["peers"] for r in rows) + "]")
+    evidence = _column_values(rows, "evidence")
+    peers = _column_values(rows, "peers")
     out = []
     for r, ev, pe in zip(rows, evidence, peers, strict=True):
         d = dict(r)

@@ -129,14 +129,20 @@ class DetectionEngine:
             self._add_inventory_addresses(store)
         states = dstore.load_states(store)
         engine_state = states.pop("_engine", None)
-        if engine_state:
-            self.ctx.start_ns = engine_state.get("start_ns")
-            self.ctx.now_ns = engine_state.get("now_ns", 0)
-            self.captures = list(engine_state.get("captures", []))
+        try:
+            if engine_state:
+                self.ctx.start_ns = engine_state.get("start_ns")
+                self.ctx.now_ns = engine_state.get("now_ns", 0)
+                self.captures = list(engine_state.get("captures", []))
+        except Exception as exc:  # stored JSON of another shape: damaged, not a bug here
+            raise _damaged_state("_engine", exc) from None
         for det in self.detectors:
             st = states.get(det.detector_id)
             if st is not None:
-                det.load_state(st)
+                try:
+                    det.load_state(st)
+                except Exception as exc:
+                    raise _damaged_state(det.detector_id, exc) from None
         for alert in dstore.load_open_alerts(store):
             self.open[alert.dedup_key] = alert
 
@@ -336,3 +342,11 @@ def ledger_data(alert: Alert) -> dict[str, Any]:
         "status": alert.status,
         "recorded": _iso(time.time_ns()),
     }
+
+
+def _damaged_state(detector_id: str, exc: Exception) -> Exception:
+    from medsentry.store.damage import damaged
+
+    return damaged(
+        f"detect_state.state of {detector_id} is not the state it keeps ({type(exc).__name__})"
+    )

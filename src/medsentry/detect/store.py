@@ -24,6 +24,7 @@ from medsentry.detect.base import (
 )
 from medsentry.detect.tables import alert_history, alerts, detect_state
 from medsentry.errors import InputError, StoreError
+from medsentry.store.damage import decode_stored
 
 if TYPE_CHECKING:
     from medsentry.store import Store
@@ -79,8 +80,8 @@ def _alert(row: Any) -> Alert:
         status_reason=row.status_reason,
         status_ns=row.status_ns,
         capture_id=row.capture_id,
-        evidence=_evidence_dec.decode(row.evidence),
-        detail=_any_dec.decode(row.detail),
+        evidence=decode_stored(_evidence_dec, row.evidence, "alerts", "evidence", row.alert_id),
+        detail=decode_stored(_any_dec, row.detail, "alerts", "detail", row.alert_id),
     )
 
 
@@ -144,7 +145,10 @@ def save(store: Store, changed: Sequence[Alert], states: dict[str, Any]) -> int:
 def load_states(store: Store) -> dict[str, Any]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(detect_state.c.detector_id, detect_state.c.state)).all()
-    return {r.detector_id: _any_dec.decode(r.state) for r in rows}
+    return {
+        r.detector_id: decode_stored(_any_dec, r.state, "detect_state", "state", r.detector_id)
+        for r in rows
+    }
 
 
 def load_open_alerts(store: Store) -> list[Alert]:
@@ -298,7 +302,7 @@ def queue_accepts(store: Store, accepts: list[tuple[str, str | None]]) -> None:
         row = conn.execute(
             select(detect_state.c.state).where(detect_state.c.detector_id == ACCEPTS)
         ).scalar()
-        pending = _any_dec.decode(row) if row else []
+        pending = _stored_accepts(row) if row else []
         pending += [list(a) for a in accepts]
         conn.execute(delete(detect_state).where(detect_state.c.detector_id == ACCEPTS))
         conn.execute(
@@ -319,4 +323,11 @@ def take_accepts(store: Store) -> list[tuple[str, str | None]]:
         if not row:
             return []
         conn.execute(delete(detect_state).where(detect_state.c.detector_id == ACCEPTS))
-    return [(d, dim) for d, dim in _any_dec.decode(row)]
+    return [(d, dim) for d, dim in _stored_accepts(row)]
+
+
+_accepts_dec = msgspec.json.Decoder(list[tuple[str, str | None]])
+
+
+def _stored_accepts(row: Any) -> list:
+    return list(decode_stored(_accepts_dec, row, "detect_state", "state", ACCEPTS))

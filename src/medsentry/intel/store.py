@@ -25,6 +25,7 @@ from medsentry.intel.tables import (
     intel_imports,
     intel_kev,
 )
+from medsentry.store.damage import decode_stored
 from medsentry.store.db import Store
 
 _enc = msgspec.json.Encoder()
@@ -247,15 +248,23 @@ def save_epss(
 
 
 def load_advisories(store: Store) -> list[Advisory]:
-    q = select(intel_advisories.c.doc).where(intel_advisories.c.source == "csaf")
+    q = select(intel_advisories.c.advisory_id, intel_advisories.c.doc).where(
+        intel_advisories.c.source == "csaf"
+    )
     with store.engine.connect() as conn:
-        return [_adv_dec.decode(d) for (d,) in conn.execute(q)]
+        return [_doc(_adv_dec, d, a) for a, d in conn.execute(q)]
 
 
 def load_package_vulns(store: Store) -> list[PackageVuln]:
-    q = select(intel_advisories.c.doc).where(intel_advisories.c.source != "csaf")
+    q = select(intel_advisories.c.advisory_id, intel_advisories.c.doc).where(
+        intel_advisories.c.source != "csaf"
+    )
     with store.engine.connect() as conn:
-        return [_pkg_dec.decode(d) for (d,) in conn.execute(q)]
+        return [_doc(_pkg_dec, d, a) for a, d in conn.execute(q)]
+
+
+def _doc(decoder: msgspec.json.Decoder, doc: Any, advisory_id: str) -> Any:
+    return decode_stored(decoder, doc, "intel_advisories", "doc", advisory_id)
 
 
 def load_kev(store: Store) -> dict[str, KevEntry]:

@@ -129,14 +129,14 @@ def fold_and_identify(
     for did, st in fresh.items():
         old = stored.get(did)
         if old is not None:
-            merged = decode_state(old)
+            merged = decode_state(old, did)
             merged.merge(st)
             st = merged
         states[did] = st
     for did, st in list(states.items()):
         for alias in _aliases(st):
             if alias in stored and alias not in fresh:
-                st.merge(decode_state(stored[alias]))
+                st.merge(decode_state(stored[alias], alias))
                 removed[alias] = did
     old_records = inv_store.load_records_for(conn, list(states) + list(removed)) if stored else {}
     match_assets(conn, states)
@@ -191,7 +191,7 @@ def reidentify(store: Store, library: Library | None = None, ledger: bool = True
     """Identify every stored device again (new fingerprint rules, new CMMS facts)."""
     library = library or default_library()
     with store.engine.begin() as conn:
-        states = {did: decode_state(raw) for did, raw in inv_store.load_states(conn).items()}
+        states = {did: decode_state(raw, did) for did, raw in inv_store.load_states(conn).items()}
         devices, changes, _ = _reidentify_all(conn, states, library, taxonomy())
     entries = ledger_entries(changes, devices) if ledger else []
     if entries:

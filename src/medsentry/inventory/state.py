@@ -170,5 +170,11 @@ def encode_state(state: DeviceState) -> bytes:
     return _encoder.encode(state)
 
 
-def decode_state(data: bytes) -> DeviceState:
-    return _decoder.decode(data)
+def decode_state(data: bytes, device_id: str | None = None) -> DeviceState:
+    """A state read back from the database (`devices.state`)."""
+    from medsentry.store.damage import damaged, decode_stored
+
+    state = decode_stored(_decoder, data, "devices", "state", device_id)
+    if device_id is not None and state.device_id != device_id:
+        raise damaged(f"devices.state of {device_id} names another device")
+    return state

@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, select, update
 
 from medsentry.inventory.model import Device
 from medsentry.inventory.tables import device_addresses, device_changes, devices
+from medsentry.store.damage import decode_stored
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -28,11 +29,17 @@ _encoder = msgspec.json.Encoder()
 _MISSING = object()
 
 
+def _record(raw: Any, device_id: str | None) -> Device:
+    return decode_stored(_device_decoder, raw, "devices", "record", device_id)
+
+
 def load_devices(store: Store) -> list[Device]:
     """Every device of the inventory, ordered by device_id."""
     with store.engine.connect() as conn:
-        rows = conn.execute(select(devices.c.record).order_by(devices.c.device_id))
-        return [_device_decoder.decode(r.record) for r in rows]
+        rows = conn.execute(
+            select(devices.c.device_id, devices.c.record).order_by(devices.c.device_id)
+        )
+        return [_record(r.record, r.device_id) for r in rows]
 
 
 def load_device(store: Store, device_id: str) -> Device | None:
@@ -41,7 +48,7 @@ def load_device(store: Store, device_id: str) -> Device | None:
         rec = conn.execute(
             select(devices.c.record).where(devices.c.device_id == device_id)
         ).scalar_one_or_none()
-    return None if rec is None else _device_decoder.decode(rec)
+    return None if rec is None else _record(rec, device_id)
 
 
 def find_device(store: Store, key: str) -> Device | None:
@@ -59,9 +66,11 @@ def find_device(store: Store, key: str) -> Device | None:
             devices.c.ip == key,
             devices.c.hostname == key,
         ):
-            rec = conn.execute(select(devices.c.record).where(cond).limit(1)).scalar()
-            if rec is not None:
-                return _device_decoder.decode(rec)
+            row = conn.execute(
+                select(devices.c.device_id, devices.c.record).where(cond).limit(1)
+            ).first()
+            if row is not None:
+                return _record(row.record, row.device_id)
         ip_owner = conn.execute(
             select(device_addresses.c.device_id)
             .where(device_addresses.c.ip == key)
@@ -69,11 +78,11 @@ def find_device(store: Store, key: str) -> Device | None:
             .limit(1)
         ).scalar()
         if ip_owner is None and _BLE_ADDRESS.match(low):  # a private address it resolved to
-            q = select(devices.c.record).where(
+            q = select(devices.c.device_id, devices.c.record).where(
                 devices.c.device_id.like("ble:%"), devices.c.record.like(f'%"{low}"%')
             )
-            for rec in conn.execute(q).scalars():
-                dev = _device_decoder.decode(rec)
+            for did, rec in conn.execute(q):
+                dev = _record(rec, did)
                 if low in dev.private_addresses:
                     return dev
     return load_device(store, ip_owner) if ip_owner else None
@@ -148,7 +157,7 @@ def load_states(conn: Connection, device_ids: Iterable[str] | None = None) -> di
 
 def load_records(conn: Connection) -> dict[str, Device]:
     rows = conn.execute(select(devices.c.device_id, devices.c.record))
-    return {r.device_id: _device_decoder.decode(r.record) for r in rows}
+    return {r.device_id: _record(r.record, r.device_id) for r in rows}
 
 
 def load_records_for(conn: Connection, device_ids: list[str]) -> dict[str, Device]:
@@ -157,7 +166,7 @@ def load_records_for(conn: Connection, device_ids: list[str]) -> dict[str, Devic
         chunk = device_ids[i : i + 500]
         q = select(devices.c.device_id, devices.c.record).where(devices.c.device_id.in_(chunk))
         for r in conn.execute(q):
-            out[r.device_id] = _device_decoder.decode(r.record)
+            out[r.device_id] = _record(r.record, r.device_id)
     return out
 
 

@@ -28,6 +28,7 @@ from medsentry.controls.store import SEVERITY_RANK, finding_dicts
 from medsentry.controls.tables import report_runs
 from medsentry.inventory.model import CRITICALITIES, Device
 from medsentry.store import ns_to_iso
+from medsentry.store.damage import decode_stored
 
 if TYPE_CHECKING:
     from medsentry.store import Store
@@ -126,6 +127,9 @@ def _ledger_checkpoint() -> dict[str, Any]:
     }
 
 
+_dict_dec = msgspec.json.Decoder(dict)
+
+
 def _previous(store: Store) -> dict[str, Any] | None:
     with store.engine.connect() as conn:
         row = conn.execute(
@@ -133,7 +137,8 @@ def _previous(store: Store) -> dict[str, Any] | None:
         ).first()
     if row is None:
         return None
-    return {"created_ns": row.created_ns, "summary": msgspec.json.decode(row.summary)}
+    summary = decode_stored(_dict_dec, row.summary, "report_runs", "summary", row.created_ns)
+    return {"created_ns": row.created_ns, "summary": summary}
 
 
 def remember(store: Store, report: dict[str, Any]) -> None:

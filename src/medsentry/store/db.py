@@ -77,7 +77,17 @@ def _nul_safe_text(dbapi_conn, _record) -> None:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
+    try:
+        _set_pragmas(dbapi_conn.cursor())
+    except UnicodeDecodeError:  # SQLite's error text quotes a damaged schema (not UTF-8)
+        from medsentry.store.damage import damaged
+
+        raise damaged(
+            "its schema is not readable (SQLite's message about it is not UTF-8)"
+        ) from None
+
+
+def _set_pragmas(cur) -> None:
     # Takes effect only while the file is new (before the switch to WAL; a no-op afterwards):
     # event rows (msgspec JSON, often near 1 KiB) then fit in a page instead of spilling into
     # overflow pages, and a capture's bulk write touches fewer, fuller pages.
@@ -236,13 +246,15 @@ def migrate(engine: Engine) -> None:
         if current == head:
             return
         if current is not None:
-            try:
-                script.get_revision(current)
-            except CommandError as exc:
+            try:  # exactly one of ours: alembic also takes a unique prefix, and "" asserts
+                known = script.get_revision(current)
+            except (CommandError, AssertionError):
+                known = None
+            if known is None or known.revision != current:
                 raise StoreError(
-                    f"database {redact(engine.url)} has schema revision {current}, unknown to"
-                    " this medsentry (made by a newer version?)"
-                ) from exc
+                    f"database {redact(engine.url)} has schema revision {str(current)[:40]!r},"
+                    " unknown to this medsentry (made by a newer version, or damaged)"
+                )
         sqlite = engine.dialect.name == "sqlite"
         if sqlite:
             # SQLite batch migrations rebuild tables (copy, drop, rename); with foreign keys on,
@@ -308,4 +320,8 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
     except StoreError:
         engine.dispose()
         raise
+    if engine.dialect.name == "sqlite":  # to look at should a command fail unexpectedly
+        from medsentry.store.damage import opened
+
+        opened(engine.url.render_as_string(hide_password=False))
     return Store(engine)
