@@ -26,6 +26,14 @@ def demo_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def other_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """More of the same hospital, another day: a rescan with new traffic to fold in."""
+    path = tmp_path_factory.mktemp("demo") / "other.pcap"
+    build(path, seed=1)
+    return path
+
+
 def run(*args: str) -> tuple[int, str, str]:
     res = CliRunner().invoke(main, list(args))
     return res.exit_code, res.stdout, res.stderr
@@ -217,3 +225,13 @@ def test_a_healthy_database_shows_no_damage(demo_pcap: Path, tmp_path: Path):
 
     url = scanned(demo_pcap, f"sqlite:///{tmp_path / 'm.db'}")
     assert _diagnose(url) is None
+
+
+def test_a_value_outside_its_closed_set(demo_pcap: Path, other_pcap: Path, tmp_path: Path):
+    url = scanned(demo_pcap, f"sqlite:///{tmp_path / 'm.db'}")
+    execute(url, "UPDATE alerts SET severity = '{'")  # KeyError in severity ranking before
+    code, _, err = run("scan", str(other_pcap), "--db", url, "-q")
+    assert code == 2
+    assert "alerts.severity of row 1 holds a value that is not one of info, low" in (
+        one_damage_line(err)
+    )

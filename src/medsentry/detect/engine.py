@@ -22,6 +22,7 @@ from medsentry.detect.base import (
     new_alert,
 )
 from medsentry.detect.context import DetectContext, DeviceInfo
+from medsentry.errors import MedsentryError
 from medsentry.events.base import Event
 
 if TYPE_CHECKING:
@@ -141,6 +142,8 @@ class DetectionEngine:
             if st is not None:
                 try:
                     det.load_state(st)
+                except MedsentryError:  # the detector named the damage itself
+                    raise
                 except Exception as exc:
                     raise _damaged_state(det.detector_id, exc) from None
         for alert in dstore.load_open_alerts(store):

@@ -135,6 +135,35 @@ _SEMANTIC_WHAT = {
 }
 
 
+# Columns that hold one of a closed set (readers index tables by them).
+_CLOSED = {
+    ("alerts", "severity"): ("medsentry.detect.base", "SEVERITIES"),
+    ("alerts", "status"): ("medsentry.detect.base", "STATUSES"),
+    ("findings", "severity"): ("medsentry.controls.knowledge", "SEVERITIES"),
+    ("devices", "criticality"): ("medsentry.inventory.model", "CRITICALITIES"),
+}
+
+
+def _closed_sets() -> dict[str, list[tuple[str, str]]]:
+    import importlib
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    for (table, column), (module, name) in _CLOSED.items():
+        values = getattr(importlib.import_module(module), name)
+        listed = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+        out.setdefault(table, []).append((column, f'"{column}" NOT IN ({listed})'))
+    return out
+
+
+def _closed_what(table: str, column: str) -> str | None:
+    import importlib
+
+    found = _CLOSED.get((table, column))
+    if found is None:
+        return None
+    return "one of " + ", ".join(getattr(importlib.import_module(found[0]), found[1]))
+
+
 def opened(url: str) -> None:
     if url not in _OPENED:
         _OPENED.append(url)
@@ -202,7 +231,7 @@ def _diagnose(url: str) -> DamagedStoreError | None:
                         f" AND julianday({q}) IS NOT NULL))"
                     )
                 checks.append((col.name, wrong))
-            checks += _SEMANTIC.get(table.name, [])
+            checks += _SEMANTIC.get(table.name, []) + _closed_sets().get(table.name, [])
             if not checks:
                 continue
             cases = " ".join(f"WHEN {w} THEN '{c}'" for c, w in checks)
@@ -211,7 +240,11 @@ def _diagnose(url: str) -> DamagedStoreError | None:
                 f'SELECT rowid, CASE {cases} END FROM "{table.name}" WHERE {where} LIMIT 1'
             ).fetchone()
             if row is not None:
-                what = _SEMANTIC_WHAT.get((table.name, row[1])) or _kind(table.columns[row[1]])
+                what = (
+                    _SEMANTIC_WHAT.get((table.name, row[1]))
+                    or _closed_what(table.name, row[1])
+                    or _kind(table.columns[row[1]])
+                )
                 return damaged(
                     f"{table.name}.{row[1]} of row {row[0]} holds a value that is not {what}"
                 )
