@@ -235,3 +235,34 @@ def test_a_value_outside_its_closed_set(demo_pcap: Path, other_pcap: Path, tmp_p
     assert "alerts.severity of row 1 holds a value that is not one of info, low" in (
         one_damage_line(err)
     )
+
+
+def test_a_constraint_failure_checks_that_tables_indexes(demo_pcap: Path, tmp_path: Path):
+    """Writes delete before they insert, so a UNIQUE failure means an index that no longer
+    agrees with its table; the failure path runs SQLite's integrity check on the table named."""
+    from medsentry.store.damage import _constraint_table, _integrity
+
+    db = tmp_path / "m.db"
+    url = scanned(demo_pcap, f"sqlite:///{db}")
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with pytest.raises(sqlite3.IntegrityError) as failed:
+        con.execute("INSERT INTO detect_state SELECT * FROM detect_state LIMIT 1")
+    assert _constraint_table(failed.value) == "detect_state"
+    assert _integrity(url, "detect_state") is None  # healthy: no false alarm
+    (index,) = con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'detect_state'"
+    ).fetchone()
+    (page,) = con.execute("SELECT pageno FROM dbstat WHERE name = ?", (index,)).fetchone()
+    size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    with db.open("r+b") as f:  # a key in the index changed: the table's row no longer found
+        f.seek((page - 1) * size)
+        data = bytearray(f.read(size))
+        at = data.find(b"model.")
+        assert at > 0
+        data[at] = ord("n")
+        f.seek((page - 1) * size)
+        f.write(data)
+    found = _integrity(url, "detect_state")
+    assert found is not None and "detect_state and its indexes disagree" in str(found)

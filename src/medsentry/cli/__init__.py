@@ -45,7 +45,7 @@ class _Group(click.Group):
                 raise
             from medsentry.store.damage import diagnose_opened
 
-            damage = diagnose_opened()  # a wrong kind of value stored: the data, not the code
+            damage = diagnose_opened(exc)  # a wrong kind of value stored: the data, not the code
             if damage is not None:
                 echo(f"medsentry: error: {damage}", err=True)
                 sys.exit(damage.exit_code)

@@ -174,21 +174,59 @@ def forget_opened() -> None:
     _OPENED.clear()
 
 
-def diagnose_opened() -> DamagedStoreError | None:
+def diagnose_opened(exc: BaseException | None = None) -> DamagedStoreError | None:
     """After an error nothing else explains: the first value of a wrong kind in an SQLite
     database this process opened, as a DamagedStoreError; None when there is none.
 
     SQLite keeps whatever a damaged record or another program puts in a column (datatypes
     §3, type affinity): text in an integer column, NULL in a NOT NULL one, a date that is no
-    date. Readers then fail anywhere. One scan per table, only on this failure path.
+    date. Readers then fail anywhere. One scan per table, only on this failure path. When
+    `exc` is a constraint failure (writes here delete before they insert), the named table's
+    indexes are also checked against its rows (PRAGMA integrity_check(TABLE)).
     """
+    table = _constraint_table(exc) if exc is not None else None
     for url in _OPENED:
         try:
-            found = _diagnose(url)
+            found = _diagnose(url) or (_integrity(url, table) if table else None)
         except Exception:  # the diagnosis must never hide the original error
             continue
         if found is not None:
             return found
+    return None
+
+
+def _constraint_table(exc: BaseException) -> str | None:
+    """The table an SQLite UNIQUE / NOT NULL / PRIMARY KEY failure names ("... failed: t.c")."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        orig = getattr(e, "orig", None)
+        if isinstance(orig, sqlite3.IntegrityError):
+            e = orig
+        if isinstance(e, sqlite3.IntegrityError):
+            _, _, named = str(e).partition(" constraint failed: ")
+            table = named.split(".", 1)[0].strip()
+            return table if table.isidentifier() else None
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _integrity(url: str, table: str) -> DamagedStoreError | None:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or not Path(database).is_file():
+        return None
+    conn = sqlite3.connect(f"{Path(database).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(f'PRAGMA integrity_check("{table}")').fetchall()
+    finally:
+        conn.close()
+    if rows and rows[0][0] != "ok":
+        return damaged(f"table {table} and its indexes disagree (SQLite integrity check)")
     return None
 
 
