@@ -266,3 +266,10 @@ def test_a_constraint_failure_checks_that_tables_indexes(demo_pcap: Path, tmp_pa
         f.write(data)
     found = _integrity(url, "detect_state")
     assert found is not None and "detect_state and its indexes disagree" in str(found)
+
+
+def test_an_alert_detail_that_is_not_an_object(demo_pcap: Path, other_pcap: Path, db_url: str):
+    url = scanned(demo_pcap, db_url)
+    execute(url, "UPDATE alerts SET detail = 'null'")  # None.update() in aggregation before
+    code, _, err = run("scan", str(other_pcap), "--db", url, "-q")
+    assert code == 2 and "alerts.detail of" in one_damage_line(err)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _enc = msgspec.json.Encoder()
 _evidence_dec = msgspec.json.Decoder(list[EvidenceRef])
 _any_dec = msgspec.json.Decoder()
+_detail_dec = msgspec.json.Decoder(dict[str, Any])  # an alert's detail is an object
 
 
 def _row(alert: Alert) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def _alert(row: Any) -> Alert:
         status_ns=row.status_ns,
         capture_id=row.capture_id,
         evidence=decode_stored(_evidence_dec, row.evidence, "alerts", "evidence", row.alert_id),
-        detail=decode_stored(_any_dec, row.detail, "alerts", "detail", row.alert_id),
+        detail=decode_stored(_detail_dec, row.detail, "alerts", "detail", row.alert_id),
     )
 
 
