@@ -59,6 +59,17 @@ def one_damage_line(err: str) -> str:
     return lines[0]
 
 
+def pages_of(db: Path, name: str) -> tuple[list[int], int]:
+    """The pages of table or index `name` in the file itself (WAL checkpointed), and the page
+    size: where to overwrite bytes."""
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = [p for (p,) in con.execute("SELECT pageno FROM dbstat WHERE name = ?", (name,))]
+    size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    return pages, size
+
+
 def counts(url: str) -> dict[str, int]:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
@@ -118,11 +129,7 @@ def test_text_that_is_not_utf8_is_not_echoed(demo_pcap: Path, tmp_path: Path):
 def test_overwritten_pages_are_reported_by_sqlite(demo_pcap: Path, tmp_path: Path):
     db = tmp_path / "m.db"
     url = scanned(demo_pcap, f"sqlite:///{db}")
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
-    pages = [p for (p,) in con.execute("SELECT pageno FROM dbstat WHERE name = 'devices'")]
-    size = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
+    pages, size = pages_of(db, "devices")
     assert len(pages) > 1
     with db.open("r+b") as f:  # the devices table's pages after its root: zeroed
         for page in pages[1:]:
@@ -245,7 +252,6 @@ def test_a_constraint_failure_checks_that_tables_indexes(demo_pcap: Path, tmp_pa
     db = tmp_path / "m.db"
     url = scanned(demo_pcap, f"sqlite:///{db}")
     con = sqlite3.connect(db)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with pytest.raises(sqlite3.IntegrityError) as failed:
         con.execute("INSERT INTO detect_state SELECT * FROM detect_state LIMIT 1")
     assert _constraint_table(failed.value) == "detect_state"
@@ -253,9 +259,8 @@ def test_a_constraint_failure_checks_that_tables_indexes(demo_pcap: Path, tmp_pa
     (index,) = con.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'detect_state'"
     ).fetchone()
-    (page,) = con.execute("SELECT pageno FROM dbstat WHERE name = ?", (index,)).fetchone()
-    size = con.execute("PRAGMA page_size").fetchone()[0]
     con.close()
+    (page, *_), size = pages_of(db, index)
     with db.open("r+b") as f:  # a key in the index changed: the table's row no longer found
         f.seek((page - 1) * size)
         data = bytearray(f.read(size))

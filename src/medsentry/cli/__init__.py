@@ -35,20 +35,17 @@ class _Group(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            from medsentry.store.damage import damage_of
+            from medsentry.store.damage import damage_of, diagnose_opened
 
-            damage = damage_of(exc)  # a damaged database is the user's to repair, not a bug
+            debug = os.environ.get("MEDSENTRY_DEBUG", "") not in ("", "0")
+            # a damaged database is the user's to repair, not a bug: said by the database
+            # itself, or (looked for after anything else) a wrong kind of value stored
+            damage = damage_of(exc) or (None if debug else diagnose_opened(exc))
             if damage is not None:
                 echo(f"medsentry: error: {damage}", err=True)
                 sys.exit(damage.exit_code)
-            if os.environ.get("MEDSENTRY_DEBUG", "") not in ("", "0"):
+            if debug:
                 raise
-            from medsentry.store.damage import diagnose_opened
-
-            damage = diagnose_opened(exc)  # a wrong kind of value stored: the data, not the code
-            if damage is not None:
-                echo(f"medsentry: error: {damage}", err=True)
-                sys.exit(damage.exit_code)
             first = (str(exc).splitlines() or [""])[0][:200]
             echo(
                 f"medsentry: internal error: {type(exc).__name__}: {first}"

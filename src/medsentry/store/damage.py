@@ -144,24 +144,11 @@ _CLOSED = {
 }
 
 
-def _closed_sets() -> dict[str, list[tuple[str, str]]]:
+def _closed_values(table: str, column: str) -> tuple[str, ...]:
     import importlib
 
-    out: dict[str, list[tuple[str, str]]] = {}
-    for (table, column), (module, name) in _CLOSED.items():
-        values = getattr(importlib.import_module(module), name)
-        listed = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-        out.setdefault(table, []).append((column, f'"{column}" NOT IN ({listed})'))
-    return out
-
-
-def _closed_what(table: str, column: str) -> str | None:
-    import importlib
-
-    found = _CLOSED.get((table, column))
-    if found is None:
-        return None
-    return "one of " + ", ".join(getattr(importlib.import_module(found[0]), found[1]))
+    module, name = _CLOSED[(table, column)]
+    return tuple(getattr(importlib.import_module(module), name))
 
 
 def opened(url: str) -> None:
@@ -212,15 +199,22 @@ def _constraint_table(exc: BaseException) -> str | None:
     return None
 
 
-def _integrity(url: str, table: str) -> DamagedStoreError | None:
+def _read_only(url: str) -> sqlite3.Connection | None:
+    """The SQLite file behind `url`, opened read-only (never created); None when there is none."""
     from pathlib import Path
 
     from sqlalchemy.engine import make_url
 
     database = make_url(url).database
-    if not database or not Path(database).is_file():
+    if not database or database == ":memory:" or not Path(database).is_file():
         return None
-    conn = sqlite3.connect(f"{Path(database).resolve().as_uri()}?mode=ro", uri=True)
+    return sqlite3.connect(f"{Path(database).resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _integrity(url: str, table: str) -> DamagedStoreError | None:
+    conn = _read_only(url)
+    if conn is None:
+        return None
     try:
         rows = conn.execute(f'PRAGMA integrity_check("{table}")').fetchall()
     finally:
@@ -231,17 +225,20 @@ def _integrity(url: str, table: str) -> DamagedStoreError | None:
 
 
 def _diagnose(url: str) -> DamagedStoreError | None:
-    from pathlib import Path
-
-    from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary, String
-    from sqlalchemy.engine import make_url
+    from sqlalchemy import DateTime
 
     from medsentry.store.schema import metadata
 
-    database = make_url(url).database
-    if not database or database == ":memory:" or not Path(database).is_file():
+    conn = _read_only(url)
+    if conn is None:
         return None
-    conn = sqlite3.connect(f"{Path(database).resolve().as_uri()}?mode=ro", uri=True)
+    what: dict[tuple[str, str], str] = dict(_SEMANTIC_WHAT)  # (table, column) -> "is not ..."
+    extra: dict[str, list[tuple[str, str]]] = {t: list(c) for t, c in _SEMANTIC.items()}
+    for t, c in _CLOSED:
+        values = _closed_values(t, c)
+        listed = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+        extra.setdefault(t, []).append((c, f'"{c}" NOT IN ({listed})'))
+        what[(t, c)] = "one of " + ", ".join(values)
     try:
         present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         for table in metadata.sorted_tables:
@@ -249,19 +246,12 @@ def _diagnose(url: str) -> DamagedStoreError | None:
                 continue
             checks: list[tuple[str, str]] = []  # (column, SQL true when its value is wrong)
             for col in table.columns:
-                q = f'"{col.name}"'
-                if isinstance(col.type, Integer | Boolean):
-                    kinds = ["integer"]
-                elif isinstance(col.type, Float):
-                    kinds = ["real", "integer"]
-                elif isinstance(col.type, LargeBinary):
-                    kinds = ["blob"]
-                elif isinstance(col.type, String | DateTime):
-                    kinds = ["text"]
-                else:
+                storage = _storage(col)
+                if storage is None:
                     continue
-                if col.nullable:
-                    kinds.append("null")
+                kinds, described = storage
+                what.setdefault((table.name, col.name), described)
+                q = f'"{col.name}"'
                 wrong = f"typeof({q}) NOT IN ({', '.join(repr(k) for k in kinds)})"
                 if isinstance(col.type, DateTime):  # as SQLAlchemy writes it, and a real date
                     wrong += (
@@ -269,7 +259,7 @@ def _diagnose(url: str) -> DamagedStoreError | None:
                         f" AND julianday({q}) IS NOT NULL))"
                     )
                 checks.append((col.name, wrong))
-            checks += _SEMANTIC.get(table.name, []) + _closed_sets().get(table.name, [])
+            checks += extra.get(table.name, [])
             if not checks:
                 continue
             cases = " ".join(f"WHEN {w} THEN '{c}'" for c, w in checks)
@@ -278,32 +268,33 @@ def _diagnose(url: str) -> DamagedStoreError | None:
                 f'SELECT rowid, CASE {cases} END FROM "{table.name}" WHERE {where} LIMIT 1'
             ).fetchone()
             if row is not None:
-                what = (
-                    _SEMANTIC_WHAT.get((table.name, row[1]))
-                    or _closed_what(table.name, row[1])
-                    or _kind(table.columns[row[1]])
-                )
                 return damaged(
-                    f"{table.name}.{row[1]} of row {row[0]} holds a value that is not {what}"
+                    f"{table.name}.{row[1]} of row {row[0]} holds a value that is not"
+                    f" {what[(table.name, row[1])]}"
                 )
     finally:
         conn.close()
     return None
 
 
-def _kind(column: Any) -> str:
-    from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary
+def _storage(column: Any) -> tuple[list[str], str] | None:
+    """The SQLite storage classes (datatypes §2) a column's values may have, and what to call
+    them; None for a type not checked."""
+    from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary, String
 
     t = column.type
-    what = (
-        "a date and time"
-        if isinstance(t, DateTime)
-        else "an integer"
-        if isinstance(t, Integer | Boolean)
-        else "a number"
-        if isinstance(t, Float)
-        else "bytes"
-        if isinstance(t, LargeBinary)
-        else "text"
-    )
-    return what if column.nullable else f"{what} (it may not be NULL)"
+    if isinstance(t, Integer | Boolean):
+        kinds, what = ["integer"], "an integer"
+    elif isinstance(t, Float):
+        kinds, what = ["real", "integer"], "a number"
+    elif isinstance(t, LargeBinary):
+        kinds, what = ["blob"], "bytes"
+    elif isinstance(t, DateTime):
+        kinds, what = ["text"], "a date and time"
+    elif isinstance(t, String):
+        kinds, what = ["text"], "text"
+    else:
+        return None
+    if column.nullable:
+        return [*kinds, "null"], what
+    return kinds, f"{what} (it may not be NULL)"
