@@ -15,13 +15,9 @@ python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 # Byte-compile the package as a regular (non-editable) pip install does: with
 # PYTHONDONTWRITEBYTECODE set, an editable install would recompile every module on every run.
 python3 -m compileall -q src/medsentry >/dev/null
-# Compile the numba packet kernels once into their on-disk cache (__pycache__ beside each module),
-# as a first scan would: the demo, into a throw-away home and database (never the user's). Without
-# it the first `medsentry demo` after an install spends some 11 s compiling.
-warm="$(mktemp -d)"
-trap 'rm -rf "$warm"' EXIT
-warm_run() { MEDSENTRY_HOME="$warm" python3 -m medsentry "$@" --db "sqlite:///$warm/warm.db" -q >/dev/null; }
-warm_run demo --out "$warm"
-# and the pcapng reader's kernels (Wireshark's default format), on the same capture converted
-editcap -F pcapng "$warm/demo-hospital.pcap" "$warm/demo-hospital.pcapng"
-warm_run scan "$warm/demo-hospital.pcapng" --engines none
+# Compile the numba kernels once into their on-disk cache (__pycache__ beside each module), as a
+# user's first commands would: every compiled path (captures of each format, the flow models'
+# learning and scoring, a live capture when allowed) on inputs it makes itself, into a throw-away
+# home and database (never the user's). Without it the first `medsentry demo` spends some 11 s
+# compiling, and the first scan of a real capture some 4 s more (medsentry/warmup.py).
+python3 -m medsentry.warmup
