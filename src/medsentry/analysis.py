@@ -14,6 +14,11 @@ the capture's own transaction committed: the engine writes what it derived (devi
 findings, ...) to the store in its own transaction and returns a few counts for the summary.
 A live session calls `finish` at each commit interval and at the end.
 
+An engine may also have `close() -> list[str]`, called once when the command is done with it
+(`close_analyzers`), even after an error: it saves what it keeps between runs, releases outside
+resources (the detection engine drains its alert outputs) and returns warnings for the user
+(alerts an output could not deliver).
+
 Engines are registered below, one line each, in the order they run (later engines may read what
 earlier ones stored, e.g. detection reads the inventory). `load_analyzers()` builds them.
 """
@@ -66,6 +71,24 @@ def load_analyzers(store: Store, names: Sequence[str] | None = None) -> list[Ana
             module, _, attr = _ANALYZERS[name].partition(":")
             out.append(getattr(importlib.import_module(module), attr)(store))
     return out
+
+
+def close_analyzers(analyzers: Sequence[Analyzer]) -> list[str]:
+    """`close()` each engine that has one, every one even if another fails; their warnings.
+    The first engine's exception, if any, is raised after all were closed."""
+    warnings: list[str] = []
+    error: BaseException | None = None
+    for engine in analyzers:
+        close = getattr(engine, "close", None)
+        if close is None:
+            continue
+        try:
+            warnings += close() or []
+        except Exception as exc:  # the others still close; the first error is raised after
+            error = error or exc
+    if error is not None:
+        raise error
+    return warnings
 
 
 # One line per engine, in the order they run.

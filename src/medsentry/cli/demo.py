@@ -15,13 +15,14 @@ from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
 from medsentry.cli.scan import (
     ScanTally,
+    engines_closed,
     make_pipeline,
     make_progress,
     print_summary,
     scan_one,
     warning_text,
 )
-from medsentry.cli.terminal import console
+from medsentry.cli.terminal import console, warn_line
 from medsentry.errors import InputError
 from medsentry.events import DecodeWarning
 from medsentry.paths import data_dir
@@ -100,9 +101,10 @@ def demo_cmd(out_dir: str | None, db_url: str | None, seed: int, fmt: str, quiet
             bar.update(task, completed=done)
 
         def warn(w: DecodeWarning) -> None:
-            bar.console.print(f"medsentry: warning: {warning_text(w)}", markup=False)
+            warn_line(bar.console, warning_text(w))
 
-        scan_one(store, pipeline, path, tally, progress, warn, analyzers)  # as `scan` does
+        with engines_closed(analyzers, bar.console, tally):
+            scan_one(store, pipeline, path, tally, progress, warn, analyzers)  # as `scan` does
         capture_id = tally.captures[-1]["capture_id"]
         per_protocol = protocol_table(list_flows(store, FlowFilter(capture=capture_id)))
         database = store.url

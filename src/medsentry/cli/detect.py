@@ -54,6 +54,7 @@ def detect_cmd(
     """Replay capture files through the detection engine and list the alerts they raise."""
     from medsentry.cli.alerts import ALERT_COLUMNS, alert_record
     from medsentry.cli.scan import check_inputs, make_pipeline
+    from medsentry.cli.terminal import console, warn_line
     from medsentry.detect.engine import DetectionEngine
     from medsentry.detect.outputs import build_sinks
     from medsentry.detect.registry import default_detectors, detect_config, learning_ns
@@ -83,8 +84,9 @@ def detect_cmd(
                 for a in engine.process(batch_all):
                     touched[a.alert_id] = a
                 engine.commit()
-        finally:
-            engine.close()
+        finally:  # even after an error: the alerts already raised still go out, or are told
+            for line in engine.close():
+                warn_line(console(stderr=True), line)
 
     if ephemeral:
         run(None)

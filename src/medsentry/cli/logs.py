@@ -18,7 +18,7 @@ import click
 from medsentry.cli.detect import output_options
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION, emit
-from medsentry.cli.terminal import echo
+from medsentry.cli.terminal import console, echo, warn_line
 
 
 @click.group("logs")
@@ -84,8 +84,9 @@ def import_cmd(
                     touched[a.alert_id] = a
                 engine.commit()
                 summary.append((p, len(events), sum(1 for e in events if e.matches)))
-        finally:
-            engine.close()
+        finally:  # the alerts already raised still go out, or are told
+            for line in engine.close():
+                warn_line(console(stderr=True), line)
     for p, n, m in summary:
         echo(f"{p}: {n} messages, {m} matched a log pattern", err=True)
     rows = [alert_record(a) for a in touched.values()]
@@ -170,5 +171,6 @@ def listen_cmd(
         finally:
             receiver.close()
             engine.commit()
-            engine.close()
+            for line in engine.close():
+                warn_line(console(stderr=True), line)
     echo(f"medsentry: {received} messages received, {receiver.rejected} rejected", err=True)

@@ -26,6 +26,7 @@ from medsentry.cli.scan import (
     ENGINES_OPTION,
     FLOWS_ONLY_OPTION,
     ScanTally,
+    engines_closed,
     make_pipeline,
     parse_engines,
     print_summary,
@@ -106,6 +107,7 @@ def monitor_cmd(
         )
         try:
             with (
+                engines_closed(analyzers, err, tally),
                 CaptureWriter(store, info, commit_each_batch=True) as writer,
                 stop_on_signals(source),
                 status,

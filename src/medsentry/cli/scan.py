@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,10 +32,10 @@ from rich.progress import (
 from rich.table import Table
 
 from medsentry.actor import cli_actor
-from medsentry.analysis import Analyzer, analyzer_names, load_analyzers
+from medsentry.analysis import Analyzer, analyzer_names, close_analyzers, load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
-from medsentry.cli.terminal import console, data_console, echo
+from medsentry.cli.terminal import console, data_console, echo, warn_line
 from medsentry.errors import ConfigError, InputError
 from medsentry.events import DecodeWarning, Event, FlowRecord
 from medsentry.ledger import record
@@ -63,6 +63,7 @@ class ScanTally:
     first_ns: int | None = None
     last_ns: int | None = None
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)  # per analyzer: its counts
+    delivery: list[str] = field(default_factory=list)  # alert outputs that lost alerts
 
     def add_engine_counts(self, name: str, counts: dict[str, Any]) -> None:
         mine = self.engines.setdefault(name, {})
@@ -106,7 +107,21 @@ class ScanTally:
             "packets_per_s": round(self.packets / elapsed_s, 1) if elapsed_s > 0 else 0.0,
             "database": database,
             "engines": self.engines,
+            "alert_delivery_problems": self.delivery,
         }
+
+
+@contextlib.contextmanager
+def engines_closed(analyzers: list[Analyzer], out: Console, tally: ScanTally) -> Iterator[None]:
+    """Close the analysis engines when the block ends, even by an error (the alerts they
+    already raised still go out); what their alert outputs could not deliver is warned on
+    `out` and kept in the summary."""
+    try:
+        yield
+    finally:
+        for line in close_analyzers(analyzers):
+            warn_line(out, line)
+            tally.delivery.append(line)
 
 
 def warning_text(w: DecodeWarning) -> str:
@@ -406,37 +421,45 @@ def _scan(
     with open_store(db_url) as store, make_progress(quiet) as bar:
         pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=dissectors)
         analyzers = load_analyzers(store, parse_engines(engines))
-        sizes = [p.stat().st_size for p in paths]
-        task = bar.add_task("scanning", total=sum(sizes))
-        done_before = 0
-        for path, size in zip(paths, sizes, strict=True):
-            bar.update(task, description=path.name)
-            base = done_before
-
-            def progress(done: int, _total: int, base: int = base) -> None:
-                bar.update(task, completed=base + done)
-
-            def warn(w: DecodeWarning) -> None:
-                bar.console.print(
-                    f"medsentry: warning: {warning_text(w)}",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
-
-            try:
-                scan_one(store, pipeline, path, tally, progress, warn, analyzers)
-            except KeyboardInterrupt:
-                bar.stop()
-                n = len(tally.captures)
-                echo(
-                    f"medsentry: interrupted: {path} was not stored"
-                    f" ({n} capture{'' if n == 1 else 's'} before it are)",
-                    err=True,
-                )
-                raise
-            done_before += size
-            bar.update(task, completed=done_before)
+        with engines_closed(analyzers, bar.console, tally):
+            _scan_files(store, bar, pipeline, paths, tally, analyzers)
         database = store.url
     out = data_console()
     print_summary(tally.summary(time.perf_counter() - started, database), fmt, out)
+
+
+def _scan_files(
+    store: Store,
+    bar: Any,
+    pipeline: Pipeline,
+    paths: list[Path],
+    tally: ScanTally,
+    analyzers: list[Analyzer],
+) -> None:
+    """Each capture in turn into the store (one transaction each), with the progress bar."""
+    sizes = [p.stat().st_size for p in paths]
+    task = bar.add_task("scanning", total=sum(sizes))
+    done_before = 0
+    for path, size in zip(paths, sizes, strict=True):
+        bar.update(task, description=path.name)
+        base = done_before
+
+        def progress(done: int, _total: int, base: int = base) -> None:
+            bar.update(task, completed=base + done)
+
+        def warn(w: DecodeWarning) -> None:
+            warn_line(bar.console, warning_text(w))
+
+        try:
+            scan_one(store, pipeline, path, tally, progress, warn, analyzers)
+        except KeyboardInterrupt:
+            bar.stop()
+            n = len(tally.captures)
+            echo(
+                f"medsentry: interrupted: {path} was not stored"
+                f" ({n} capture{'' if n == 1 else 's'} before it are)",
+                err=True,
+            )
+            raise
+        done_before += size
+        bar.update(task, completed=done_before)

@@ -59,3 +59,8 @@ def data_console() -> Console:
 
 def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     click.echo(printable(text), err=err, nl=nl)
+
+
+def warn_line(out: Console, text: str) -> None:
+    """A warning on `out` (a stderr console): one line, never read as markup."""
+    out.print(f"medsentry: warning: {text}", markup=False, highlight=False, soft_wrap=True)

@@ -44,6 +44,7 @@ class DetectAnalyzer:
         self.session: set[str] = set()  # captures this run has seen (a live one, many times)
         self._refreshed = 0.0
         self._state_saved = 0.0
+        self._unsaved = False  # state learned in a `finish` that did not save it
 
     def feed(self, events: Sequence[Event]) -> None:
         self.buffer.extend(events)
@@ -78,12 +79,19 @@ class DetectAnalyzer:
         engine.commit(state=save_state)
         if save_state:
             self._state_saved = now
+        self._unsaved = not save_state  # `close` saves it (events of a failed run: never)
         return {"alerts": engine.raised - before, "open": len(engine.open)}
 
-    def close(self) -> None:
-        """Store the learned state now (end of a live session)."""
-        self.engine.commit()
-        self.engine.close()
+    def close(self) -> list[str]:
+        """The end of the run: the learned state stored (a live session saves it only every
+        STATE_SAVE_S otherwise), the alert outputs drained; what they could not deliver."""
+        try:
+            if self._unsaved and self.engine.store is not None:
+                self.engine.commit()
+                self._unsaved = False
+        finally:
+            problems = self.engine.close()
+        return problems
 
 
 def detect_analyzer(store: Store) -> DetectAnalyzer:

@@ -320,9 +320,13 @@ class DetectionEngine:
             if a.alert_id == alert_id:
                 del self.open[key]
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Drain and close the alert outputs; one line per output that lost alerts."""
+        from medsentry.detect.outputs import delivery_problems
+
         for sink in self.sinks:
             sink.close()
+        return delivery_problems(self.sinks)
 
 
 def _iso(ns: int) -> str:

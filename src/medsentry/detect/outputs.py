@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import queue
@@ -22,10 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -137,7 +139,10 @@ class JsonLinesSink:
     """One alert per line (msgspec JSON), appended and flushed."""
 
     def __init__(self, path: str | Path) -> None:
+        if not str(path).strip():
+            raise ConfigError("jsonl alert output: the file path is empty")
         self.path = Path(path)
+        self.where = f"jsonl {self.path}"
         try:
             self._fh = self.path.open("ab")
         except OSError as exc:
@@ -153,10 +158,26 @@ class JsonLinesSink:
 
 def parse_endpoint(url: str) -> tuple[str, str, int]:
     """ "udp://host:port" or "tcp://host:port" -> (transport, host, port)."""
-    u = urlsplit(url)
-    if u.scheme not in ("udp", "tcp") or not u.hostname or not u.port:
+    try:
+        u = urlsplit(url)
+        port = u.port  # ValueError: not a number, or out of 0-65535
+    except ValueError:
+        u, port = None, None
+    if u is None or u.scheme not in ("udp", "tcp") or not u.hostname or not port:
         raise ConfigError(f"{url!r}: expected udp://HOST:PORT or tcp://HOST:PORT")
-    return u.scheme, u.hostname, u.port
+    return u.scheme, u.hostname, port
+
+
+def _where(url: str) -> str:
+    """scheme://host[:port] of an output URL: what a message may show of it (a webhook's path
+    and query often hold its secret token, its user part a password)."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError:
+        return "(unparsable URL)"
+    host = f"[{u.hostname}]" if u.hostname and ":" in u.hostname else (u.hostname or "")
+    return f"{u.scheme}://{host}{f':{port}' if port else ''}"
 
 
 class SyslogSink:
@@ -166,6 +187,7 @@ class SyslogSink:
         if fmt not in ("rfc5424", "cef"):
             raise ConfigError(f"syslog output format {fmt!r}: expected rfc5424 or cef")
         self.transport, self.host, self.port = parse_endpoint(url)
+        self.where = f"{'cef' if fmt == 'cef' else 'syslog'} {_where(url)}"
         self.fmt = fmt
         self.hostname = hostname
         self.sent = 0
@@ -180,8 +202,9 @@ class SyslogSink:
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
-            if self.transport == "udp":
-                self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            if self.transport == "udp":  # the collector's address family (IPv4 or IPv6)
+                family, *_ = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
+                self._sock = socket.socket(family, socket.SOCK_DGRAM)
             else:
                 self._sock = socket.create_connection((self.host, self.port), timeout=5)
         return self._sock
@@ -214,11 +237,24 @@ class WebhookSink:
     """POST each alert as JSON to an HTTP(S) endpoint."""
 
     def __init__(self, url: str, timeout: float = 5.0, headers: dict[str, str] | None = None):
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError(f"{url!r}: a webhook must be an http:// or https:// URL")
+        try:
+            u = urlsplit(url)
+            ok = u.scheme in ("http", "https") and bool(u.hostname) and u.port != 0
+        except ValueError:  # a port that is not a number, a broken [IPv6] literal
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"webhook {_where(url)}: expected an http:// or https:// URL with a host"
+            )
+        auth: dict[str, str] = {}
+        if u.username is not None:  # user:password@ in the URL: HTTP Basic (RFC 7617 §2)
+            pair = f"{unquote(u.username)}:{unquote(u.password or '')}".encode()
+            auth["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+            url = urlunsplit(u._replace(netloc=u.netloc.rpartition("@")[2]))
         self.url = url
+        self.where = f"webhook {_where(url)}"
         self.timeout = timeout
-        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.headers = {"Content-Type": "application/json", **auth, **(headers or {})}
         self.sent = 0
         self.failed = 0
         self.last_error: str | None = None
@@ -246,6 +282,7 @@ class Background:
         self.sink = sink
         self.q: queue.Queue[Alert | None] = queue.Queue(maxsize)
         self.dropped = 0
+        self.undelivered = 0
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
@@ -262,13 +299,39 @@ class Background:
         except queue.Full:
             self.dropped += 1
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Deliver what is queued, for up to `timeout` seconds; what is left is undelivered."""
         self.q.put(None)
-        self._t.join(timeout=30)
+        self._t.join(timeout=timeout)
+        if self._t.is_alive():  # a slow or hung collector: the rest stays undelivered
+            self.undelivered = max(self.q.qsize() - 1, 0)
         self.sink.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sink, name)
+
+
+def delivery_problems(sinks: Sequence[Any]) -> list[str]:
+    """One line per output that did not deliver every alert it was given (after `close`):
+    how many failed, were dropped (queue full) or were still queued, and the last error."""
+    out = []
+    for sink in sinks:
+        failed = getattr(sink, "failed", 0)
+        dropped = getattr(sink, "dropped", 0)
+        undelivered = getattr(sink, "undelivered", 0)
+        lost = failed + dropped + undelivered
+        if not lost:
+            continue
+        given = getattr(sink, "sent", 0) + lost
+        why = [f"{n} {what}" for n, what in ((failed, "failed"), (dropped, "dropped: queue full"),
+               (undelivered, "still queued at exit")) if n]  # fmt: skip
+        last = getattr(sink, "last_error", None)
+        out.append(
+            f"alert output {getattr(sink, 'where', type(sink).__name__)}: {lost} of {given}"
+            f" alerts not delivered ({', '.join(why)})"
+            + (f"; last error: {one_line(last)[:200]}" if last else "")
+        )
+    return out
 
 
 def build_sinks(
