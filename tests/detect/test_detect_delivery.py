@@ -233,3 +233,19 @@ def test_a_live_sessions_learned_state_is_saved_when_it_ends(tmp_path: Path) -> 
     assert n >= 20, (out, err)
     # saved when the session ended: the state has seen the last query
     assert engine_state["now_ns"] >= last_ts
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["learning_period_s: true", "learning_period_s: -1", "learning_period_s: 1.5e3",
+     "outputs: [{syslog: x, webhook: y}]", "outputs: [[1]]", "alerts: []", "- 1"],
+)  # fmt: skip
+def test_a_bad_detect_yaml_is_one_clear_error(tmp_path: Path, demo_pcap: Path, text: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "detect.yaml").write_text(text + "\n")
+    proc = _scan(tmp_path, home, demo_pcap)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medsentry: error: "), proc.stderr
+    assert "detect.yaml" in lines[0]

@@ -57,7 +57,8 @@ def detect_config() -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
     lp = doc.get("learning_period_s")
-    if lp is not None and (not isinstance(lp, int) or lp < 0):
+    # YAML `true` is a bool, which Python counts as the int 1: not a learning period either
+    if lp is not None and (not isinstance(lp, int) or isinstance(lp, bool) or lp < 0):
         raise ConfigError(f"{path}: learning_period_s must be a non-negative integer")
     return doc
 
