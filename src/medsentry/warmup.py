@@ -202,7 +202,7 @@ def _live() -> str | None:
     try:
         src = LiveSource("lo", block_size=1 << 16, block_count=4, block_timeout_ms=10,
                          duration=5.0, max_packets=4)  # fmt: skip
-    except CaptureError as exc:
+    except (CaptureError, OSError) as exc:  # no CAP_NET_RAW, no packet ring (a container)
         return str(exc)
     with src, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         stop = threading.Event()
