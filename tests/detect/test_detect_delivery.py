@@ -249,3 +249,26 @@ def test_a_bad_detect_yaml_is_one_clear_error(tmp_path: Path, demo_pcap: Path, t
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medsentry: error: "), proc.stderr
     assert "detect.yaml" in lines[0]
+
+
+def test_a_hung_collector_delays_the_end_by_the_timeout_and_its_alerts_are_counted() -> None:
+    from test_detect_outputs import _spoof_alerts
+
+    from medsentry.detect.outputs import Background, WebhookSink, delivery_problems
+
+    alerts = _spoof_alerts([])
+    with webhook(delay=3.0) as (port, seen):
+        out = Background(WebhookSink(f"http://127.0.0.1:{port}/x", timeout=10))
+        for a in alerts:
+            out.send(a)
+        t0 = time.monotonic()
+        out.close(timeout=1.0)
+        waited = time.monotonic() - t0
+        (line,) = delivery_problems([out])
+    assert 0.9 < waited < 2.5
+    n = len(alerts)
+    assert line == (
+        f"alert output webhook http://127.0.0.1:{port}: {n} of {n} alerts not delivered"
+        f" ({n} still queued at exit)"
+    )
+    assert len(seen) <= 1

@@ -282,6 +282,7 @@ class Background:
         self.sink = sink
         self.q: queue.Queue[Alert | None] = queue.Queue(maxsize)
         self.dropped = 0
+        self.given = 0  # alerts queued (dropped ones not counted)
         self.undelivered = 0
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -296,15 +297,19 @@ class Background:
     def send(self, alert: Alert) -> None:
         try:
             self.q.put_nowait(msgspec.structs.replace(alert))
+            self.given += 1
         except queue.Full:
             self.dropped += 1
 
     def close(self, timeout: float = 30.0) -> None:
-        """Deliver what is queued, for up to `timeout` seconds; what is left is undelivered."""
-        self.q.put(None)
-        self._t.join(timeout=timeout)
+        """Deliver what is queued, for up to `timeout` seconds; what is left is undelivered
+        (the alert in flight included: its outcome comes too late to be told)."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(queue.Full):  # a full queue behind a hung collector
+            self.q.put(None, timeout=timeout)
+        self._t.join(timeout=max(deadline - time.monotonic(), 0.0))
         if self._t.is_alive():  # a slow or hung collector: the rest stays undelivered
-            self.undelivered = max(self.q.qsize() - 1, 0)
+            self.undelivered = max(self.given - self.sink.sent - self.sink.failed, 0)
         self.sink.close()
 
     def __getattr__(self, name: str) -> Any:
