@@ -20,6 +20,7 @@ writes stays under `work` (its own home, database and ledger), never the user's.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import struct
@@ -29,7 +30,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-_LINKTYPE_ETHERNET = 1
+from medsentry.capture.writer import LINKTYPE_ETHERNET, PcapWriter
+
 _LINKTYPE_PKTAP = 258  # Apple PKTAP (tcpdump print-pktap.c)
 _PCAPDROID_MAGIC = 0x01072021
 _BTSNOOP_EPOCH_DELTA_US = 0x00DCDDB30F2F8000  # btsnoop counts from year 0 (capture/btsnoop.py)
@@ -50,11 +52,12 @@ def _pcap_frames(path: Path) -> list[tuple[int, bytes]]:
 
 
 def _pcap(linktype: int, records: list[tuple[int, bytes]]) -> bytes:
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
-    for ts, frame in records:
-        out.append(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(frame), len(frame)))
-        out.append(frame)
-    return b"".join(out)
+    """A classic pcap of (microseconds, frame) records, by the project's own writer."""
+    out = io.BytesIO()
+    w = PcapWriter(out, linktype=linktype)
+    for ts_us, frame in records:
+        w.write(frame, ts_us * 1000)
+    return out.getvalue()
 
 
 def _block(btype: int, body: bytes) -> bytes:
@@ -83,7 +86,7 @@ def _idb(linktype: int) -> bytes:
 
 
 def _pcapng(frames: list[tuple[int, bytes]]) -> bytes:
-    return _shb() + _idb(_LINKTYPE_ETHERNET) + b"".join(_epb(ts, f) for ts, f in frames)
+    return _shb() + _idb(LINKTYPE_ETHERNET) + b"".join(_epb(ts, f) for ts, f in frames)
 
 
 def _apple_pcapng(frames: list[tuple[int, bytes]]) -> bytes:
@@ -92,13 +95,13 @@ def _apple_pcapng(frames: list[tuple[int, bytes]]) -> bytes:
     pib = _block(0x80000001, struct.pack("<I", 4242) + _opt(2, b"CompanionApp") + _opt(0, b""))
     pib_index = _opt(0x8001, struct.pack("<I", 0)) + _opt(2, struct.pack("<I", 2))
     packets = b"".join(_epb(t, f, pib_index) for t, f in frames)
-    return _shb() + _idb(_LINKTYPE_ETHERNET) + pib + packets
+    return _shb() + _idb(LINKTYPE_ETHERNET) + pib + packets
 
 
 def _pktap(frames: list[tuple[int, bytes]]) -> bytes:
     """LINKTYPE_PKTAP: Apple's 108-octet header (pid and command name) before each frame."""
     head = struct.pack(
-        "<III24sIIIII20sIHHI20s", 108, 1, _LINKTYPE_ETHERNET, b"en0", 0, 2, 14, 0, 4242,
+        "<III24sIIIII20sIHHI20s", 108, 1, LINKTYPE_ETHERNET, b"en0", 0, 2, 14, 0, 4242,
         b"CompanionApp", 0, 6, 0, 4242, b"CompanionApp",
     )  # fmt: skip
     return _pcap(_LINKTYPE_PKTAP, [(ts, head + f) for ts, f in frames])
@@ -110,7 +113,7 @@ def _pcapdroid(frames: list[tuple[int, bytes]]) -> bytes:
     for ts, f in frames:
         trailer = struct.pack(">Ii", _PCAPDROID_MAGIC, 10123) + b"org.example.app".ljust(20, b"\0")
         out.append((ts, b"\0" * 12 + f[12:] + trailer + b"\0\0\0\0"))
-    return _pcap(_LINKTYPE_ETHERNET, out)
+    return _pcap(LINKTYPE_ETHERNET, out)
 
 
 # --- BLE HCI logs ---------------------------------------------------------------------------------
