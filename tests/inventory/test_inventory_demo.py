@@ -164,7 +164,7 @@ def test_cmms_import_reconcile_export(demo_db, tmp_path: Path) -> None:
     out = tmp_path / "export.csv"
     cli("inventory", "export", "--db", url, "--format", "csv", "-o", str(out))
     rows = list(csv.DictReader(out.open()))
-    status = {r["asset_tag"] or r["device_id"]: r["status"] for r in rows}
+    status = {r["asset_tag"] or r["medsentry_device_id"]: r["medsentry_status"] for r in rows}
     assert status["BME-0001"] == "matched" and status["BME-0003"] == "never-seen"
     assert status["mac:00:12:21:20:01:51"] == "observed-only"
     js = json.loads(cli("inventory", "export", "--db", url, "--format", "json").output)
@@ -177,9 +177,9 @@ def test_cmms_import_reconcile_export(demo_db, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("Asset Tag,MAC Address\nA1,not-a-mac\n", "row 2: field mac"),
-        ("Asset Tag,IP Address\nA1,10.0.0.300\n", "row 2: field ip"),
-        ("Asset Tag,Model\nA1,x\nA1,y\n", "row 3: field asset_tag"),
+        ("Asset Tag,MAC Address\nA1,not-a-mac\n", "line 2: field mac"),
+        ("Asset Tag,IP Address\nA1,10.0.0.300\n", "line 2: field ip"),
+        ("Asset Tag,Model\nA1,x\nA1,y\n", "line 3: field asset_tag"),
         ('[{"asset_tag": "A1"}, 7]', "record 2: not an object"),
         ("[{", "not valid JSON"),
     ],

@@ -50,7 +50,7 @@ def alert_record(a) -> dict:  # type: ignore[no-untyped-def]
     help="Lifecycle status ('open' = new or acknowledged).",
 )
 @click.option("--since", metavar="TIME", help="Seen at/after this ISO time (UTC).")
-@click.option("--limit", type=int, metavar="N", help="At most N alerts.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N alerts.")
 @FORMAT_OPTION
 @click.pass_context
 def alerts_cmd(

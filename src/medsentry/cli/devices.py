@@ -29,7 +29,7 @@ from medsentry.inventory.query import LIST_COLUMNS, SORT_KEYS, filter_devices, s
     metavar="FIELD",
     help=f"One of {', '.join(SORT_KEYS)}; prefix '-' for descending.",
 )
-@click.option("--limit", type=int, metavar="N", help="At most N devices.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N devices.")
 @FORMAT_OPTION
 def devices_cmd(
     db_url: str | None,

@@ -43,7 +43,7 @@ DB_OPTION = click.option(
     metavar="FIELD",
     help=f"One of {', '.join(SORT_KEYS)}; prefix '-' for descending (e.g. -bytes).",
 )
-@click.option("--limit", type=int, metavar="N", help="At most N flows.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N flows.")
 @FORMAT_OPTION
 def flows_cmd(
     db_url: str | None,

@@ -25,6 +25,9 @@ def inventory_grp() -> None:
     """The device inventory: CMMS import/export, reconciliation, fingerprints, changes."""
 
 
+TABLE_ROWS = 50  # per section in a terminal; --format json lists every one
+
+
 def _print_report(report: dict, fmt: str) -> None:
     if fmt == "json":
         emit([report], [], "json")
@@ -33,28 +36,31 @@ def _print_report(report: dict, fmt: str) -> None:
         f"{len(report['never_seen'])} listed assets never seen, "
         f"{len(report['unlisted'])} devices not on the list, "
         f"{len(report['mismatches'])} field mismatches"
+        + (f", {len(report['shared'])} devices matched by several assets" * bool(report["shared"]))
     )
-    if report["mismatches"]:
-        emit(
-            report["mismatches"],
-            ["asset_tag", "device_id", "field", "listed", "observed"],
-            "table",
-            title="list and network disagree",
-        )
-    if report["never_seen"]:
-        emit(
-            report["never_seen"],
-            ["asset_tag", "mac", "ip", "hostname", "vendor", "model", "location"],
-            "table",
-            title="on the list, never seen",
-        )
-    if report["unlisted"]:
-        emit(
-            report["unlisted"],
-            ["device_id", "ip", "category", "vendor", "medical"],
-            "table",
-            title="seen on the network, not on the list",
-        )
+    sections = [
+        ("shared", ["device_id", "asset_tags"], "several assets match one device"),
+        ("mismatches", ["asset_tag", "device_id", "field", "listed", "observed"],
+         "list and network disagree"),
+        ("never_seen", ["asset_tag", "mac", "ip", "hostname", "vendor", "model", "location"],
+         "on the list, never seen"),
+        ("unlisted", ["device_id", "ip", "category", "vendor", "medical"],
+         "seen on the network, not on the list"),
+    ]  # fmt: skip
+    for key, columns, title in sections:
+        rows = report[key]
+        if not rows:
+            continue
+        shown = [
+            r | {"asset_tags": ", ".join(r["asset_tags"])} if "asset_tags" in r else r
+            for r in rows[:TABLE_ROWS]
+        ]
+        emit(shown, columns, "table", title=title)
+        if len(rows) > TABLE_ROWS:
+            click.echo(
+                f"... and {len(rows) - TABLE_ROWS} more"
+                " (`medsentry inventory reconcile --format json` lists them all)"
+            )
 
 
 @inventory_grp.command("import")
@@ -64,6 +70,7 @@ def _print_report(report: dict, fmt: str) -> None:
 def import_cmd(db_url: str | None, file: Path, fmt: str) -> None:
     """Import a CMMS asset list (CSV or JSON: asset tag, location, owner, serial number,
     department, vendor, model, MAC, IP, ...) and report where it disagrees with the network."""
+    from medsentry.cli.terminal import console, printable, warn_line
     from medsentry.inventory.cmms import import_assets
     from medsentry.ledger import record
     from medsentry.store import open_store
@@ -82,9 +89,12 @@ def import_cmd(db_url: str | None, file: Path, fmt: str) -> None:
         },
         actor="cli",
     )
+    err = console(stderr=True)
+    for w in report["warnings"]:
+        warn_line(err, w)
     if fmt != "json":
         click.echo(
-            f"imported {report['imported']} assets from {file}"
+            f"imported {report['imported']} assets from {printable(str(file))}"
             + (
                 f" ({report['skipped']} rows without an asset tag skipped)"
                 if report["skipped"]
@@ -181,7 +191,7 @@ def fingerprints_cmd(fp_dirs: tuple[Path, ...], fmt: str) -> None:
 @inventory_grp.command("changes")
 @DB_OPTION
 @click.option("--device", "device_key", metavar="ID", help="Only this device.")
-@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @FORMAT_OPTION
 def changes_cmd(db_url: str | None, device_key: str | None, limit: int, fmt: str) -> None:
     """Inventory changes over time: new devices, identity, software, roles, addresses."""

@@ -28,7 +28,9 @@ FACTOR_COLUMNS = ["group", "name", "value", "points", "source"]
 @click.command("risk")
 @DB_OPTION
 @click.argument("device", required=False)
-@click.option("--limit", type=int, metavar="N", help="Only the N riskiest devices.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Only the N riskiest devices."
+)
 @click.option(
     "--brief", is_flag=True, help="Ranking only, without each device's breakdown (table output)."
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,6 +90,8 @@ def filter_devices(
         if not cat_keys:
             raise InputError(f"--category: {category!r} is not a taxonomy category")
         cat_keys |= {k for k in tax.categories for p in list(cat_keys) if k.startswith(p + ".")}
+    # a vendor matches from the start of a word: "ge" finds GE HealthCare, not Dräger
+    want_vendor = re.compile(r"(?<!\w)" + re.escape((vendor or "").strip()), re.IGNORECASE)
     desc = sort.startswith("-")
     key = sort.lstrip("-")
     if key not in SORT_KEYS:
@@ -99,9 +102,7 @@ def filter_devices(
             continue
         if vendor:
             v = _val(d, "vendor")
-            if v is None or (
-                vendor.casefold() not in v.casefold() and vendor_key(vendor) != vendor_key(v)
-            ):
+            if v is None or (not want_vendor.search(v) and vendor_key(vendor) != vendor_key(v)):
                 continue
         if crit and d.criticality not in crit:
             continue

@@ -6,6 +6,7 @@ query the inventory's tables themselves.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -13,8 +14,9 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
+from medsentry.errors import InputError
 from medsentry.inventory.model import Device
 from medsentry.inventory.tables import device_addresses, device_changes, devices
 from medsentry.store.damage import decode_stored
@@ -52,43 +54,80 @@ def load_device(store: Store, device_id: str) -> Device | None:
 
 
 def find_device(store: Store, key: str) -> Device | None:
-    """A device by id, bare MAC or BLE address (an identity, or a private address resolved to
-    it), current IP, or hostname (case-insensitive), else None."""
+    """A device by id, MAC or BLE address in any common spelling (an identity, or a private
+    address resolved to it), IP (its most recent holder), or host name (any case), else None.
+    A host name two devices go by is an InputError naming both: never one of them silently."""
     key = key.strip()
     found = load_device(store, key)
     if found is not None:
         return found
     low = key.lower()
+    mac = _any_mac(low.removeprefix("mac:").removeprefix("ble:"))
+    try:
+        ip = str(ipaddress.ip_address(key))  # "2001:DB8::05" -> "2001:db8::5"
+    except ValueError:
+        ip = None
     with store.engine.connect() as conn:
-        for cond in (
-            devices.c.mac == low,
-            devices.c.device_id == f"ble:{low}",
-            devices.c.ip == key,
-            devices.c.hostname == key,
-        ):
+        conds = []
+        if mac is not None:
+            conds += [
+                devices.c.device_id == f"mac:{mac}",
+                devices.c.mac == mac,
+                devices.c.device_id == f"ble:{mac}",
+            ]
+        if ip is not None:
+            conds.append(devices.c.ip == ip)
+        for cond in conds:
             row = conn.execute(
                 select(devices.c.device_id, devices.c.record).where(cond).limit(1)
             ).first()
             if row is not None:
                 return _record(row.record, row.device_id)
-        ip_owner = conn.execute(
-            select(device_addresses.c.device_id)
-            .where(device_addresses.c.ip == key)
-            .order_by(device_addresses.c.last_ns.desc())
-            .limit(1)
-        ).scalar()
-        if ip_owner is None and _BLE_ADDRESS.match(low):  # a private address it resolved to
+        named = conn.execute(  # a host name (or a name that merely looks like an address)
+            select(devices.c.device_id, devices.c.record)
+            .where(func.lower(devices.c.hostname) == low)
+            .order_by(devices.c.device_id)
+        ).all()
+        if len(named) > 1:
+            ids = ", ".join(r.device_id for r in named[:5])
+            raise InputError(
+                f"{len(named)} devices go by the host name {key!r} ({ids}): name one by its id"
+            )
+        if named:
+            return _record(named[0].record, named[0].device_id)
+        ip_owner = (
+            conn.execute(
+                select(device_addresses.c.device_id)
+                .where(device_addresses.c.ip == ip)
+                .order_by(device_addresses.c.last_ns.desc())
+                .limit(1)
+            ).scalar()
+            if ip is not None
+            else None
+        )
+        if ip_owner is None and mac is not None:  # a private address it resolved to
             q = select(devices.c.device_id, devices.c.record).where(
-                devices.c.device_id.like("ble:%"), devices.c.record.like(f'%"{low}"%')
+                devices.c.device_id.like("ble:%"), devices.c.record.like(f'%"{mac}"%')
             )
             for did, rec in conn.execute(q):
                 dev = _record(rec, did)
-                if low in dev.private_addresses:
+                if mac in dev.private_addresses:
                     return dev
     return load_device(store, ip_owner) if ip_owner else None
 
 
-_BLE_ADDRESS = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+def _any_mac(text: str) -> str | None:
+    """A MAC as aa:bb:cc:dd:ee:ff from colon, hyphen, Cisco dotted or bare hex spellings."""
+    if not _ANY_MAC.match(text):
+        return None
+    hexes = re.sub(r"[^0-9a-f]", "", text)
+    return ":".join(hexes[i : i + 2] for i in range(0, 12, 2))
+
+
+_ANY_MAC = re.compile(
+    r"^(?:[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"
+    r"|[0-9a-f]{12})$"
+)
 
 
 def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
