@@ -312,14 +312,18 @@ def read_assets(path: Path) -> AssetList:
     skipped = 0
     phi: set[str] = set()
     doubled: dict[tuple[str, str], str] = {}  # (field, later column) -> the column used
+    names: dict[str, tuple[str, str, bool]] = {}  # column -> (normalized, field, patient's)
     for where, cells in table:
         rec: dict[str, Any] = {}
         used: dict[str, str] = {}  # field -> the column that gave it
         extra: dict[str, str] = {}
         for name, val in cells:
-            norm = _normalized(name)
-            col = _ALIASES.get(norm, norm)
-            if _phi_column(norm):
+            known = names.get(name)
+            if known is None:
+                norm = _normalized(name)
+                known = names[name] = (norm, _ALIASES.get(norm, norm), _phi_column(norm))
+            norm, col, patients = known
+            if patients:
                 phi.add(name.strip())
                 continue
             if col in FIELDS and col not in used:
