@@ -115,7 +115,7 @@ def test_empty_database_lists_nothing(tmp_path) -> None:
         (["--since", "yesterday"], "--since 'yesterday' is not an ISO 8601 time"),
         (["--since", "2024-02-01", "--until", "2024-01-01"], "is after --until"),
         (["--sort", "colour"], "--sort 'colour' is not one of"),
-        (["--limit", "-1"], "--limit -1 is negative"),
+        (["--limit", "-1"], "Invalid value for '--limit': -1 rows: give at least 1"),
         (["--db", "postgresql+psycopg://postgres@127.0.0.1:1/x"], "cannot open database"),
         (["--db", "sqlite:////nonexistent-dir/x.db"], "/nonexistent-dir does not exist"),
         (["--db", "mongodb://x"], "unsupported database URL"),

@@ -159,11 +159,14 @@ def test_failed_bulk_load_restores_indexes_and_stores_nothing(tmp_path, make_flo
 def test_new_sqlite_file_gets_the_larger_page_size(tmp_path) -> None:
     new = tmp_path / "new.db"
     open_store(f"sqlite:///{new}").close()
-    old = tmp_path / "old.db"
-    con = sqlite3.connect(old)  # a file made with SQLite's default page size keeps it
-    con.execute("CREATE TABLE t (x)")
-    con.commit()
-    con.close()
+    old = tmp_path / "old.db"  # a medsentry file made with SQLite's default page size keeps it
+    engine = create_engine(f"sqlite:///{old}")  # no medsentry pragmas: SQLite's defaults
+    with engine.connect() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "sbom_1")
+        conn.commit()
+    engine.dispose()
     open_store(f"sqlite:///{old}").close()
     sizes = {}
     for p in (new, old):

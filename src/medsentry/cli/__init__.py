@@ -6,6 +6,7 @@ the user's to fix (`MedsentryError`) print as one line on stderr with exit code 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -25,6 +26,7 @@ class _Group(click.Group):
         from medsentry.store.damage import forget_opened
 
         forget_opened()
+        _tolerant_streams()
         try:
             return super().invoke(ctx)
         except MedsentryError as exc:
@@ -32,6 +34,12 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except (BrokenPipeError, KeyboardInterrupt):
             sys.exit(130)
+        except click.exceptions.UsageError as exc:
+            # a wrong option value or a missing argument: one line, like every other error
+            where = exc.ctx.command_path if exc.ctx is not None else "medsentry"
+            said = exc.format_message().rstrip(".")
+            echo(f"medsentry: error: {said} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
@@ -46,6 +54,12 @@ class _Group(click.Group):
                 sys.exit(damage.exit_code)
             if debug:
                 raise
+            from medsentry.store.environment import environment_of
+
+            failure = environment_of(exc)  # a full disk, a read-only or locked database
+            if failure is not None:
+                echo(f"medsentry: error: {failure}", err=True)
+                sys.exit(failure.exit_code)
             first = (str(exc).splitlines() or [""])[0][:200]
             echo(
                 f"medsentry: internal error: {type(exc).__name__}: {first}"
@@ -53,6 +67,17 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(1)
+
+
+def _tolerant_streams() -> None:
+    """A terminal or pipe that cannot show a character (PYTHONIOENCODING=ascii, a POSIX locale
+    without UTF-8) gets it as an escape ("Dr\\xe4ger"), not an internal error after the work is
+    done and stored."""
+    for stream in (sys.stdout, sys.stderr):
+        # "strict", or "surrogateescape" (stdout in a POSIX locale with PYTHONUTF8=0)
+        if getattr(stream, "errors", "replace") in ("strict", "surrogateescape"):
+            with contextlib.suppress(AttributeError, ValueError, OSError):  # left as it is
+                stream.reconfigure(errors="backslashreplace")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from medsentry.cli.flows import DB_OPTION
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.errors import InputError
 
 ALERT_COLUMNS = (
@@ -50,7 +50,7 @@ def alert_record(a) -> dict:  # type: ignore[no-untyped-def]
     help="Lifecycle status ('open' = new or acknowledged).",
 )
 @click.option("--since", metavar="TIME", help="Seen at/after this ISO time (UTC).")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N alerts.")
+@click.option("--limit", type=LIMIT, metavar="N", help="At most N alerts.")
 @FORMAT_OPTION
 @click.pass_context
 def alerts_cmd(

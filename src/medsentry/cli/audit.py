@@ -11,7 +11,7 @@ import click
 import msgspec
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.cli.terminal import console, echo
 from medsentry.errors import InputError
 from medsentry.ledger import Ledger, verify_ledger
@@ -250,7 +250,7 @@ def vkey_cmd() -> None:
 
 @audit.command("log")
 @click.option("--kind", help="Only entries of this kind, or of this area (e.g. 'alert').")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True)
 @FORMAT_OPTION
 def log_cmd(kind: str | None, limit: int, fmt: str) -> None:
     """The most recent ledger entries, newest last."""

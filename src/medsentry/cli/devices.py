@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from medsentry.cli.flows import DB_OPTION
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.inventory.model import CRITICALITIES
 from medsentry.inventory.query import LIST_COLUMNS, SORT_KEYS, filter_devices, summary
 
@@ -29,7 +29,7 @@ from medsentry.inventory.query import LIST_COLUMNS, SORT_KEYS, filter_devices, s
     metavar="FIELD",
     help=f"One of {', '.join(SORT_KEYS)}; prefix '-' for descending.",
 )
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N devices.")
+@click.option("--limit", type=LIMIT, metavar="N", help="At most N devices.")
 @FORMAT_OPTION
 def devices_cmd(
     db_url: str | None,

@@ -8,7 +8,7 @@ import click
 import msgspec
 
 from medsentry.cli.flows import DB_OPTION
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.cli.terminal import echo
 from medsentry.controls.knowledge import SEVERITIES, knowledge
 from medsentry.controls.model import Finding
@@ -58,7 +58,7 @@ def findings_cmd() -> None:
     "--severity", type=click.Choice(SEVERITIES), help="At least this severity (e.g. high)."
 )
 @click.option("--device", metavar="ID", help="Device id, e.g. ip:10.0.0.5 or mac:...")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N findings.")
+@click.option("--limit", type=LIMIT, help="At most N findings.")
 @FORMAT_OPTION
 def list_cmd(
     db_url: str | None,

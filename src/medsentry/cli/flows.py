@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.store import FLOW_TABLE_COLUMNS, SORT_KEYS, FlowFilter, list_flows, open_store
 from medsentry.store.queries import APP_COLUMN
 
@@ -43,7 +43,7 @@ DB_OPTION = click.option(
     metavar="FIELD",
     help=f"One of {', '.join(SORT_KEYS)}; prefix '-' for descending (e.g. -bytes).",
 )
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N flows.")
+@click.option("--limit", type=LIMIT, metavar="N", help="At most N flows.")
 @FORMAT_OPTION
 def flows_cmd(
     db_url: str | None,

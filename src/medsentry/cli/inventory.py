@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from medsentry.cli.flows import DB_OPTION
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
+from medsentry.errors import InputError
 
 FINGERPRINTS_OPTION = click.option(
     "--fingerprints",
@@ -141,8 +142,11 @@ def export_cmd(db_url: str | None, fmt: str, output: Path | None) -> None:
         text = write_export(export_rows(store), fmt)
     if output is None:
         click.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 @inventory_grp.command("reidentify")
@@ -191,7 +195,7 @@ def fingerprints_cmd(fp_dirs: tuple[Path, ...], fmt: str) -> None:
 @inventory_grp.command("changes")
 @DB_OPTION
 @click.option("--device", "device_key", metavar="ID", help="Only this device.")
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--limit", type=LIMIT, default=1000, show_default=True)
 @FORMAT_OPTION
 def changes_cmd(db_url: str | None, device_key: str | None, limit: int, fmt: str) -> None:
     """Inventory changes over time: new devices, identity, software, roles, addresses."""

@@ -94,12 +94,19 @@ def import_cmd(
 
 
 @logs_cmd.command("listen")
-@click.option("--port", type=int, default=514, show_default=True, help="UDP and TCP port.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=514, show_default=True, help="UDP and TCP port"
+)
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--udp/--no-udp", default=True, show_default=True)
 @click.option("--tcp/--no-tcp", default=True, show_default=True)
-@click.option("--duration", type=float, metavar="SECONDS", help="Stop after this long.")
-@click.option("--count", type=int, metavar="N", help="Stop after N messages.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after this long.",
+)
+@click.option("--count", type=click.IntRange(1), metavar="N", help="Stop after N messages.")
 @click.option(
     "--interval", type=float, default=1.0, show_default=True, help="Seconds between store commits."
 )

@@ -11,6 +11,25 @@ from rich.table import Table
 
 from medsentry.cli.terminal import data_console, printable
 
+
+class _Limit(click.ParamType):
+    """--limit of every listing: a whole number of rows, at least one; at most what a 64-bit
+    SQL LIMIT takes."""
+
+    name = "N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number of rows", param, ctx)
+        if not 1 <= n < 2**63:
+            self.fail(f"{n} rows: give at least 1 (and fewer than 2^63)", param, ctx)
+        return n
+
+
+LIMIT = _Limit()
+
 FORMAT_OPTION = click.option(
     "--format",
     "fmt",

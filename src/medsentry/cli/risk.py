@@ -6,7 +6,7 @@ import click
 import msgspec
 
 from medsentry.cli.flows import DB_OPTION
-from medsentry.cli.output import FORMAT_OPTION, emit
+from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.cli.terminal import echo
 from medsentry.errors import InputError
 from medsentry.store import open_store
@@ -28,9 +28,7 @@ FACTOR_COLUMNS = ["group", "name", "value", "points", "source"]
 @click.command("risk")
 @DB_OPTION
 @click.argument("device", required=False)
-@click.option(
-    "--limit", type=click.IntRange(min=1), metavar="N", help="Only the N riskiest devices."
-)
+@click.option("--limit", type=LIMIT, metavar="N", help="Only the N riskiest devices.")
 @click.option(
     "--brief", is_flag=True, help="Ranking only, without each device's breakdown (table output)."
 )

@@ -262,8 +262,11 @@ def set_status(store: Store, alert_id: str, status: str, by: str, reason: str) -
                     alert_id=alert.alert_id, action=status, actor=by, reason=reason, at_ns=now
                 )
             )
-    except Exception as exc:  # a database error is one line, not a traceback
-        raise StoreError(f"alert {alert.alert_id}: could not update: {exc}") from exc
+    except Exception as exc:  # a database error is one line, not a traceback or its SQL
+        from medsentry.store.environment import environment_of
+
+        why = environment_of(exc) or (str(getattr(exc, "orig", exc)).splitlines() or [""])[0]
+        raise StoreError(f"alert {alert.alert_id}: could not update: {why}") from exc
     from medsentry.ledger import record
 
     record(

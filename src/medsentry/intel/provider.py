@@ -83,7 +83,10 @@ class _Fetcher:
     def get(
         self, url: str, headers: dict[str, str] | None = None, *, optional: bool = False
     ) -> tuple[int, bytes, dict[str, str]]:
-        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+        try:
+            req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+        except ValueError:  # "unknown url type": no scheme, or one urllib cannot open
+            raise InputError("not a URL (expected https://...)", url) from None
         try:
             with self.opener.open(req, timeout=TIMEOUT_S) as resp:
                 return resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}

@@ -86,7 +86,7 @@ class InventoryEngine:
             self.gateways.update(gateways)
             if not fresh:
                 return {"devices": 0, "new": 0, "changes": 0}
-            with store.engine.begin() as conn:
+            with store.writing() as conn:  # two scans of one capture: the second waits
                 devices, changes, removed = fold_and_identify(
                     conn, fresh, self.library, self.tax, capture_id
                 )

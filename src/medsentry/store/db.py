@@ -14,16 +14,18 @@ pages).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -91,14 +93,23 @@ def _set_pragmas(cur) -> None:
     # Takes effect only while the file is new (before the switch to WAL; a no-op afterwards):
     # event rows (msgspec JSON, often near 1 KiB) then fit in a page instead of spilling into
     # overflow pages, and a capture's bulk write touches fewer, fuller pages.
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
-    cur.execute("PRAGMA journal_mode=WAL")
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and _ours_or_empty(cur):
+        # the switch is written into the file's header: never into somebody else's database
+        # (`migrate` then refuses it, and the file is left byte for byte as it was)
+        cur.execute("PRAGMA journal_mode=WAL")
     # With WAL, NORMAL never corrupts: a process crash loses nothing committed, a power cut at
     # most the last transactions (each one whole capture, so a rescan restores it).
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
+
+
+def _ours_or_empty(cur) -> bool:
+    """No table yet, or medsentry's revision table among them."""
+    names = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return not names or "alembic_version" in names
 
 
 def _first_line(exc: BaseException) -> str:
@@ -110,7 +121,8 @@ def _first_line(exc: BaseException) -> str:
 def create_store_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+        parsed.port  # noqa: B018  (a port that is no number raises here, not at connect)
+    except (ArgumentError, ValueError) as exc:
         shown = f" {url!r}" if "@" not in url else ""  # may hold a password: not echoed
         raise StoreError(
             f"invalid database URL{shown}: expected e.g. sqlite:///file.db or"
@@ -245,7 +257,19 @@ def migrate(engine: Engine) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
         if current == head:
             return
-        if current is not None:
+        if current is None:  # no revision: an empty database, or somebody else's
+            from sqlalchemy import inspect
+
+            theirs = sorted(t for t in inspect(conn).get_table_names() if t != "alembic_version")
+            if theirs:
+                shown = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+                raise StoreError(
+                    f"database {redact(engine.url)} is not a medsentry database: it holds"
+                    f" tables ({shown}) and no medsentry schema revision; nothing was changed"
+                    " (give medsentry a new file or an empty database)"
+                )
+            conn.rollback()
+        else:
             try:  # exactly one of ours: alembic also takes a unique prefix, and "" asserts
                 known = script.get_revision(current)
             except (CommandError, AssertionError):
@@ -292,6 +316,25 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A transaction that reads what it then writes (read, merge, write back): on SQLite it
+        takes the write lock first (BEGIN IMMEDIATE, sqlite.org/lang_transaction.html), so a
+        second process doing the same waits (busy timeout) instead of inserting the same rows
+        behind the first one's back; PostgreSQL's `engine.begin()` otherwise."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def __enter__(self) -> Store:
         return self

@@ -88,7 +88,9 @@ def parse_time(text: str, option: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    # times are stored as 64-bit integers (1677-2262): a bound beyond holds everything there is
+    return min(max(ns, -(2**63)), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
