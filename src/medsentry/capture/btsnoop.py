@@ -85,10 +85,15 @@ def walk_btsnoop(
         orig = u32be(buf, pos)
         incl = u32be(buf, pos + 4)
         end = pos + RECORD_HEADER_LEN + incl
-        if incl > maxcap or (incl == 0 and orig == 0) or end > limit:
+        us = (u32be(buf, pos + 16) << 32) | u32be(buf, pos + 20)
+        # An empty record is legitimate: the monitor format's Open, Close and Deleted Index
+        # carry no data (btmon writes Open Index first for every running adapter). A header
+        # that is all zeros, timestamp included, is a zero-filled tail, not a record.
+        zeroed = incl == 0 and orig == 0 and us == 0 and u32be(buf, pos + 8) == 0
+        if incl > maxcap or zeroed or end > limit:
             if incl > maxcap:
                 status = WALK_BAD_LENGTH
-            elif incl == 0 and orig == 0:
+            elif zeroed:
                 status = WALK_ZERO_RECORD
             elif at_eof:
                 status = WALK_TRUNCATED
@@ -96,7 +101,6 @@ def walk_btsnoop(
                 status = WALK_NEED_MORE
                 need = RECORD_HEADER_LEN + incl
             break
-        us = (u32be(buf, pos + 16) << 32) | u32be(buf, pos + 20)
         ts_ns[n] = (us - EPOCH_DELTA_US) * 1000
         off[n] = pos + RECORD_HEADER_LEN - RECORD_PREFIX
         caplen[n] = incl + RECORD_PREFIX

@@ -459,3 +459,32 @@ def test_fuzz_btsnoop_reader(tmp_path_factory, datalink: int, data: st.DataObjec
                     ble_hci.dissect(int(b.linktype[i]), 0, frame, 0, 0)
         for w in rd.warnings:
             assert w.source == str(path)
+
+
+def test_btmon_logs_keep_every_record_after_an_empty_one(tmp_path: Path) -> None:
+    """BlueZ btmon (monitor datalink 2001) writes New Index, then Open Index with no data, for
+    every running adapter; Close and Deleted Index are empty too (Linux hci_sock.c,
+    bt_skb_alloc(0)). Empty records are records: every advertisement after them is read, and
+    only an all-zero header (a zero-filled tail) is damage."""
+    new_index = b"\x00\x01" + bytes.fromhex("665544332211") + b"hci0\0\0\0\0"  # type, bus, addr
+    events = [le_advertising_report(), le_extended_advertising_report()]
+    recs = [(0, new_index), (8, b""), (2, cmd_le_set_scan_enable()), (3, events[0])]
+    recs += [(9, b""), (8, b""), (3, events[1])]  # Close, then Open Index again
+    path = tmp_path / "btmon.log"
+    path.write_bytes(btsnoop(2001, recs))
+    with open_capture(path) as rd:
+        frames = [
+            bytes(b.buf[int(b.off[i]) : int(b.off[i]) + int(b.caplen[i])])
+            for b in rd
+            for i in range(len(b))
+        ]
+        assert rd.warnings == []
+    assert len(frames) == len(recs)
+    evs = [e for f in frames for e in ble_hci.dissect(2001, 0, f, 0, 0)]
+    _check_events(evs)
+    # a zero-filled tail after them is still damage, said with its offset
+    tail = tmp_path / "btmon_tail.log"
+    tail.write_bytes(path.read_bytes() + bytes(48))
+    with open_capture(tail) as rd:
+        assert sum(len(b) for b in rd) == len(recs)
+        assert any("zero-length record" in w for w in map(str, rd.warnings))
