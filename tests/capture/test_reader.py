@@ -187,14 +187,25 @@ def test_windows_stay_bounded(tmp_path: Path, use_mmap: bool) -> None:
 def test_not_a_regular_file(tmp_path: Path) -> None:
     import os
 
+    import threading
+
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # keeps open() below from blocking
-    try:
-        with pytest.raises(CaptureError, match="regular file"):
+    got: list[BaseException] = []
+
+    def scan() -> None:  # a FIFO without a writer: refused, not waited on (open() would block)
+        try:
             open_capture(fifo)
-    finally:
-        os.close(fd)
+        except BaseException as exc:  # noqa: BLE001 (handed to the test's thread)
+            got.append(exc)
+
+    t = threading.Thread(target=scan, daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # unblock the open() so the thread ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("open_capture blocked on a FIFO with no writer")
+    assert len(got) == 1 and isinstance(got[0], CaptureError) and "regular file" in str(got[0])
 
 
 def test_mapped_pages_behind_the_read_position_are_released(tmp_path: Path) -> None:

@@ -121,6 +121,9 @@ class _Windows:
             self._mm = None
 
 
+_NOT_REGULAR = "not a regular file (pipes and devices are not read)"
+
+
 class CaptureReader:
     """One capture file. Iterate for RawBatches; see `format`, `linktypes`, `warnings`."""
 
@@ -135,15 +138,16 @@ class CaptureReader:
         self.chunk_bytes = max(int(chunk_bytes), 4096)
         self._use_mmap = use_mmap
         try:
+            # a FIFO's open() would block until a writer came: refused before opening
+            if stat.S_ISFIFO(os.stat(self.path).st_mode):
+                raise CaptureError(_NOT_REGULAR, self.source)
             self._fh = open(self.path, "rb")  # noqa: SIM115 (closed by close())
         except OSError as exc:
             raise CaptureError(f"cannot open capture: {exc.strerror}", self.source) from None
         try:
             st = os.fstat(self._fh.fileno())
             if not stat.S_ISREG(st.st_mode):
-                raise CaptureError(
-                    "not a regular file (pipes and devices are not read)", self.source
-                )
+                raise CaptureError(_NOT_REGULAR, self.source)
             self.size = st.st_size
             head = self._fh.read(_HEAD_LEN)
             self._walker = self._detect(head)
