@@ -202,3 +202,29 @@ def test_values_out_of_any_range(demo, args: list[str], words: str | None) -> No
 )
 def test_a_malformed_database_url_is_one_line(url: str) -> None:
     _one_line_exit_2(medsentry("flows", "--db", url), "invalid database URL")
+
+
+def test_ctrl_c_after_the_capture_is_stored_says_so(demo, tmp_path: Path, monkeypatch) -> None:
+    """A real SIGINT delivered once the capture is committed, as the inventory starts: the
+    message says the capture is stored and the analysis is not, and a rescan completes it."""
+    import signal
+
+    from medsentry.inventory.engine import InventoryEngine
+
+    real = InventoryEngine.finish
+
+    def interrupted(self, store, capture_id):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, arriving now
+        return real(self, store, capture_id)
+
+    url = f"sqlite:///{tmp_path / 'cut.db'}"
+    with monkeypatch.context() as m:
+        m.setattr(InventoryEngine, "finish", interrupted)
+        r = CliRunner().invoke(main, ["scan", str(demo[0]), "--db", url, "-q"])
+    assert r.exit_code == 130
+    assert f"interrupted: {demo[0]} is stored (0 captures before it are)" in r.output
+    assert "scan it again to complete it" in r.output
+    assert json.loads(cli("flows", "--db", url, "--format", "json").output)
+    assert json.loads(cli("devices", "--db", url, "--format", "json").output) == []
+    cli("scan", str(demo[0]), "--db", url, "-q")
+    assert len(json.loads(cli("devices", "--db", url, "--format", "json").output)) == 25

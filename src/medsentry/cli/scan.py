@@ -64,6 +64,7 @@ class ScanTally:
     last_ns: int | None = None
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)  # per analyzer: its counts
     delivery: list[str] = field(default_factory=list)  # alert outputs that lost alerts
+    committed: Path | None = None  # the last capture whose flows and events are stored
 
     def add_engine_counts(self, name: str, counts: dict[str, Any]) -> None:
         mine = self.engines.setdefault(name, {})
@@ -320,6 +321,7 @@ def scan_one(
             link_types=link_types,
             status=status,
         )
+    tally.committed = path  # stored: an interruption from here on leaves only the analysis undone
     engine_counts: dict[str, Any] = {}
     for engine in analyzers or ():  # the capture is committed: engines store what they derived
         counts = engine.finish(store, writer.info.capture_id)
@@ -455,11 +457,16 @@ def _scan_files(
         except KeyboardInterrupt:
             bar.stop()
             n = len(tally.captures)
-            echo(
-                f"medsentry: interrupted: {path} was not stored"
-                f" ({n} capture{'' if n == 1 else 's'} before it are)",
-                err=True,
-            )
+            before = f"{n} capture{'' if n == 1 else 's'} before it {'is' if n == 1 else 'are'}"
+            if tally.committed == path:  # its flows and events are in; the engines were not done
+                echo(
+                    f"medsentry: interrupted: {path} is stored ({before}), but the analysis"
+                    " (inventory, controls, detection) did not finish: scan it again to"
+                    " complete it",
+                    err=True,
+                )
+            else:
+                echo(f"medsentry: interrupted: {path} was not stored ({before})", err=True)
             raise
         done_before += size
         bar.update(task, completed=done_before)
