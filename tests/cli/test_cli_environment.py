@@ -228,3 +228,9 @@ def test_ctrl_c_after_the_capture_is_stored_says_so(demo, tmp_path: Path, monkey
     assert json.loads(cli("devices", "--db", url, "--format", "json").output) == []
     cli("scan", str(demo[0]), "--db", url, "-q")
     assert len(json.loads(cli("devices", "--db", url, "--format", "json").output)) == 25
+
+
+def test_a_group_without_its_subcommand_shows_its_help() -> None:
+    r = medsentry("inventory")
+    assert "medsentry: error" not in r.stdout + r.stderr
+    assert "Usage: medsentry inventory" in r.stdout + r.stderr and "import" in r.stdout + r.stderr

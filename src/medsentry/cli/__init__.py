@@ -21,6 +21,12 @@ from medsentry.errors import MedsentryError
 _COMMANDS: dict[str, str] = {}
 
 
+# click >= 8.2 raises this UsageError to print a group's help when no subcommand is given
+_HELP_NOT_ERROR: tuple[type[BaseException], ...] = tuple(
+    c for c in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if c is not None
+)
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         from medsentry.store.damage import forget_opened
@@ -34,6 +40,8 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except (BrokenPipeError, KeyboardInterrupt):
             sys.exit(130)
+        except _HELP_NOT_ERROR:
+            raise  # a group named without its subcommand: click shows the group's help
         except click.exceptions.UsageError as exc:
             # a wrong option value or a missing argument: one line, like every other error
             where = exc.ctx.command_path if exc.ctx is not None else "medsentry"

@@ -480,7 +480,7 @@ def match_assets(conn: Connection, states: dict[str, DeviceState]) -> int:
             if ip not in seen_now or span.last_ns > seen_now[ip][0]:
                 seen_now[ip] = (span.last_ns, did)
     ip_owner |= seen_now
-    names = _host_names(conn, states) if any(p[3] for p in pending) else {}
+    names = _host_names(conn, states) if any(p[3] for p in pending) else _Names({}, {})
     serial_of_state: dict[str, str | None] = {}
     for did, st in states.items():
         for key in SERIAL_KEYS:
@@ -534,14 +534,21 @@ def _ip_owners(conn: Connection, ips: list[str]) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _host_names(conn: Connection, states: dict[str, DeviceState]) -> dict[str, set[str]]:
-    """Host name (casefolded, and its first label) -> the devices that go by it."""
-    out: dict[str, set[str]] = {}
+class _Names(NamedTuple):
+    full: dict[str, set[str]]  # host name (casefolded) -> the devices that go by it
+    first_label: dict[str, set[str]]  # first label of a qualified name -> its devices
+
+
+def _host_names(conn: Connection, states: dict[str, DeviceState]) -> _Names:
+    """The devices' host names, stored and of the capture being folded."""
+    names = _Names({}, {})
 
     def add(name: str, did: str) -> None:
         name = name.strip().rstrip(".").casefold()
         if name:
-            out.setdefault(name, set()).add(did)
+            names.full.setdefault(name, set()).add(did)
+            if "." in name:
+                names.first_label.setdefault(name.split(".", 1)[0], set()).add(did)
 
     for did, name in conn.execute(
         select(devices.c.device_id, devices.c.hostname).where(devices.c.hostname.is_not(None))
@@ -551,20 +558,17 @@ def _host_names(conn: Connection, states: dict[str, DeviceState]) -> dict[str, s
     for did, st in states.items():
         for key in st.hostnames:  # "<rank>:<name>" (observe.HOSTNAME_RANK)
             add(key.split(":", 1)[1], did)
-    return out
+    return names
 
 
-def _by_name(names: dict[str, set[str]], hostname: str) -> str | None:
+def _by_name(names: _Names, hostname: str) -> str | None:
     """The one device a listed host name names: the same name in any case, else a bare name
     against the devices' first labels (or a listed FQDN's first label against bare names)."""
     want = hostname.strip().rstrip(".").casefold()
-    hits = names.get(want)
+    hits = names.full.get(want)
     if not hits:
         short = want.split(".", 1)[0]
-        hits = set()
-        for name, dids in names.items():
-            if name == short if "." in want else name.split(".", 1)[0] == want:
-                hits |= dids
+        hits = names.full.get(short) if "." in want else names.first_label.get(want)
     return next(iter(hits)) if hits and len(hits) == 1 else None
 
 
