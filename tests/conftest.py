@@ -154,3 +154,26 @@ def osv_records():
 
     docs = json.loads((SBOM_TEST_DATA / "osv_medical_sbom.json").read_text())
     return [parse_osv(d, "osv_medical_sbom.json") for d in docs]
+
+
+@pytest.fixture(scope="session")
+def scanned_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The demo hospital capture (seed 0) and a SQLite file of its inventory scan: read it, or
+    copy it before writing."""
+    from click.testing import CliRunner
+
+    from medsentry.cli import main
+    from medsentry.demo.hospital import build
+
+    d = tmp_path_factory.mktemp("scanned_demo")
+    pcap = d / "demo.pcap"
+    build(pcap, seed=0)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDSENTRY_HOME", str(d / "home"))
+    try:
+        url = f"sqlite:///{d / 'demo.db'}"
+        r = CliRunner().invoke(main, ["scan", str(pcap), "--db", url, "--engines", "inventory"])
+    finally:
+        mp.undo()
+    assert r.exit_code == 0, r.output
+    return pcap, d / "demo.db"

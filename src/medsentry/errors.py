@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class MedsentryError(Exception):
     """Base of every error the CLI reports as one line with exit code 2."""
@@ -37,6 +39,20 @@ class StoreError(MedsentryError):
 
 class ConfigError(MedsentryError):
     """A configuration or knowledge file is invalid."""
+
+
+def raised_from(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it was raised from or during (a DB-API error a SQLAlchemy
+    error wraps as `orig`, `__cause__`, `__context__`), each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
 
 
 def utf8_error_offset(data: bytes) -> int | None:

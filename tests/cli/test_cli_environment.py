@@ -20,7 +20,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from medsentry.cli import main
-from medsentry.demo.hospital import build
 from medsentry.store.environment import environment_of
 
 
@@ -47,21 +46,9 @@ def _one_line_exit_2(r: subprocess.CompletedProcess, *words: str) -> None:
         assert w in r.stderr, r.stderr
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("env")
-    pcap = d / "demo.pcap"
-    build(pcap, seed=0)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDSENTRY_HOME", str(d / "home"))
-    cli("scan", str(pcap), "--db", f"sqlite:///{d / 'demo.db'}", "--engines", "inventory")
-    mp.undo()
-    return pcap, d / "demo.db"
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDSENTRY_HOME", str(tmp_path / "home"))
+@pytest.fixture
+def demo(scanned_demo) -> tuple[Path, Path]:
+    return scanned_demo
 
 
 def test_somebody_elses_sqlite_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 
 from medsentry.cli import main
-from medsentry.demo.hospital import build
 
 HEADER = "Asset Tag,Location,Owner,Serial Number,Manufacturer,Model,Device Type,MAC Address"
 
@@ -26,22 +25,15 @@ def cli(*args: str, code: int = 0):
     return r
 
 
-@pytest.fixture(scope="module")
-def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("cmms")
-    pcap = d / "demo.pcap"
-    build(pcap, seed=0)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDSENTRY_HOME", str(d / "home"))
-    cli("scan", str(pcap), "--db", f"sqlite:///{d / 'demo.db'}", "--engines", "inventory")
-    mp.undo()
-    return d / "demo.db", pcap
+@pytest.fixture
+def scanned(scanned_demo) -> tuple[Path, Path]:
+    pcap, db = scanned_demo
+    return db, pcap
 
 
 @pytest.fixture
-def db(scanned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def db(scanned, tmp_path: Path) -> str:
     """A private copy of the scanned demo hospital."""
-    monkeypatch.setenv("MEDSENTRY_HOME", str(tmp_path / "home"))
     shutil.copy(scanned[0], tmp_path / "demo.db")
     return f"sqlite:///{tmp_path / 'demo.db'}"
 
@@ -243,8 +235,7 @@ def test_two_assets_naming_one_mac_are_both_kept_and_reported(db: str, tmp_path:
     assert "several assets match one device" in table and "A-1, A-2" in table
 
 
-def test_host_names_match_in_any_case_and_as_short_names(scanned, tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("MEDSENTRY_HOME", str(tmp_path / "home"))
+def test_host_names_match_in_any_case_and_as_short_names(scanned, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'fresh.db'}"
     src = tmp_path / "hosts.csv"
     src.write_text(

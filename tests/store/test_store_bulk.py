@@ -156,17 +156,21 @@ def test_failed_bulk_load_restores_indexes_and_stores_nothing(tmp_path, make_flo
         assert count_rows(store) == {"captures": 1, "flows": 1, "events": 1}
 
 
+def _at_revision(engine, revision: str) -> None:
+    """The schema of an earlier revision, made by alembic (then the engine is released)."""
+    with engine.connect() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
+    engine.dispose()
+
+
 def test_new_sqlite_file_gets_the_larger_page_size(tmp_path) -> None:
     new = tmp_path / "new.db"
     open_store(f"sqlite:///{new}").close()
     old = tmp_path / "old.db"  # a medsentry file made with SQLite's default page size keeps it
-    engine = create_engine(f"sqlite:///{old}")  # no medsentry pragmas: SQLite's defaults
-    with engine.connect() as conn:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "sbom_1")
-        conn.commit()
-    engine.dispose()
+    _at_revision(create_engine(f"sqlite:///{old}"), "sbom_1")  # SQLite's defaults: no pragmas
     open_store(f"sqlite:///{old}").close()
     sizes = {}
     for p in (new, old):
@@ -180,12 +184,7 @@ def test_upgrade_to_event_key_index_keeps_rows_and_uniqueness(db_url) -> None:
     """A database at the revision before 0003 (unique constraint) upgrades with its events, and
     event keys stay unique (rescans still add nothing); its capture reads as depth "full"."""
     engine = create_engine(db_url)
-    with engine.connect() as conn:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "sbom_1")
-        conn.commit()
-    engine.dispose()
+    _at_revision(engine, "sbom_1")
     cid = "d" * 64
     evs = [_detected(i) for i in range(4)]
     # rows as the code of that revision wrote them (today's writer knows later columns)

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from medsentry.errors import StoreError
+from medsentry.errors import StoreError, raised_from
 
 SQLITE_CORRUPT = 11  # "The database disk image is malformed" (sqlite.org/rescode.html)
 SQLITE_NOTADB = 26  # "File opened that is not a database file"
@@ -54,19 +54,12 @@ def decode_stored(decoder: Any, raw: Any, table: str, column: str, key: object =
 def damage_of(exc: BaseException) -> DamagedStoreError | None:
     """The damage `exc` (or an exception it was raised from) reports, or None when it is
     something else (a bug, a lost connection, a full disk)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in raised_from(exc):
         if isinstance(e, DamagedStoreError):
             return e
         found = _damage_in(e)
         if found is not None:
             return found
-        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
     return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-from medsentry.errors import StoreError
+from medsentry.errors import StoreError, raised_from
 
 # SQLite primary result codes (rescode.html §4)
 _SQLITE = {
@@ -45,18 +45,7 @@ _KEPT = "what was stored before is intact"
 
 def environment_of(exc: BaseException) -> StoreError | None:
     """The machine failure `exc` (or an exception it was raised from) reports, else None."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        found = _failure_in(e)
-        if found is not None:
-            return found
-        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
-    return None
+    return next((f for f in map(_failure_in, raised_from(exc)) if f is not None), None)
 
 
 def _failure_in(e: BaseException) -> StoreError | None:
