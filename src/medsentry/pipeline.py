@@ -65,6 +65,7 @@ class ScanStats:
     packets_per_s: float = 0.0
     decode_errors: dict[str, int] = field(default_factory=dict)
     capture_ids: list[str] = field(default_factory=list)  # per file, in order (SHA-256)
+    link_types: list[list[int]] = field(default_factory=list)  # per file: of every interface
 
 
 class _CaptureHash:
@@ -111,6 +112,14 @@ class _CaptureHash:
         if end > self.pos >= start:
             self._submit(self.h.update, raw.buf[self.pos - start :])
             self.pos = end
+
+    def abort(self) -> None:
+        """Drop the queued windows and wait for the one being hashed."""
+        for future in self._queue:
+            future.cancel()
+        self._queue.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.done = ""
 
     def finish(self) -> str:
         if self.done is None:
@@ -247,15 +256,20 @@ class Pipeline:
             # first, its first passes would traverse all of them (and the sink's work on them).
             with _gc_paused():
                 with open_capture(path, chunk_bytes=self.config.chunk_bytes) as reader:
-                    for raw in reader:
-                        hasher.update(raw)
-                        out.add(engine.process(decode(raw)))
-                        if progress is not None:
-                            progress(done + reader.bytes_read, total)
+                    try:
+                        for raw in reader:
+                            hasher.update(raw)
+                            out.add(engine.process(decode(raw)))
+                            if progress is not None:
+                                progress(done + reader.bytes_read, total)
+                    except BaseException:
+                        hasher.abort()  # off the file's windows before the reader lets them go
+                        raise
                     out.add(engine.finish())
                     out.add(list(reader.warnings))
                     stats.warnings += len(reader.warnings)
                     size = reader.size
+                    stats.link_types.append(list(reader.linktypes))  # pcapng: known once read
                     out.capture_id = hasher.finish()  # before the reader unmaps its windows
                 out.close()
             stats.capture_ids.append(out.capture_id)
@@ -317,6 +331,7 @@ class _Totals:
         self.warnings = 0
         self.errors: Counter = Counter()
         self.capture_ids: list[str] = []
+        self.link_types: list[list[int]] = []
 
     def add(self, engine: FlowEngine) -> None:
         c = engine.counters
@@ -343,4 +358,5 @@ class _Totals:
             packets_per_s=self.packets / elapsed if elapsed > 0 else 0.0,
             decode_errors=dict(self.errors),
             capture_ids=self.capture_ids,
+            link_types=self.link_types,
         )

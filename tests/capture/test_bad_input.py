@@ -118,6 +118,24 @@ def test_caplen_above_snaplen_is_kept_with_one_warning(tmp_path: Path) -> None:
     assert n == 10 and len(r.warnings) == 1 and "snaplen" in r.warnings[0].message
 
 
+def test_pcapng_record_above_its_interface_snaplen_is_kept_with_one_warning(
+    tmp_path: Path,
+) -> None:
+    f = Pcapng().shb().idb(1, snaplen=0).idb(1, snaplen=24)  # §4.2: SnapLen 0 = no limit
+    for i, (_, d) in enumerate(RECS):
+        f.epb(i % 2, i, d)
+    p = tmp_path / "s.pcapng"
+    p.write_bytes(f.bytes())
+    r, n = _read(p, chunk_bytes=64)
+    assert n == 10 and len(r.warnings) == 1  # interface 1 has records of 25, 27 and 29 bytes
+    assert "longer than their interface's snaplen 24" in r.warnings[0].message
+    f = Pcapng().shb().idb(1, snaplen=0)
+    for i, (_, d) in enumerate(RECS):
+        f.epb(0, i, d)
+    p.write_bytes(f.bytes())
+    assert _read(p)[0].warnings == []
+
+
 def _png_offsets(f: Pcapng) -> list[int]:
     out, pos = [], 0
     for b in f.blocks:

@@ -110,6 +110,17 @@ def test_ipv6_extension_headers() -> None:
     assert later["frag"] == 1 and later["proto"] == 17 and later["payload"] == b"tail"
 
 
+@pytest.mark.parametrize("count", [15, 16, 17, 40])
+def test_ipv6_extension_chain_longer_than_the_walk_is_malformed(count: int) -> None:
+    dst_opts = bytes([60, 0]) + b"\x01\x04\0\0\0\0"  # destination options -> destination options
+    last = bytes([17, 0]) + b"\x01\x04\0\0\0\0"  # -> UDP
+    d = decode_one(229, ipv6("::1", "::2", 60, dst_opts * (count - 1) + last + U))
+    if count <= 16:  # RFC 8200 §4.1: each may appear at most twice; 16 covers every real chain
+        assert d["err"] == 0 and d["proto"] == 17 and d["payload"] == b"DICM-payload"
+    else:  # not a flow of transport "60": the packet is counted malformed
+        assert d["err"] == B.ERR_BAD_IP_HEADER and d["sport"] == 0
+
+
 def test_icmp_and_icmpv6() -> None:
     d = decode_one(228, ipv4("1.1.1.1", "2.2.2.2", 1, icmp(3, 3, payload=b"orig")))
     assert (d["sport"], d["dport"], d["payload"]) == (3, 3, b"orig")

@@ -80,6 +80,15 @@ DLT_RAW_BSD = 12  # DLT_RAW's value on the BSDs and Darwin (tcpdump.org/linktype
 DLT_RAW_OPENBSD = 14
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _is_ipv6_ext(nh: np.int64) -> bool:
+    """An IPv6 extension header the decoder walks (RFC 8200 §4; RFC 4302, 6275, 7401, 5533)."""
+    return (
+        nh == 0 or nh == 43 or nh == 44 or nh == 51 or nh == 60 or nh == 135 or nh == 139
+        or nh == 140
+    )  # fmt: skip
+
+
 @njit(cache=True, nogil=True)
 def decode_kernel(
     buf: np.ndarray,
@@ -324,14 +333,9 @@ def decode_kernel(
             ver = 6
             ext_err = 0
             for _ in range(MAX_IPV6_EXT_HEADERS):  # RFC 8200 §4
-                if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140:
-                    hdr_min = 2
-                elif nh == 44:
-                    hdr_min = 8
-                elif nh == 51:  # RFC 4302 §2.2: length in 4-octet units, minus 2
-                    hdr_min = 2
-                else:
+                if not _is_ipv6_ext(nh):
                     break
+                hdr_min = 8 if nh == 44 else 2  # RFC 8200 §4.5; RFC 4302 §2.2
                 if l4 + hdr_min > ipend:
                     ext_err = ERR_BAD_IP_HEADER
                     break
@@ -355,6 +359,8 @@ def decode_kernel(
                 l4 += elen
                 if is_frag:
                     break
+            if ext_err == 0 and not is_frag and _is_ipv6_ext(nh):
+                ext_err = ERR_BAD_IP_HEADER  # a chain longer than any real stack sends
             if ext_err != 0:
                 err[i] = ext_err
                 continue

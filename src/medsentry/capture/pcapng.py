@@ -95,6 +95,8 @@ class PcapngWalker:
             )
         self.st, self.ifs = k.new_state()
         self._hint = CapacityHint()
+        self.over_snaplen = 0  # records longer than their interface's SnapLen (§4.2)
+        self.snaplen = 0  # the SnapLen of the first interface they were over
 
     @property
     def linktypes(self) -> list[int]:
@@ -115,4 +117,16 @@ class PcapngWalker:
         )
         self._hint.update(n, pos)
         arrays = (ts[:n], off[:n], caplen[:n], wirelen[:n], linktype[:n], iface[:n])
+        if n:
+            self._count_over_snaplen(arrays[2], arrays[5])
         return n, pos, status, need, arrays
+
+    def _count_over_snaplen(self, caplen: np.ndarray, iface: np.ndarray) -> None:
+        """§4.2: SnapLen 0 is no limit; a longer Captured Packet Length is kept, and noted."""
+        snap = self.ifs[: int(self.st[k.ST_NIF]), k.IF_SNAPLEN]
+        limit = snap[iface]
+        over = (limit > 0) & (caplen > limit)
+        if over.any():
+            if not self.over_snaplen:
+                self.snaplen = int(limit[int(np.argmax(over))])
+            self.over_snaplen += int(over.sum())

@@ -31,6 +31,7 @@ from medsentry.capture.kernels_bytes import (
     WALK_NEED_MORE,
 )
 from medsentry.capture.kernels_decode import DECODED_LINKTYPES
+from medsentry.capture.lease import ReadLease
 from medsentry.capture.pcap import FILE_HEADER_LEN, MAGICS, PcapWalker
 from medsentry.capture.pcapng import SHB_MAGIC, PcapngWalker
 from medsentry.capture.pklg import PROBE_BYTES, PklgWalker
@@ -54,20 +55,34 @@ _OTHER_MAGICS = {
 }
 
 
-class _Windows:
-    """Views of byte ranges of a file: mmap slices, or readinto fresh buffers with carry-over."""
+_CHANGED = (
+    "another program opened the file for writing or truncated it while it was read; nothing"
+    " of it is stored: scan it again once it is complete, or scan a copy"
+)
 
-    def __init__(self, fh: Any, size: int, use_mmap: bool) -> None:
+
+class _Windows:
+    """Views of byte ranges of a file: mmap slices, or readinto fresh buffers with carry-over.
+
+    A file is mapped only under a read lease (capture/lease.py): one that shrank under the
+    map would kill the process with SIGBUS. Either way, a file that changes while it is read
+    raises CaptureError at the next window (it would be read half old, half new).
+    """
+
+    def __init__(self, fh: Any, size: int, use_mmap: bool, source: str) -> None:
         self._fh = fh
         self.size = size
+        self.source = source
         self._mm: mmap.mmap | None = None
-        if use_mmap and size > 0:
+        self._lease = ReadLease(fh.fileno())
+        if use_mmap and size > 0 and self._lease.acquire():
             try:
                 self._mm = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
                 if hasattr(self._mm, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
                     self._mm.madvise(mmap.MADV_SEQUENTIAL)
             except (OSError, ValueError):
                 self._mm = None
+                self._lease.release()
         self._buf = np.empty(0, np.uint8)
         self._buf_pos = 0  # file offset of _buf[0]
         self._released = 0  # mapped bytes before this offset were given back to the kernel
@@ -96,6 +111,9 @@ class _Windows:
         """Bytes [pos, pos+length) clipped to the file end; pos never moves backwards."""
         length = max(0, min(length, self.size - pos))
         if self._mm is not None:
+            self._lease.check()  # a SIGIO handled late (another thread took it) is seen here
+            if self._lease.broken:
+                raise CaptureError(_CHANGED, self.source, pos)
             return np.frombuffer(self._mm, np.uint8, length, pos)
         keep = self._buf[pos - self._buf_pos :]
         carry = min(keep.shape[0], length)
@@ -108,6 +126,8 @@ class _Windows:
             if not got:
                 break
             filled += got
+        if filled < length:  # shorter than when it was opened
+            raise CaptureError(_CHANGED, self.source, pos + filled)
         self._buf = buf[:filled]
         self._buf_pos = pos
         return self._buf
@@ -119,6 +139,7 @@ class _Windows:
             with contextlib.suppress(BufferError):
                 self._mm.close()
             self._mm = None
+        self._lease.release()
 
 
 _NOT_REGULAR = "not a regular file (pipes and devices are not read)"
@@ -216,7 +237,7 @@ class CaptureReader:
         self.packets = 0
         self._warned_ifaces = 0
         procs = ProcessTagger()
-        win = self._windows = _Windows(self._fh, self.size, self._use_mmap)
+        win = self._windows = _Windows(self._fh, self.size, self._use_mmap, self.source)
         pos = self._walker.data_start
         self.bytes_read = pos
         need = 0
@@ -231,15 +252,13 @@ class CaptureReader:
                 last_ts = int(ts[n - 1])
             self._check_linktypes(pos, last_ts)
             attributed = procs.tag(self._walker, view, used, arrays)
-            if (
-                isinstance(self._walker, PcapWalker)
-                and self._walker.over_snaplen
-                and not over_warned
-            ):
+            if getattr(self._walker, "over_snaplen", 0) and not over_warned:
                 over_warned = True
+                pcap = isinstance(self._walker, PcapWalker)
+                whose = "the file's" if pcap else "their interface's"
                 self._warn(
                     None,
-                    f"records longer than the file's snaplen {self._walker.snaplen} (kept)",
+                    f"records longer than {whose} snaplen {self._walker.snaplen} (kept)",
                     last_ts,
                 )
             if n:
