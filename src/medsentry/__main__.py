@@ -1,5 +1,5 @@
 """`python -m medsentry ...`: the `medsentry` command, without its console script on PATH."""
 
-from medsentry.cli import main
+from medsentry.entry import run
 
-main(prog_name="medsentry")
+run()

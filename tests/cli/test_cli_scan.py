@@ -124,6 +124,8 @@ def test_pcapng_copy_is_a_new_capture_with_the_same_flows(db_url, lo_capture, tm
     with open_store(db_url) as store:
         assert count_rows(store)["captures"] == 2
         assert count_rows(store)["flows"] == first["flows"]  # unique by flow_id
+        # pcapng names its link types in interface blocks, read with the packets
+        assert [c["link_types"] for c in list_captures(store)] == ["1", "1"]
 
 
 def test_table_summary(lo_capture, tmp_path) -> None:

@@ -29,7 +29,24 @@ def test_scan_appends_a_verifiable_ledger_entry(lo_capture, tmp_path, monkeypatc
     data = json.loads(data) if isinstance(data, str) else data
     assert data["capture_id"] == summary["captures"][0]["capture_id"]
     assert data["packets"] == summary["packets"] and data["flows"] == summary["flows"]
-    assert data["source"] == lo_capture.path.name
+    assert "source" not in data and lo_capture.path.name not in json.dumps(entries)
     assert entries[-1]["actor"] == "cli:analyst7"
     code, out, err = _run("audit", "verify")
     assert code == 0, out + err
+
+
+def test_a_cmms_import_is_recorded_by_its_digest_not_its_name(tmp_path) -> None:
+    """A file name may name a patient ('loaners_SMITH_J.csv'); the ledger cannot be erased."""
+    import hashlib
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    cmms = tmp_path / "loaners_ZZQXPATIENT.csv"
+    cmms.write_text("Asset Tag,MAC\nBME-1,00:09:5c:00:00:01\n")
+    code, out, err = _run("inventory", "import", "--db", url, str(cmms))
+    assert code == 0, err
+    code, out, err = _run("audit", "log", "--kind", "inventory.assets_imported", "--format", "json")
+    assert code == 0, err
+    assert "ZZQXPATIENT" not in out
+    [entry] = json.loads(out)
+    data = entry["data"] if isinstance(entry["data"], dict) else json.loads(entry["data"])
+    assert data["sha256"] == hashlib.sha256(cmms.read_bytes()).hexdigest() and data["assets"] == 1

@@ -14,6 +14,7 @@ import sys
 import click
 
 from medsentry import __version__
+from medsentry.cli import interrupt
 from medsentry.cli.terminal import echo
 from medsentry.errors import MedsentryError
 
@@ -33,6 +34,7 @@ class _Group(click.Group):
 
         forget_opened()
         _tolerant_streams()
+        interrupt.install()
         try:
             return super().invoke(ctx)
         except MedsentryError as exc:
@@ -51,8 +53,11 @@ class _Group(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
+            from medsentry.errors import raised_from
             from medsentry.store.damage import damage_of, diagnose_opened
 
+            if any(isinstance(e, KeyboardInterrupt) for e in raised_from(exc)):
+                sys.exit(130)  # Ctrl-C, wrapped by Python (cli/interrupt.py)
             debug = os.environ.get("MEDSENTRY_DEBUG", "") not in ("", "0")
             # a damaged database is the user's to repair, not a bug: said by the database
             # itself, or (looked for after anything else) a wrong kind of value stored

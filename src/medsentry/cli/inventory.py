@@ -70,18 +70,21 @@ def _print_report(report: dict, fmt: str) -> None:
 @FORMAT_OPTION
 def import_cmd(db_url: str | None, file: Path, fmt: str) -> None:
     """Import a CMMS asset list (CSV or JSON: asset tag, location, owner, serial number,
-    department, vendor, model, MAC, IP, ...) and report where it disagrees with the network."""
+    department, vendor, model, MAC, IP, ...) and report where it disagrees with the network.
+    Columns about a patient, free-text columns (notes, comments) and columns with person data
+    in a cell are not imported: a warning names them, never their values."""
     from medsentry.cli.terminal import console, printable, warn_line
     from medsentry.inventory.cmms import import_assets
     from medsentry.ledger import record
     from medsentry.store import open_store
+    from medsentry.store.writer import file_sha256
 
     with open_store(db_url) as store:
         report = import_assets(store, file)
     record(
         "inventory.assets_imported",
         {
-            "source": str(file),
+            "sha256": file_sha256(file),  # not its name: see scan
             "assets": report["imported"],
             "skipped": report["skipped"],
             "never_seen": len(report["never_seen"]),

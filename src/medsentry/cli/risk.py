@@ -23,6 +23,7 @@ RANK_COLUMNS = [
     "vulnerabilities",
 ]
 FACTOR_COLUMNS = ["group", "name", "value", "points", "source"]
+BREAKDOWNS = 10  # table output: the riskiest devices explained, unless --limit says how many
 
 
 @click.command("risk")
@@ -30,7 +31,12 @@ FACTOR_COLUMNS = ["group", "name", "value", "points", "source"]
 @click.argument("device", required=False)
 @click.option("--limit", type=LIMIT, metavar="N", help="Only the N riskiest devices.")
 @click.option(
-    "--brief", is_flag=True, help="Ranking only, without each device's breakdown (table output)."
+    "--brief",
+    is_flag=True,
+    help=(
+        "Ranking only, without the breakdowns (table output shows those of the"
+        f" {BREAKDOWNS} riskiest, or of all --limit N)."
+    ),
 )
 @FORMAT_OPTION
 def risk_cmd(
@@ -64,7 +70,8 @@ def risk_cmd(
         echo("no devices in the inventory yet: run `medsentry scan` first", err=True)
     if brief:
         return
-    for r in records:
+    shown = records if (limit is not None or device) else records[:BREAKDOWNS]
+    for r in shown:
         emit(
             r["factors"],
             FACTOR_COLUMNS,
@@ -79,3 +86,9 @@ def risk_cmd(
         if ids:
             more = f" (+{len(ids) - 10} more)" if len(ids) > 10 else ""
             echo(f"vulnerabilities counted: {'; '.join(ids[:10])}{more}")
+    if len(shown) < len(records):
+        echo(
+            f"breakdowns of the {len(shown)} riskiest shown: `medsentry risk DEVICE` explains"
+            " one, `--limit N` the first N, `--format json` all",
+            err=True,
+        )

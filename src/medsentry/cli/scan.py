@@ -33,6 +33,7 @@ from rich.table import Table
 
 from medsentry.actor import cli_actor
 from medsentry.analysis import Analyzer, analyzer_names, close_analyzers, load_analyzers
+from medsentry.cli import interrupt
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
 from medsentry.cli.terminal import console, data_console, echo, warn_line
@@ -282,7 +283,7 @@ def scan_one(
     from medsentry.capture.reader import open_capture
 
     with open_capture(path) as reader:  # header only: CaptureError now if it is no capture
-        fmt, link_types = reader.format, list(reader.linktypes)
+        fmt = reader.format
     size = path.stat().st_size
     flows_before, warnings_before = tally.flows, len(tally.warnings)
     first_before, last_before = tally.first_ns, tally.last_ns
@@ -318,7 +319,7 @@ def scan_one(
             bytes=stats.bytes,
             first_ns=tally.first_ns,
             last_ns=tally.last_ns,
-            link_types=link_types,
+            link_types=stats.link_types[-1] if stats.link_types else (),
             status=status,
         )
     tally.committed = path  # stored: an interruption from here on leaves only the analysis undone
@@ -330,8 +331,9 @@ def scan_one(
     record(
         "scan.completed",
         {
+            # the file's SHA-256 names it for good; its file name, which may say whose capture
+            # it is, stays in the database (`captures.source`), never in the unerasable ledger
             "capture_id": writer.info.capture_id,
-            "source": path.name,
             "format": fmt,
             "status": status,
             "depth": writer.info.depth,
@@ -447,6 +449,7 @@ def _scan_files(
         base = done_before
 
         def progress(done: int, _total: int, base: int = base) -> None:
+            interrupt.check()  # a Ctrl-C Python dropped (cli/interrupt.py) stops here
             bar.update(task, completed=base + done)
 
         def warn(w: DecodeWarning) -> None:
