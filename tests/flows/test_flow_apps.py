@@ -221,3 +221,27 @@ def test_udp_datagrams_reach_a_whole_stream_dissector_in_order(tmp_path):
     (rec,) = Recorder.made
     assert bytes(rec.data[0]) == b"".join(msgs)
     assert [n for _, n in rec.items] == [len(m) for m in msgs]
+
+
+@needs_identify
+@pytest.mark.parametrize("chunk", [1 << 20, 300])
+def test_a_flow_ended_by_its_own_key_coming_back_is_dissected(tmp_path, chunk):
+    """DHCP and mDNS repeat one address/port pair: the same key after the idle timeout (120 s)
+    is a new flow, and ends the old one in the same kernel range. The old flow's datagrams
+    still reach its dissector (they were dropped unidentified: the old flow was not live)."""
+    log = FrameLog()
+    sent = []
+    for k in range(6):
+        q = (
+            k.to_bytes(2, "big")
+            + bytes.fromhex("0100000100000000 0000")
+            + b"\x03ehr\x04test\x00\x00\x01\x00\x01"
+        )
+        sent.append(q)
+        gap = 200 * 10**9 if k >= 3 else 0  # a 200 s silence before the fourth query
+        log.add(T0 + k * 1000 + gap, C.frame(S, 17, udp(C.ip, S.ip, 53000, 53, q)))
+    log.write(tmp_path / "u.pcap")
+    events, _ = scan_file(tmp_path / "u.pcap", Recorder, chunk=chunk)
+    flows = [e for e in events if isinstance(e, FlowRecord)]
+    assert [f.packets_c2s for f in flows] == [3, 3] and all(f.app_protocol == "dns" for f in flows)
+    assert [bytes(r.data[0]) for r in Recorder.made] == [b"".join(sent[:3]), b"".join(sent[3:])]

@@ -75,6 +75,33 @@ def test_first_sender_is_client_without_handshake():
     assert f.transport == "udp" and f.tcp_flags_c2s == 0
 
 
+@pytest.mark.parametrize(
+    ("first_from_server", "sp", "cp", "client_port"),
+    [
+        (True, 2575, 54458, 54458),  # HL7 MLLP answer first: the registered port serves
+        (True, 104, 40745, 40745),  # DICOM
+        (True, 443, 2000, 2000),  # a system port serves a user port
+        (False, 2575, 54458, 54458),  # the client's packet first: the same
+        (True, 40000, 40001, 40000),  # both ephemeral: no telling, the first sender
+    ],
+)
+def test_tcp_seen_from_its_middle_takes_the_service_port_as_server(
+    first_from_server: bool, sp: int, cp: int, client_port: int
+):
+    """A capture that starts inside a connection has no SYN: its first packet may be the
+    server's answer. That made the server the client (findings against the workstation's
+    ephemeral port, flows listed with server port 54458)."""
+    b = Builder()
+    c, srv = "10.0.0.1", "10.0.0.2"
+    pkts = [(srv, c, sp, cp, b"\x0bMSA|AA\x1c\r"), (c, srv, cp, sp, b"\x0bMSH|...\x1c\r")]
+    if not first_from_server:
+        pkts.reverse()
+    for k, (a, z, pa, pz, data) in enumerate(pkts):
+        b.add(T0 + k * 1000, a, z, pa, pz, flags=ACK | PSH, seq=1000 + k, data=data)
+    (f,) = flows(scan(b))
+    assert f.client_port == client_port
+
+
 def test_iat_statistics_match_numpy():
     rng = np.random.default_rng(7)
     gaps = rng.integers(1, 5_000_000, 500)  # ns

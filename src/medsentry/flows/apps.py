@@ -162,9 +162,9 @@ class AppLayer:
         t = self.table
         dirty = t.take_dirty()
         if dirty.size and self.identify is not None:
-            live = dirty[t.u8[dirty, K.B_STATE] == K.LIVE]  # the others end in this range
-            if live.size:
-                self.identify_slots(live, False, events)
+            # a flow a later packet of this range ended (its key came back after the idle
+            # timeout) is identified now too: its packets in this range are delivered below
+            self.identify_slots(dirty, False, events)
         if not self.apps or hi <= lo:
             self._upgraded = []
             return

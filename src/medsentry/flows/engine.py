@@ -1,4 +1,5 @@
-"""Packet batches in, events out: flow table + application layer + ARP + frame dissectors.
+"""Packet batches in, events out: flow table + application layer + ARP + IPv6 Neighbor
+Discovery + frame dissectors.
 
 `FlowEngine.process(batch)` runs the flow kernel over the batch (resuming after the table grows
 or releases expired slots), hands selected payload to the application layer, turns expired
@@ -19,6 +20,7 @@ from medsentry.events.flow import DecodeWarning
 from medsentry.flows.apps import AppLayer, IdentifyFn
 from medsentry.flows.arp import arp_events
 from medsentry.flows.frames import frame_bytes, select_frames
+from medsentry.flows.ndp import ndp_events
 from medsentry.flows.processes import process_events
 from medsentry.flows.table import FlowTable
 
@@ -127,6 +129,7 @@ class FlowEngine:
                     t.grow_blocks()
             pos = stop
         events.extend(arp_events(pb, t.fmt_ip))
+        events.extend(ndp_events(pb, t.fmt_ip))
         if self.frame_dissectors:
             self._frames(pb, events)
         now = t.now_ns

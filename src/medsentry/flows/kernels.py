@@ -148,6 +148,19 @@ def index_rebuild(idx: np.ndarray, k64: np.ndarray, u8: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _port_class(port: int) -> int:
+    """0 system port, 1 user port below the ephemeral range, 2 ephemeral (RFC 6335 §6; RFC
+    6056 §3.2: 1024-65535, 49152-65535 by IANA and 32768-60999 by Linux: from 32768 here)."""
+    if port == 0:
+        return 2  # no port (ICMP): no side
+    if port < 1024:
+        return 0
+    if port < 32768:
+        return 1
+    return 2
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _expire(s, reason, idx, k64, u8, exp, ctl) -> None:
     index_remove(idx, k64, s)
     u8[s, B_STATE] = PENDING
@@ -372,11 +385,19 @@ def process(
             u8[s, B_STATE] = LIVE
             u8[s, B_VER] = ver
             u8[s, B_PROTO] = p
-            # the initiator: a SYN's sender, a SYN-ACK's receiver, else the first sender
+            # the initiator: a SYN's sender, a SYN-ACK's receiver; a TCP connection seen from
+            # its middle: the side on the lower port class; else (UDP) the first sender
             if (fl & (SYN | ACK)) == (SYN | ACK):
                 u8[s, B_CLIENT] = 1 - d
-            else:
+            elif (fl & SYN) != 0 or p != IPPROTO_TCP:
                 u8[s, B_CLIENT] = d
+            else:
+                src_class = _port_class(sp)
+                dst_class = _port_class(dp)
+                if src_class < dst_class:  # the sender is the service answering
+                    u8[s, B_CLIENT] = 1 - d
+                else:
+                    u8[s, B_CLIENT] = d
             if p in (IPPROTO_TCP, IPPROTO_UDP):
                 u8[s, B_WANT] = prm[P_INIT_WANT]
                 u8[s, B_WANT + 1] = prm[P_INIT_WANT]
