@@ -124,7 +124,7 @@ class Catalog:
         self.dicom_rq = t(dicom.associate_rq("CT01", "PACS", [CTImageStorage]))
         self.dicom_ac = t(dicom.associate_ac("CT01", "PACS", [CTImageStorage]))
         ds = dicom.ct_dataset("BENCH^PATIENT", "BENCH0001", "1.2.3.4", "1.2.3.4.5")
-        full = dicom.c_store_rq(1, ds, "CT01")
+        full = dicom.c_store_rq(1, ds)
         cmd_len = 6 + int.from_bytes(full[2:6], "big")  # the first PDU holds the command set
         cmd = full[:cmd_len]
         self.dicom_head = {k: t(cmd + pdu) for k, pdu in _dicom_first_pdus(rng).items()}

@@ -188,6 +188,45 @@ def test_logs_import_cli_stores_events_and_rejects_bad_lines(tmp_path: Path) -> 
         assert len(list(iter_events(store, kinds=["syslog"]))) == 7  # nothing lost, nothing added
 
 
+def test_message_words_are_not_header_fields(tmp_path: Path) -> None:
+    """RFC 3164 lines without HOSTNAME (§4.1.2: a host name or an address) and RFC 5424 MSGIDs
+    that are no token: the message's words never become HOSTNAME, TAG, PID or MSGID."""
+    key = b"k" * 32
+    cases = {
+        b"<134>Jan  1 12:00:01 infusion: QXTAGWORD: bolus started": (None, "infusion", None),
+        b"<134>Jan  1 12:00:02 QXNOHOST QXALPHA admitted to ward 3": (None, None, None),
+        b"Jan  1 12:00:04 QXFILEHOST QXFILETAG[QX998877]: no PRI line": (None, None, None),
+        b"<134>Jan  1 12:00:05 pump7 sshd[1]: Failed password": ("pump7", "sshd", "1"),
+        b"<134>Jan  1 12:00:06 10.1.2.3 Patient admitted": ("10.1.2.3", None, None),
+        b"<134>Jan  1 12:00:07 pump7.icu.example.org bolus done": (
+            "pump7.icu.example.org",
+            None,
+            None,
+        ),
+    }
+    for line, expected in cases.items():
+        e = parse_syslog(line, key=key)
+        assert (e.hostname, e.app_name, e.procid) == expected, line
+    e = parse_syslog(
+        b"<134>1 2024-01-01T12:00:00Z pump-7 ALARIS 4242 QXMSGID-QX998877 "
+        b'[QXSDID@32473 a="b"][origin ip="10.1.2.3"] text',
+        key=key,
+    )
+    assert e.msgid is not None and e.msgid.startswith("#") and "QX99" not in e.msgid
+    assert e.sd_ids == ["QXSDID@32473", "origin"]  # SD-NAMEs of token form (RFC 5424 §6.3.2)
+    # through `logs import` into SQLite: the alert's evidence names no word of the message
+    db = tmp_path / "s.db"
+    log = tmp_path / "device.log"
+    log.write_text("Nov 23 10:05:00 QXNOHOST %SYS-5-CONFIG_I: Configured from console\n")
+    out = CliRunner().invoke(
+        main, ["logs", "import", str(log), "--db", f"sqlite:///{db}", "--format", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert [a["rule_id"] for a in json.loads(out.stdout)] == ["log.config_change"]
+    assert "QXNOHOST" not in out.output
+    assert b"QXNOHOST" not in db.read_bytes()
+
+
 def test_logs_listen_command_receives_from_logger(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 's.db'}"
     port = _free_port()

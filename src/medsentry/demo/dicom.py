@@ -164,14 +164,14 @@ def c_echo_rsp(message_id: int, context_id: int = 1) -> bytes:
     return _p_data(msg, context_id)
 
 
-def c_store_rq(message_id: int, ds: Dataset, calling: str, context_id: int = 1) -> bytes:
-    """C-STORE-RQ command set plus the dataset (PS3.7 §9.1.1, §9.3.1.1)."""
+def c_store_rq(message_id: int, ds: Dataset, context_id: int = 1) -> bytes:
+    """C-STORE-RQ command set plus the dataset (PS3.7 §9.1.1, §9.3.1.1): the modality's own
+    store, so no Move Originator (that names a C-MOVE sub-operation, PS3.7 §9.1.1.1)."""
     prim = dp.C_STORE()
     prim.MessageID = message_id
     prim.AffectedSOPClassUID = CTImageStorage
     prim.AffectedSOPInstanceUID = ds.SOPInstanceUID
     prim.Priority = 0x0002  # low
-    prim.MoveOriginatorApplicationEntityTitle = calling
     prim.DataSet = _dataset_bytes(ds)
     msg = C_STORE_RQ()
     msg.primitive_to_message(prim)

@@ -305,7 +305,7 @@ def _dicom(net: _Net, t: int) -> None:
         sop = generate_uid(UID_ROOT, [f"sop-{rng.random()}"])
         ds = dicom.ct_dataset(f"{p.family}^{p.given}", p.mrn, study, sop)
         ds.InstanceNumber = i
-        t = st.send(CLIENT, dicom.c_store_rq(i, ds, "CT01"), t + 5_000_000)
+        t = st.send(CLIENT, dicom.c_store_rq(i, ds), t + 5_000_000)
         t = st.send(SERVER, dicom.c_store_rsp(i, sop), t + 20_000_000)
     t = st.send(CLIENT, dicom.release_rq(), t)
     t = st.send(SERVER, dicom.release_rp(), t + 200_000)

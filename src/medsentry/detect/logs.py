@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
+import ipaddress
 import re
 import socket
 import socketserver
@@ -35,7 +36,15 @@ _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 # RFC 3164 §4.1.2 TIMESTAMP "Mmm dd hh:mm:ss" (day space-padded)
 _RFC3164_TS = re.compile(r"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ", re.ASCII)
 _INT64_NS = 1 << 63  # event times are signed 64-bit nanoseconds (the store's BIGINT)
-_TAG = re.compile(r"([^\s\[:]{1,48})(?:\[([^\]]{0,32})\])?: ?")
+# RFC 3164 §4.1.3 MSG: TAG (at most 32 alphanumerics; in practice also _ . - /) ended by "["
+# (the process id, digits) or ":"
+_TAG = re.compile(r"([A-Za-z0-9][A-Za-z0-9_./-]{0,31})(?:\[(\d{1,10})\])?:(?: |$)")
+# RFC 3164 §4.1.2 HOSTNAME: a host name (RFC 1123 labels) or an IP address
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
+# RFC 5424 §6.2.7 MSGID, §6.3.2 SD-ID (name or name@enterprise number): printed only when
+# token-like, a name without a run of 5 digits (a record number's shape), else keyed
+_TOKEN = re.compile(r"^(?![^@]*\d{5})[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}(?:@\d{1,10})?$")
 
 
 class LogPattern(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +131,27 @@ def default_patterns() -> Patterns:
 
 def _keyed(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
+
+
+def _is_hostname(token: str, after: str) -> bool:
+    """RFC 3164 §4.1.2: whether the word after TIMESTAMP is the HOSTNAME. An IP address or a
+    dotted name is; a single-label name only when a TAG follows it (§4.1.3), since a line
+    without HOSTNAME has the message's own words there."""
+    try:
+        ipaddress.ip_address(token)
+        return True
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(token):
+        return False
+    return "." in token.rstrip(".") or _TAG.match(after) is not None
+
+
+def _token(key: bytes, value: str | None) -> str | None:
+    """MSGID or SD-ID as printed: token-like as sent, else a keyed hash (`#...`)."""
+    if value is None or _TOKEN.match(value):
+        return value
+    return f"#{_keyed(key, value)}"
 
 
 def _nil(s: str) -> str | None:
@@ -212,6 +242,8 @@ def parse_syslog(
             ts_ns = _rfc3339_ns(parts[0])
             hostname, app, procid, msgid = (_nil(p) for p in parts[1:5])
             sd_ids, body = _structured_data(parts[5])
+            msgid = _token(key, msgid)
+            sd_ids = [_token(key, i) or "" for i in sd_ids]
             if body.startswith("\ufeff"):  # §6.4 BOM: MSG is UTF-8
                 body = body[1:]
     if fmt != "rfc5424":
@@ -225,8 +257,9 @@ def parse_syslog(
             except (KeyError, ValueError):
                 ts_ns = None
             rest = body[m.end() :]
-            host, _, rest = rest.partition(" ")
-            hostname = host or None
+            host, _, after = rest.partition(" ")
+            if _is_hostname(host, after):
+                hostname, rest = host, after
             t = _TAG.match(rest)  # §4.1.3 MSG: TAG[pid]: CONTENT
             if t is not None:
                 app, procid = t.group(1), t.group(2)

@@ -422,7 +422,7 @@ class Hl7NakBurst(Rule):
             return []
         ep = event.endpoints
         n, _ = self.win.add(
-            (ep.client, ep.server), (event.ts_ns, event.ack_control_id), event.ts_ns
+            (ep.client, ep.server), (event.ts_ns, event.ack_control_id_hash), event.ts_ns
         )
         if n < self.p["threshold"]:
             return []

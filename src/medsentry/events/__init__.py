@@ -33,6 +33,7 @@ from medsentry.events.flow import (
     ArpObserved,
     DecodeWarning,
     FlowRecord,
+    NdpObserved,
     ProtocolDetected,
     StreamStats,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Endpoints",
     "Event",
     "FlowRecord",
+    "NdpObserved",
     "ProtocolDetected",
     "StreamStats",
     "decode_json",

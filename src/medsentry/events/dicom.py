@@ -64,6 +64,9 @@ class _DicomAssociate(Event, frozen=True, kw_only=True):
     max_operations_performed: int | None = None
     extended_negotiations: int = 0  # SOP Class (Common) Extended Negotiation sub-items
     user_identity: DicomUserIdentity | None = None
+    # the first variable item or user-information sub-item that could not be decoded (type and
+    # lengths, no value): what precedes it is reported, what follows it is not (PS3.8 §9.3.2.3)
+    malformed_item: str | None = None
 
 
 class DicomAssociateRequest(_DicomAssociate, tag="dicom_associate_rq", frozen=True, kw_only=True):
@@ -156,6 +159,10 @@ class DicomDataset(Event, tag="dicom_dataset", frozen=True, kw_only=True):
     context_id: int
     command: str | None = None  # the command this data set belongs to
     message_id: int | None = None
+    # a C-STORE sub-operation of a C-MOVE names the C-MOVE's requestor (PS3.7 §9.1.1.1, §9.3.1.1):
+    # its sender forwards an instance another device created
+    move_originator_ae: str | None = None
+    move_originator_message_id: int | None = None
     transfer_syntax: str | None = None
     sop_class_uid: str | None = None
     modality: str | None = None

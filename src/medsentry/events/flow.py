@@ -83,6 +83,26 @@ class ArpObserved(Event, tag="arp", frozen=True, kw_only=True):
     vlan: int | None = None
 
 
+class NdpObserved(Event, tag="ndp", frozen=True, kw_only=True):
+    """An IPv6 Neighbor Discovery message (RFC 4861 §4): Router Solicitation (133), Router
+    Advertisement (134), Neighbor Solicitation (135) or Advertisement (136); repeats in a
+    batch are counted. Only messages with Hop Limit 255 (§6.1, §7.1: never routed)."""
+
+    icmp_type: int  # 133 RS, 134 RA, 135 NS, 136 NA
+    source_mac: str | None  # the frame's link-layer source
+    source: str  # the IPv6 source; "::" for Duplicate Address Detection (RFC 4862 §5.4.2)
+    target: str | None = None  # NS/NA Target Address (§4.3, §4.4)
+    # Source (RS, RA, NS) or Target (NA) Link-Layer Address option (§4.6.1)
+    link_layer_address: str | None = None
+    router: bool = False  # NA R flag (§4.4)
+    solicited: bool = False  # NA S flag
+    override: bool = False  # NA O flag: clear in proxy and anycast advertisements (§7.2.8)
+    router_lifetime: int | None = None  # RA, seconds (§4.2)
+    on_link_prefixes: list[str] = msgspec.field(default_factory=list)  # RA, L flag (§4.6.2)
+    count: int = 1
+    vlan: int | None = None
+
+
 class DecodeWarning(Event, tag="warning", frozen=True, kw_only=True):
     """Damage found while reading a capture: where it is and what was kept."""
 

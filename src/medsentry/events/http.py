@@ -1,7 +1,8 @@
 """HTTP/1.x and FHIR REST events (RFC 9112, HL7 FHIR R4/R5 RESTful API).
 
-Query-string values, request bodies and FHIR resource ids never appear here: a path keeps its
-segments and parameter *names* only, and FHIR paths are reduced to templates (`Patient/{id}`).
+Query-string values, request bodies and FHIR resource ids never appear here: paths are
+templates (`/emr/patients/{id}/chart/{id}`, `/fhir/Patient/{id}`), a query keeps its plausible
+parameter *names* only, a User-Agent its products and platform comments (protocols/template.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class HttpRequest(Event, tag="http_request", frozen=True, kw_only=True):
     flow_id: str
     endpoints: Endpoints
     method: str
-    path: str  # without query values; FHIR resource ids replaced by {id}
+    path: str  # a template: segments that may be identifiers are {id}, no query
     # parameter names only (values may hold PHI)
     query_params: list[str] = msgspec.field(default_factory=list)
     version: str = "HTTP/1.1"

@@ -14,8 +14,12 @@ class DhcpMessage(Event, tag="dhcp", frozen=True, kw_only=True):
     endpoints: Endpoints
     op: int  # 1 BOOTREQUEST, 2 BOOTREPLY
     message_type: str | None = None  # DISCOVER, OFFER, REQUEST, ... (option 53)
+    direction: int = 0  # 0: sent by the flow's client, 1: by its server
     xid: int = 0
+    hops: int = 0  # relay agents passed (RFC 1542 §4.1.1)
     client_mac: str | None = None  # chaddr when htype=1, hlen=6
+    client_address: str | None = None  # ciaddr: the client's address, when it has one
+    relay_address: str | None = None  # giaddr: the first relay agent's (RFC 2131 §4.1)
     hostname: str | None = None  # option 12
     vendor_class: str | None = None  # option 60
     parameter_request_list: str | None = None  # option 55 as "1,3,6,15": a fingerprint

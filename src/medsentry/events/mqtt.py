@@ -1,4 +1,8 @@
-"""MQTT events (OASIS MQTT 3.1.1 and 5.0): session identity and topics, never payloads."""
+"""MQTT events (OASIS MQTT 3.1.1 and 5.0): session identity and topics, never payloads.
+
+Client ids, will topics, topic names and filters are templates: a level that may name a patient
+or a record is "{id}" (`ward3/bed12/patient/{id}/spo2`), wildcards stay (protocols/template.py).
+"""
 
 from __future__ import annotations
 

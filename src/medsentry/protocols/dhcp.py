@@ -78,9 +78,15 @@ def parse_dhcp(data: bytes) -> dict:
         raise ParseError("DHCP magic cookie missing (RFC 2131 §3)")
     xid = struct.unpack(">I", data[4:8])[0]
     out: dict = {"op": op, "xid": xid, "options": []}
-    yiaddr = data[16:20]
-    if yiaddr != b"\0\0\0\0":
-        out["your_address"] = _ipv4(yiaddr)
+    if data[3]:
+        out["hops"] = data[3]
+    for key, raw in (
+        ("client_address", data[12:16]),  # ciaddr
+        ("your_address", data[16:20]),  # yiaddr
+        ("relay_address", data[24:28]),  # giaddr
+    ):
+        if raw != b"\0\0\0\0":
+            out[key] = _ipv4(raw)
     if htype == 1 and hlen == 6:  # Ethernet chaddr
         out["client_mac"] = mac_str(data[28:34])
     pos = 240
@@ -128,8 +134,11 @@ class DhcpDissector(StreamDissector):
 
     def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
         f = parse_dhcp(data)
+        ctx = self.ctx
         return [
-            DhcpMessage(ts_ns=ts_ns, flow_id=self.ctx.flow_id, endpoints=self.ctx.endpoints, **f)
+            DhcpMessage(
+                ts_ns=ts_ns, flow_id=ctx.flow_id, endpoints=ctx.endpoints, direction=direction, **f
+            )
         ]
 
 

@@ -2,7 +2,8 @@
 
 Turns a request line into a FHIR interaction: resource type, interaction, operation and a path
 template in which every logical id and version id is replaced (`Patient/{id}/_history/{vid}`),
-because ids can be medical record numbers. Bodies are read only where the standard puts
+because ids can be medical record numbers, and so is every base segment that is not a generic
+word (`/api/{id}/{id}/Patient`, protocols/template.py). Bodies are read only where the standard puts
 identity in them: the CapabilityStatement of `/metadata` (fhirVersion, software) and the type of
 a Bundle POSTed to the base (transaction or batch).
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from medsentry.protocols import template
 from medsentry.protocols.streamkit import knowledge
 
 _NAME = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
@@ -76,19 +78,51 @@ def _is_id(seg: str) -> bool:
     return bool(seg) and not seg.startswith(("_", "$"))
 
 
+# STU3/R4 resource types as some servers accept them, lower case ("/fhir/patient/123"); taken
+# only where the request is FHIR already (media type, FHIR port, a "fhir" base segment)
+_BY_LOWER = {t.lower(): t for t in RESOURCE_TYPES}
+# FHIR R4 §2.36 OperationDefinition.code: a token; the standard's and implementers' operation
+# names start lower case ("$everything", "$validate-code", "$lastn")
+_OPERATION = re.compile(r"^\$[a-z][A-Za-z0-9-]{0,63}$")
+OPERATION = "${op}"  # an operation name that is not a plausible code
+
+
+def _operation(seg: str) -> str:
+    ok = _OPERATION.match(seg) and not template.looks_like_id(seg[1:])
+    return seg if ok else OPERATION
+
+
+def _resource_index(segs: list[str], fhir_context: bool) -> int | None:
+    """Where the resource type is: the first segment naming one (R4 §3.1.0.1.1: [base]/[type]);
+    in a FHIR context, a lower-case name counts too."""
+    for i, s in enumerate(segs):
+        if s in RESOURCE_TYPES:
+            return i
+    if fhir_context:
+        for i, s in enumerate(segs):
+            canonical = _BY_LOWER.get(s.lower())
+            if canonical is not None:
+                segs[i] = canonical
+                return i
+    return None
+
+
 def classify(
     method: str,
     path: str,
-    query_names: list[str],
+    query: str,
     content_type: str | None,
     accept: str | None,
     assume_fhir: bool = False,
 ) -> FhirRequest | None:
     """Which FHIR interaction a request is (R4 §3.1.0.1.1 "Service Base URL" and the table of
-    interactions in §3.1.0); None when the request is not FHIR."""
-    segs = [s for s in path.split("/") if s]
-    idx = next((i for i, s in enumerate(segs) if s in RESOURCE_TYPES), None)
+    interactions in §3.1.0); None when the request is not FHIR. `path` is the request path as
+    sent (percent-encoded, matrix parameters and all), `query` the query string: the request's
+    template keeps resource types, the standard's fixed segments and generic words only."""
+    segs = template.path_segments(path)
     fhir_mime = is_fhir_mime(content_type) or is_fhir_mime(accept)
+    based = any(s.lower() == "fhir" for s in segs)
+    idx = _resource_index(segs, fhir_mime or assume_fhir or based)
     last = segs[-1] if segs else ""
     system_level = last in ("_history", "_search") or last.startswith("$")
     if idx is None and not (fhir_mime or assume_fhir or system_level):
@@ -106,7 +140,7 @@ def classify(
         path_template="",
         fhir_version=version,
         mime_type=mime,
-        search_params=list(query_names),
+        search_params=template.query_names(query, fhir=True),
     )
     tmpl: list[str] = []
     if idx is None:
@@ -124,9 +158,9 @@ def classify(
             base = segs[:-1]
             tmpl = ["_search"]
         elif last.startswith("$"):
-            req.interaction, req.operation = "operation", last
+            req.interaction, req.operation = "operation", _operation(last)
             base = segs[:-1]
-            tmpl = [last]
+            tmpl = [req.operation]
         elif method == "POST":
             req.interaction = "transaction"  # or batch: refined from the Bundle's type
             req.wants_body = True
@@ -153,10 +187,12 @@ def classify(
         elif rest[0] == "_history":
             req.interaction, tmpl = "history", [rtype, "_history"]
         elif rest[0].startswith("$"):
-            req.interaction, req.operation, tmpl = "operation", rest[0], [rtype, rest[0]]
+            req.interaction, req.operation = "operation", _operation(rest[0])
+            tmpl = [rtype, req.operation]
         else:
             tmpl = [rtype, "{id}"]
             after = rest[1:]
+            compartment = _BY_LOWER.get(after[0].lower()) if after else None
             if not after:
                 req.interaction = {
                     "GET": "read",
@@ -171,20 +207,35 @@ def classify(
                 else:
                     req.interaction, tmpl = "history", [rtype, "{id}", "_history"]
             elif after[0].startswith("$"):
-                req.interaction, req.operation = "operation", after[0]
-                tmpl = [rtype, "{id}", after[0]]
-            elif after[0] in RESOURCE_TYPES:
+                req.interaction, req.operation = "operation", _operation(after[0])
+                tmpl = [rtype, "{id}", req.operation]
+            elif compartment is not None:
                 # compartment search (R4 §3.1.0.11.1): Patient/{id}/Observation
-                req.interaction, req.resource_type = "search", after[0]
-                tmpl = [rtype, "{id}", after[0]]
+                req.interaction, req.resource_type = "search", compartment
+                tmpl = [rtype, "{id}", compartment]
             else:
                 req.interaction = "unknown"
-    req.path_template = "/" + "/".join([*base, *tmpl])
+    req.path_template = "/" + "/".join([*template.template_segments(base), *tmpl])
     return req
 
 
 def patient_level(resource_type: str | None) -> bool:
     return resource_type in PATIENT_COMPARTMENT
+
+
+# interactions that name no resource type yet return or carry resources of any type
+# (R4 §3.1.0.8 system search, §3.1.0.12 system history, §3.1.0.13 transaction/batch)
+_ANY_TYPE = frozenset({"search", "history", "transaction", "batch"})
+
+
+def holds_patient_data(req: FhirRequest, body_types: set[str], fhir_typed: bool) -> bool:
+    """Whether an interaction concerns the Patient compartment: by its resource type, by the
+    resources seen in its body, or, when neither names a type and FHIR content was exchanged,
+    because a system-level search, history or bundle may carry any of them."""
+    if patient_level(req.resource_type) or any(patient_level(t) for t in body_types):
+        return True
+    unnamed = req.resource_type is None and not body_types
+    return unnamed and fhir_typed and req.interaction in _ANY_TYPE
 
 
 # -- bodies the standard puts identity in -------------------------------------------------------

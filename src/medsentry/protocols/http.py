@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from medsentry.events.base import Event
 from medsentry.events.credentials import CleartextCredentials
 from medsentry.events.http import FhirInteraction, HttpRequest, HttpResponse
-from medsentry.protocols import fhir
+from medsentry.protocols import fhir, template
 from medsentry.protocols.base import CLIENT_TO_SERVER, FlowContext, ParseError
 from medsentry.protocols.registry import register_stream
 from medsentry.protocols.streamkit import StreamDissector, text
@@ -29,7 +29,6 @@ MAX_CHUNK_LINE = 1024
 MAX_PENDING = 64  # pipelined requests awaiting a response
 MAX_BODY_PEEK = 256 * 1024  # bounded read of a CapabilityStatement / transaction Bundle
 MAX_PATH = 512
-MAX_PARAMS = 32
 
 # RFC 9112 §3: request-line = method SP request-target SP HTTP-version
 # (the target is taken up to the last " HTTP/": attack traffic puts spaces in it)
@@ -66,18 +65,14 @@ class _Side:
     body_seen: bool = False
 
 
-def _split_target(target: str) -> tuple[str, list[str]]:
-    """Path and query parameter names (RFC 3986 §3.4); values are dropped: they may be PHI."""
+def _split_target(target: str) -> tuple[str, str]:
+    """Path and query of a request-target (RFC 9112 §3.2, RFC 3986 §3.3-3.5), as sent."""
     path, _, query = target.partition("?")
     path = path.split("#", 1)[0]
+    query = query.split("#", 1)[0]
     if "://" in path:  # absolute-form (RFC 9112 §3.2.2), as sent to proxies
         path = "/" + path.split("://", 1)[1].partition("/")[2]
-    names: list[str] = []
-    for part in re.split(r"[&;]", query):
-        name = part.split("=", 1)[0]
-        if name and name not in names and len(names) < MAX_PARAMS:
-            names.append(text(name.encode("latin-1", "replace"), 64))
-    return text(path.encode("latin-1", "replace"), MAX_PATH) or "/", names
+    return path, query
 
 
 def _headers(lines: list[bytes]) -> dict[str, str]:
@@ -287,19 +282,24 @@ class HttpDissector(StreamDissector):
         method = m.group(1).decode("ascii")
         version = m.group(3).decode("ascii")
         h = _headers(lines[1:])
-        path, params = _split_target(m.group(2).decode("latin-1"))
+        raw_path, query = _split_target(m.group(2).decode("latin-1"))
         length = _content_length(h)
         chunked = _chunked(h)
         content_type = h.get("content-type")
         req = (
-            fhir.classify(method, path, params, content_type, h.get("accept"), self.assume_fhir)
+            fhir.classify(method, raw_path, query, content_type, h.get("accept"), self.assume_fhir)
             if method != "CONNECT"
             else None
         )
         auth = h.get("authorization")
         scheme = auth.split(None, 1)[0][:32] if auth and auth.strip() else None
-        if req is not None and req.resource_type is not None:
-            path = req.path_template  # ids may be record numbers: keep the template only
+        # segments and names may be record numbers or names: templates only
+        if req is not None:
+            path, params = req.path_template, req.search_params
+        else:
+            path, params = template.path_template(raw_path), template.query_names(query)
+        path = text(path.encode("utf-8", "replace"), MAX_PATH) or "/"
+        user_agent = h.get("user-agent")
         ep = self.ctx.endpoints
         out.append(
             HttpRequest(
@@ -311,7 +311,9 @@ class HttpDissector(StreamDissector):
                 query_params=params,
                 version=version,
                 host=_opt(h.get("host"), 255),
-                user_agent=_opt(h.get("user-agent"), 512),
+                user_agent=_opt(template.user_agent_template(user_agent), 512)
+                if user_agent is not None
+                else None,
                 content_type=_opt(content_type, 128),
                 content_length=length,
                 auth_scheme=scheme,
@@ -476,9 +478,8 @@ class HttpDissector(StreamDissector):
     ) -> FhirInteraction:
         req = p.fhir
         assert req is not None
-        level = fhir.patient_level(req.resource_type) or any(
-            fhir.patient_level(t) for t in p.body_types
-        )
+        fhir_typed = req.mime_type is not None or fhir.is_fhir_mime(response_ctype)
+        level = fhir.holds_patient_data(req, p.body_types, fhir_typed)
         ok = status is not None and 200 <= status < 300
         in_clear = level and (
             (p.request_body and req.method in ("POST", "PUT", "PATCH")) or (ok and response_body)

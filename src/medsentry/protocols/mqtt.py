@@ -2,7 +2,9 @@
 
 CONNECT gives the client id, protocol level and whether a username/password crossed in clear
 (the username is hashed, the password never kept); CONNACK the verdict; SUBSCRIBE the topic
-filters; PUBLISH the topic only: payloads are skipped as they arrive, never buffered.
+filters; PUBLISH the topic only: payloads are skipped as they arrive, never buffered. Client
+ids, topics and filters leave as templates: a level that names a patient or a record is "{id}"
+("ward3/patient/{id}/spo2"), wildcards and generic levels stay (protocols/template.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from medsentry.events.base import Event
 from medsentry.events.credentials import CleartextCredentials
 from medsentry.events.mqtt import MqttConnack, MqttConnect, MqttPublish, MqttSubscribe
+from medsentry.protocols import template
 from medsentry.protocols.base import CLIENT_TO_SERVER, FlowContext, ParseError
 from medsentry.protocols.registry import register_stream
 from medsentry.protocols.streamkit import StreamDissector, text
@@ -66,7 +69,8 @@ class _Reader:
 class _Side:
     buf: bytearray = field(default_factory=bytearray)
     skip: int = 0  # PUBLISH payload bytes still to discard
-    topics: set[str] = field(default_factory=set)
+    topics: set[bytes] = field(default_factory=set)  # raw names seen (never leave)
+    templates: set[str] = field(default_factory=set)  # their templates already reported
 
 
 def _remaining_length(buf: bytearray) -> tuple[int, int] | None:
@@ -198,7 +202,7 @@ class MqttDissector(StreamDissector):
                     ts_ns=ts_ns,
                     flow_id=self.ctx.flow_id,
                     endpoints=self.ctx.endpoints,
-                    topic_filters=filters,
+                    topic_filters=[template.topic_template(f) for f in filters],
                     wildcard=any("+" in f or "#" in f for f in filters),
                     multi_level_wildcard=any(f == "#" or f.endswith("/#") for f in filters),
                     max_qos=max_qos,
@@ -215,12 +219,12 @@ class MqttDissector(StreamDissector):
         self.level = level
         if level == 5:
             r.properties()
-        client_id = text(r.string(), 256)
+        client_id = template.client_id_template(text(r.string(), 256))
         will_topic = None
         if flags & 0x04:  # Will Flag
             if level == 5:
                 r.properties()
-            will_topic = text(r.string(), 512)
+            will_topic = template.topic_template(text(r.string(), 512))
             r.string()  # will payload: not kept
         user = r.string() if flags & 0x80 else None
         password = bool(flags & 0x40)
@@ -261,14 +265,17 @@ class MqttDissector(StreamDissector):
         ts_ns: int,
         out: list[Event],
     ) -> None:
-        """MQTT 3.1.1 §3.3 PUBLISH: the first sight of each topic per direction."""
-        name = text(topic, 512)
-        if name in side.topics or len(side.topics) >= MAX_TOPICS:
+        """MQTT 3.1.1 §3.3 PUBLISH: the first sight of each topic template per direction."""
+        if topic in side.topics or len(side.topics) >= MAX_TOPICS:
             return
-        side.topics.add(name)
+        side.topics.add(topic)
         qos = (first >> 1) & 0x03
         if qos == 3:
             raise ParseError("MQTT PUBLISH with QoS 3 (3.1.1 §3.3.1.2)")
+        name = template.topic_template(text(topic, 512))
+        if name in side.templates:
+            return
+        side.templates.add(name)
         payload = rest - (2 if qos else 0)  # packet identifier (and v5 properties) precede
         out.append(
             MqttPublish(

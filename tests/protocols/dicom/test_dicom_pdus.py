@@ -432,8 +432,15 @@ def test_knowledge_files_are_validated() -> None:
     from medsentry.protocols.dicom import knowledge
 
     attrs = knowledge.dataset_attributes()
-    assert attrs.patient_attributes[0x00100010] == "PatientName"
     assert attrs.device_identity[0x00181000] == "DeviceSerialNumber"
+    # PS3.15 Table E.1-1: identifying rows; those the Retain UIDs / Device Identity /
+    # Institution Identity Options keep are not patient data
+    profile = knowledge.confidentiality_profile()
+    assert profile.identifying[0x00100010] == "PatientName"
+    assert profile.identifying[0x00102155] == "PatientTelecomInformation"
+    assert profile.identifying[0x00380010] == "AdmissionID"
+    assert not {0x0020000D, 0x00081010, 0x00080080} & profile.identifying.keys()
+    assert {kw for *_, kw in profile.repeating} == {"CurveData", "OverlayComments", "OverlayData"}
     with pytest.raises(ConfigError, match="needs tag"):
         knowledge._tags({"x": [{"tag": "0010-0010", "keyword": "PatientName"}]}, "x", "f.yaml")
     with pytest.raises(ConfigError, match="is empty"):

@@ -132,6 +132,11 @@ def test_find_and_move_through_dcmqrscp(tmp_path: Path, caplog: pytest.LogCaptur
     assert {"PatientName", "PatientID", "PatientBirthDate"} <= set(answer.phi_attributes)
     moved = [d for d in datasets if d.command == "C-STORE-RQ"]
     assert len(moved) == 2 and all(d.manufacturer == ds.Manufacturer for d in moved)
+    # the modality's own store is no sub-operation; the archive's is (PS3.7 §9.1.1.1)
+    own, forwarded = sorted(moved, key=lambda d: d.endpoints.server_port == store_port)
+    assert (own.move_originator_ae, own.move_originator_message_id) == (None, None)
+    assert forwarded.move_originator_ae == "MOVESCU"
+    assert forwarded.move_originator_message_id == move_rq.message_id
 
     text = all_json(events) + caplog.text  # events and every log line of the scan
     for value in (*PHI, PHI[0][:6], "Zyxwvut"):

@@ -45,19 +45,20 @@ def _identifier(implicit: bool, undefined: bool) -> bytes:
 def test_first_scheduled_step(implicit: bool, undefined: bool) -> None:
     data = _identifier(implicit, undefined)
     assert (b"\xff\xff\xff\xff" in data) == undefined  # PS3.5 §7.5.1 both encodings
-    s = summarize(data, IMPLICIT_LE if implicit else EXPLICIT_LE, worklist=True)
+    ts = IMPLICIT_LE if implicit else EXPLICIT_LE
+    # the performing physician in the step is a person's name (PS3.15 Table E.1-1): flagged
+    phi = ["PatientName", "ScheduledPerformingPhysicianName"]
+    s = summarize(data, ts, worklist=True)
     assert (s.scheduled_modality, s.scheduled_station_ae_title) == ("MR", "MR01")
-    assert s.modality is None and s.phi_attributes == ["PatientName"] and not s.decode_error
-    # outside a worklist identifier the sequence is not read at all
-    s = summarize(data, IMPLICIT_LE if implicit else EXPLICIT_LE)
-    assert s.scheduled_modality is None and s.phi_attributes == ["PatientName"]
-    # cut inside the second item: the elements before the sequence are kept; a defined-length
-    # sequence still gives its whole first item, an undefined-length one is reported as broken
-    s = summarize(data[: len(data) - 6], IMPLICIT_LE if implicit else EXPLICIT_LE, worklist=True)
-    assert s.phi_attributes == ["PatientName"]
-    if undefined:
-        assert s.decode_error and s.scheduled_modality is None
-    else:
+    assert s.modality is None and s.phi_attributes == phi and not s.decode_error
+    # outside a worklist identifier no value of the sequence is kept
+    s = summarize(data, ts)
+    assert s.scheduled_modality is None and s.phi_attributes == phi
+    # cut inside the second item: what was read whole is kept; when the bytes were the whole
+    # data set that is a decode error, when they are a prefix of it (the dissector's bound) not
+    for complete in (True, False):
+        s = summarize(data[: len(data) - 6], ts, worklist=True, complete=complete)
+        assert s.phi_attributes == phi and s.decode_error is complete
         assert (s.scheduled_modality, s.scheduled_station_ae_title) == ("MR", "MR01")
 
 

@@ -134,3 +134,61 @@ def adt_custom_delimiters() -> str:
     m.msh.msh_11 = "D"
     m.pid.pid_5 = f"{PHI[0]}${PHI[1]}"
     return m.to_er7()
+
+
+def pdq_query(control_id: str = "Q1") -> str:
+    """IHE PDQ QBP^Q22 (ITI TF-2a §3.21.4.1): the patient's name, birth date and MRN in QPD-3."""
+    m = Message("QBP_Q21", version="2.5")
+    m.msh.msh_3 = "ADMIT"
+    m.msh.msh_4 = "WARD"
+    m.msh.msh_5 = "PDQ"
+    m.msh.msh_6 = "HIS"
+    m.msh.msh_9 = "QBP^Q22^QBP_Q21"
+    m.msh.msh_10 = control_id
+    m.msh.msh_11 = "P"
+    m.qpd.qpd_1 = "IHE PDQ Query"
+    m.qpd.qpd_2 = control_id
+    m.qpd.qpd_3 = f"@PID.5.1^{PHI[0]}~@PID.7^{PHI[3]}~@PID.3.1^{PHI[2]}"
+    m.rcp.rcp_1 = "I"
+    return m.to_er7()
+
+
+def pdq_response(query_id: str = "Q1") -> str:
+    """RSP^K22 with its QPD echo, a site-defined ZPI segment and a ROL (written after hl7apy's
+    message: hl7apy does not build Z segments)."""
+    m = Message("RSP_K21", version="2.5")
+    m.msh.msh_3 = "PDQ"
+    m.msh.msh_4 = "HIS"
+    m.msh.msh_9 = "RSP^K22^RSP_K21"
+    m.msh.msh_10 = "R" + query_id
+    m.msh.msh_11 = "P"
+    m.msa.msa_1 = "AA"
+    m.msa.msa_2 = query_id
+    m.qak.qak_1 = query_id
+    m.qak.qak_2 = "OK"
+    m.qpd.qpd_1 = "IHE PDQ Query"
+    m.qpd.qpd_2 = query_id
+    m.qpd.qpd_3 = f"@PID.5.1^{PHI[0]}"
+    rol = Segment("ROL", version="2.5")
+    rol.rol_2 = "AD"
+    rol.rol_3 = "PP"
+    rol.rol_4 = f"{PHI[1]}^Abe"
+    return "\r".join((m.to_er7(), f"ZPI|1|{PHI[2]}|{PHI[0]}^{PHI[1]}|{PHI[3]}", rol.to_er7()))
+
+
+# free text in coded fields, as some interfaces send it: markers (QX998877, ZZQX...) in MSH-3's
+# universal id, MSH-10, MSH-18, OBX-3, OBX-6, OBX-18 and PRT-10 namespaces, MSA-1 and MSA-2
+MARKED = (
+    "MSH|^~\\&|SENDAPP^QX998877|FAC|RCV|RFAC|20240101||ADT^A01^ADT_A01|QX998877-CTRL|P|2.5.1"
+    "||||||ZZQXCHARSET\r"
+    "PID|1||QX998877||ZZQXPATIENT^QXALPHA\r"
+    "OBX|1|NM|8867-4^Heart rate^LN||999|ZZQXLIVEUNIT^/min|||||F|||||||EQUIP-1^QX998877^1.2.3^ISO\r"
+    "OBX|2|ST|ZZQXOBXCODE QX998877^ZZQXPATIENT^ZZQXCODESYS||x|ZZQXUNITS QX998877\r"
+    "OBX|3|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||97|262688^MDC_DIM_PERCENT^MDC|||||F|||||||"
+    "MON-7^PHILIPS^mon.example.org^DNS\r"
+    "PRT|1|AD||||||||DEV-9^ACME^QX998877^ISO\r"
+)
+MARKED_ACK = (
+    "MSH|^~\\&|RCV|RFAC|SENDAPP|FAC|20240101||ACK^A01^ACK|QX998877-ACK|P|2.5.1\r"
+    "MSA|ZZQXACKCODE QX998877|QX998877-CTRL|ZZQXACKTEXT ZZQXPATIENT\r"
+)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hl7_build import FS, PHI, VT, adt_a01, adt_custom_delimiters, mllp, oru_r01
+from hl7_build import FS, PHI, VT, adt_a01, adt_custom_delimiters, flow_context, mllp, oru_r01
 from hl7apy.core import Message
 from hl7apy.parser import parse_message
 from loopcap import all_json, capture_lo, free_port, scan, tshark_fields
@@ -21,6 +21,11 @@ from medsentry.events.flow import ProtocolDetected
 from medsentry.events.hl7 import Hl7Message, Hl7MllpSession
 
 pytestmark = pytest.mark.slow
+
+
+def phi_hash(value: str) -> str:
+    """MSH-10 / MSA-2 as reported: keyed with the scan's key (loopcap.KEY)."""
+    return flow_context().phi_hash(value)
 
 
 class MllpServer(threading.Thread):
@@ -88,7 +93,8 @@ def test_mllp_client_server_on_loopback(tmp_path: Path, caplog: pytest.LogCaptur
     msgs = [e for e in events if isinstance(e, Hl7Message)]
     requests = [m for m in msgs if m.direction == 0]
     acks = [m for m in msgs if m.direction == 1]
-    assert [m.control_id for m in requests] == ["LIVE-1", "VITALS-77", "C%1", "LIVE-4"]
+    sent_ids = ["LIVE-1", "VITALS-77", "C%1", "LIVE-4"]
+    assert [m.control_id_hash for m in requests] == [phi_hash(c) for c in sent_ids]
     for got, raw in zip(requests, messages, strict=True):
         ref = parse_message(raw)
         assert got.message_type == ref.msh.msh_9.msh_9_1.value
@@ -97,7 +103,9 @@ def test_mllp_client_server_on_loopback(tmp_path: Path, caplog: pytest.LogCaptur
         assert got.field_separator == raw[3]
     assert requests[2].field_separator == "#" and requests[2].encoding_characters == "$*!%"
     assert requests[1].observations and requests[1].devices
-    assert [(a.ack_code, a.ack_control_id) for a in acks] == [("AA", c) for c in server.control_ids]
+    assert [(a.ack_code, a.ack_control_id_hash) for a in acks] == [
+        ("AA", phi_hash(c)) for c in server.control_ids
+    ]
     (session,) = [e for e in events if isinstance(e, Hl7MllpSession)]
     assert (session.frames_c2s, session.frames_s2c, session.junk_bytes) == (4, 4, 0)
     text = all_json(events) + caplog.text  # events and every log line of the scan
@@ -150,7 +158,7 @@ def test_ndpi_adt_a01_capture_matches_hl7apy(ndpi_pcaps: Path) -> None:
         assert m.receiving_facility == msh.msh_6.to_er7()
         assert m.message_type == msh.msh_9.msh_9_1.value
         assert m.trigger_event == (msh.msh_9.msh_9_2.value or None)
-        assert m.control_id == msh.msh_10.value
+        assert m.control_id_hash == phi_hash(msh.msh_10.value)
         assert m.processing_id == msh.msh_11.to_er7()
         assert m.version == msh.msh_12.to_er7()
         counts: dict[str, int] = {}
@@ -159,7 +167,7 @@ def test_ndpi_adt_a01_capture_matches_hl7apy(ndpi_pcaps: Path) -> None:
         assert m.segment_counts == counts
         if m.message_type == "ACK":
             assert m.ack_code == ref.msa.msa_1.value == "AA"
-            assert m.ack_control_id == ref.msa.msa_2.value
+            assert m.ack_control_id_hash == phi_hash(ref.msa.msa_2.value)
     # tshark's HL7 dissector on the same capture: message type, trigger event, segments
     port = msgs[0].endpoints.server_port
     rows = tshark_fields(

@@ -8,6 +8,8 @@ import pytest
 from hl7_build import (
     CR,
     FS,
+    MARKED,
+    MARKED_ACK,
     PHI,
     VITALS,
     VT,
@@ -17,6 +19,8 @@ from hl7_build import (
     flow_context,
     mllp,
     oru_r01,
+    pdq_query,
+    pdq_response,
 )
 from hl7apy.parser import parse_message
 
@@ -28,6 +32,11 @@ from medsentry.protocols.hl7 import Hl7MllpDissector
 from medsentry.protocols.hl7.message import Delimiters, unescape
 from medsentry.protocols.hl7.mllp import MAX_FRAME, MllpFramer
 from medsentry.protocols.registry import stream_dissector
+
+
+def cid(control_id: str) -> str:
+    """MSH-10 / MSA-2 as reported: the flow's keyed hash."""
+    return flow_context().phi_hash(control_id)
 
 
 def messages(events: list) -> list[Hl7Message]:
@@ -62,13 +71,13 @@ def test_adt_and_ack_match_hl7apy() -> None:
         ref.msh.msh_9.msh_9_2.value,
         ref.msh.msh_9.msh_9_3.value,
     )
-    assert m.control_id == ref.msh.msh_10.value == "CTRL0001"
+    assert m.control_id_hash == cid(ref.msh.msh_10.value) == cid("CTRL0001")
     assert m.processing_id == "P" and m.version == ref.msh.msh_12.value == "2.5"
     assert m.security_present
     assert m.segment_counts == {"MSH": 1, "EVN": 1, "PID": 1, "NK1": 1, "PV1": 1}
     assert m.phi_segments == ["NK1", "PID", "PV1"]
     assert m.direction == 0 and m.size == len(adt.encode())
-    assert a.ack_code == "AE" and a.ack_control_id == "CTRL0001" and a.direction == 1
+    assert a.ack_code == "AE" and a.ack_control_id_hash == m.control_id_hash and a.direction == 1
     assert a.message_type == "ACK" and a.phi_segments == []
     for ev in (m, a):
         text = encode_json(ev).decode()
@@ -92,6 +101,7 @@ def test_devices_observations_and_plausibility() -> None:
         (c.split("^")[0], c.split("^")[2], u.split("^")[0] if u else None, p)
         for c, _, u, p in VITALS
     ]
+    expected[-1] = ("#" + cid("X-LOCAL"), "L", None, None)  # a local code: keyed, like an id
     assert obs[: len(VITALS)] == expected
     assert obs[-1] == ("149530", "MDC", None, None)
     assert all(o.value_type == "NM" for o in m.observations[: len(VITALS)])
@@ -111,9 +121,48 @@ def test_declared_delimiters_and_escapes() -> None:
     assert m.sending_facility == "WARD#7"
     assert m.receiving_application == "LAB$X"
     assert m.receiving_facility == "CORE!LAB"
-    assert m.control_id == "C%1"
+    assert m.control_id_hash == cid("C%1")  # MSH-10 unescaped, then hashed
     assert (m.message_type, m.trigger_event) == ("ADT", "A04") and m.processing_id == "D"
     assert "Quimby" not in encode_json(m).decode()
+
+
+def test_coded_fields_are_reported_only_as_codes() -> None:
+    """Free text in coded fields (units, coding systems, control ids, MSA-1, namespaces) never
+    leaves the dissector; codes of their tables do."""
+    d = Hl7MllpDissector(flow_context())
+    (m,) = d.feed(0, mllp(MARKED), 1)
+    (a,) = d.feed(1, mllp(MARKED_ACK), 2)
+    assert m.sending_application == "SENDAPP^(non-standard)"  # HD-2 is no OID
+    assert m.character_set == "(non-standard)" and m.version == "2.5.1"
+    assert m.control_id_hash == cid("QX998877-CTRL") == a.ack_control_id_hash
+    assert a.ack_code == "(non-standard)" and a.message_type == "ACK"
+    hr, text, spo2 = m.observations
+    # OBX-6.1 is no unit code; the implausible value is still flagged (units by OBX-6.2)
+    assert (hr.code, hr.coding_system, hr.units, hr.plausible) == ("8867-4", "LN", "/min", False)
+    assert text.code == "#" + cid("ZZQXOBXCODE QX998877")
+    assert (text.coding_system, text.units) == ("(non-standard)", "(non-standard unit)")
+    assert (spo2.code, spo2.units, spo2.plausible) == ("150456", "262688", True)
+    devices = {(x.field, x.namespace_id, x.universal_id, x.universal_id_type) for x in m.devices}
+    assert devices == {
+        ("OBX-18", "(non-standard)", "1.2.3", "ISO"),
+        ("OBX-18", "PHILIPS", "mon.example.org", "DNS"),
+        ("PRT-10", "ACME", "(non-standard)", "ISO"),
+    }
+    text = encode_json(m).decode() + encode_json(a).decode()
+    assert "QX99" not in text and "ZZQX" not in text
+
+
+def test_unit_codes() -> None:
+    from medsentry.protocols.hl7.values import is_ucum, unit
+
+    for code in ("/min", "mm[Hg]", "Cel", "%", "kPa", "mL/h", "ug/kg/min", "10*9/L", "[degF]"):
+        assert is_ucum(code), code
+    for text in ("ZZQXLIVEUNIT", "Quimby", "{Quimby}/min", "mg per dl", "12345", ""):
+        assert not is_ucum(text), text
+    assert unit("264864", "MDC_DIM_BEAT_PER_MIN", "MDC") == "264864"
+    assert unit("300000", "", "") == "(non-standard unit)"  # a number not named an MDC unit
+    assert unit("{beats}/min", "", "") == "{beats}/min"  # a unit of the vital-sign limits
+    assert unit("", "", "") is None
 
 
 def test_unescape_hex_and_formatting() -> None:
@@ -130,15 +179,17 @@ def test_stream_splits_several_messages_and_junk() -> None:
         + b"garbage"
         + mllp(adt_a01("C"))
     )
-    whole = [e.control_id for e in messages(Hl7MllpDissector(flow_context()).feed(0, stream, 1))]
-    assert whole == ["A", "B", "C"]
+    whole = [
+        e.control_id_hash for e in messages(Hl7MllpDissector(flow_context()).feed(0, stream, 1))
+    ]
+    assert whole == [cid("A"), cid("B"), cid("C")]
     for seed in range(10):
         rng = random.Random(seed)
         d = Hl7MllpDissector(flow_context())
         got, pos = [], 0
         while pos < len(stream):
             n = rng.randint(1, 40)
-            got += [e.control_id for e in messages(d.feed(0, stream[pos : pos + n], pos))]
+            got += [e.control_id_hash for e in messages(d.feed(0, stream[pos : pos + n], pos))]
             pos += n
         assert got == whole
         (summary,) = d.close(9)
@@ -151,7 +202,7 @@ def test_cut_frame_and_fs_split_from_cr() -> None:
     d = Hl7MllpDissector(flow_context())
     first = VT + adt_a01("LOST").encode()[:50]
     ev = d.feed(0, first + mllp(adt_a01("KEPT"))[:-1], 1) + d.feed(0, CR + mllp(ack("X")), 2)
-    assert [m.control_id for m in messages(ev)] == ["KEPT", "ACKX"]
+    assert [m.control_id_hash for m in messages(ev)] == [cid("KEPT"), cid("ACKX")]
     (summary,) = d.close(3)
     assert summary.unterminated_frames == 1 and summary.junk_bytes == 0
 
@@ -172,7 +223,7 @@ def test_truncated_message_still_reports_header() -> None:
     d = Hl7MllpDissector(flow_context())
     payload = adt_a01("BIG") + "\rOBX|1|ED|PDF^Report^L||" + "A" * (MAX_FRAME + 10)
     (m,) = messages(d.feed(0, mllp(payload), 1))
-    assert m.truncated and m.control_id == "BIG" and m.size == len(payload)
+    assert m.truncated and m.control_id_hash == cid("BIG") and m.size == len(payload)
 
 
 def test_invalid_frames_are_counted_not_reported() -> None:
@@ -193,7 +244,7 @@ def test_gap_drops_the_frame_in_progress() -> None:
     assert d.feed(0, data[:100], 1) == []
     d.gap(0, 50, 2)
     ev = d.feed(0, data[150:] + mllp(adt_a01("B")), 3)
-    assert [m.control_id for m in messages(ev)] == ["B"]
+    assert [m.control_id_hash for m in messages(ev)] == [cid("B")]
 
 
 def test_events_round_trip_through_json() -> None:
@@ -213,5 +264,38 @@ def test_knowledge_files_are_loaded() -> None:
     assert vital_limits().find("x", "L", "MDC_PULS_OXIM_SAT_O2") is limit
 
 
+def test_query_and_local_segments_are_phi() -> None:
+    """IHE PDQ: the query's QPD names the patient; the answer adds a Z segment and a ROL."""
+    d = Hl7MllpDissector(flow_context())
+    (q,) = d.feed(0, mllp(pdq_query()), 1)
+    (r,) = d.feed(1, mllp(pdq_response()), 2)
+    assert (q.message_type, q.trigger_event) == ("QBP", "Q22") and q.phi_segments == ["QPD"]
+    assert r.ack_code == "AA" and r.phi_segments == ["QPD", "ROL", "ZPI"]
+    assert not any(v in encode_json(q).decode() + encode_json(r).decode() for v in PHI)
+    v23 = "MSH|^~\\&|A|B|C|D|20260101||QRY^A19|Q9|P|2.3\rQRD|20260101|R|I|Q9|||1^RD|X^Y|DEM\r"
+    (old,) = d.feed(0, mllp(v23), 3)
+    assert old.phi_segments == ["QRD"]
+
+
+def test_phi_segment_knowledge() -> None:
+    from medsentry.protocols.hl7.knowledge import is_phi_segment
+
+    for seg in ("PID", "PD1", "NK1", "MRG", "IN1", "IN2", "GT1", "ACC", "DG1", "QPD", "QRD"):
+        assert is_phi_segment(seg), seg
+    assert is_phi_segment("ROL") and is_phi_segment("ZPI") and is_phi_segment("Z01")
+    for seg in ("MSH", "MSA", "EVN", "QAK", "RCP", "ERR", "BHS"):
+        assert not is_phi_segment(seg), seg
+
+
 def test_silent_flow_has_no_session_summary() -> None:
     assert Hl7MllpDissector(flow_context()).close(1) == []
+
+
+def test_a_unit_of_non_ascii_digits_is_not_a_unit_code() -> None:
+    """'²' is a digit to str.isdigit() but not to int(): OBX-6 '264864²' with system MDC
+    raised ValueError (found by test_protocols_fuzz_seeded)."""
+    from medsentry.protocols.hl7 import values
+
+    assert values.unit("264864²", "MDC_DIM_BEAT_PER_MIN", "MDC") == "MDC_DIM_BEAT_PER_MIN"
+    assert values.unit("264864²", "", "MDC") == values.NON_STANDARD_UNIT
+    assert values.unit("264864", "", "MDC") == "264864"

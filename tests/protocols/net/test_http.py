@@ -395,11 +395,12 @@ def test_content_length_takes_ascii_digits_only() -> None:
 
 
 def test_request_target_with_spaces_is_kept() -> None:
-    """Attack traffic (nDPI WebattackRCE.pcap) puts spaces in the request-target."""
+    """Attack traffic (nDPI WebattackRCE.pcap) puts spaces in the request-target; the path is
+    kept as its template (the first segment, generic words), the query as its names."""
     ev = HttpDissector(ctx_for()).feed(
         0, b"GET /cgi-bin/handler/netsonar;cat /etc/passwd|?data=Download HTTP/1.1\r\n\r\n", 1
     )
-    assert [e.path for e in ev] == ["/cgi-bin/handler/netsonar;cat /etc/passwd|"]
+    assert [(e.path, e.query_params) for e in ev] == [("/cgi-bin/{id}/{id}/{id}/{id}", ["data"])]
 
 
 def test_fhir_capability_statement_not_utf8_is_read_leniently() -> None:

@@ -1,20 +1,29 @@
-"""Data sets in clear (PS3.5 §7): device identity values and patient-attribute presence flags.
+"""Data sets in clear (PS3.5 §7): device identity values and identifying-attribute presence flags.
 
-Only a bounded prefix of each data set is decoded, with pydicom's element reader, in the
-presentation context's transfer syntax (PS3.5 §10, Annex A). Patient attribute values are never
-converted or returned: only the keywords of the non-empty ones. In a Modality Worklist
-identifier the reader also descends into the first Scheduled Procedure Step item (PS3.4 K.6.1.2)
-for its Modality and Scheduled Station AE Title, and for nothing else in it.
+One bounded walk over the data elements (PS3.5 §7.1) in the presentation context's transfer
+syntax (PS3.5 §10, Annex A), into nested sequence items (PS3.5 §7.5), up to Pixel Data
+(7FE0,0010). Values are stepped over by their length, not copied, except:
+- the device identity values of the top level (General Equipment Module, PS3.3 C.7.5.1; see
+  `data/dicom_attributes.yaml`);
+- in a Modality Worklist identifier, the first Scheduled Procedure Step item's Modality and
+  Scheduled Station AE Title (PS3.4 K.6.1.2), and nothing else in it.
+The attributes that may identify a patient or another person are those of PS3.15 Table E.1-1
+(`data/dicom_confidentiality_profile.yaml`) and the private data elements: only the keywords of
+those present with a value, at any nesting level, are returned; their values are never read.
+
+A value that runs past the bytes at hand is never kept. When those bytes are the whole data set
+(not a prefix cut at the dissector's bound), that is a decode error, as is any element, item or
+delimiter that breaks the encoding rules.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+import functools
+import struct
 import zlib
 from dataclasses import dataclass, field
 
-from medsentry.protocols.dicom.knowledge import dataset_attributes
+from medsentry.protocols.dicom.knowledge import confidentiality_profile, dataset_attributes
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"  # PS3.5 §A.1
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"  # PS3.5 §A.2
@@ -22,6 +31,17 @@ DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"  # PS3.5 §A.5
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"  # PS3.5 §A.3 (retired)
 
 PIXEL_DATA = 0x7FE00010
+ITEM = 0xFFFEE000  # PS3.5 §7.5: Item, Item Delimitation Item, Sequence Delimitation Item
+ITEM_DELIMITATION = 0xFFFEE00D
+SEQUENCE_DELIMITATION = 0xFFFEE0DD
+UNDEFINED_LENGTH = 0xFFFFFFFF
+# PS3.5 §7.1.2, Table 7.1-1: explicit VRs with a reserved field and a 32-bit length
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+MAX_DEPTH = 16  # nested sequences followed; deeper is refused as malformed
+_MAX_KEPT_VALUE = 1024  # a device identity value is LO/SH/CS/UI (64 characters at most)
+_PADDING_CHECKED = 64  # a value this short is empty when it is only padding (PS3.5 §6.2)
 _MAX_VALUE_CHARS = 64
 _MAX_VALUES = 8
 
@@ -43,6 +63,14 @@ class DatasetSummary:
     decode_error: bool = False
 
 
+class _Truncated(Exception):
+    """An element runs past the bytes at hand."""
+
+
+class _Malformed(Exception):
+    """The bytes break the data set encoding (PS3.5 §7)."""
+
+
 def _encoding(transfer_syntax: str | None, data: bytes) -> tuple[bool, bool]:
     """(is_implicit_VR, is_little_endian) for a transfer syntax; guess when it is unknown."""
     if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
@@ -54,12 +82,14 @@ def _encoding(transfer_syntax: str | None, data: bytes) -> tuple[bool, bool]:
     return False, True  # explicit VR LE and every encapsulated (compressed) syntax
 
 
-def inflate_prefix(data: bytes, limit: int) -> bytes:
-    """The first `limit` bytes of a deflated data set (RFC 1951, no zlib header: PS3.5 §A.5)."""
+def inflate_prefix(data: bytes, limit: int) -> tuple[bytes, bool] | None:
+    """The first `limit` bytes of a deflated data set (RFC 1951, no zlib header: PS3.5 §A.5)
+    and whether the deflate stream ended within them; None when it is not a deflate stream."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, limit)
+        return inflater.decompress(data, limit), inflater.eof
     except zlib.error:
-        return b""
+        return None
 
 
 def _text(value: bytes) -> list[str]:
@@ -71,83 +101,212 @@ def _text(value: bytes) -> list[str]:
     return [p[:_MAX_VALUE_CHARS] for p in parts if p][:_MAX_VALUES]
 
 
-def _first_item(elem: object, implicit: bool, little: bool, wanted: dict[int, str]) -> dict:
-    """The wanted raw values of a sequence element's first item (PS3.5 §7.5), by keyword."""
-    from pydicom.dataelem import RawDataElement
-    from pydicom.filereader import read_sequence
+@functools.cache
+def _sequence_tags() -> frozenset[int]:
+    """Tags whose VR is SQ in PS3.6 (pydicom's data dictionary): implicit VR does not say."""
+    from pydicom.datadict import DicomDictionary  # first data set only: ~0.25 s, once
 
-    value = getattr(elem, "value", None)
-    if isinstance(value, bytes):  # a defined-length sequence comes raw (PS3.5 §7.5.1)
-        value = read_sequence(io.BytesIO(value), implicit, little, len(value), "iso8859")
-    if not value:
-        return {}
-    item = value[0]
-    out: dict[str, bytes] = {}
-    for tag, keyword in wanted.items():
-        raw = item.get_item(tag)
-        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-            out[keyword] = raw.value
-    return out
+    return frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
 
 
-def summarize(data: bytes, transfer_syntax: str | None, worklist: bool = False) -> DatasetSummary:
-    """Read the device-identity and patient-attribute elements at the top level of `data`.
+class _Walk:
+    """One walk over a data set's elements, collecting what `summarize` reports."""
+
+    __slots__ = (
+        "data",
+        "device",
+        "explicit_header",
+        "found",
+        "identifying",
+        "implicit",
+        "implicit_header",
+        "present",
+        "private",
+        "repeating",
+        "scheduled",
+        "seq_tags",
+        "size",
+        "step",
+        "step_items",
+        "tag16",
+        "u32",
+    )
+
+    def __init__(self, data: bytes, implicit: bool, little: bool, worklist: bool) -> None:
+        attrs, profile = dataset_attributes(), confidentiality_profile()
+        self.data, self.size, self.implicit = data, len(data), implicit
+        order = "<" if little else ">"
+        self.tag16, self.u32 = struct.Struct(order + "HH"), struct.Struct(order + "I")
+        self.explicit_header = struct.Struct(order + "HH2sH")  # PS3.5 Table 7.1-2
+        self.implicit_header = struct.Struct(order + "HHI")  # PS3.5 Table 7.1-3
+        self.device = attrs.device_identity
+        self.identifying = profile.identifying
+        self.repeating = profile.repeating
+        self.private = profile.private_keyword
+        self.scheduled = attrs.scheduled_sequence if worklist else None
+        self.step_items = attrs.scheduled_items
+        self.seq_tags = _sequence_tags() if implicit else frozenset()
+        self.found: dict[int, bytes] = {}
+        self.step: dict[str, bytes] = {}
+        self.present: set[str] = set()
+
+    def item_header(self, pos: int) -> tuple[int, int, int]:
+        """(tag, length, value position) of an item or delimiter: a tag and a 32-bit length,
+        no VR, in every transfer syntax (PS3.5 §7.5)."""
+        if pos + 8 > self.size:
+            raise _Truncated
+        group, element = self.tag16.unpack_from(self.data, pos)
+        return group << 16 | element, self.u32.unpack_from(self.data, pos + 4)[0], pos + 8
+
+    def rare_keyword(self, tag: int) -> str | None:
+        """The keyword of a private or repeating-group identifying attribute, else None."""
+        group = tag >> 16
+        if group & 1:  # PS3.5 §7.8.1: odd groups but 0001-0007 and FFFF are private
+            return self.private if group > 0x0008 and group != 0xFFFF and tag & 0xFF00 else None
+        hi = group & 0xFF00
+        for base, element, mask, kw in self.repeating:  # 50xx Curve, 60xx Overlay
+            if base == hi and tag & mask == element:
+                return kw
+        return None
+
+    def dataset(self, pos: int, end: int | None, depth: int, step: bool = False) -> int:
+        """The elements of a data set or item from `pos` to `end`, or through its Item
+        Delimitation Item when its length is undefined (end None): PS3.5 §7.5.2. `step`: the
+        item is a worklist identifier's first Scheduled Procedure Step (PS3.4 K.6.1.2)."""
+        data, size, implicit = self.data, self.size, self.implicit
+        identifying, present = self.identifying, self.present
+        element_header = self.implicit_header if implicit else self.explicit_header
+        u32 = self.u32
+        while end is None or pos < end:
+            # PS3.5 §7.1.2 explicit, §7.1.3 implicit; items and delimiters have no VR (§7.5)
+            if pos + 8 > size:
+                raise _Truncated
+            value = pos + 8
+            if implicit:
+                group, element, length = element_header.unpack_from(data, pos)
+                vr = None
+            else:
+                group, element, vr, length = element_header.unpack_from(data, pos)
+                if group == 0xFFFE:
+                    vr, length = None, u32.unpack_from(data, pos + 4)[0]
+                elif vr in _LONG_VRS:
+                    if pos + 12 > size:
+                        raise _Truncated
+                    length, value = u32.unpack_from(data, pos + 8)[0], pos + 12
+                elif not (vr.isalpha() and vr.isupper()):
+                    raise _Malformed
+            tag = group << 16 | element
+            if group == 0xFFFE:
+                if tag == ITEM_DELIMITATION and end is None and depth:
+                    return value
+                raise _Malformed  # an item or delimiter where an element belongs
+            if not depth and tag >= PIXEL_DATA:
+                return pos  # pixel data and what follows it are not read
+            kw = identifying.get(tag)
+            if kw is None and (group & 1 or (group & 0xFF00) in (0x5000, 0x6000)):
+                kw = self.rare_keyword(tag)
+            if vr == b"SQ" or (vr is None and (length == UNDEFINED_LENGTH or tag in self.seq_tags)):
+                pos = self.sequence(value, length, depth, kw, not depth and tag == self.scheduled)
+                continue
+            if length == UNDEFINED_LENGTH:
+                if vr == b"UN":  # PS3.5 §6.2.2: a sequence, in implicit VR little endian
+                    pos = self.unknown_sequence(value, depth, kw)
+                else:  # encapsulated pixel data (PS3.5 §A.4): fragments, skipped
+                    pos = self.fragments(value)
+                continue
+            pos = value + length
+            if pos > size:
+                raise _Truncated
+            if (
+                kw is not None
+                and length
+                and kw not in present
+                and (length > _PADDING_CHECKED or data[value:pos].strip(b"\x00 "))
+            ):
+                present.add(kw)
+            if not depth and tag in self.device and length <= _MAX_KEPT_VALUE:
+                self.found[tag] = data[value:pos]
+            elif step and tag in self.step_items:
+                self.step[self.step_items[tag]] = data[value:pos]
+        if pos != end:
+            raise _Malformed  # the last element overran its item
+        return pos
+
+    def sequence(self, pos: int, length: int, depth: int, kw: str | None, step: bool) -> int:
+        """The items of a sequence (PS3.5 §7.5.1): defined length, or through its Sequence
+        Delimitation Item. `kw`: the sequence is identifying, present when it has an item.
+        `step`: its first item is a Scheduled Procedure Step to read."""
+        if depth >= MAX_DEPTH:
+            raise _Malformed
+        end = None if length == UNDEFINED_LENGTH else pos + length
+        first = True
+        while end is None or pos < end:
+            tag, item_length, value = self.item_header(pos)
+            if tag == SEQUENCE_DELIMITATION and end is None:
+                return value
+            if tag != ITEM:
+                raise _Malformed
+            if kw is not None:
+                self.present.add(kw)
+            item_end = None if item_length == UNDEFINED_LENGTH else value + item_length
+            if item_end is not None and end is not None and item_end > end:
+                raise _Malformed  # the item overruns its sequence
+            pos = self.dataset(value, item_end, depth + 1, step and first)
+            first = False
+        if pos != end:
+            raise _Malformed
+        return pos
+
+    def unknown_sequence(self, pos: int, depth: int, kw: str | None) -> int:
+        implicit, self.implicit = self.implicit, True
+        try:
+            return self.sequence(pos, UNDEFINED_LENGTH, depth, kw, False)
+        finally:
+            self.implicit = implicit
+
+    def fragments(self, pos: int) -> int:
+        """Items of encapsulated pixel data, through the Sequence Delimitation Item."""
+        while True:
+            tag, length, value = self.item_header(pos)
+            if tag == SEQUENCE_DELIMITATION:
+                return value
+            if tag != ITEM or length == UNDEFINED_LENGTH:
+                raise _Malformed
+            pos = value + length
+            if pos > self.size:
+                raise _Truncated
+
+
+def summarize(
+    data: bytes, transfer_syntax: str | None, worklist: bool = False, complete: bool = True
+) -> DatasetSummary:
+    """Device identity and identifying attributes of a data set (or of its first bytes).
 
     `worklist`: the data set is a C-FIND identifier, which may hold a Scheduled Procedure Step.
+    `complete`: `data` is the whole data set, not a prefix of it.
     """
-    # pydicom is imported at the first data set (~0.25 s): scans without DICOM never pay it
-    from pydicom.dataelem import DataElement, RawDataElement
-    from pydicom.filereader import data_element_generator
-    from pydicom.tag import Tag
-
-    attrs = dataset_attributes()
-    wanted = attrs.device_identity.keys() | attrs.patient_attributes.keys()
-    if worklist:
-        wanted = wanted | {attrs.scheduled_sequence}
-    last_wanted = max(wanted)
     summary = DatasetSummary(bytes_parsed=len(data))
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        data = inflate_prefix(data, len(data) * 4 + 4096)
+        limit = len(data) * 4 + 4096
+        inflated = inflate_prefix(data, limit)
+        if inflated is None:
+            summary.decode_error = True  # not a deflate stream: nothing can be read
+            return summary
+        data, ended = inflated
+        if complete and not ended and len(data) < limit:
+            summary.decode_error = True  # the deflate stream stops short
+        complete = complete and ended
     implicit, little = _encoding(transfer_syntax, data)
-    found: dict[int, bytes] = {}
-    present: set[int] = set()
-    step: dict[str, bytes] = {}
-
-    def stop(tag: object, vr: object, length: object) -> bool:
-        return int(tag) >= PIXEL_DATA or int(tag) > last_wanted  # type: ignore[call-overload]
-
-    reader = data_element_generator(
-        io.BytesIO(data),
-        implicit,
-        little,
-        stop_when=stop,
-        specific_tags=[Tag(t) for t in wanted],
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            for elem in reader:
-                tag = int(elem.tag)
-                if tag == attrs.scheduled_sequence:
-                    step = _first_item(elem, implicit, little, attrs.scheduled_items)
-                elif isinstance(elem, RawDataElement):
-                    value = elem.value
-                    if tag in attrs.patient_attributes:
-                        if value:
-                            present.add(tag)
-                    elif tag in attrs.device_identity and isinstance(value, bytes):
-                        found[tag] = value
-                elif (
-                    isinstance(elem, DataElement)
-                    and tag in attrs.patient_attributes
-                    and elem.value is not None
-                    and len(elem.value) > 0
-                ):
-                    present.add(tag)
-        # pydicom on hostile or truncated bytes can raise almost anything: keep what was read
-        except Exception:
-            summary.decode_error = True
-    device = {attrs.device_identity[t]: _text(v) for t, v in found.items()}
+    walk = _Walk(data, implicit, little, worklist)
+    try:
+        walk.dataset(0, len(data), 0)
+    except _Truncated:
+        summary.decode_error = summary.decode_error or complete
+    except _Malformed:  # the framing cannot be trusted: no value read is kept
+        summary.decode_error = True
+        walk.found.clear()
+        walk.step.clear()
+    device = {walk.device[t]: _text(v) for t, v in walk.found.items()}
 
     def one(keyword: str) -> str | None:
         values = device.get(keyword)
@@ -161,8 +320,8 @@ def summarize(data: bytes, transfer_syntax: str | None, worklist: bool = False) 
     summary.software_versions = device.get("SoftwareVersions", [])
     summary.station_name = one("StationName")
     summary.institutional_department_name = one("InstitutionalDepartmentName")
-    scheduled = {k: _text(v) for k, v in step.items()}
+    scheduled = {k: _text(v) for k, v in walk.step.items()}
     summary.scheduled_modality = (scheduled.get("Modality") or [None])[0]
     summary.scheduled_station_ae_title = (scheduled.get("ScheduledStationAETitle") or [None])[0]
-    summary.phi_attributes = sorted(attrs.patient_attributes[t] for t in present)
+    summary.phi_attributes = sorted(walk.present)
     return summary

@@ -40,6 +40,7 @@ from medsentry.protocols.dicom.dimse import (
 )
 from medsentry.protocols.dicom.items import UserInformationItem
 from medsentry.protocols.dicom.knowledge import (
+    confidentiality_profile,
     dataset_attributes,
     implementation_name,
     implementation_roots,
@@ -69,6 +70,7 @@ from medsentry.protocols.dicom.pdu import (
 
 # knowledge files are loaded and validated at start-up (a bad file fails here, not mid-scan)
 dataset_attributes()
+confidentiality_profile()
 implementation_roots()
 
 DATASET_PREFIX = 64 * 1024  # bytes of each data set decoded; the rest is only counted
@@ -419,6 +421,7 @@ class DicomDissector:
             if rq.application_context
             else None,
             presentation_contexts=contexts,
+            malformed_item=rq.malformed_item,
             **self._user_fields(rq.user_information),
         )
 
@@ -456,6 +459,7 @@ class DicomDissector:
             accepted_contexts=accepted,
             rejected_contexts=len(contexts) - accepted,
             server_response_to_identity=bool(info and info.user_identity_ac),
+            malformed_item=ac.malformed_item,
             **self._user_fields(info),
         )
 
@@ -537,8 +541,11 @@ class DicomDissector:
         cmd = d.command
         field = cmd.command_field if cmd and cmd.command_field is not None else None
         # C-FIND-RQ / C-FIND-RSP (PS3.7 §9.3.2): the identifier may be a worklist query's
-        summary = summarize(bytes(d.ds_prefix), transfer_syntax, field in (0x0020, 0x8020))
         total = d.ds_total
+        prefix = bytes(d.ds_prefix)
+        summary = summarize(
+            prefix, transfer_syntax, field in (0x0020, 0x8020), complete=total == len(prefix)
+        )
         d.command = None
         d.ds_prefix.clear()
         d.ds_total = 0
@@ -553,6 +560,8 @@ class DicomDissector:
             context_id=context,
             command=COMMAND_NAMES.get(field, f"0x{field:04x}") if field is not None else None,
             message_id=cmd.message_id if cmd else None,
+            move_originator_ae=cmd.move_originator_ae_title if cmd else None,
+            move_originator_message_id=cmd.move_originator_message_id if cmd else None,
             transfer_syntax=transfer_syntax,
             sop_class_uid=summary.sop_class_uid,
             modality=summary.modality,

@@ -158,34 +158,45 @@ class UserInformationItem:
     extended_negotiations: int = 0  # PS3.7 §D.3.3.5, §D.3.3.6
     user_identity_rq: UserIdentitySubItemRQ | None = None
     user_identity_ac: bool = False  # PS3.7 §D.3.3.7.2: a server response is present
+    malformed: str | None = None  # the first sub-item that could not be decoded, and why
 
     @classmethod
     def decode(cls, value: bytes) -> UserInformationItem:
+        """The sub-items up to a malformed one: a sub-item whose own fields are wrong is
+        skipped (its length still frames the next); one whose length overruns the item ends
+        the decode. Either is named in `malformed` (PS3.8 §9.3.2.3)."""
         info = cls()
-        for sub_type, sub in iter_items(value, 0, "user information"):
-            if sub_type == MAXIMUM_LENGTH_SUB_ITEM:
-                if len(sub) != 4:
-                    raise ParseError("DICOM maximum length sub-item is not 4 bytes")
-                info.maximum_length_received = int.from_bytes(sub, "big")
-            elif sub_type == IMPLEMENTATION_CLASS_UID_SUB_ITEM:
-                info.implementation_class_uid = text(sub)
-            elif sub_type == IMPLEMENTATION_VERSION_NAME_SUB_ITEM:
-                info.implementation_version_name = text(sub)
-            elif sub_type == ASYNCHRONOUS_OPERATIONS_WINDOW_SUB_ITEM:
-                if len(sub) != 4:
-                    raise ParseError("DICOM asynchronous operations window sub-item is not 4 bytes")
-                info.max_operations_invoked, info.max_operations_performed = struct.unpack(
-                    ">HH", sub
-                )
-            elif sub_type == SCP_SCU_ROLE_SELECTION_SUB_ITEM:
-                info.role_selections.append(ScpScuRoleSelectionSubItem.decode(sub))
-            elif sub_type in (
-                SOP_CLASS_EXTENDED_NEGOTIATION_SUB_ITEM,
-                SOP_CLASS_COMMON_EXTENDED_NEGOTIATION_SUB_ITEM,
-            ):
-                info.extended_negotiations += 1
-            elif sub_type == USER_IDENTITY_SUB_ITEM_RQ:
-                info.user_identity_rq = UserIdentitySubItemRQ.decode(sub)
-            elif sub_type == USER_IDENTITY_SUB_ITEM_AC:
-                info.user_identity_ac = True
+        try:
+            for sub_type, sub in iter_items(value, 0, "user information"):
+                try:
+                    info._sub_item(sub_type, sub)
+                except ParseError as exc:
+                    info.malformed = info.malformed or str(exc)
+        except ParseError as exc:
+            info.malformed = info.malformed or str(exc)
         return info
+
+    def _sub_item(self, sub_type: int, sub: bytes) -> None:
+        if sub_type == MAXIMUM_LENGTH_SUB_ITEM:
+            if len(sub) != 4:
+                raise ParseError("DICOM maximum length sub-item is not 4 bytes")
+            self.maximum_length_received = int.from_bytes(sub, "big")
+        elif sub_type == IMPLEMENTATION_CLASS_UID_SUB_ITEM:
+            self.implementation_class_uid = text(sub)
+        elif sub_type == IMPLEMENTATION_VERSION_NAME_SUB_ITEM:
+            self.implementation_version_name = text(sub)
+        elif sub_type == ASYNCHRONOUS_OPERATIONS_WINDOW_SUB_ITEM:
+            if len(sub) != 4:
+                raise ParseError("DICOM asynchronous operations window sub-item is not 4 bytes")
+            self.max_operations_invoked, self.max_operations_performed = struct.unpack(">HH", sub)
+        elif sub_type == SCP_SCU_ROLE_SELECTION_SUB_ITEM:
+            self.role_selections.append(ScpScuRoleSelectionSubItem.decode(sub))
+        elif sub_type in (
+            SOP_CLASS_EXTENDED_NEGOTIATION_SUB_ITEM,
+            SOP_CLASS_COMMON_EXTENDED_NEGOTIATION_SUB_ITEM,
+        ):
+            self.extended_negotiations += 1
+        elif sub_type == USER_IDENTITY_SUB_ITEM_RQ:
+            self.user_identity_rq = UserIdentitySubItemRQ.decode(sub)
+        elif sub_type == USER_IDENTITY_SUB_ITEM_AC:
+            self.user_identity_ac = True

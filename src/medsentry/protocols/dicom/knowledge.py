@@ -30,9 +30,18 @@ def _load(name: str) -> dict:
 @dataclass(frozen=True, slots=True)
 class DatasetAttributes:
     device_identity: dict[int, str]  # tag -> keyword, values kept
-    patient_attributes: dict[int, str]  # tag -> keyword, presence only
     scheduled_sequence: int  # the Scheduled Procedure Step Sequence tag (worklist identifiers)
     scheduled_items: dict[int, str]  # tag -> keyword inside its first item, values kept
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidentialityProfile:
+    """PS3.15 Table E.1-1 attributes that may identify a person: presence only, never values."""
+
+    identifying: dict[int, str]  # tag -> keyword
+    # repeating groups (50xx Curve, 60xx Overlay): (group & 0xFF00, element, element mask, keyword)
+    repeating: tuple[tuple[int, int, int, str], ...]
+    private_keyword: str  # any private data element (PS3.5 §7.8.1)
 
 
 def _tags(doc: dict, key: str, name: str) -> dict[int, str]:
@@ -61,10 +70,46 @@ def dataset_attributes() -> DatasetAttributes:
         raise ConfigError(f"knowledge file {name}: scheduled_step needs sequence and items")
     return DatasetAttributes(
         _tags(doc, "device_identity", name),
-        _tags(doc, "patient_attributes", name),
         _tags({"sequence": [sequence]}, "sequence", name).popitem()[0],
         _tags(step, "items", name),
     )
+
+
+_REPEATING_TAG = re.compile(r"^([0-9A-Fa-f]{2})xx,([0-9A-Fa-f]{4}|xxxx)$")
+_RETAINED_BY = {"uids", "device", "institution"}  # options that do not concern the patient
+
+
+@functools.cache
+def confidentiality_profile() -> ConfidentialityProfile:
+    """`data/dicom_confidentiality_profile.yaml`: the rows of PS3.15 Table E.1-1 that no
+    Retain UIDs / Device Identity / Institution Identity Option keeps."""
+    name = "dicom_confidentiality_profile.yaml"
+    doc = _load(name)
+    private = doc.get("private")
+    if not doc.get("sources") or not isinstance(private, dict) or not private.get("keyword"):
+        raise ConfigError(f"knowledge file {name}: needs sources and private.keyword")
+    identifying: dict[int, str] = {}
+    repeating: list[tuple[int, int, int, str]] = []
+    for i, entry in enumerate(doc.get("attributes") or []):
+        entry = entry if isinstance(entry, dict) else {}
+        tag, keyword, retained = entry.get("tag"), entry.get("keyword"), entry.get("retained_by")
+        if not isinstance(tag, str) or not isinstance(keyword, str) or not entry.get("action"):
+            raise ConfigError(f"knowledge file {name}: attributes[{i}] needs tag, keyword, action")
+        if retained is not None and retained not in _RETAINED_BY:
+            raise ConfigError(f"knowledge file {name}: attributes[{i}]: unknown retained_by")
+        if retained is not None:
+            continue
+        if _TAG.match(tag):
+            identifying[int(tag.replace(",", ""), 16)] = keyword
+        elif m := _REPEATING_TAG.match(tag):
+            group, element = int(m[1], 16) << 8, m[2]
+            mask = 0 if element == "xxxx" else 0xFFFF
+            repeating.append((group, 0 if element == "xxxx" else int(element, 16), mask, keyword))
+        else:
+            raise ConfigError(f"knowledge file {name}: attributes[{i}]: bad tag {tag!r}")
+    if not identifying:
+        raise ConfigError(f"knowledge file {name}: attributes is empty")
+    return ConfidentialityProfile(identifying, tuple(repeating), str(private["keyword"]))
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.dicom.items import (
@@ -98,6 +99,27 @@ class _AssociatePdu:
     calling_ae_title: str
     application_context: ApplicationContextItem | None = None
     user_information: UserInformationItem | None = None
+    malformed: str | None = None  # the first variable item that could not be decoded, and why
+
+    @property
+    def malformed_item(self) -> str | None:
+        """A malformed variable item or user-information sub-item (PS3.8 §9.3.2.3)."""
+        info = self.user_information
+        return self.malformed or (info.malformed if info is not None else None)
+
+    def _items(self, value: bytes, name: str, context_type: int, context: Any) -> None:
+        """The variable items (PS3.8 §9.3.2/§9.3.3) up to a malformed one, named in `malformed`."""
+        contexts: list[Any] = self.presentation_contexts  # type: ignore[attr-defined]
+        try:
+            for item_type, item in iter_items(value, _ASSOCIATE_FIXED, name):
+                if item_type == APPLICATION_CONTEXT_ITEM:
+                    self.application_context = ApplicationContextItem.decode(item)
+                elif item_type == context_type:
+                    contexts.append(context.decode(item))
+                elif item_type == USER_INFORMATION_ITEM:
+                    self.user_information = UserInformationItem.decode(item)
+        except ParseError as exc:
+            self.malformed = str(exc)
 
     @staticmethod
     def _header(value: bytes, name: str) -> tuple[int, str, str]:
@@ -115,14 +137,10 @@ class A_ASSOCIATE_RQ(_AssociatePdu):
 
     @classmethod
     def decode(cls, value: bytes) -> A_ASSOCIATE_RQ:
+        """The fixed fields, then the variable items up to a malformed one, which is named in
+        `malformed`: the AE titles and contexts before it are kept."""
         pdu = cls(*cls._header(value, "A-ASSOCIATE-RQ"))
-        for item_type, item in iter_items(value, _ASSOCIATE_FIXED, "A-ASSOCIATE-RQ"):
-            if item_type == APPLICATION_CONTEXT_ITEM:
-                pdu.application_context = ApplicationContextItem.decode(item)
-            elif item_type == PRESENTATION_CONTEXT_ITEM_RQ:
-                pdu.presentation_contexts.append(PresentationContextItemRQ.decode(item))
-            elif item_type == USER_INFORMATION_ITEM:
-                pdu.user_information = UserInformationItem.decode(item)
+        pdu._items(value, "A-ASSOCIATE-RQ", PRESENTATION_CONTEXT_ITEM_RQ, PresentationContextItemRQ)
         return pdu
 
 
@@ -134,14 +152,9 @@ class A_ASSOCIATE_AC(_AssociatePdu):
 
     @classmethod
     def decode(cls, value: bytes) -> A_ASSOCIATE_AC:
+        """As A-ASSOCIATE-RQ: the items before a malformed one are kept."""
         pdu = cls(*cls._header(value, "A-ASSOCIATE-AC"))
-        for item_type, item in iter_items(value, _ASSOCIATE_FIXED, "A-ASSOCIATE-AC"):
-            if item_type == APPLICATION_CONTEXT_ITEM:
-                pdu.application_context = ApplicationContextItem.decode(item)
-            elif item_type == PRESENTATION_CONTEXT_ITEM_AC:
-                pdu.presentation_contexts.append(PresentationContextItemAC.decode(item))
-            elif item_type == USER_INFORMATION_ITEM:
-                pdu.user_information = UserInformationItem.decode(item)
+        pdu._items(value, "A-ASSOCIATE-AC", PRESENTATION_CONTEXT_ITEM_AC, PresentationContextItemAC)
         return pdu
 
 

@@ -6,12 +6,27 @@ from typing import ClassVar
 
 from medsentry.events.base import Event
 from medsentry.events.credentials import CleartextCredentials
-from medsentry.events.hl7 import Hl7DeviceIdentifier, Hl7Message, Hl7MllpSession, Hl7Observation
+from medsentry.events.hl7 import (
+    Hl7Batch,
+    Hl7DeviceIdentifier,
+    Hl7Message,
+    Hl7MllpSession,
+    Hl7Observation,
+)
 from medsentry.protocols.base import FlowContext, ParseError
-from medsentry.protocols.hl7.knowledge import phi_segments, vital_limits
+from medsentry.protocols.hl7 import values
+from medsentry.protocols.hl7.knowledge import (
+    hl7_tables,
+    is_phi_segment,
+    phi_segment_prefixes,
+    phi_segments,
+    vital_limits,
+)
 from medsentry.protocols.hl7.message import (
     Delimiters,
     Hl7Error,
+    ParsedFrame,
+    ParsedMessage,
     components,
     first_component,
     hd,
@@ -21,7 +36,9 @@ from medsentry.protocols.hl7.mllp import Frame, MllpFramer
 
 # knowledge files are loaded and validated at start-up (a bad file fails here, not mid-scan)
 phi_segments()
+phi_segment_prefixes()
 vital_limits()
+hl7_tables()
 
 
 _HEADERS_MAX = 1024
@@ -30,15 +47,18 @@ _headers: dict[tuple, tuple[str | None, ...]] = {}
 
 
 def _header(d: Delimiters, msh: list[str]) -> tuple[str | None, ...]:
-    """MSH-3..6 (HD), MSH-9.1..3, MSH-11.1, MSH-12.1, MSH-18.1 as reported."""
+    """MSH-3..6 (HD), MSH-9.1..3, MSH-11.1, MSH-12.1, MSH-18.1 as reported (values.py)."""
     kind = components(msh[8], d) if msh[8] else []
     kind += [""] * (3 - len(kind))
+    first = [first_component(v, d) or None if v else None for v in (msh[10], msh[11], msh[17])]
     return (
         *(hd(v, d) if v else None for v in msh[2:6]),
-        kind[0] or None,
-        kind[1] or None,
-        kind[2] or None,
-        *(first_component(v, d) or None if v else None for v in (msh[10], msh[11], msh[17])),
+        values.message_type(kind[0]),
+        values.message_type(kind[1]),
+        values.message_structure(kind[2]),
+        values.processing_id(first[0]),
+        values.version(first[1]),
+        values.character_set(first[2]),
     )
 
 
@@ -61,13 +81,22 @@ class Hl7MllpDissector:
             raise ParseError(f"{exc} (direction {direction})") from None
         events: list[Event] = []
         for frame in frames:
-            event = self._message(direction, frame, ts_ns)
-            if event is None:
+            try:
+                parsed = parse(frame.payload)
+            except Hl7Error:
                 self._invalid += 1
                 continue
-            events.append(event)
-            if event.security_present and not self._security_reported:
-                # MSH-8 security (HL7 v2.5.1 §2.14.9.8) in clear is a credential; once per flow
+            batch = self._batch(direction, frame, parsed, ts_ns) if parsed.is_batch else None
+            security = batch is not None and batch.security_present
+            if batch is not None:
+                events.append(batch)
+            for i, msg in enumerate(parsed.messages, 1):
+                event = self._message(direction, frame, parsed, msg, i if batch else 0, ts_ns)
+                events.append(event)
+                security = security or event.security_present
+            if security and not self._security_reported:
+                # MSH-8 / BHS-8 / FHS-8 security (HL7 v2.5.1 §2.14.9.8) in clear is a
+                # credential; reported once per flow
                 self._security_reported = True
                 events.append(
                     CleartextCredentials(
@@ -105,23 +134,58 @@ class Hl7MllpDissector:
             )
         ]
 
-    def _message(self, direction: int, frame: Frame, ts_ns: int) -> Hl7Message | None:
-        try:
-            msg = parse(frame.payload)
-        except Hl7Error:
-            return None
-        d, msh = msg.delimiters, msg.msh  # MSH-n is msh[n - 1], "" when absent
+    def _control_id(self, value: str | None) -> str | None:
+        """MSH-10 / MSA-2 (ST): built by the sender, sometimes from a record number: a keyed
+        hash (an ACK's MSA-2 hashes as the MSH-10 it answers)."""
+        return self.ctx.phi_hash(value) if value else None
+
+    def _batch(self, direction: int, frame: Frame, parsed: ParsedFrame, ts_ns: int) -> Hl7Batch:
+        """The batch context (HL7 v2.5.1 §2.10.3): BHS-3..6, else FHS-3..6, and the counts."""
+        d = parsed.delimiters
+        header, name = parsed.batch_header, "BHS"
+        if header is None:
+            header, name = parsed.file_header, "FHS"
+        sec = any(h is not None and h[7] for h in (parsed.batch_header, parsed.file_header))
+        names = [hd(v, d) if v else None for v in header[2:6]] if header else [None] * 4
+        return Hl7Batch(
+            ts_ns=ts_ns,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            direction=direction,
+            header=name if header is not None else None,
+            sending_application=names[0],
+            sending_facility=names[1],
+            receiving_application=names[2],
+            receiving_facility=names[3],
+            security_present=sec,
+            messages=len(parsed.messages),
+            declared_messages=parsed.declared_messages,
+            batches=parsed.batches,
+            declared_batches=parsed.declared_batches,
+            size=frame.size,
+            truncated=frame.truncated,
+        )
+
+    def _message(
+        self,
+        direction: int,
+        frame: Frame,
+        parsed: ParsedFrame,
+        msg: ParsedMessage,
+        position: int,
+        ts_ns: int,
+    ) -> Hl7Message:
+        d, msh = parsed.delimiters, msg.msh  # MSH-n is msh[n - 1], "" when absent
         # the header fields reported (MSH-7 time and MSH-10 control id vary per message, the
         # others rarely): decoded once per distinct header (bounded memo; MSH-8 not in the key)
-        key = (d.field, msg.encoding_characters, *msh[2:6], msh[8], msh[10], msh[11], msh[17])
+        key = (d.field, parsed.encoding_characters, *msh[2:6], msh[8], msh[10], msh[11], msh[17])
         header = _headers.get(key)
         if header is None:
             header = _header(d, msh)
             if len(_headers) < _HEADERS_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
                 _headers[key] = header
         counts = msg.segment_counts
-        phi = phi_segments()
-        phi_present = [s for s in counts if s in phi]
+        phi_present = [s for s in counts if is_phi_segment(s)]
         if len(phi_present) > 1:
             phi_present.sort()
         return Hl7Message(
@@ -130,7 +194,7 @@ class Hl7MllpDissector:
             endpoints=self.ctx.endpoints,
             direction=direction,
             field_separator=d.field,
-            encoding_characters=msg.encoding_characters,
+            encoding_characters=parsed.encoding_characters,
             sending_application=header[0],
             sending_facility=header[1],
             receiving_application=header[2],
@@ -139,12 +203,12 @@ class Hl7MllpDissector:
             message_type=header[4],
             trigger_event=header[5],
             message_structure=header[6],
-            control_id=first_component(msh[9], d) or None if msh[9] else None,
+            control_id_hash=self._control_id(first_component(msh[9], d) if msh[9] else None),
             processing_id=header[7],
             version=header[8],
             character_set=header[9],
-            ack_code=msg.ack_code or None,
-            ack_control_id=msg.ack_control_id or None,
+            ack_code=values.ack_code(msg.ack_code),
+            ack_control_id_hash=self._control_id(msg.ack_control_id),
             segment_counts=counts,
             phi_segments=phi_present,
             devices=[
@@ -159,7 +223,7 @@ class Hl7MllpDissector:
             ],
             observations=[
                 Hl7Observation(
-                    code=o.code,
+                    code=o.code if o.standard_code else f"#{self.ctx.phi_hash(o.code)}",
                     coding_system=o.coding_system,
                     value_type=o.value_type,
                     units=o.units,
@@ -167,6 +231,7 @@ class Hl7MllpDissector:
                 )
                 for o in msg.observations
             ],
-            size=frame.size,
-            truncated=frame.truncated,
+            size=frame.size if not position else msg.length,
+            truncated=frame.truncated and msg is parsed.messages[-1],
+            batch_position=position,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from medsentry.protocols.hl7 import values
 from medsentry.protocols.hl7.knowledge import VitalLimit, vital_limits
 
 MAX_SEGMENTS = 10_000
@@ -48,10 +49,11 @@ class DeviceId:
 
 @dataclass(slots=True)
 class Observation:
-    code: str
-    coding_system: str | None
-    value_type: str | None
-    units: str | None
+    code: str  # OBX-3.1 as sent: reported only when `standard_code`, else as a keyed hash
+    standard_code: bool  # a code of a published vocabulary (values.observation_code)
+    coding_system: str | None  # OBX-3.3, reported form (values.coding_system)
+    value_type: str | None  # OBX-2, reported form
+    units: str | None  # OBX-6, reported form (values.unit)
     plausible: bool | None
 
 
@@ -60,16 +62,38 @@ MSH_FIELDS = 21  # MSH-1 .. MSH-21 are read
 
 @dataclass(slots=True)
 class ParsedMessage:
-    delimiters: Delimiters
-    encoding_characters: str
     # MSH-n raw value is msh[n - 1] for n <= MSH_FIELDS ("" when absent; MSH-1 and MSH-2 are
-    # the delimiters, read from `delimiters`)
+    # the delimiters, read from the frame's `delimiters`)
     msh: list[str]
     ack_code: str | None
     ack_control_id: str | None
     segment_counts: dict[str, int]
     devices: list[DeviceId]
     observations: list[Observation]
+    length: int  # characters of the message's segments and their terminators
+
+
+@dataclass(slots=True)
+class ParsedFrame:
+    """The messages of one MLLP frame: one, or a batch (HL7 v2.5.1 §2.10.3).
+
+    A batch is `[FHS] {[BHS] {MSH ...} [BTS]} [FTS]`; some interfaces also send several
+    messages in one frame without any header. Header fields are kept raw like `msh`: FHS-n is
+    `file_header[n - 1]`, BHS-n is `batch_header[n - 1]` (the first BHS).
+    """
+
+    delimiters: Delimiters
+    encoding_characters: str
+    messages: list[ParsedMessage]
+    file_header: list[str] | None = None
+    batch_header: list[str] | None = None
+    batches: int = 0  # BHS segments
+    declared_messages: int | None = None  # sum of BTS-1 batch message counts
+    declared_batches: int | None = None  # FTS-1 file batch count
+
+    @property
+    def is_batch(self) -> bool:
+        return self.file_header is not None or self.batches > 0 or len(self.messages) > 1
 
 
 def _decode(payload: bytes) -> str:
@@ -169,44 +193,59 @@ def first_component(value: str, d: Delimiters) -> str:
 
 
 def hd(value: str, d: Delimiters) -> str | None:
-    """An HD (hierarchic designator) field as text, components joined by '^' (§2.A.33)."""
-    if d.component == "^" and len(value) <= MAX_TEXT and not (d.escape and d.escape in value):
-        # joined by the separator it was split on: the first repetition, trailing empties cut
-        if d.repetition in value:
-            value = value.partition(d.repetition)[0]
-        return value.rstrip("^") or None
-    parts = components(value, d)
-    while parts and not parts[-1]:
-        parts.pop()
-    return "^".join(parts) if parts else None
+    """An HD (hierarchic designator, §2.A.33) field as reported, components joined by '^':
+    the namespace ID as sent, the universal ID and its type only when they are valid."""
+    return values.hd(components(value, d))
 
 
 def _entity_identifiers(name: str, value: str, d: Delimiters) -> list[DeviceId]:
-    """EI values (§2.A.24), each repetition: entity identifier, namespace, universal id, type."""
+    """EI values (§2.A.24), each repetition: entity identifier, namespace, universal id, type;
+    the namespace only when it names a maker, the universal id only of its type's syntax."""
     out = []
     for rep in value.split(d.repetition, MAX_LIST)[:MAX_LIST]:
         parts = [unescape(c, d)[:MAX_TEXT] for c in rep.split(d.component)] + [""] * 4
         if parts[0] or parts[2]:
             out.append(
-                DeviceId(name, parts[0], parts[1] or None, parts[2] or None, parts[3] or None)
+                DeviceId(
+                    name,
+                    parts[0],
+                    values.vendor_namespace(parts[1]),
+                    values.universal_id(parts[2], parts[3]),
+                    values.universal_id_type(parts[3]),
+                )
             )
     return out
 
 
+_VALUE_TYPE = re.compile(r"^[A-Z]{2,3}$")  # OBX-2 (Table 0125: NM, ST, CWE ...)
+
+
 def _observation(
     d: Delimiters, obx2: str, obx3: str, obx6: str | None
-) -> tuple[str, str | None, str | None, str | None, VitalLimit | None]:
-    """OBX-3 code and coding system, OBX-2 value type, OBX-6 units, and the code's vital-sign
-    limit when its units are among the known ones (else None: no plausibility)."""
+) -> tuple[str, bool, str | None, str | None, str | None, VitalLimit | None]:
+    """OBX-3 code (and whether it is a standard one) and coding system, OBX-2 value type,
+    OBX-6 units as reported, and the code's vital-sign limit when its units are among the
+    known ones (else None: no plausibility)."""
     ident = [*components(obx3, d), "", "", ""]
     if not ident[0]:
-        return "", None, None, None, None
-    units = [u for u in components(obx6, d)[:2] if u] if obx6 is not None else []
+        return "", False, None, None, None, None
+    unit_parts = [*components(obx6, d), "", "", ""] if obx6 is not None else ["", "", ""]
+    units = [u for u in unit_parts[:2] if u]
     value_type = first_component(obx2, d)
+    if value_type and not _VALUE_TYPE.match(value_type):
+        value_type = values.NON_STANDARD
     limit = vital_limits().find(ident[0], ident[2], ident[1])
     if limit is not None and not (units and limit.units.intersection(units)):
         limit = None
-    return ident[0], ident[2] or None, value_type or None, units[0] if units else None, limit
+    system = values.coding_system(ident[2])
+    return (
+        ident[0],
+        values.observation_code(ident[0], system),
+        system,
+        value_type or None,
+        values.unit(*unit_parts[:3]),
+        limit,
+    )
 
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -217,8 +256,11 @@ _segment_kinds: dict[str, int] = {}  # seg[:3] -> _segment_kind
 _delimiter_cache: dict[str, tuple[Delimiters, str]] = {}  # MSH[:10] -> valid delimiters
 
 
-_NOT_SEGMENT, _COUNTED, _MSH, _MSA, _PRT, _OBX = range(6)
-_READ = {"MSH": _MSH, "MSA": _MSA, "PRT": _PRT, "OBX": _OBX}  # segments whose fields are read
+_NOT_SEGMENT, _COUNTED, _MSH, _MSA, _PRT, _OBX, _BATCH = range(7)
+# segments whose fields are read; FHS BHS BTS FTS frame a batch (HL7 v2.5.1 §2.10.3)
+_READ = {"MSH": _MSH, "MSA": _MSA, "PRT": _PRT, "OBX": _OBX}
+_READ |= dict.fromkeys(("FHS", "BHS", "BTS", "FTS"), _BATCH)
+_HEADER_FIELDS = 12  # FHS-1 .. FHS-12, BHS-1 .. BHS-12 (§2.14.6, §2.14.2)
 
 
 def _segment_kind(seg_id: str) -> int:
@@ -240,8 +282,24 @@ def _delimiters(msh: str) -> tuple[Delimiters, str]:
     return hit
 
 
-def parse(payload: bytes) -> ParsedMessage:
-    """Parse one message (the payload of an MLLP frame); raises Hl7Error when it is not HL7 v2."""
+def _split_header(seg: str, fsep: str, n: int) -> list[str]:
+    """Fields of a header segment (MSH, FHS, BHS): field n is item n - 1, since field 1 is
+    the separator itself (§2.14.9.1); padded with "" to n items."""
+    fields = seg.split(fsep, n)[:n]
+    if len(fields) < n:
+        fields += [""] * (n - len(fields))
+    return fields
+
+
+def _count(value: str) -> int | None:
+    """A numeric count field (BTS-1, FTS-1: NM), None when absent or not a whole number."""
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+
+
+def parse(payload: bytes) -> ParsedFrame:
+    """Parse the payload of one MLLP frame: one message, or the messages of a batch
+    (§2.10.3), each starting at its MSH. Raises Hl7Error when it holds no HL7 v2 message."""
     text = _decode(payload).lstrip("\r\n")
     lines = _NEWLINE.split(text) if "\n" in text else text.split("\r")
     segments = [s for s in lines if s]
@@ -249,13 +307,16 @@ def parse(payload: bytes) -> ParsedMessage:
         raise Hl7Error("empty message")
     d, encoding = _delimiters(segments[0])
     fsep = d.field
-    counts: dict[str, int] = {}
+    if len(segments) > MAX_SEGMENTS:
+        segments = segments[:MAX_SEGMENTS]
+    frame = ParsedFrame(d, encoding, [])
+    messages = frame.messages
+    counts: dict[str, int] = {}  # segments before the first MSH count in the first message
     msh: list[str] | None = None
     ack_code = ack_control_id = None
     devices: list[DeviceId] = []
     observations: list[Observation] = []
-    if len(segments) > MAX_SEGMENTS:
-        segments = segments[:MAX_SEGMENTS]
+    length = 0
     for seg in segments:
         seg_id = seg[:3]
         kind = _segment_kinds.get(seg_id)
@@ -263,19 +324,31 @@ def parse(payload: bytes) -> ParsedMessage:
             kind = _segment_kind(seg_id)
         if not kind or (len(seg) > 3 and seg[3] != fsep):
             continue  # a broken line (e.g. a wrapped value); not counted as a segment
-        counts[seg_id] = counts.get(seg_id, 0) + 1
-        if kind == _COUNTED:
-            continue  # only counted (PID, PV1, NK1 ... are PHI: never split into fields)
-        if kind == _MSH:
-            if msh is None:
-                # MSH-1 is the separator itself, so MSH-n is fields[n - 1] (§2.14.9)
-                msh = seg.split(fsep, MSH_FIELDS)[:MSH_FIELDS]
-                if len(msh) < MSH_FIELDS:
-                    msh += [""] * (MSH_FIELDS - len(msh))
+        if kind == _BATCH:
+            if msh is not None:  # the message before it ends here
+                messages.append(
+                    _message(msh, ack_code, ack_control_id, counts, devices, observations, length)
+                )
+                msh, ack_code, ack_control_id = None, None, None
+                counts, devices, observations, length = {}, [], [], 0
+            _batch_segment(frame, seg_id, seg, fsep)
             continue
+        if kind == _MSH:
+            if msh is not None:  # §2.10.3: each MSH starts the next message of the batch
+                messages.append(
+                    _message(msh, ack_code, ack_control_id, counts, devices, observations, length)
+                )
+                ack_code = ack_control_id = None
+                counts, devices, observations, length = {}, [], [], 0
+            # MSH-1 is the separator itself, so MSH-n is fields[n - 1] (§2.14.9)
+            msh = _split_header(seg, fsep, MSH_FIELDS)
+        length += len(seg) + 1
+        counts[seg_id] = counts.get(seg_id, 0) + 1
+        if kind in (_COUNTED, _MSH):
+            continue  # only counted (PID, PV1, NK1 ... are PHI: never split into fields)
         fields = seg.split(fsep)
         if kind == _MSA:
-            if ack_code is None:  # §3.4.8 (v2.5.1 §2.14.8)
+            if ack_code is None:  # §2.14.8
                 ack_code = first_component(fields[1], d) if len(fields) > 1 else None
                 ack_control_id = first_component(fields[2], d) if len(fields) > 2 else None
         elif kind == _PRT:
@@ -288,38 +361,87 @@ def parse(payload: bytes) -> ParsedMessage:
                     serial = unescape(_first_repetition(fields[20], d), d)[:MAX_TEXT]
                     devices.append(DeviceId("PRT-20", serial, None, None, None))
         else:  # OBX §7.4.2
-            if len(fields) > 18 and len(devices) < MAX_LIST:
-                devices.extend(_entity_identifiers("OBX-18", fields[18], d))
-            if len(fields) > 3 and len(observations) < MAX_LIST:
-                f6 = fields[6] if len(fields) > 6 else None
-                key = (fsep, encoding, fields[2], fields[3], f6)
-                known = _observation_cache.get(key)
-                if known is None:
-                    known = _observation(d, fields[2], fields[3], f6)
-                    size = len(fields[2]) + len(fields[3]) + len(f6 or "")
-                    if len(_observation_cache) < _CACHE_MAX and size <= _OBSERVATION_KEY_MAX:
-                        _observation_cache[key] = known
-                if known[0]:
-                    code, system, value_type, units, limit = known
-                    plausible = None
-                    if limit is not None and len(fields) > 5:
-                        # the only trace of OBX-5: inside or outside the possible range
-                        raw = fields[5]
-                        if d.repetition in raw:
-                            raw = raw.partition(d.repetition)[0]
-                        try:
-                            number = float(raw.strip())
-                        except ValueError:
-                            pass
-                        else:
-                            plausible = limit.low <= number <= limit.high
-                    observations.append(Observation(code, system, value_type, units, plausible))
-    if msh is None:
+            _obx(fields, d, encoding, devices, observations)
+    if msh is not None:
+        messages.append(
+            _message(msh, ack_code, ack_control_id, counts, devices, observations, length)
+        )
+    if not messages:
         raise Hl7Error("no MSH segment in the message")
-    if devices:
+    return frame
+
+
+def _batch_segment(frame: ParsedFrame, seg_id: str, seg: str, fsep: str) -> None:
+    """FHS, BHS, BTS, FTS (§2.14.6, §2.14.2, §2.14.3, §2.14.7): headers and declared counts."""
+    if seg_id == "BHS":
+        frame.batches += 1
+        if frame.batch_header is None:
+            frame.batch_header = _split_header(seg, fsep, _HEADER_FIELDS)
+    elif seg_id == "FHS":
+        if frame.file_header is None:
+            frame.file_header = _split_header(seg, fsep, _HEADER_FIELDS)
+    else:
+        fields = seg.split(fsep, 2)
+        n = _count(fields[1]) if len(fields) > 1 else None
+        if n is None:
+            return
+        if seg_id == "BTS":  # BTS-1 batch message count
+            frame.declared_messages = (frame.declared_messages or 0) + n
+        else:  # FTS-1 file batch count
+            frame.declared_batches = n
+
+
+def _obx(
+    fields: list[str],
+    d: Delimiters,
+    encoding: str,
+    devices: list[DeviceId],
+    observations: list[Observation],
+) -> None:
+    """OBX-18 equipment instance identifiers, OBX-2/-3/-6 and OBX-5's plausibility (§7.4.2)."""
+    if len(fields) > 18 and len(devices) < MAX_LIST:
+        devices.extend(_entity_identifiers("OBX-18", fields[18], d))
+    if len(fields) <= 3 or len(observations) >= MAX_LIST:
+        return
+    f6 = fields[6] if len(fields) > 6 else None
+    key = (d.field, encoding, fields[2], fields[3], f6)
+    known = _observation_cache.get(key)
+    if known is None:
+        known = _observation(d, fields[2], fields[3], f6)
+        size = len(fields[2]) + len(fields[3]) + len(f6 or "")
+        if len(_observation_cache) < _CACHE_MAX and size <= _OBSERVATION_KEY_MAX:
+            _observation_cache[key] = known
+    if not known[0]:
+        return
+    code, standard, system, value_type, units, limit = known
+    plausible = None
+    if limit is not None and len(fields) > 5:
+        # the only trace of OBX-5: inside or outside the possible range
+        raw = fields[5]
+        if d.repetition in raw:
+            raw = raw.partition(d.repetition)[0]
+        try:
+            number = float(raw.strip())
+        except ValueError:
+            pass
+        else:
+            plausible = limit.low <= number <= limit.high
+    observations.append(Observation(code, standard, system, value_type, units, plausible))
+
+
+def _message(
+    msh: list[str],
+    ack_code: str | None,
+    ack_control_id: str | None,
+    counts: dict[str, int],
+    devices: list[DeviceId],
+    observations: list[Observation],
+    length: int,
+) -> ParsedMessage:
+    if len(devices) > 1:
         unique: dict[tuple, DeviceId] = {}
         for dev in devices:
             key = (dev.field, dev.entity_identifier, dev.namespace_id, dev.universal_id)
             unique.setdefault(key, dev)
         devices = list(unique.values())[:MAX_LIST]
-    return ParsedMessage(d, encoding, msh, ack_code, ack_control_id, counts, devices, observations)
+    return ParsedMessage(msh, ack_code, ack_control_id, counts, devices, observations, length)
