@@ -87,8 +87,12 @@ def wait_port(lan: Lan, host: str, port: int, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def lan(tmp_path: Path, hosts: dict[str, tuple[str, str | None]]) -> Iterator[Lan]:
-    """Hosts: name -> (MAC, "ip/prefix" or None for a DHCP client). Captures into lan.pcap."""
+def lan(
+    tmp_path: Path, hosts: dict[str, tuple[str, str | tuple[str, ...] | None]], ipv6: bool = False
+) -> Iterator[Lan]:
+    """Hosts: name -> (MAC, "ip/prefix", several, or None for a DHCP client). Captures into
+    lan.pcap. IPv6 is off unless `ipv6`: then each interface also has its link-local address
+    and the kernel runs Neighbor Discovery (DAD for every address, RFC 4862 §5.4)."""
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tcpdump") is None:
         pytest.skip("network namespace tests need root, iproute2 and tcpdump")
     tag = f"mi{os.getpid() % 10000}{next(_seq)}"
@@ -98,6 +102,10 @@ def lan(tmp_path: Path, hosts: dict[str, tuple[str, str | None]]) -> Iterator[La
     try:
         _run("ip", "netns", "add", sw)
         made.append(sw)
+        if ipv6:  # the switch is no IPv6 host: no Neighbor Discovery of its own
+            for k in ("all", "default"):
+                sysctl = f"net.ipv6.conf.{k}.disable_ipv6=1"
+                _run("ip", "netns", "exec", sw, "sysctl", "-qw", sysctl)
         _run("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
         _run("ip", "-n", sw, "link", "set", "br0", "up")
         for i, (name, (mac, addr)) in enumerate(hosts.items()):
@@ -110,14 +118,19 @@ def lan(tmp_path: Path, hosts: dict[str, tuple[str, str | None]]) -> Iterator[La
             _run("ip", "link", "set", f"{tag}b{i}", "netns", sw)
             _run("ip", "-n", ns, "link", "set", f"{tag}a{i}", "name", "eth0")
             _run("ip", "-n", ns, "link", "set", "eth0", "address", mac)
-            for k in ("all", "default"):
+            for k in ("all", "default", "eth0"):
                 _run(
-                    "ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{k}.disable_ipv6=1"
-                )
+                    "ip", "netns", "exec", ns, "sysctl", "-qw",
+                    f"net.ipv6.conf.{k}.disable_ipv6={0 if ipv6 else 1}",
+                )  # fmt: skip
             _run("ip", "-n", ns, "link", "set", "lo", "up")
-            _run("ip", "-n", ns, "link", "set", "eth0", "up")
-            if addr:
-                _run("ip", "-n", ns, "addr", "add", addr, "dev", "eth0")
+            if not ipv6:
+                _run("ip", "-n", ns, "link", "set", "eth0", "up")
+            for a in (addr,) if isinstance(addr, str) else addr or ():
+                _run("ip", "-n", ns, "addr", "add", a, "dev", "eth0")
+            if ipv6:  # made in the root namespace: its IPv6 came along
+                sysctl = f"net.ipv6.conf.{tag}b{i}.disable_ipv6=1"
+                _run("ip", "netns", "exec", sw, "sysctl", "-qw", sysctl)
             _run("ip", "-n", sw, "link", "set", f"{tag}b{i}", "master", "br0")
             _run("ip", "-n", sw, "link", "set", f"{tag}b{i}", "up")
         dump = subprocess.Popen(
@@ -132,6 +145,9 @@ def lan(tmp_path: Path, hosts: dict[str, tuple[str, str | None]]) -> Iterator[La
             dump.kill()
             pytest.skip(f"cannot capture on the test bridge: {line.strip()}")
         time.sleep(0.3)  # let the bridge ports leave the listening state
+        if ipv6:  # up once captured: the capture sees each address's DAD
+            for ns in net.hosts.values():
+                _run("ip", "-n", ns, "link", "set", "eth0", "up")
         try:
             yield net
         finally:

@@ -119,11 +119,11 @@ def test_excel_exports_import(db: str, tmp_path: Path, name: str, data: bytes) -
          "record 1: field owner: expected text or a number, got true/false"),
         ("nan.json", '[{"asset_tag": "A1", "location": NaN}]', "got NaN or infinity"),
         ("sametag.json", '[{"asset_tag": 1234}, {"asset_tag": 1234.0}]',
-         "record 2: field asset_tag: '1234' repeats record 1"),
+         "record 2: field asset_tag (key 'asset_tag'): the tag repeats record 1"),
         ("blankline.csv", "Asset Tag,MAC\n\nA1,00:09:5c:20:01:02\n\nA2,zz\n",
-         "line 5: field mac: 'zz' is not a MAC address"),
+         "line 5: field mac (column 'MAC'): not a MAC address (text of 2 characters: letters)"),
         ("repeat.csv", "Asset Tag,MAC\nA1,\nA2,\nA1,\n",
-         "line 4: field asset_tag: 'A1' repeats line 2"),
+         "line 4: field asset_tag (column 'Asset Tag'): the tag repeats line 2"),
         ("extra.csv", "Asset Tag,MAC\nA1,,surplus\n", "line 2: more fields than the header names"),
         ("bytes.csv", b"Asset Tag\nA\x81\x8d\n", "neither UTF-8 nor Windows-1252"),
     ],
@@ -147,7 +147,10 @@ def test_patient_columns_are_never_stored_or_printed(db: str, tmp_path: Path) ->
         "A-1,ICU North,00:09:5c:20:01:02,DOE^JOHN,MRN123456,1950-02-03,PID-99\n"
     )
     r = _import(db, src)
-    assert "'Date of Birth', 'MRN', 'Patient Name', 'patient_id'" in r.stderr
+    assert (
+        "'Date of Birth' (1 row with a value), 'MRN' (1 row with a value),"
+        " 'Patient Name' (1 row with a value), 'patient_id' (1 row with a value)"
+    ) in r.stderr
     shown = [
         r.output,
         cli("device", "--db", db, "10.20.0.102").output,
@@ -165,12 +168,12 @@ def test_patient_columns_are_never_stored_or_printed(db: str, tmp_path: Path) ->
 def test_the_export_imports_back_unchanged(db: str, tmp_path: Path) -> None:
     src = tmp_path / "cmms.csv"
     src.write_text(
-        f"{HEADER},IP Address,Cost Center,Notes\n"
+        f"{HEADER},IP Address,Cost Center,Risk Class\n"
         "A-101,ICU Bed 2,Biomed,SN101,Philips,MX800,Patient monitor,00:09:5c:20:01:02,,"
-        'CC-4410,"calibrated, ok"\n'
+        'CC-4410,"B, life support"\n'
         "A-103,ICU Bed 3,Biomed,SN103,GE Healthcare,Carescape B650,Ventilator,00:10:5d:20:01:03,"
         "10.20.0.113,CC-4410,\n"
-        "A-777,Basement,Biomed,SN777,Baxter,Sigma Spectrum,Infusion pump,,,CC-1,spare\n"
+        "A-777,Basement,Biomed,SN777,Baxter,Sigma Spectrum,Infusion pump,,,CC-1,low\n"
         "A-888,OR 1,Biomed,SN888,Acme,Widget,Surgical light thing,,10.20.0.150,CC-2,\n"
     )
     first = _report(_import(db, src))
@@ -196,8 +199,11 @@ def test_the_export_imports_back_unchanged(db: str, tmp_path: Path) -> None:
     assert rows["A-103"]["observed_category"] == "patient-monitor"
     assert rows["A-103"]["observed_ip"] == "10.20.0.103"
     assert rows["A-888"]["category"] == "Surgical light thing"
-    assert rows["A-101"]["cost_center"] == "CC-4410" and rows["A-101"]["notes"] == "calibrated, ok"
-    assert rows["A-777"]["medsentry_status"] == "never-seen" and rows["A-777"]["notes"] == "spare"
+    assert rows["A-101"]["cost_center"] == "CC-4410"
+    assert rows["A-101"]["risk_class"] == "B, life support"
+    assert (
+        rows["A-777"]["medsentry_status"] == "never-seen" and rows["A-777"]["risk_class"] == "low"
+    )
     # a device on no list carries its MAC, so that giving it a tag lists it
     unlisted = [r for r in every if r["medsentry_status"] == "observed-only"]
     pump = next(r for r in unlisted if r["medsentry_device_id"] == "mac:00:12:21:20:01:51")
@@ -207,8 +213,8 @@ def test_the_export_imports_back_unchanged(db: str, tmp_path: Path) -> None:
 def test_a_partial_update_changes_only_its_columns(db: str, tmp_path: Path) -> None:
     full = tmp_path / "full.csv"
     full.write_text(
-        f"{HEADER},Notes\nA-1,ICU Bed 1,Biomed,SN1,Philips,MX800,Patient monitor,"
-        "00:09:5c:20:01:01,keep me\n"
+        f"{HEADER},Cost Center\nA-1,ICU Bed 1,Biomed,SN1,Philips,MX800,Patient monitor,"
+        "00:09:5c:20:01:01,CC-4410\n"
     )
     _import(db, full)
     moved = tmp_path / "moved.csv"
@@ -218,7 +224,7 @@ def test_a_partial_update_changes_only_its_columns(db: str, tmp_path: Path) -> N
     assert a["location"] == "Step-down unit" and a["owner"] is None  # named: replaced, cleared
     assert (a["serial_number"], a["vendor"], a["model"]) == ("SN1", "Philips", "MX800")
     assert a["device_id"] == "mac:00:09:5c:20:01:01"
-    assert json.loads(a["extra"]) == {"notes": "keep me"}
+    assert json.loads(a["extra"]) == {"cost_center": "CC-4410"}
 
 
 def test_two_assets_naming_one_mac_are_both_kept_and_reported(db: str, tmp_path: Path) -> None:
@@ -314,3 +320,240 @@ def test_vendor_filter_matches_from_a_word_start(db: str) -> None:
 def test_a_limit_below_one_is_refused(db: str, command: str) -> None:
     r = cli(command, "--db", db, "--limit", "0", code=2)
     assert "0 rows: give at least 1" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+# --- patient data: column names, free text, cells, error messages (inventory/cmms_phi.py) ----
+
+from medsentry.inventory.cmms_phi import free_text_column, patient_column, person_data  # noqa: E402
+
+PATIENT_COLUMNS = [
+    # the spellings a privacy review found let through, then others seen in CMMS exports
+    "PatientName", "PatientID", "Patient's Name", "Patient Full Name", "Pt Name", "D.O.B.",
+    "MedRec#", "Patient Tel", "Resident", "assigned_patient", "patient_mrn",
+    "Home Patient Address", "Patient Name", "PATIENT NAME", "PATIENTNAME", "patient-name",
+    "Patient", "Patients", "patient_id", "Patient #", "Patient No.", "Patient Number",
+    "Patient Identifier", "Patient’s Name", "patient.email", "Patient E-mail",
+    "Patient Phone", "Patient Telephone", "Patient Mobile", "Patient Zip", "Patient Postcode",
+    "Patient Age", "Patient Sex", "PtID", "Pt. Name", "PT_NAME", "Pat Name", "Pat ID",
+    "Pt Phone", "ptname", "patname", "DOB", "Dob", "D O B Date", "Date of Birth",
+    "DateOfBirth", "dateofbirth", "Birth Date", "Birthdate", "BIRTH_DATE", "Born",
+    "MRN", "M.R.N.", "MRN Number", "MRNNumber", "Med Rec #", "MedRec", "medrec_no",
+    "Medical Record Number", "Medical Record #", "MedicalRecordNo", "SSN", "S.S.N.",
+    "Social Security #", "SocialSecurityNumber", "NHS No", "NHS Number", "Next of Kin",
+    "NextOfKin", "NOK Phone", "Guarantor", "Guarantor Name", "Insurance", "Insurance ID",
+    "Insurer", "Member ID", "MemberNumber", "Medicaid #", "Medicare Number", "Subscriber",
+    "Admit Date", "Admission Date", "Date of Death", "Deceased", "First Name", "Last Name",
+    "Surname", "Forename", "Given Name", "Family Name", "Full Name", "FullName",
+    "Home Phone", "Home Address", "Home E-mail", "Resident Name", "Residents", "Inpatient",
+    "Inpatient Name", "Outpatient ID", "Room Occupant", "Bed Occupant", "Occupant Name",
+    "Borrower", "Loaned To", "Loaned to Patient", "Lent To", "Issued To", "Checked Out To",
+    "Assigned to Patient", "Assigned Patient", "Current Patient", "Patient Assigned",
+]  # fmt: skip
+EQUIPMENT_COLUMNS = [
+    # columns about the device, a place, or its use with patients in general
+    "Patient Care Area", "Patient Monitor ID", "Patient Connected", "Patient Facing",
+    "Patient Care Device", "PatientMonitorID", "patient_care_area", "PATIENTCAREAREA",
+    "Patient-Connected", "Patient Monitoring", "Patient Room", "Patient Bed", "Patient Lift",
+    "Patient Safety Risk", "Patient Side", "Patient Cable", "Patient Population",
+    "Applied Part: Patient Connection", "Inpatient Unit", "Outpatient Clinic",
+    "Asset Tag", "Asset #", "Equipment #", "Control No", "Serial Number", "S/N",
+    "Manufacturer", "Vendor", "Model", "Model Name", "Model Number", "Device Type",
+    "Equipment Type", "Category", "MAC Address", "Mac Addr", "IP Address", "IPv4 Address",
+    "Host Name", "DNS Name", "Location", "Room", "Department", "Dept", "Owner", "Cost Center",
+    "PM Due", "PM Interval", "Install Date", "Purchase Date", "Warranty End", "Risk Class",
+    "Status", "OS", "Firmware", "Software Version", "PAT Test Date", "PAT Due", "Loaner",
+    "Loan Status", "Checked Out", "Assigned To", "Contact Name", "Vendor Phone",
+    "Service Phone", "Email", "Age", "Building", "Floor", "Home Location", "NHS Trust",
+    "Device Name", "Network Zone", "Name",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PATIENT_COLUMNS)
+def test_a_column_about_a_patient_is_never_read(name: str) -> None:
+    assert patient_column(name)
+
+
+@pytest.mark.parametrize("name", EQUIPMENT_COLUMNS)
+def test_a_column_about_equipment_is_read(name: str) -> None:
+    assert not patient_column(name)
+
+
+@pytest.mark.parametrize(
+    "name, free",
+    [("Notes", True), ("NOTES", True), ("Comments", True), ("Remarks", True),
+     ("Description", True), ("Equipment Description", True), ("Service History", True),
+     ("LoanerInfo", True), ("Free Text", True), ("Memo", True), ("Location Notes", True),
+     ("Location", False), ("Cost Center", False), ("Model", False), ("Status", False),
+     ("PM Due", False), ("Risk Class", False)],
+)  # fmt: skip
+def test_free_text_columns(name: str, free: bool) -> None:
+    assert free_text_column(name) is free
+
+
+@pytest.mark.parametrize(
+    "value, kind",
+    [("Loaned to patient ZZQXPATIENT DOB 19010203 tel 5550137731", "loan"),
+     ("Room 12 bed of ZZQXPATIENT QXALPHA", "loan"), ("sent home to Mrs Q", "loan"),
+     ("DOB 1950-02-03", "birth"), ("d.o.b. 3/2/1950", "birth"), ("born 1950", "birth"),
+     ("MRN 12345", "record"), ("MedRec 0042", "record"), ("patient id 77", "record"),
+     ("NHS No 943 476 5919", "record"), ("123-45-6789", "ssn"),
+     ("jane.doe@example.org", "email"), ("tel 5550137731", "phone"),
+     ("Phone: (555) 013-7731", "phone"), ("555-013-7731", "phone"),
+     ("+44 20 7946 0958", "phone"), ("77 QXLANE STREET", "address"),
+     ("12 Elm Road, Springfield", "address"), ("DOE^JOHN", "hl7"), ("Mr Smith", "title"),
+     ("Ward 5 (Mrs. Jones)", "title")],
+)  # fmt: skip
+def test_person_data_in_a_cell(value: str, kind: str) -> None:
+    assert person_data(value) == kind
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ICU Bed 2", "Salle d'opération 2", "Building B", "312", "Home kit 7", "ICU [/x] bed 4",
+     "@ward 3", "Step-down unit", "Radiology 2 CT", "Newborn unit", "Lab Cell 3", "CC-4410",
+     "2025-01-31", "31/01/2025", "10.20.0.113", "00:09:5c:20:01:01", "Clinical Engineering",
+     "Biomed", "B, life support", "SN-501234", "St Mary's Wing 2", "Patient monitor",
+     "Patient Lounge", "+1 year warranty", "Mx800"],
+)  # fmt: skip
+def test_equipment_values_are_not_person_data(value: str) -> None:
+    assert person_data(value) is None
+
+
+def _shown(db: str, device: str) -> list[str]:
+    """What a user can see of the inventory: the device (table and JSON) and the export."""
+    return [
+        cli("device", "--db", db, device).output,
+        cli("device", "--db", db, device, "--format", "json").output,
+        cli("inventory", "export", "--db", db).output,
+        cli("inventory", "export", "--db", db, "--format", "json").output,
+        cli("inventory", "reconcile", "--db", db, "--format", "json").output,
+    ]
+
+
+def _stored(db: str) -> bytes:
+    path = Path(db.removeprefix("sqlite:///"))
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def test_patient_columns_in_any_spelling_leave_no_trace(db: str, tmp_path: Path) -> None:
+    """The privacy review's file: ten spellings of patient columns beside a monitor's MAC."""
+    src = tmp_path / "bypass.csv"
+    src.write_text(
+        "asset_tag,mac,ip,PatientName,Patient's Name,Patient Full Name,Pt Name,D.O.B.,MedRec#,"
+        "Patient Tel,PatientID,Home Patient Address,Resident,Patient Care Area\n"
+        "AT-7001,00:09:5c:20:01:02,,ZZQXCAMEL^QXALPHA,ZZQXAPOS,ZZQXFULLNAME,ZZQXPTNAME,"
+        "19010203,QX998877,5550137731,QX998877b,77 QXLANE STREET,ZZQXRESIDENT,ICU North\n"
+    )
+    r = _import(db, src)
+    for column in ("'PatientName'", '"Patient\'s Name"', "'D.O.B.'", "'MedRec#'", "'Resident'"):
+        assert f"{column} (1 row with a value)" in r.stderr
+    values = ("ZZQX", "QX998877", "19010203", "5550137731", "QXLANE")
+    seen = [r.output, *_shown(db, "00:09:5c:20:01:02")]
+    for value in values:
+        assert value.encode() not in _stored(db)
+        assert not any(value in out for out in seen), value
+    assert json.loads(_assets(db)["AT-7001"]["extra"]) == {"patient_care_area": "ICU North"}
+
+
+def test_free_text_and_person_data_cells_are_not_stored(db: str, tmp_path: Path) -> None:
+    """Notes are never stored; a column with person data in any cell is left out for the
+    whole file (an asset stored earlier keeps its value); the warnings name the columns,
+    the lines and the kind of data, never a value."""
+    first = tmp_path / "first.csv"
+    first.write_text("Asset Tag,MAC,Location,Cost Center\nA-1,00:09:5c:20:01:02,ICU bed 2,CC-1\n")
+    _import(db, first)
+    src = tmp_path / "loaners.csv"
+    src.write_text(
+        "Asset Tag,MAC,Location,Owner,Department,Notes,Comments,Loan Contact,Cost Center,"
+        "PM Due\n"
+        "A-1,00:09:5c:20:01:02,Room 12 bed of ZZQXPATIENT QXALPHA,Clinical Engineering,ICU,"
+        '"Loaned to patient ZZQXPATIENT DOB 19010203 tel 5550137731",ok,'
+        "ZZQXKIN@example.org,CC-4410,2025-01-31\n"
+        "A-2,,Ward 5,Biomed,Medicine,,,,CC-4411,2025-02-28\n"
+        "A-3,,Ward 6,Biomed,Medicine,spare,,+44 20 7946 0958,CC-4412,\n"
+    )
+    r = _import(db, src)
+    assert (
+        "free-text columns were not imported (free text names the patients loaners go to, in"
+        " words no check can recognise): 'Comments' (1 row with text), 'Notes' (2 rows with"
+        " text)"
+    ) in r.stderr
+    assert (
+        "column 'Location' was not imported: what looks like person data is in 1 of 3 rows"
+        " (a device placed with a person: line 2); correct those cells and import again"
+    ) in r.stderr
+    assert (
+        "column 'Loan Contact' was not imported: what looks like person data is in 2 of 3 rows"
+        " (an e-mail address: line 2; a telephone number: line 4)"
+    ) in r.stderr
+    a = _assets(db)
+    assert a["A-1"]["location"] == "ICU bed 2"  # the stored value, not the file's
+    assert a["A-2"]["location"] is None  # new assets: the column is not read at all
+    assert (a["A-1"]["owner"], a["A-1"]["department"]) == ("Clinical Engineering", "ICU")
+    assert json.loads(a["A-1"]["extra"]) == {"cost_center": "CC-4410", "pm_due": "2025-01-31"}
+    values = ("ZZQX", "19010203", "5550137731", "7946 0958", "spare")
+    seen = [r.output, *_shown(db, "00:09:5c:20:01:02")]
+    for value in values:
+        assert value.encode() not in _stored(db), value
+        assert not any(value in out for out in seen), value
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("badip.csv", "asset_tag,mac,ip\nAT-3,00:11:22:33:44:55,ZZQXBADIP QX998877\n",
+         "line 2: field ip (column 'ip'): not an IP address (text of 18 characters: letters,"
+         " digits, spaces)"),
+        ("badmac.csv", "asset_tag,mac,ip\nAT-2,ZZQXBADMAC-QX998877,10.0.0.1\n",
+         "line 2: field mac (column 'mac'): not a MAC address (text of 19 characters: letters,"
+         " digits, other characters)"),
+        # a row shifted by one cell puts the patient's name where the IP address belongs
+        ("shifted.csv", "Asset Tag,Patient,IP Address\nAT-4,ZZQXSHIFTED,QX998877\n",
+         "line 2: field ip (column 'IP Address'): not an IP address (text of 8 characters:"
+         " letters, digits)"),
+        ("shifted.json", '[{"asset_tag": "AT-5", "ip": "ZZQXSHIFTED QX998877"}]',
+         "record 1: field ip (key 'ip'): not an IP address"),
+        ("tag.csv", "Asset Tag,MAC\nZZQXTAG QX998877,\nZZQXTAG QX998877,\n",
+         "line 3: field asset_tag (column 'Asset Tag'): the tag repeats line 2"),
+        ("long.csv", "Asset Tag,Location\nAT-6," + "ZZQX" * 70 + "\n",
+         "line 2: field location (column 'Location'): longer than 255 characters"),
+        # no header row: the first asset would be listed as the columns found
+        ("noheader.csv", "00:11:22:33:44:55,ZZQXNOHEADER QX998877,Location\n",
+         "no asset tag column (columns found: 'Location', 2 others, not shown)"),
+    ],
+)  # fmt: skip
+def test_errors_name_file_line_and_column_never_the_value(
+    db: str, tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    src = tmp_path / name
+    src.write_text(content)
+    r = cli("inventory", "import", str(src), "--db", db, code=2)
+    assert message in r.output and str(src) in r.output
+    assert "ZZQX" not in r.output and "QX998877" not in r.output
+
+
+def test_a_database_written_before_these_rules_shows_none_of_it(db: str, tmp_path: Path) -> None:
+    """Assets stored by an earlier version kept "Notes" and "PatientName" columns: they are
+    not shown, and the next import of the asset drops them from the database."""
+    src = tmp_path / "first.csv"
+    src.write_text("Asset Tag,MAC,Cost Center\nA-1,00:09:5c:20:01:02,CC-1\n")
+    _import(db, src)
+    con = sqlite3.connect(db.removeprefix("sqlite:///"))
+    old = {"cost_center": "CC-1", "notes": "ZZQXNOTE", "patientname": "ZZQXCAMEL^QXALPHA",
+           "loan_contact": "tel 5550137731"}  # fmt: skip
+    with con:
+        con.execute("UPDATE assets SET extra = ? WHERE asset_tag = 'A-1'", (json.dumps(old),))
+    con.close()
+    shown = _shown(db, "00:09:5c:20:01:02")
+    assert all("CC-1" in out for out in shown[:4])  # the device and the export: kept columns
+    for out in shown:
+        assert "ZZQX" not in out and "5550137731" not in out
+    src.write_text("Asset Tag,Location\nA-1,ICU bed 2\n")  # a partial update
+    _import(db, src)
+    con = sqlite3.connect(db.removeprefix("sqlite:///"))
+    try:
+        rows = con.execute("SELECT extra FROM assets UNION ALL SELECT record FROM devices")
+        assert not any("ZZQX" in r[0] or "5550137731" in r[0] for r in rows if r[0])
+    finally:
+        con.close()
+    assert json.loads(_assets(db)["A-1"]["extra"]) == {"cost_center": "CC-1"}

@@ -63,6 +63,140 @@ def test_dcmtk_modality_and_archive(tmp_path: Path, inventory_of) -> None:
     assert {e.source for e in ct.category.evidence} >= {"dicom.modality", "dicom.sop_class.sent"}
 
 
+# A pynetdicom archive: keeps what it receives; "move" sends it on as C-MOVE sub-operations
+# (PS3.4 C.4.2), "route" forwards each instance as it arrives with a plain C-STORE.
+PYNETDICOM_ARCHIVE = textwrap.dedent(
+    """
+    import sys
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+    from pynetdicom.sop_class import CTImageStorage, PatientRootQueryRetrieveInformationModelMove
+
+    STORED = []
+
+    def forward(ds):
+        ae = AE(ae_title="PACS")
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("10.77.0.22", 11113, ae_title="WS")
+        assoc.send_c_store(ds)
+        assoc.release()
+
+    def on_store(event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        STORED.append(ds)
+        if sys.argv[1] == "route":
+            forward(ds)
+        return 0
+
+    def on_move(event):
+        yield "10.77.0.22", 11113
+        yield len(STORED)
+        for ds in STORED:
+            yield 0xFF00, ds
+
+    ae = AE(ae_title="PACS")
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ExplicitVRLittleEndian)
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelMove)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_C_MOVE, on_move)]
+    ae.start_server(("0.0.0.0", 104), evt_handlers=handlers)
+    """
+)
+PYNETDICOM_WORKSTATION_SCP = textwrap.dedent(
+    """
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    ae = AE(ae_title="WS")
+    ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.start_server(("0.0.0.0", 11113), evt_handlers=[(evt.EVT_C_STORE, lambda event: 0)])
+    """
+)
+PYNETDICOM_CT_STORE = textwrap.dedent(
+    """
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # GE MEDICAL SYSTEMS RHAPSODE
+    ae = AE(ae_title="CT01")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("10.77.0.21", 104, ae_title="PACS")
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    """
+)
+PYNETDICOM_WS_MOVE = textwrap.dedent(
+    """
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelMove as MOVE
+
+    ae = AE(ae_title="WS")
+    ae.add_requested_context(MOVE)
+    assoc = ae.associate("10.77.0.21", 104, ae_title="PACS")
+    q = Dataset()
+    q.QueryRetrieveLevel = "PATIENT"
+    q.PatientID = "1CT1"
+    statuses = [s.Status for s, _ in assoc.send_c_move(q, "WS", MOVE)]
+    assert statuses[-1] == 0, statuses
+    assoc.release()
+    """
+)
+WS_MAC = "00:1b:21:00:00:22"  # an Intel NIC
+
+
+def _archive_scenario(tmp_path: Path, inventory_of, mode: str) -> dict:
+    hosts = {
+        "ct": (GE_MAC, "10.77.0.11/24"),
+        "pacs": (DELL_MAC, "10.77.0.21/24"),
+        "ws": (WS_MAC, "10.77.0.22/24"),
+    }
+    with lan(tmp_path, hosts) as n:
+        n.start("ws", sys.executable, "-c", PYNETDICOM_WORKSTATION_SCP)
+        n.start("pacs", sys.executable, "-c", PYNETDICOM_ARCHIVE, mode)
+        wait_port(n, "ws", 11113)
+        wait_port(n, "pacs", 104)
+        n.run("ct", sys.executable, "-c", PYNETDICOM_CT_STORE)
+        if mode == "move":
+            n.run("ws", sys.executable, "-c", PYNETDICOM_WS_MOVE)
+    devs = inventory_of(n.pcap)
+    ct, pacs, ws = devs[f"mac:{GE_MAC}"], devs[f"mac:{DELL_MAC}"], devs[f"mac:{WS_MAC}"]
+    # the modality that created the image keeps its identity
+    assert ct.category.value == "imaging.ct"
+    assert vendor_key(ct.vendor.value) == "ge_healthcare" and ct.model.value == "RHAPSODE"
+    assert ct.software_version.value == "05" and ct.criticality == "patient-affecting"
+    # the archive that forwarded it is not credited with the CT's General Equipment Module
+    assert pacs.category.value == "pacs" and pacs.criticality != "patient-affecting"
+    assert pacs.vendor.value == "Dell" and pacs.model is None  # its NIC's OUI, not GE
+    assert pacs.software_version.value.startswith("pynetdicom ")
+    assert not any(e.source == "dicom.manufacturer" for e in pacs.vendor.conflicts)
+    assert not any(e.source == "dicom.modality" for e in pacs.category.conflicts)
+    # nor is the workstation that received it
+    assert ws.vendor.value == "Intel" and ws.model is None and ws.category.value != "imaging.ct"
+    return devs
+
+
+def test_pynetdicom_archive_forwarding_by_c_move(tmp_path: Path, inventory_of) -> None:
+    """A workstation C-MOVEs the CT's image from the archive: the archive C-STOREs it as a
+    sub-operation carrying Move Originator AE Title / Message ID (PS3.7 §9.1.1.1)."""
+    devs = _archive_scenario(tmp_path, inventory_of, "move")
+    pacs = devs[f"mac:{DELL_MAC}"]
+    forwarded = [e for e in pacs.category.evidence if e.source == "dicom.forwarded.identity"]
+    assert [e.observed for e in forwarded] == ["GE MEDICAL SYSTEMS|RHAPSODE|CT|CT01_OC0"]
+
+
+def test_pynetdicom_archive_routing_by_c_store(tmp_path: Path, inventory_of) -> None:
+    """The archive routes each image on with a plain C-STORE (no Move Originator): it is a
+    Storage SCP that sends what it received, an archive, not the CT."""
+    _archive_scenario(tmp_path, inventory_of, "route")
+
+
 PYNETDICOM_MWL_SCP = textwrap.dedent(
     """
     from pydicom.dataset import Dataset

@@ -95,3 +95,37 @@ def is_unicast_mac(mac: str | None) -> bool:
 def is_local_admin_mac(mac: str) -> bool:
     """U/L bit set (IEEE 802 §8.2): locally administered, often randomized; no OUI applies."""
     return bool(int(mac[:2], 16) & 0x02)
+
+
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+
+
+@functools.lru_cache(maxsize=65536)
+def is_link_local(ip: str) -> bool:
+    """RFC 3927 / RFC 4291 §2.5.6 link-local: routers never forward it (RFC 3927 §7, RFC 4291
+    §2.5.6), so the frame that carries it as source comes from its holder."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(a in n for n in _LINK_LOCAL if n.version == a.version)
+
+
+@functools.lru_cache(maxsize=65536)
+def ipv6_halves(ip: str) -> tuple[int, int] | None:
+    """(64-bit prefix, 64-bit interface identifier) of an IPv6 address (RFC 4291 §2.5.1);
+    None for an IPv4 address or no address."""
+    if ":" not in ip:
+        return None
+    try:
+        n = int(ipaddress.IPv6Address(ip))
+    except ValueError:
+        return None
+    return n >> 64, n & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def eui64_interface_id(mac: str) -> int:
+    """The Modified EUI-64 interface identifier of a 48-bit MAC (RFC 4291 Appendix A): FFFE
+    inserted in the middle, the universal/local bit inverted."""
+    m = int(mac.replace(":", ""), 16) ^ 0x0200_0000_0000
+    return (m >> 24) << 40 | 0xFFFE << 24 | (m & 0xFF_FFFF)

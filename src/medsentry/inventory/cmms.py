@@ -3,7 +3,8 @@
 Import reads CSV (header row) or JSON (a list of objects, or {"assets": [...]}) with the fields
 a CMMS export holds: asset tag, location, owner, serial number, department, vendor, model,
 category, MAC, IP, host name (common column spellings are accepted, see `_ALIASES`; other
-columns are kept as they are). The whole file is validated before anything is stored.
+columns are kept as they are). Columns about a patient, free text and columns with person
+data in a cell are not (`cmms_phi`). The whole file is validated before anything is stored.
 
 Imported facts merge with observed ones: an asset matches a device by MAC, else IP, else host
 name, else the serial number the device stated (DICOM, BLE Device Information); its vendor,
@@ -28,6 +29,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from medsentry.errors import InputError
+from medsentry.inventory.cmms_phi import (
+    PERSON_DATA_KINDS,
+    free_text_column,
+    patient_column,
+    person_data,
+    shape,
+    stored_column,
+)
 from medsentry.inventory.fingerprints import Claim
 from medsentry.inventory.tables import assets, device_addresses, devices
 
@@ -110,17 +119,6 @@ CMMS_CONFIDENCE = 0.9  # the list is kept by people who handled the device
 _MAC = re.compile(r"^[0-9a-f]{2}([:\-.]?[0-9a-f]{2}){5}$")
 _DELIMITERS = (",", ";", "\t", "|")  # Excel writes ";" where "," is the decimal separator
 _HEADER_SEARCH = 10  # rows above the header (a report title, a date) tolerated
-# Column names that would carry patient identity (HIPAA §164.514(b)(2) identifiers): such a
-# column is never stored; its name (not its values) is reported. "Patient Care Area" or
-# "Patient Monitor ID" name a place or a device, not a patient: "patient" counts when it is
-# the whole name, its last word, or followed by a word naming the person.
-_PHI_WORDS = frozenset({"mrn", "dob", "ssn", "birth", "birthdate", "birthday", "dateofbirth"})
-_PATIENT_NEXT = frozenset(
-    {
-        "name", "names", "id", "ids", "identifier", "number", "no", "num", "mrn", "dob", "first",
-        "last", "given", "family", "surname", "ssn", "address", "phone", "email", "birth",
-    }
-)  # fmt: skip
 
 
 def _column(name: str) -> str:
@@ -131,22 +129,10 @@ def _normalized(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
 
 
-def _phi_column(key: str) -> bool:
-    words = key.split("_")
-    if _PHI_WORDS.intersection(words):
-        return True
-    if {"medical", "record"} <= set(words) or {"social", "security"} <= set(words):
-        return True
-    return any(
-        w in ("patient", "patients") and (i == len(words) - 1 or words[i + 1] in _PATIENT_NEXT)
-        for i, w in enumerate(words)
-    )
-
-
 def _mac(value: str, where: str) -> str:
     v = value.strip().lower()
     if not _MAC.match(v):
-        raise InputError(f"{where}: field mac: {value!r} is not a MAC address")
+        raise InputError(f"{where}: not a MAC address ({shape(value)})")
     hexes = re.sub(r"[^0-9a-f]", "", v)
     return ":".join(hexes[i : i + 2] for i in range(0, 12, 2))
 
@@ -232,9 +218,9 @@ def _csv_table(text: str, path: Path) -> tuple[list[str], list[tuple[int, list[s
     if best is None:
         if not widest:
             raise InputError(f"{path}: the file is empty: no header row, no assets")
-        cols = ", ".join(repr(c.strip()) for c in widest[:20] if c.strip())
         raise InputError(
-            f"{path}: no asset tag column (columns found: {cols}); name one 'Asset Tag'"
+            f"{path}: no asset tag column (columns found: {_known_columns(widest)});"
+            " name one 'Asset Tag'"
         )
     skip_rows, _, delim = best
     reader = csv.reader(io.StringIO(text), delimiter=delim)
@@ -265,6 +251,17 @@ def _csv_table(text: str, path: Path) -> tuple[list[str], list[tuple[int, list[s
     if not rows:
         raise InputError(f"{path}: a header row but no assets")
     return header, rows, warnings
+
+
+def _known_columns(row: list[str]) -> str:
+    """The cells of a row that name known fields; the others are counted, not shown: a file
+    without a header row has its first asset there, perhaps a patient's name."""
+    cells = [c.strip() for c in row if c.strip()]
+    known = [repr(c) for c in cells if _column(c) in FIELDS][:20]
+    others = len(cells) - len(known)
+    if others:
+        known.append(f"{others} other{'s' * (others > 1)}, not shown")
+    return ", ".join(known)
 
 
 def read_assets(path: Path) -> AssetList:
@@ -310,46 +307,61 @@ def read_assets(path: Path) -> AssetList:
     out: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     skipped = 0
-    phi: set[str] = set()
+    left_out = _LeftOut()
+    named = "column" if label == "line" else "key"  # how errors name where a value was
     doubled: dict[tuple[str, str], str] = {}  # (field, later column) -> the column used
-    names: dict[str, tuple[str, str, bool]] = {}  # column -> (normalized, field, patient's)
+    names: dict[str, _Column] = {}
     for where, cells in table:
         rec: dict[str, Any] = {}
         used: dict[str, str] = {}  # field -> the column that gave it
         extra: dict[str, str] = {}
+        sources: dict[str, str] = {}  # "field" or "extra:key" -> the column that gave it
+        hits: list[tuple[str, str]] = []  # (column, kind of person data in its cell)
+        line = where.rsplit(": ", 1)[1]
         for name, val in cells:
-            known = names.get(name)
-            if known is None:
-                norm = _normalized(name)
-                known = names[name] = (norm, _ALIASES.get(norm, norm), _phi_column(norm))
-            norm, col, patients = known
-            if patients:
-                phi.add(name.strip())
+            c = names.get(name) or names.setdefault(name, _column_of(name))
+            if c.rule is not None:  # rules 1 and 2: never read
+                left_out.unread(c.rule, c.label, bool(val))
                 continue
-            if col in FIELDS and col not in used:
-                used[col] = name.strip()
-                rec[col] = val or None
-            elif col in FIELDS:  # a second column for one field (Location and Room): kept apart
-                doubled[(col, name.strip())] = used[col]
-                extra[norm] = val[:500]
-            elif col and not col.startswith(EXPORT_ONLY_PREFIXES):
-                extra[col] = val[:500]
+            if c.field in FIELDS and c.field not in used:
+                used[c.field] = sources[c.field] = c.label
+                rec[c.field] = val or None
+                if val and c.field not in _UNSCREENED and (kind := person_data(val)):
+                    hits.append((c.label, kind))
+                continue
+            if c.field in FIELDS:  # a second column for one field (Location and Room): apart
+                doubled[(c.field, c.label)] = used[c.field]
+                key = c.norm
+            elif c.field and not c.field.startswith(EXPORT_ONLY_PREFIXES):
+                key = c.field
+            else:
+                continue
+            extra[key] = val[:500]
+            sources["extra:" + key] = c.label
+            if val and (kind := person_data(val)):
+                hits.append((c.label, kind))
         if not rec.get("asset_tag"):
             skipped += 1
             continue
+        for column, kind in hits:
+            left_out.person_data(column, kind, line)  # rule 3, applied below
         tag = rec["asset_tag"]
         if tag in seen:
             raise InputError(
-                f"{where}: field asset_tag: {tag!r} repeats {seen[tag].rsplit(': ', 1)[1]}"
+                f"{where}: field asset_tag ({named} {used['asset_tag']!r}): the tag repeats"
+                f" {seen[tag].rsplit(': ', 1)[1]}"
             )
         seen[tag] = where
         if rec.get("mac"):
-            rec["mac"] = _mac(rec["mac"], where)
+            rec["mac"] = _mac(rec["mac"], f"{where}: field mac ({named} {used['mac']!r})")
         if rec.get("ip"):
             try:
                 rec["ip"] = str(ipaddress.ip_address(rec["ip"]))
             except ValueError:
-                raise InputError(f"{where}: field ip: {rec['ip']!r} is not an IP address") from None
+                raise InputError(
+                    f"{where}: field ip ({named} {used['ip']!r}): not an IP address"
+                    f" ({shape(rec['ip'])})"
+                ) from None
         if rec.get("category"):
             key = _category(rec["category"])
             if key is None:
@@ -362,17 +374,17 @@ def read_assets(path: Path) -> AssetList:
             extra["category_text"] = ""
         for f in FIELDS:
             if rec.get(f) and len(rec[f]) > 255:
-                raise InputError(f"{where}: field {f}: longer than 255 characters")
+                raise InputError(
+                    f"{where}: field {f} ({named} {used[f]!r}): longer than 255 characters"
+                )
         rec["extra"] = extra
         rec["where"] = where
+        rec["sources"] = sources
         out.append(rec)
     if not out:
         raise InputError(f"{path}: no {label} has an asset tag ({skipped} without one)")
-    if phi:
-        warnings.append(
-            f"{path}: columns that would carry patient identity were not imported: "
-            + ", ".join(repr(c) for c in sorted(phi))
-        )
+    left_out.drop_screened(out)
+    warnings += left_out.warnings(path, len(out))
     for (field, later), first in sorted(doubled.items()):
         warnings.append(
             f"{path}: columns {first!r} and {later!r} both name the {field.replace('_', ' ')}:"
@@ -380,6 +392,94 @@ def read_assets(path: Path) -> AssetList:
         )
     warnings += _shared_identifiers(out)
     return AssetList(out, skipped, warnings)
+
+
+# Fields that identify the equipment (validated, or the list's key and names for it): not
+# screened for person data. Location, owner, department and the list's own columns are.
+_UNSCREENED = frozenset(
+    {"asset_tag", "mac", "ip", "hostname", "serial_number", "vendor", "model", "category"}
+)
+
+
+class _Column(NamedTuple):
+    label: str  # the name as the file gives it, for messages
+    norm: str  # the name normalized
+    field: str  # the field it names (`_ALIASES`), else the normalized name
+    rule: str | None  # "patient" or "free text": never read (`cmms_phi` rules 1 and 2)
+
+
+def _column_of(name: str) -> _Column:
+    norm = _normalized(name)
+    field = _ALIASES.get(norm, norm)
+    rule = None
+    if patient_column(name):
+        rule = "patient"
+    elif field not in FIELDS and free_text_column(name):
+        rule = "free text"
+    return _Column(name.strip(), norm, field, rule)
+
+
+class _LeftOut:
+    """The columns an import leaves out, and why: counts and lines, never values."""
+
+    def __init__(self) -> None:
+        self.unread_rows: dict[str, dict[str, int]] = {"patient": {}, "free text": {}}
+        self.screened: dict[str, dict[str, list[str]]] = {}  # column -> kind -> lines
+
+    def unread(self, rule: str, column: str, filled: bool) -> None:
+        rows = self.unread_rows[rule]
+        rows[column] = rows.get(column, 0) + filled
+
+    def person_data(self, column: str, kind: str, line: str) -> None:
+        self.screened.setdefault(column, {}).setdefault(kind, []).append(line)
+
+    def drop_screened(self, records: list[dict[str, Any]]) -> None:
+        """Rule 3: a column with person data in any cell is left out of every record, as if
+        the file had no such column (an asset already stored keeps its value)."""
+        if not self.screened:
+            return
+        for rec in records:
+            for dest, column in rec["sources"].items():
+                if column in self.screened:
+                    if dest.startswith("extra:"):
+                        rec["extra"].pop(dest[6:], None)
+                    else:
+                        rec.pop(dest, None)
+
+    def warnings(self, path: Path, records: int) -> list[str]:
+        out = []
+        phi = self.unread_rows["patient"]
+        if phi:
+            out.append(
+                f"{path}: columns that would carry patient identity were not imported: "
+                + ", ".join(f"{c!r} ({_rows(n)} with a value)" for c, n in sorted(phi.items()))
+            )
+        text = self.unread_rows["free text"]
+        if text:
+            out.append(
+                f"{path}: free-text columns were not imported (free text names the patients"
+                " loaners go to, in words no check can recognise): "
+                + ", ".join(f"{c!r} ({_rows(n)} with text)" for c, n in sorted(text.items()))
+            )
+        for column, kinds in sorted(self.screened.items()):
+            found = "; ".join(
+                f"{PERSON_DATA_KINDS[k]}: {_lines(lines)}" for k, lines in kinds.items()
+            )
+            n = len({x for lines in kinds.values() for x in lines})
+            out.append(
+                f"{path}: column {column!r} was not imported: what looks like person data is in"
+                f" {n} of {records} rows ({found}); correct those cells and import again"
+            )
+        return out
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _lines(lines: list[str]) -> str:
+    shown = ", ".join(lines[:5])
+    return shown + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
 
 
 def _shared_identifiers(records: list[dict[str, Any]]) -> list[str]:
@@ -434,7 +534,7 @@ def _merged(
 ) -> dict[str, Any]:
     """The stored row for an imported record: its fields over the stored asset's."""
     row = {f: rec[f] if f in rec else (old or {}).get(f) for f in FIELDS}
-    extra = json.loads(old["extra"]) if old and old.get("extra") else {}
+    extra = _stored_extra(json.loads(old["extra"])) if old and old.get("extra") else {}
     for k, v in rec["extra"].items():
         if v:
             extra[k] = v
@@ -448,6 +548,17 @@ def _merged(
         "device_id": old["device_id"] if same_identity else None,  # else matched again
         "source": source,
         "imported_at": now,
+    }
+
+
+def _stored_extra(extra: dict[str, str]) -> dict[str, str]:
+    """A stored asset's other columns without those an import no longer reads (a database
+    written before `cmms_phi`'s rules may hold a "Notes" or "PatientName" column): they are
+    not shown, and the next import of the asset drops them."""
+    return {
+        k: v
+        for k, v in extra.items()
+        if k == "category_text" or (stored_column(k) and not person_data(v))
     }
 
 
@@ -592,7 +703,7 @@ def assets_by_device(conn: Connection, device_ids: list[str]) -> dict[str, dict[
                 continue  # two assets match one device (`reconcile` says so): the first tag's
             rec = {f: m[f] for f in FIELDS if m[f]}
             if m["extra"]:
-                rec.update(json.loads(m["extra"]))
+                rec.update(_stored_extra(json.loads(m["extra"])))
             out[m["device_id"]] = rec
     return out
 
@@ -787,7 +898,7 @@ def export_rows(store: Store) -> list[dict[str, Any]]:
 def _listed(r: dict[str, Any]) -> dict[str, Any]:
     """An asset row's listed values and other columns, as its file named them."""
     out = {f: r.get(f) for f in LISTED_FIELDS}
-    extra = json.loads(r["extra"]) if r.get("extra") else {}
+    extra = _stored_extra(json.loads(r["extra"])) if r.get("extra") else {}
     if not out["category"] and extra.get("category_text"):
         out["category"] = extra["category_text"]  # a category the taxonomy does not name
     for k, v in extra.items():

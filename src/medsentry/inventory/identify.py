@@ -2,8 +2,9 @@
 
 Derived observation keys added here (the fingerprint rules can use them): `mac.oui` (the IEEE
 registry's organization for the MAC), `role`, `listening` ("tcp/104"), `protocol`,
-`dicom.forwarder` ("true" when a device sends images of several makers or modalities: an
-archive or router of studies, whose datasets describe other devices, not itself).
+`dicom.forwarder` ("true" when a device forwards the instances it sends: C-MOVE sub-operations,
+instances of several makers or modalities, or an archive's; their General Equipment Module
+describes the devices that created them, not the sender: see `_forwarder_since`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _DATASET_KEYS = (
     "dicom.station_name",
     "dicom.device_serial",
 )
+# the services a query/retrieve SCP answers (PS3.4 C.4): C-FIND, C-MOVE, C-GET
+_QUERY_RETRIEVE = re.compile(r"^C-(FIND|MOVE|GET) ").match
 _LEGAL = re.compile(
     r"\b(?:inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|nv|plc|sa|se|kg|kgaa|"
     r"limited|srl|bv|ab|as|pty)\b"
@@ -165,12 +168,33 @@ def observations_of(state: DeviceState) -> dict[str, dict[str, int]]:
         and not state.mac.startswith(_VIRTUAL_PREFIXES)
     ):
         obs["mac.random"] = {"true": t0}
-    sent = obs.get("dicom.sent.identity")
-    if sent and len(sent) > 1:
+    since = _forwarder_since(obs)
+    if since is not None:
         for k in _DATASET_KEYS:
             obs.pop(k, None)
-        obs["dicom.forwarder"] = {"true": min(sent.values())}
+        obs["dicom.forwarder"] = {"true": since}
     return obs
+
+
+def _forwarder_since(obs: dict[str, dict[str, int]]) -> int | None:
+    """When a device that sends DICOM instances showed that it forwards them (None: it never
+    did). The General Equipment Module (PS3.3 C.7.5.1) names the equipment that created an
+    instance; a sender is not that equipment when it
+    - sent a C-STORE sub-operation of a C-MOVE (Move Originator, PS3.7 §9.1.1.1, §9.3.1.1),
+    - sent instances of several makers, models, modalities or stations, or
+    - is an archive: it also received instances (Storage SCP, PS3.4 B) or answered queries
+      or retrievals (C-FIND/C-MOVE/C-GET SCP, PS3.4 C.4)."""
+    sent = obs.get("dicom.sent.identity")
+    forwarded = obs.get("dicom.forwarded.identity")
+    if not sent and not forwarded:
+        return None
+    times = list((forwarded or {}).values())
+    if sent and len(sent) > 1:
+        times += sent.values()
+    if sent:
+        times += obs.get("dicom.sop_class.received", {}).values()
+        times += [ts for v, ts in obs.get("dicom.service.scp", {}).items() if _QUERY_RETRIEVE(v)]
+    return min(times) if times else None
 
 
 def _company_names(
@@ -191,9 +215,12 @@ def _company_names(
 
 
 def best_hostname(state: DeviceState) -> str | None:
+    """The name from the most trusted source (observe.HOSTNAME_RANK); of its names, the one it
+    took last (first seen latest): a device renamed keeps its new name, not its first."""
     if not state.hostnames:
         return None
-    key = min(state.hostnames, key=lambda k: (int(k.split(":", 1)[0]), state.hostnames[k], k))
+    names = state.hostnames
+    key = min(names, key=lambda k: (int(k.split(":", 1)[0]), -names[k], k))
     return key.split(":", 1)[1]
 
 

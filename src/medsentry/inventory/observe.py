@@ -5,8 +5,13 @@ Folding happens in two steps, because who a packet belongs to is only known at t
 1. `Observer.feed` files every observation under the endpoint that made it: the (MAC, IP) pair
    as the frame showed it. A frame routed in from another subnet carries the router's MAC.
 2. `Observer.resolve` decides which endpoints are one device:
-   - a MAC seen with many addresses it never claimed (by ARP, DHCP, LLDP/CDP) is a router's:
-     its frames speak for hosts behind it. Its own addresses stay with it;
+   - a MAC's own addresses are those it claimed (ARP, DHCP, LLDP/CDP, IPv6 Neighbor
+     Discovery), its link-local addresses (never routed), its IPv6 addresses whose interface
+     identifier is its MAC's EUI-64 and the others in the same on-link /64s (temporary
+     addresses, RFC 8981);
+   - a MAC seen with many addresses not its own, in one address family, or with addresses
+     other stations claimed, or sending Router Advertisements, is a router's: its frames speak
+     for hosts behind it. Its own addresses stay with it;
    - an address behind a router belongs to the station that shows it with its own MAC
      (several MACs over time: the one whose time span is nearest), else it is a device of
      its own keyed by IP when local, or an external (internet) peer when not;
@@ -18,17 +23,39 @@ Device ids: "mac:<mac>", "ip:<addr>", and "ble:<address>" for BLE advertisers.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from medsentry.events.base import Endpoints, Event
 from medsentry.events.flow import FlowRecord
-from medsentry.inventory.addresses import classify, is_unicast_mac
+from medsentry.events.hl7 import NON_STANDARD
+from medsentry.inventory.addresses import (
+    classify,
+    eui64_interface_id,
+    ipv6_halves,
+    is_link_local,
+    is_unicast_mac,
+)
 from medsentry.inventory.state import DeviceState
 
-# A MAC carrying at least this many addresses it never claimed is a router (or a NAT/firewall).
+# A MAC carrying at least this many IPv4 addresses not its own is a router (or a NAT/firewall)
 GATEWAY_MIN_FOREIGN_IPS = 4
+# ... or IPv6 addresses not its own in this many /64 prefixes: a dual-stack host carries a few
+# (stable and temporary, RFC 8981) in one or two /64s (a global prefix, maybe a ULA one)
+GATEWAY_MIN_FOREIGN_V6_PREFIXES = 3
+# ... or at least this many addresses that other stations claimed (ARP, DHCP lease, ND): it
+# forwards their traffic
+GATEWAY_MIN_CLAIMED_ELSEWHERE = 2
+
+# RFC 8415 §7.3: the messages a client sends, and those only a server sends to a client
+DHCPV6_CLIENT_MESSAGES = frozenset(
+    {"SOLICIT", "REQUEST", "CONFIRM", "RENEW", "REBIND", "RELEASE", "DECLINE",
+     "INFORMATION-REQUEST"}
+)  # fmt: skip
+DHCPV6_SERVER_MESSAGES = frozenset({"ADVERTISE", "REPLY", "RECONFIGURE"})
 
 # Hostname sources, most trusted first (the rank prefixes the stored name).
 HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a": 4}
@@ -54,6 +81,7 @@ _GATT_KEYS = {
 }
 
 _EMPTY: dict[str, int] = {}
+_NONE: frozenset[str] = frozenset()
 _MISSING = object()
 _BY_TYPE: dict[type, object] = {}  # event class -> handler (or None), filled as classes appear
 # queried name as the DNS message wrote it -> the domain observed ("" for none): names repeat
@@ -79,6 +107,14 @@ def _mac(mac: str | None) -> str | None:
     return mac if is_unicast_mac(mac) else None
 
 
+def _group_mac(mac: str) -> bool:
+    """The I/G bit: a group (multicast or broadcast) address, never a frame's source."""
+    try:
+        return bool(int(mac[:2], 16) & 0x01)
+    except ValueError:
+        return False
+
+
 class _Endpoint(DeviceState):
     """The observations of one (MAC, IP) pair as seen on the wire (peers are pair keys)."""
 
@@ -94,6 +130,9 @@ class Observer:
         # MAC -> address -> (first, last, source) for addresses the station itself claimed
         self.claimed: dict[str, dict[str, list]] = defaultdict(dict)
         self.dns_names: dict[str, tuple[int, str, int]] = {}  # ip -> (rank, name, ts)
+        # MACs that sent Router Advertisements (only routers do, RFC 4861 §6.2.3) -> first ts
+        self.advertising_routers: dict[str, int] = {}
+        self.on_link_prefixes: set[str] = set()  # RA Prefix Information, L flag (§4.6.2)
         self.events = 0
         # Messages that repeat what an earlier one said (same endpoints, same identity fields)
         # add nothing: their times are in the flow records. Bounded: cleared when large.
@@ -131,6 +170,8 @@ class Observer:
         return ep
 
     def _new_pair(self, mac: str | None, ip: str | None) -> _Endpoint | None:
+        if mac is not None and _group_mac(mac):
+            return None  # no station sends from a group address (IEEE 802 §8.2): a forged frame
         mac = _mac(mac)
         if ip is not None:
             cls = classify(ip)
@@ -257,40 +298,94 @@ class Observer:
         if ep is not None:
             self._claim(a.sender_mac, a.sender_ip, a.ts_ns, "arp")
 
+    def _ndp(self, m) -> None:
+        # IPv6 Neighbor Discovery binds addresses to link-layer addresses as ARP does: the
+        # source of every ND message is an address of the sending interface (RFC 4861 §4.1-§4.4)
+        # and Hop Limit 255 proves it was not routed (§7.1)
+        ts, typ = m.ts_ns, m.icmp_type
+        sender = m.source_mac if typ == 136 else (m.link_layer_address or m.source_mac)
+        if m.source != "::":
+            self._bind(sender, m.source, ts)
+        if typ == 136:  # NA: the target is the sender's own unless it proxies (O clear, §7.2.8)
+            if m.override and m.target:
+                self._bind(m.link_layer_address or m.source_mac, m.target, ts)
+        elif typ == 135:  # NS from :: is Duplicate Address Detection (RFC 4862 §5.4.2)
+            if m.source == "::" and m.target:
+                self._bind(m.source_mac, m.target, ts)
+        elif typ == 134:  # RA: only routers send them (§6.2.3)
+            mac = _mac(sender)
+            if mac is not None and mac not in self.advertising_routers:
+                self.advertising_routers[mac] = ts
+            self.on_link_prefixes.update(m.on_link_prefixes)
+
+    def _bind(self, mac: str | None, ip: str, ts: int) -> None:
+        if self._pair(mac, ip, ts) is not None:
+            self._claim(mac, ip, ts, "ndp")
+
     def _dhcp(self, d) -> None:
         e, ts = d.endpoints, d.ts_ns
-        if d.op == 1:  # BOOTREQUEST, from the client (RFC 2131 §4.4)
-            mac = d.client_mac or e.client_mac
-            ip = e.client if e.client_port == 68 else e.server
-            ep = self._pair(mac, ip, ts)
-            if ep is None:
-                return
-            self._role(ep, "dhcp-client", ts)
-            self._obs(ep, "dhcp.vendor_class", d.vendor_class, ts)
-            self._obs(ep, "dhcp.prl", d.parameter_request_list, ts)
-            self._obs(ep, "dhcp.options", ",".join(map(str, d.options)) if d.options else None, ts)
-            self._obs(ep, "hostname", d.hostname, ts)
-            self._hostname(ep, "dhcp", d.hostname, ts)
-            self._hostname(ep, "dhcp", d.client_fqdn, ts)
-            if d.requested_address and d.message_type == "REQUEST":
-                self._claim(mac, d.requested_address, ts, "dhcp")
-        else:  # BOOTREPLY, from a server or a relay agent
-            mac, ip = (e.client_mac, e.client) if e.client_port == 67 else (e.server_mac, e.server)
-            ep = self._pair(mac, ip, ts)
-            self._claim(mac, ip, ts, "dhcp")
-            if ep is not None:
-                self._role(ep, "dhcp-server" if ip == d.server_id else "dhcp-relay", ts)
-            if d.message_type == "ACK" and d.client_mac and d.your_address:
-                self._claim(d.client_mac, d.your_address, ts, "dhcp")  # the lease (§3.1)
-                self._pair(d.client_mac, d.your_address, ts)
+        # the frame's sender: between a relay agent and a server both ports are 67 (RFC 1542
+        # §4.1.1), so the direction tells who sent it, not the port
+        if d.direction == 0:
+            mac, ip, port = e.client_mac, e.client, e.client_port
+        else:
+            mac, ip, port = e.server_mac, e.server, e.server_port
+        if d.op == 1:  # BOOTREQUEST
+            if port == 67 and d.relay_address:  # forwarded by a relay agent (RFC 1542 §4.1.1)
+                self._dhcp_relay(mac, ip, d.relay_address if d.hops <= 1 else None, ts)
+                self._dhcp_client(d, d.client_mac, d.client_address, ts)  # chaddr, ciaddr
+            else:  # from the client itself (RFC 2131 §4.4)
+                self._dhcp_client(d, d.client_mac or mac, ip, ts)
+            return
+        # BOOTREPLY, from a server, or from a relay agent to its client (RFC 1542 §4.1.2)
+        ep = self._pair(mac, ip, ts)
+        self._claim(mac, ip, ts, "dhcp")
+        if ep is not None:
+            self._role(ep, "dhcp-server" if ip == d.server_id else "dhcp-relay", ts)
+        if d.message_type == "ACK" and d.client_mac and d.your_address:
+            self._claim(d.client_mac, d.your_address, ts, "dhcp")  # the lease (§3.1)
+            self._pair(d.client_mac, d.your_address, ts)
+
+    def _dhcp_relay(self, mac: str | None, ip: str, giaddr: str | None, ts: int) -> None:
+        ep = self._pair(mac, ip, ts)
+        if ep is None:
+            return
+        self._role(ep, "dhcp-relay", ts)
+        self._claim(mac, ip, ts, "dhcp")
+        if giaddr is not None:  # the first agent's address on its client's link (RFC 2131 §4.1)
+            self._claim(mac, giaddr, ts, "dhcp")
+
+    def _dhcp_client(self, d, mac: str | None, ip: str | None, ts: int) -> None:
+        ep = self._pair(mac, ip, ts)
+        if ep is None:
+            return
+        self._role(ep, "dhcp-client", ts)
+        self._obs(ep, "dhcp.vendor_class", d.vendor_class, ts)
+        self._obs(ep, "dhcp.prl", d.parameter_request_list, ts)
+        self._obs(ep, "dhcp.options", ",".join(map(str, d.options)) if d.options else None, ts)
+        self._obs(ep, "hostname", d.hostname, ts)
+        self._hostname(ep, "dhcp", d.hostname, ts)
+        self._hostname(ep, "dhcp", d.client_fqdn, ts)
+        if d.requested_address and d.message_type == "REQUEST":
+            self._claim(mac, d.requested_address, ts, "dhcp")
 
     def _dhcpv6(self, d) -> None:
         e, ts = d.endpoints, d.ts_ns
-        client = e.client_port == 546 or e.server_port == 547
-        mac, ip = (e.client_mac, e.client) if client else (e.server_mac, e.server)
-        ep = self._pair(mac or d.duid_link_address, ip, ts)
+        if e.client_port == 547 and e.server_port == 547:
+            # between relay agents and servers (RFC 8415 §19): the relayed client is known by
+            # its DUID's link-layer address alone, never by the agent's frame
+            ep = self._pair(d.duid_link_address, None, ts)
+        else:  # clients listen on 546, servers and relay agents on 547 (§7.2)
+            client = e.client_port == 546 or e.server_port == 547
+            mac, ip = (e.client_mac, e.client) if client else (e.server_mac, e.server)
+            ep = self._pair(mac or d.duid_link_address, ip, ts)
+            if d.message_type in DHCPV6_SERVER_MESSAGES:
+                smac, sip = (e.server_mac, e.server) if client else (e.client_mac, e.client)
+                self._role(self._pair(smac, sip, ts), "dhcp-server", ts)
         if ep is None:
             return
+        if d.message_type in DHCPV6_CLIENT_MESSAGES:
+            self._role(ep, "dhcp-client", ts)
         for vc in d.vendor_class:
             self._obs(ep, "dhcp.vendor_class", vc, ts)
         if d.vendor_enterprise is not None:
@@ -533,10 +628,16 @@ class Observer:
             elif m.command == "C-FIND-RSP":
                 self._obs(receiver, "dicom.worklist_modality", m.modality, ts)
             return
-        # Whose identity is this? The creator's; a forwarder (PACS) sends many: see identify.
+        # Whose identity is this? The General Equipment Module names the equipment that created
+        # the instance (PS3.3 C.7.5.1), which a forwarder (PACS) is not: see identify.
         ident = "|".join(
             x or "" for x in (m.manufacturer, m.manufacturer_model_name, m.modality, m.station_name)
         )
+        self._obs(receiver, "dicom.received.modality", m.modality, ts)
+        if m.move_originator_ae is not None or m.move_originator_message_id is not None:
+            # a C-MOVE sub-operation (PS3.7 §9.1.1.1): the sender forwards another's instance
+            self._obs(sender, "dicom.forwarded.identity", ident, ts)
+            return
         self._obs(sender, "dicom.sent.identity", ident, ts)
         self._obs(sender, "dicom.manufacturer", m.manufacturer, ts)
         self._obs(sender, "dicom.model", m.manufacturer_model_name, ts)
@@ -545,7 +646,6 @@ class Observer:
         self._obs(sender, "dicom.modality", m.modality, ts)
         self._obs(sender, "dicom.station_name", m.station_name, ts)
         self._obs(sender, "dicom.device_serial", m.device_serial_number, ts)
-        self._obs(receiver, "dicom.received.modality", m.modality, ts)
 
     def _dicom_tls(self, m) -> None:
         c, s = self._ends(m.endpoints, m.ts_ns)
@@ -588,9 +688,21 @@ class Observer:
         self._obs(receiver, "hl7.received", mt, ts)
         for d in m.devices:
             self._obs(sender, "hl7.device", d.entity_identifier, ts)
-            self._obs(sender, "hl7.device_namespace", d.namespace_id, ts)
+            if d.namespace_id != NON_STANDARD:  # a namespace that names no maker: not one
+                self._obs(sender, "hl7.device_namespace", d.namespace_id, ts)
         for o in m.observations[:32]:
             self._obs(sender, "hl7.observation", o.code, ts)
+
+    def _hl7_batch(self, m) -> None:
+        # BHS-3..6 / FHS-3..6 name the batch's sender and receiver (HL7 v2.5.1 §2.14.2)
+        if m.header is None:
+            return
+        c, s = self._ends(m.endpoints, m.ts_ns)
+        sender, receiver = (c, s) if m.direction == 0 else (s, c)
+        self._obs(sender, "hl7.application", m.sending_application, m.ts_ns)
+        self._obs(sender, "hl7.facility", m.sending_facility, m.ts_ns)
+        self._obs(receiver, "hl7.application", m.receiving_application, m.ts_ns)
+        self._obs(receiver, "hl7.facility", m.receiving_facility, m.ts_ns)
 
     def _mqtt_connect(self, m) -> None:
         c, s = self._ends(m.endpoints, m.ts_ns)
@@ -727,25 +839,86 @@ class Observer:
     # -- resolution --
 
     def gateways(self, known: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
-        """Router MACs -> their own addresses (claimed by ARP/DHCP/LLDP/CDP); `known`: routers
-        found earlier (a live session's earlier commits, earlier captures), kept as routers."""
+        """Router MACs -> their own addresses (`own_addresses`); `known`: routers found earlier
+        (a live session's earlier commits, earlier captures), kept as routers."""
         ips_of: dict[str, set[str]] = defaultdict(set)
         for mac, ip in self.pairs:
             if mac is not None and ip is not None:
                 ips_of[mac].add(ip)
+        claimants: dict[str, set[str]] = defaultdict(set)  # address -> MACs that claimed it
+        for mac, claims in self.claimed.items():
+            for ip in claims:
+                claimants[ip].add(mac)
+        on_link = self._on_link_networks()
         out: dict[str, set[str]] = {}
+        own_of: dict[str, set[str]] = {}
         for mac, ips in ips_of.items():
-            own = set(self.claimed.get(mac, _EMPTY))
-            foreign = ips - own
-            external = sum(1 for ip in foreign if classify(ip) == "external")
-            if len(foreign) >= GATEWAY_MIN_FOREIGN_IPS or (external and len(ips) >= 2):
+            own = own_of[mac] = self.own_addresses(mac, ips, on_link)
+            if mac in self.advertising_routers or self._forwards(mac, ips, own, claimants):
                 out[mac] = own
-            elif foreign and external == len(foreign) and self._talks_to_local(mac, foreign):
-                # only internet addresses behind it, talking with local hosts: the way out
-                out[mac] = own
+        for mac in self.advertising_routers:
+            if mac not in out:
+                out[mac] = set(self.claimed.get(mac, _EMPTY))
         for mac, own in (known or {}).items():
-            out[mac] = out.get(mac, set()) | set(self.claimed.get(mac, _EMPTY)) | own
+            mine = own_of.get(mac) or set(self.claimed.get(mac, _EMPTY))
+            out[mac] = out.get(mac, set()) | mine | own
         return out
+
+    def _on_link_networks(self) -> list[ipaddress.IPv6Network]:
+        nets = []
+        for p in self.on_link_prefixes:
+            with contextlib.suppress(ValueError):
+                nets.append(ipaddress.IPv6Network(p, strict=False))
+        return nets
+
+    def own_addresses(
+        self, mac: str, ips: set[str], on_link: Sequence[ipaddress.IPv6Network] = ()
+    ) -> set[str]:
+        """The addresses of `ips` (seen with `mac`) that are the station's own: claimed (ARP,
+        DHCP, LLDP/CDP, ND), link-local (never forwarded: RFC 3927 §7, RFC 4291 §2.5.6), IPv6
+        with the MAC's Modified EUI-64 interface identifier (RFC 4291 Appendix A), and IPv6 in
+        a /64 of those or in an advertised on-link prefix (RFC 4861 §4.6.2): a host's
+        temporary addresses (RFC 8981 §3.3) share the prefixes of its stable ones, and
+        an on-link address is sent with its holder's own MAC."""
+        own = set(self.claimed.get(mac, _EMPTY))
+        eui64 = eui64_interface_id(mac)
+        prefixes: set[int] = set()
+        rest: list[tuple[str, int]] = []
+        for ip in ips | own:
+            halves = ipv6_halves(ip)
+            if is_link_local(ip):
+                own.add(ip)
+            elif halves is not None:
+                if ip in own or halves[1] == eui64:
+                    own.add(ip)
+                    prefixes.add(halves[0])
+                else:
+                    rest.append((ip, halves[0]))
+        for ip, prefix in rest:
+            if prefix in prefixes or any(ipaddress.IPv6Address(ip) in n for n in on_link):
+                own.add(ip)
+        return own
+
+    def _forwards(
+        self, mac: str, ips: set[str], own: set[str], claimants: dict[str, set[str]]
+    ) -> bool:
+        """Do the addresses seen with `mac` show it forwarding for others?"""
+        foreign = ips - own
+        if not foreign:
+            return False
+        v4 = [ip for ip in foreign if ":" not in ip]
+        if len(v4) >= GATEWAY_MIN_FOREIGN_IPS:
+            return True
+        external = sum(1 for ip in v4 if classify(ip) == "external")
+        if external and sum(1 for ip in ips if ":" not in ip) >= 2:
+            return True  # an internet address and another IPv4 address: NAT or router
+        if v4 and external == len(v4) and self._talks_to_local(mac, set(v4)):
+            return True  # only internet addresses behind it, talking with local hosts: the way out
+        v6_prefixes = {h[0] for ip in foreign if (h := ipv6_halves(ip)) is not None}
+        if len(v6_prefixes) >= GATEWAY_MIN_FOREIGN_V6_PREFIXES:
+            return True
+        elsewhere = sum(1 for ip in foreign if claimants.get(ip, _NONE) - {mac})
+        return elsewhere >= GATEWAY_MIN_CLAIMED_ELSEWHERE
 
     def _talks_to_local(self, mac: str, ips: set[str]) -> bool:
         for ip in ips:
@@ -881,6 +1054,7 @@ def _distance(a0: int, a1: int, b0: int, b1: int) -> int:
 _HANDLERS = {
     "FlowRecord": Observer._flow,
     "ArpObserved": Observer._arp,
+    "NdpObserved": Observer._ndp,
     "DhcpMessage": Observer._dhcp,
     "Dhcpv6Message": Observer._dhcpv6,
     "DnsMessage": Observer._dns,
@@ -901,6 +1075,7 @@ _HANDLERS = {
     "DicomDataset": Observer._dicom_dataset,
     "DicomOverTls": Observer._dicom_tls,
     "Hl7Message": Observer._hl7,
+    "Hl7Batch": Observer._hl7_batch,
     "MqttConnect": Observer._mqtt_connect,
     "MqttPublish": Observer._mqtt_publish,
     "MqttSubscribe": Observer._mqtt_subscribe,

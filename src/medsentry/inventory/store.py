@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from medsentry.errors import InputError
 from medsentry.inventory.model import Device
+from medsentry.inventory.state import decode_state
 from medsentry.inventory.tables import device_addresses, device_changes, devices
 from medsentry.store.damage import decode_stored
 
@@ -95,6 +96,10 @@ def find_device(store: Store, key: str) -> Device | None:
             )
         if named:
             return _record(named[0].record, named[0].device_id)
+        if ip is None and mac is None and low:
+            other = _other_name(conn, low)  # a name it went by that is not its shown one
+            if other is not None:
+                return other
         ip_owner = (
             conn.execute(
                 select(device_addresses.c.device_id)
@@ -114,6 +119,28 @@ def find_device(store: Store, key: str) -> Device | None:
                 if mac in dev.private_addresses:
                     return dev
     return load_device(store, ip_owner) if ip_owner else None
+
+
+def _other_name(conn: Any, low: str) -> Device | None:
+    """The device that went by host name `low` (any case) among every name it was seen with
+    (DHCP, mDNS, DNS, LLDP: `DeviceState.hostnames` keys "<rank>:<name>"); None if none did."""
+    like = low.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        select(devices.c.device_id, devices.c.record, devices.c.state)
+        .where(func.lower(devices.c.state).like(f'%:{like}":%', escape="\\"))
+        .order_by(devices.c.device_id)
+    ).all()
+    hits = []
+    for row in rows:
+        state = decode_state(row.state.encode(), row.device_id)
+        if any(k.split(":", 1)[1].lower() == low for k in state.hostnames):
+            hits.append(row)
+    if len(hits) > 1:
+        ids = ", ".join(r.device_id for r in hits[:5])
+        raise InputError(
+            f"{len(hits)} devices went by the host name {low!r} ({ids}): name one by its id"
+        )
+    return _record(hits[0].record, hits[0].device_id) if hits else None
 
 
 def _any_mac(text: str) -> str | None:

@@ -5,8 +5,8 @@
   read); `state` the inventory's own accumulated observations, so later captures and live
   commits fold into the same device instead of replacing it.
 - `device_addresses`: IP history per device: each address with when it was first and last seen
-  and how it was learnt (arp, dhcp, flow). One IP held by several MACs over time has one row per
-  device.
+  and how it was learnt (arp, dhcp, ndp, flow). One IP held by several MACs over time has one row
+  per device.
 - `device_changes`: what changed and when (new device, identity, software version, role); also
   recorded in the audit ledger.
 - `assets`: the clinical engineering (CMMS) list as imported, keyed by asset tag, with the device
@@ -68,7 +68,7 @@ device_addresses = Table(
     Column("ip", String(64), primary_key=True),
     Column("first_ns", BigInteger, nullable=False),
     Column("last_ns", BigInteger, nullable=False),
-    Column("source", String(16), nullable=False),  # arp, dhcp, flow
+    Column("source", String(16), nullable=False),  # arp, dhcp, ndp, flow
     Index(None, "ip"),
 )
 
