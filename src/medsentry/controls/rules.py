@@ -37,6 +37,7 @@ MEDICAL_PROTOCOLS = frozenset({"dicom", "dicom-tls", "hl7-mllp", "fhir"})
 _TLS_NAMES = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2"}
 TFTP_PORT = 69
 _MAX_PENDING = 100_000  # per-flow pairing state kept at most (oldest dropped)
+_NOTE_ATTRIBUTES = 6  # attribute keywords named in a DICOM evidence note; the rest are counted
 
 
 MAX_APPS = 1 << 18  # flows whose app is remembered before the memory starts over
@@ -179,6 +180,7 @@ class Collector:
         mac: str | None = None,
         peer: str | None = None,
         medical_only: bool = False,
+        latest_detail: bool = False,
     ) -> None:
         key = (type_, ip or mac, subject)
         c = self.candidates.get(key)
@@ -187,8 +189,11 @@ class Collector:
             c = self.candidates[key] = Candidate(
                 type_, ip, mac, subject, detail, ts, ts, medical_only=medical_only
             )
+        elif latest_detail:
+            c.detail = detail
         _count(c, ts, mac, peer)
-        if len(c.evidence) < MAX_EVIDENCE:
+        # the same observation twice (two messages alike in one segment) is one entry: counted
+        if len(c.evidence) < MAX_EVIDENCE and evidence not in c.evidence:
             c.evidence.append(evidence)
 
     def seen(
@@ -345,31 +350,35 @@ class Collector:
         self._dicom_ae_ev.setdefault(key, ev)
         default = ae in self.kn.dicom_default_aes
         if default or len(aes) >= self.kn.dicom_distinct_ae_threshold:
-            why = (
-                f"accepted toolkit-default calling AE title {ae!r}"
-                if default
-                else f"accepted {len(aes)} distinct calling AE titles"
-            )
+            defaults = sorted(a for a in aes if a in self.kn.dicom_default_aes)
+            why = [f"accepted {len(aes)} distinct calling AE title{'' if len(aes) == 1 else 's'}"]
+            if defaults:
+                why.append(f"toolkit-default {', '.join(repr(a) for a in defaults[:3])}")
             self.add(
                 "dicom-any-ae",
                 ep.server,
                 f"dicom {ep.transport}/{ep.server_port}",
                 _ev(ev, ep, ev.flow_id, f"A-ASSOCIATE-AC for calling AE {ae!r}"),
-                detail=f"DICOM SCP {ev.called_ae.strip()!r} {why}",
+                detail=f"DICOM SCP {ev.called_ae.strip()!r} {', among them '.join(why)}",
                 mac=ep.server_mac,
                 peer=ep.client,
+                latest_detail=True,  # the count grows with each new calling AE title
             )
 
     def _dicom_ds(self, ev: DicomDataset) -> None:
         if not ev.phi_attributes:
             return
         ep = ev.endpoints
-        attrs = ",".join(sorted(ev.phi_attributes)[:6])
+        # the patient's own attributes first (Patient's Name, ID, ...), then the rest, by name
+        names = sorted(ev.phi_attributes, key=lambda n: ("Patient" not in n, n))
+        shown = ",".join(names[:_NOTE_ATTRIBUTES])
+        more = f" +{len(names) - _NOTE_ATTRIBUTES} more" if len(names) > _NOTE_ATTRIBUTES else ""
+        note = f"{ev.command or 'data set'} with {len(names)} patient attributes: {shown}{more}"
         self.add(
             "phi-cleartext",
             ep.server,
             f"dicom {ep.transport}/{ep.server_port}",
-            _ev(ev, ep, ev.flow_id, f"{ev.command or 'data set'} with patient attributes {attrs}"),
+            _ev(ev, ep, ev.flow_id, note),
             detail="DICOM data sets with patient attributes sent without TLS",
             mac=ep.server_mac,
             peer=ep.client,
@@ -592,16 +601,7 @@ class Collector:
                     peer=ep.client,
                 )
             return
-        if ev.protocol == "http" and ev.mechanism == "basic":
-            self.add(
-                "http-basic-cleartext",
-                ep.server,
-                f"{ep.transport}/{ep.server_port}",
-                ev_,
-                detail="HTTP Basic credentials sent without TLS",
-                mac=ep.server_mac,
-                peer=ep.client,
-            )
+        # http Basic: http-basic-cleartext is counted per request, from the HttpRequest (_http_rq)
         if ev.password_sent and not ev.anonymous:
             self.add(
                 "cleartext-credentials",

@@ -3,7 +3,7 @@
 Other parts of medsentry record what happens with one call:
 
     from medsentry.ledger import record
-    record("scan.completed", {"source": "capture.pcap", "devices": 12}, actor="cli")
+    record("scan.completed", {"capture_id": "9f2c...", "devices": 12}, actor="cli")
 
 Entry kinds in use (area.event, lowercase): `scan.completed`, `intel.imported`,
 `config.changed`, `alert.raised` / `alert.acknowledged` / `alert.resolved` (`alert.*`),
