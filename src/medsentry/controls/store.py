@@ -103,7 +103,7 @@ def upsert_findings(
     found = list(found)
     now = time.time_ns()
     res = UpsertResult([], [], 0)
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         for i in range(0, len(found), _CHUNK):
             part = {f.finding_id: f for f in found[i : i + _CHUNK]}
             old = {
@@ -221,7 +221,7 @@ def close_finding(store: Store, fid: str, by: str, reason: str) -> Finding:
     if not by.strip() or not reason.strip():
         raise InputError("closing a finding needs --by and --reason")
     now = time.time_ns()
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         rows = conn.execute(
             select(findings).where(findings.c.finding_id.like(fid.lower() + "%")).limit(2)
         ).all()

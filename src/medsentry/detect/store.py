@@ -89,7 +89,7 @@ def _alert(row: Any) -> Alert:
 def save(store: Store, changed: Sequence[Alert], states: dict[str, Any]) -> int:
     """Upsert changed alerts and replace detector states, in one transaction."""
     now = datetime.now(UTC)
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         if changed:
             ids = [a.alert_id for a in changed]
             existing: dict[str, Any] = {}
@@ -286,7 +286,7 @@ def set_status(store: Store, alert_id: str, status: str, by: str, reason: str) -
 
 
 def update_detector_state(store: Store, detector_id: str, state: Any) -> None:
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         conn.execute(delete(detect_state).where(detect_state.c.detector_id == detector_id))
         conn.execute(
             insert(detect_state).values(
@@ -302,7 +302,7 @@ ACCEPTS = "baseline.accepts"  # acceptances a running engine has not folded in y
 
 def queue_accepts(store: Store, accepts: list[tuple[str, str | None]]) -> None:
     """Leave (device, dimension) acceptances for a running engine (see `take_accepts`)."""
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         row = conn.execute(
             select(detect_state.c.state).where(detect_state.c.detector_id == ACCEPTS)
         ).scalar()
@@ -320,7 +320,7 @@ def queue_accepts(store: Store, accepts: list[tuple[str, str | None]]) -> None:
 
 def take_accepts(store: Store) -> list[tuple[str, str | None]]:
     """The acceptances queued since the last call, removed from the store."""
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         row = conn.execute(
             select(detect_state.c.state).where(detect_state.c.detector_id == ACCEPTS)
         ).scalar()

@@ -61,7 +61,7 @@ def save_sbom(store: Store, sbom: Sbom) -> tuple[int, str | None]:
     d = sbom.device
     key = device_key(d.manufacturer, d.model, d.version)
     try:
-        with store.engine.begin() as conn:
+        with store.writing() as conn:
             old = conn.execute(select(sboms.c.id, sboms.c.sbom_id).where(sboms.c.device_key == key))
             old_row = old.first()
             replaced = None
@@ -226,7 +226,7 @@ def save_vex(store: Store, statements: Sequence[VexStatement], document_sha256: 
     keyed = {statement_key(s): s for s in statements}
     now = datetime.now(UTC)
     try:
-        with store.engine.begin() as conn:
+        with store.writing() as conn:
             have = set()
             keys = list(keyed)
             for start in range(0, len(keys), 500):

@@ -97,7 +97,7 @@ def save_records(
 ) -> ImportCounts:
     """Store (record, origin) pairs in one transaction; updates `counts`."""
     now = _now()
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         for start in range(0, len(records), _BATCH):
             chunk = records[start : start + _BATCH]
             rows = [_row(r, o) for r, o in chunk]
@@ -178,7 +178,7 @@ def save_kev(
     """Replace the stored KEV catalog by this one (an entry CISA removed goes too)."""
     counts = ImportCounts("kev", origin)
     now = _now()
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         old = {
             r.cve: (r.date_added, r.due_date, r.ransomware, r.catalog_version)
             for r in conn.execute(select(intel_kev))
@@ -217,7 +217,7 @@ def save_epss(
     """Replace stored EPSS scores by this day's file (EPSS publishes a full set daily)."""
     counts = ImportCounts("epss", origin)
     now = _now()
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         old = {r.cve: (r.epss, r.percentile) for r in conn.execute(select(intel_epss))}
         rows = []
         for s in scores:

@@ -508,7 +508,7 @@ def import_assets(store: Store, path: Path) -> dict[str, Any]:
     listing = read_assets(path)  # InputError before anything is written
     records = listing.records
     now = datetime.now(UTC)
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         tags = [r["asset_tag"] for r in records]
         old: dict[str, dict[str, Any]] = {}
         for i in range(0, len(tags), 500):

@@ -190,7 +190,7 @@ def _aliases(st: DeviceState) -> list[str]:
 def reidentify(store: Store, library: Library | None = None, ledger: bool = True) -> dict:
     """Identify every stored device again (new fingerprint rules, new CMMS facts)."""
     library = library or default_library()
-    with store.engine.begin() as conn:
+    with store.writing() as conn:
         states = {did: decode_state(raw, did) for did, raw in inv_store.load_states(conn).items()}
         devices, changes, _ = _reidentify_all(conn, states, library, taxonomy())
     entries = ledger_entries(changes, devices) if ledger else []

@@ -300,6 +300,9 @@ def migrate(engine: Engine) -> None:
                 )
 
 
+_PG_WRITING_LOCK = 0x6D656477  # "medw"; the migration lock is "meds"
+
+
 @dataclass
 class Store:
     """An open, migrated database."""
@@ -319,12 +322,14 @@ class Store:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A transaction that reads what it then writes (read, merge, write back): on SQLite it
-        takes the write lock first (BEGIN IMMEDIATE, sqlite.org/lang_transaction.html), so a
-        second process doing the same waits (busy timeout) instead of inserting the same rows
-        behind the first one's back; PostgreSQL's `engine.begin()` otherwise."""
+        """A transaction that reads what it then writes (read, merge, write back), one at a time
+        per database: a second process doing the same waits instead of inserting the same rows
+        behind the first one's back. SQLite: the write lock first (BEGIN IMMEDIATE,
+        sqlite.org/lang_transaction.html; the busy timeout waits). PostgreSQL: a transaction
+        advisory lock (functions-admin.html#FUNCTIONS-ADVISORY-LOCKS), released at commit."""
         if self.engine.dialect.name != "sqlite":
             with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITING_LOCK})
                 yield conn
             return
         with self.engine.connect() as conn:
