@@ -190,6 +190,42 @@ def test_vendor_spellings_agree_and_parents_support_children() -> None:
     assert c.value == "imaging.ct" and c.confidence == pytest.approx(0.8) and not c.conflicts
 
 
+@pytest.mark.parametrize(
+    ("rule", "registry"),
+    [
+        ("Mindray", "Shenzhen Mindray Bio-Medical Electronics Co., Ltd."),
+        ("bioMérieux", "BIOMERIEUX SA"),
+        ("Radiometer", "Radiometer Medical ApS"),
+        ("Canon", "Canon Medical Systems Corporation"),
+        ("Carestream", "Carestream Health, Inc."),
+        ("Nihon Kohden", "NIHON KOHDEN CORPORATION"),
+    ],
+)
+def test_a_registry_name_and_a_rule_name_of_one_company_agree(rule: str, registry: str) -> None:
+    a = combine(
+        [claim("vendor", rule, 0.8, "dicom"), claim("vendor", registry, 0.6, "mac.oui")],
+        key=vendor_key,
+    )
+    assert not a.conflicts and a.confidence == pytest.approx(1 - 0.2 * 0.4)
+    assert vendor_key("Shenzhen Inc") != vendor_key("Inc")  # a company named after its city
+    assert vendor_key("GE Healthcare") != vendor_key("Philips Healthcare")
+
+
+def test_a_rival_company_is_named_once_whatever_its_spellings() -> None:
+    a = combine(
+        [
+            claim("vendor", "GE Healthcare", 0.9, "dicom"),
+            claim("vendor", "Philips Medical Systems Nederland B.V.", 0.5, "mac.oui", observed="a"),
+            claim("vendor", "Philips", 0.4, "hl7", observed="b"),
+        ],
+        key=vendor_key,
+    )
+    assert a.value == "GE Healthcare"
+    # both claims shown, under one name: the group's (its strongest claim's, without `display`)
+    assert [e.value for e in a.conflicts] == ["Philips Medical Systems Nederland B.V."] * 2
+    assert [e.observed for e in a.conflicts] == ["a", "b"]
+
+
 def test_a_makers_cloud_names_the_device_unless_it_is_a_phone_or_computer() -> None:
     lib, tax = load_library(), taxonomy()
     uploader = DeviceState(device_id="mac:00:1a:2b:00:00:09", mac="00:1a:2b:00:00:09")

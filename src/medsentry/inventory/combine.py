@@ -100,6 +100,12 @@ def combine(
     value = display(own) if display else max(own, key=lambda c: c.confidence).value
     supporting = _ordered([c for k in family for c in groups.get(k, [])])
     against = _ordered([c for k in rivals for c in groups[k]])
+    # a rival company is named once, as its group is ("Philips" for the registry's "Philips
+    # Medical Systems Nederland B.V." and a rule's "Philips"), not once per spelling
+    rival_name = {
+        k: display(groups[k]) if display else max(groups[k], key=lambda c: c.confidence).value
+        for k in rivals
+    }
     return Attribute(
         value=value,
         confidence=round(conf, 3),
@@ -109,7 +115,7 @@ def combine(
                 source=c.source,
                 rule=c.rule,
                 observed=c.observed,
-                value=c.value,
+                value=rival_name[key(c.value)],
                 confidence=c.confidence,
                 ts_ns=c.ts_ns,
             )

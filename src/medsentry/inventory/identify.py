@@ -37,13 +37,22 @@ _DATASET_KEYS = (
 _QUERY_RETRIEVE = re.compile(r"^C-(FIND|MOVE|GET) ").match
 _LEGAL = re.compile(
     r"\b(?:inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|nv|plc|sa|se|kg|kgaa|"
-    r"limited|srl|bv|ab|as|pty)\b"
+    r"limited|srl|bv|ab|as|aps|pty|pte|kk|sas|spa|sarl)\b"
 )
 # Words that do not tell companies apart ("Cisco Systems" is Cisco, "LG Electronics" is LG).
 _GENERIC = re.compile(
     r"\b(?:systems?|technolog(?:y|ies)|electronics?|international|foundation|group|holdings?|"
     r"communications?|mobile|industries|industrial|enterprises?|labs?|laboratories|solutions|"
-    r"devices?|products?|manufacturing|the|and|of)\b"
+    r"devices?|products?|manufacturing|the|and|of|"
+    # nor do the field's words: "Canon Medical Systems" is Canon, "Carestream Health" Carestream
+    r"medical|healthcare|health|diagnostics|bio medical|biomedical)\b"
+)
+# The city or province an IEEE registry name starts with ("Shenzhen Mindray Bio-Medical
+# Electronics Co., Ltd." is Mindray, as rules name it).
+_PLACE = re.compile(
+    r"^(?:shenzhen|guangzhou|guangdong|beijing|shanghai|hangzhou|zhejiang|jiangsu|suzhou|"
+    r"nanjing|wuhan|xiamen|qingdao|chengdu|dongguan|zhuhai|tianjin|fujian|shandong|"
+    r"qinhuangdao|ningbo|hefei|changsha|xian|foshan|zhongshan) (?=\w)"
 )
 MAX_EXTERNAL_PEERS = 200
 _SUFFIX = re.compile(
@@ -62,7 +71,7 @@ _VIRTUAL_PREFIXES = ("02:42:", "52:54:00:", "0a:00:27:")
 def vendor_key(name: str) -> str:
     """One key per company: the vendor alias table's key when it knows the name, else the name
     folded (case, punctuation, legal suffixes off)."""
-    from medsentry.intel.normalize import vendor_keys
+    from medsentry.intel.normalize import fold, vendor_keys
 
     try:
         keys = vendor_keys(name)
@@ -71,10 +80,13 @@ def vendor_key(name: str) -> str:
     known = [k for k in keys if not k.startswith("unknown:")]
     if len(known) == 1:
         return known[0]
-    base = re.sub(r"\([^)]*\)?", " ", name.casefold())  # "(Mobile Communications)", cut "(CM"
-    folded = re.sub(r"[^a-z0-9 ]+", " ", base)
-    folded = _GENERIC.sub(" ", _LEGAL.sub(" ", folded))
-    return " ".join(folded.split()) or name.casefold()
+    base = re.sub(r"\([^)]*\)?", " ", fold(name))  # "(Mobile Communications)", cut "(CM"
+    folded = " ".join(re.sub(r"[^a-z0-9 ]+", " ", base).split())
+    for text in (_PLACE.sub("", folded), folded):  # "Shenzhen Inc" is a company named Shenzhen
+        words = _GENERIC.sub(" ", _LEGAL.sub(" ", text)).split()
+        if words:
+            return " ".join(words)
+    return name.casefold()
 
 
 def _vendor_display(claims: list[Claim], names: dict[str, tuple[str, ...]]) -> str:
