@@ -277,3 +277,58 @@ def test_dns_names_the_cloud_a_client_asks_for_and_the_hosts_it_answers_for() ->
     assert list(devices["mac:00:06:5b:00:00:09"].hostnames) == ["4:PACS1.Hospital.example"]
     assert list(devices["mac:00:12:21:00:00:05"].hostnames) == ["3:pump-7.ward.example"]
     assert not any("93.184.216.34" in d for d in devices)
+
+
+def test_an_older_capture_scanned_last_keeps_the_history_in_time_order(sqlite_url: str) -> None:
+    """Captures scanned newest first: the device was there earlier than first recorded, and
+    the address it used then came before the current one, not after it."""
+    a, b = "02:00:00:00:00:01", "00:06:5b:00:00:05"
+
+    def request(t: int, vendor_class: str, ip: str) -> DhcpMessage:
+        return DhcpMessage(
+            ts_ns=T0 + t * S,
+            flow_id=f"r{t}",
+            endpoints=Endpoints(
+                client="0.0.0.0",
+                server="255.255.255.255",
+                client_port=68,
+                server_port=67,
+                client_mac=a,
+            ),
+            op=1,
+            message_type="REQUEST",
+            client_mac=a,
+            vendor_class=vendor_class,
+            requested_address=ip,
+        )
+
+    with open_store(sqlite_url) as store:
+        e = InventoryEngine()
+        e.feed(
+            [
+                request(5000, "MSFT 5.0", "10.20.0.8"),
+                flow(2, "10.20.0.8", "10.20.0.5", a, b, t=5001),
+            ]
+        )
+        e.finish(store, "newer")
+        e.feed(
+            [
+                request(10, "BBraun-SpaceStation", "10.20.0.7"),
+                flow(1, "10.20.0.7", "10.20.0.5", a, b, t=11),
+            ]
+        )
+        e.finish(store, "older")
+        changes = list_changes(store, f"mac:{a}")
+        assert changes[0]["change"] == "device_added" and changes[0]["ts_ns"] == T0 + 10 * S
+        moves = [
+            (c["ts_ns"], c["old_value"], c["new_value"])
+            for c in changes
+            if c["change"] == "address_added"
+        ]
+        assert moves == [
+            (T0 + 10 * S, None, "10.20.0.7"),
+            (T0 + 5000 * S, "10.20.0.7", "10.20.0.8"),
+        ]
+        assert [c["ts_ns"] for c in changes] == sorted(c["ts_ns"] for c in changes)
+        (dev,) = [d for d in load_devices(store) if d.device_id == f"mac:{a}"]
+        assert dev.ips[0] == "10.20.0.8"  # the current address is the newer

@@ -81,19 +81,54 @@ def diff_devices(old: Device | None, new: Device, state: DeviceState) -> list[di
                 "new_value": role,
             }
         )
-    for ip in sorted(set(new.ips) - set(old.ips)):
+    added = set(new.ips) - set(old.ips)
+    for ip in sorted(added):
         span = state.addresses.get(ip)
+        if span is None:
+            before = old.ips[0] if old.ips else None
+        else:  # a capture older than the stored ones: the address before it then, not now
+            before = _address_before(state, span.first_ns)
         out.append(
             {
                 "device_id": did,
                 "ts_ns": _when(span.first_ns if span else None, new),
                 "change": ADDRESS_ADDED,
                 "attribute": "ip",
-                "old_value": old.ips[0] if old.ips else None,
+                "old_value": before,
                 "new_value": ip,
             }
         )
+        after = _address_after(state, span.first_ns) if span is not None else None
+        # the move away from it to the address the device was first stored with (no row says
+        # when that one came: the device_added row stood for it)
+        if (
+            after is not None
+            and after not in added
+            and state.addresses[after].first_ns <= old.first_seen_ns
+        ):
+            out.append(
+                {
+                    "device_id": did,
+                    "ts_ns": state.addresses[after].first_ns,
+                    "change": ADDRESS_ADDED,
+                    "attribute": "ip",
+                    "old_value": ip,
+                    "new_value": after,
+                }
+            )
     return out
+
+
+def _address_before(state: DeviceState, ts: int) -> str | None:
+    """The address the device was last seen using when it first used the one seen at `ts`."""
+    prior = [(s.first_ns, ip) for ip, s in state.addresses.items() if s.first_ns < ts]
+    return max(prior)[1] if prior else None
+
+
+def _address_after(state: DeviceState, ts: int) -> str | None:
+    """The address the device took next after the one first seen at `ts`."""
+    later = [(s.first_ns, ip) for ip, s in state.addresses.items() if s.first_ns > ts]
+    return min(later)[1] if later else None
 
 
 def ledger_entries(

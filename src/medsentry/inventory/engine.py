@@ -174,6 +174,16 @@ def fold_and_identify(
     inv_store.replace_devices(conn, rows, addresses, list(removed), existing=known)
     inv_store.rekey(conn, removed)  # its history and CMMS match follow the device
     inv_store.add_changes(conn, changes)
+    # a capture older than the stored ones: the device was there earlier than first recorded
+    inv_store.move_device_added(
+        conn,
+        {
+            dev.device_id: dev.first_seen_ns
+            for dev in devices
+            if (old := old_records.get(dev.device_id)) is not None
+            and dev.first_seen_ns < old.first_seen_ns
+        },
+    )
     return devices, changes, list(removed)
 
 

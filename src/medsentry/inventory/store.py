@@ -304,6 +304,20 @@ def add_changes(conn: Connection, changes: list[dict[str, Any]]) -> None:
     bulk_insert(conn, device_changes, changes)
 
 
+def move_device_added(conn: Connection, first_seen: dict[str, int]) -> None:
+    """Date each device's `device_added` change at its (now earlier) first sighting."""
+    for did, ts in first_seen.items():
+        conn.execute(
+            update(device_changes)
+            .where(
+                device_changes.c.device_id == did,
+                device_changes.c.change == "device_added",
+                device_changes.c.ts_ns > ts,
+            )
+            .values(ts_ns=ts)
+        )
+
+
 def list_changes(store: Store, device_id: str | None = None, limit: int = 1000) -> list[dict]:
     q = select(device_changes).order_by(device_changes.c.ts_ns, device_changes.c.id)
     if device_id:
