@@ -328,3 +328,20 @@ def test_an_android_user_agent_names_the_handset_model(agent: str, model: str | 
     phone.observe("http.user_agent", agent, 1)
     dev = identify(phone, load_library(), taxonomy())
     assert (dev.model.value if dev.model else None) == model
+
+
+def test_an_upgrade_supersedes_the_old_version_whatever_the_scan_order() -> None:
+    """Software Versions VA10 then VA20 from one modality: it runs VA20 now, not a conflict."""
+    lib, tax = load_library(), taxonomy()
+    day = 86_400 * 10**9
+    for seen in ([("VA10", 1), ("VA20", 2)], [("VA20", 2), ("VA10", 1)]):  # any fold order
+        st = DeviceState(device_id="mac:00:00:00:00:00:01", mac="00:00:00:00:00:01")
+        for value, t in seen:
+            st.observe("dicom.software_version", value, t * day)
+        sw = identify(st, lib, tax).software_version
+        assert sw.value == "VA20" and not sw.conflicts and sw.confidence == pytest.approx(0.8)
+    both = DeviceState(device_id="mac:00:00:00:00:00:02", mac="00:00:00:00:00:02")
+    both.observe("dicom.software_version", "VA20", day)  # two values in one dataset: both stand
+    both.observe("dicom.software_version", "SP3", day)
+    sw = identify(both, lib, tax).software_version
+    assert {sw.value, *(c.value for c in sw.conflicts)} == {"VA20", "SP3"}

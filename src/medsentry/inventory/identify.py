@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -299,7 +299,7 @@ def _attributes(
 ) -> Attributes:
     """Category, vendor, model, software version and OS from the rules' claims."""
     claims = library.match(obs)
-    os_first = combine([c for c in claims if c.attribute == "os"])
+    os_first = combine(_current([c for c in claims if c.attribute == "os"]))
     platform = None
     if os_first is not None and _MOBILE.match(os_first.value):
         platform = "mobile"
@@ -331,10 +331,24 @@ def _attributes(
         by_attr["vendor"], key=vendor_key, display=lambda cs: _vendor_display(cs, names)
     )
     model = combine(by_attr["model"])
-    software = combine(by_attr["software_version"])
+    software = combine(_current(by_attr["software_version"]))
     # the same claims as `os_first` unless the platform or the CMMS added some
-    os_ = combine(by_attr["os"]) if platform is not None or extra else os_first
+    os_ = combine(_current(by_attr["os"])) if platform is not None or extra else os_first
     return category, vendor, model, software, os_
+
+
+def _current(claims: list[Claim]) -> list[Claim]:
+    """A device runs one version of its software at a time: of the values one rule read from
+    one observation key, the one first seen latest supersedes the others (an upgrade, whatever
+    order the captures were scanned in); the change history keeps the old one."""
+    if len(claims) < 2:
+        return claims
+    latest: dict[tuple[str, str], int] = {}
+    for c in claims:
+        k = (c.rule, c.source)
+        if c.ts_ns is not None and c.ts_ns > latest.get(k, -1):
+            latest[k] = c.ts_ns
+    return [c for c in claims if c.ts_ns is None or c.ts_ns >= latest[(c.rule, c.source)]]
 
 
 # -- fleets: one identification per identity signature --
@@ -347,13 +361,14 @@ def _signature(obs: dict[str, dict[str, int]], library: Library) -> tuple:
 
     Values no rule's first condition matches make no claim and are left out; keys a later
     condition tests, and the randomized-MAC flag (the platform), are kept whole. Order is kept
-    because ties between equally supported values go to the first claim (`combine`).
+    because ties between equally supported values go to the first claim (`combine`), and so is
+    the values' time order, because the latest version supersedes older ones (`_current`).
     """
     later = library.later_keys
     parts = []
     for key, values in obs.items():
         if key in later or key == "mac.random":
-            parts.append((key, tuple(values)))
+            parts.append((key, tuple(values), _time_order(values, tuple(values))))
             continue
         rkeys = _indexed_keys(library, key)
         if not rkeys:
@@ -371,8 +386,15 @@ def _signature(obs: dict[str, dict[str, int]], library: Library) -> tuple:
             if c:
                 hit.append(v)
         if hit:
-            parts.append((key, tuple(hit)))
+            parts.append((key, tuple(hit), _time_order(values, hit)))
     return tuple(parts)
+
+
+def _time_order(values: dict[str, int], hit: Sequence[str]) -> tuple[int, ...]:
+    """Which of several values was first seen latest matters (`_current`): their time order."""
+    if len(hit) < 2:
+        return ()
+    return tuple(sorted(range(len(hit)), key=lambda i: values[hit[i]]))
 
 
 def _indexed_keys(library: Library, key: str) -> tuple[str, ...]:
