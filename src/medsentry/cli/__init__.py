@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
+from typing import NoReturn
 
 import click
 
@@ -40,8 +42,10 @@ class _Group(click.Group):
         except MedsentryError as exc:
             echo(f"medsentry: error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except (BrokenPipeError, KeyboardInterrupt):
+        except KeyboardInterrupt:
             sys.exit(130)
+        except BrokenPipeError:
+            _reader_gone()
         except _HELP_NOT_ERROR:
             raise  # a group named without its subcommand: click shows the group's help
         except click.exceptions.UsageError as exc:
@@ -80,6 +84,17 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(1)
+
+
+def _reader_gone() -> NoReturn:
+    """stdout's reader closed the pipe (`medsentry risk | head -1`): stop quietly with the
+    status a program killed by SIGPIPE has (128 + 13), as `cat` and `grep` do; the rest of the
+    output goes to /dev/null so the interpreter's last flush does not complain
+    (docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 def _tolerant_streams() -> None:

@@ -44,9 +44,17 @@ class _PrintableHook(RenderHook):
         return [_Printable(r) for r in renderables]
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`| head`): the command ends as any other (cli: exit 141), not
+        with rich's SystemExit(1), which reads as a failure under `set -o pipefail`."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(*, stderr: bool = False, width: int | None = None) -> Console:
     """A Console for data: no markup is read from it, every control it would print is shown."""
-    con = Console(stderr=stderr, width=width, markup=False, highlight=False)
+    con = _Console(stderr=stderr, width=width, markup=False, highlight=False)
     con.push_render_hook(_PrintableHook())
     return con
 
