@@ -239,6 +239,6 @@ def test_a_reader_that_stops_early_ends_the_command_as_sigpipe_would(demo) -> No
     ]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout is not None and p.stdout.readline()
-    p.stdout.close()  # the reader goes away with most of the output (every breakdown, 170 kB) unread
+    p.stdout.close()  # the reader goes away, most of 166 kB (every breakdown) unread
     _, err = p.communicate(timeout=120)
     assert p.returncode == 141 and not err.strip(), err
