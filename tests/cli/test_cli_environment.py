@@ -242,3 +242,17 @@ def test_a_reader_that_stops_early_ends_the_command_as_sigpipe_would(demo) -> No
     p.stdout.close()  # the reader goes away, most of 166 kB (every breakdown) unread
     _, err = p.communicate(timeout=120)
     assert p.returncode == 141 and not err.strip(), err
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("--db", "sqlite://"), {}),
+        (("--db", "sqlite:///:memory:"), {}),
+        ((), {"MEDSENTRY_DB": "sqlite:///file::memory:?cache=shared"}),
+    ],
+)
+def test_an_in_memory_database_is_refused_before_any_work(demo, args, env) -> None:
+    """A scan into SQLite in memory would be dropped at exit: one line, exit 2, nothing read."""
+    r = medsentry("scan", str(demo[0]), *args, "-q", env=env)
+    _one_line_exit_2(r, "in-memory database", "give a file")

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from medsentry.cli.output import FORMAT_OPTION, LIMIT, emit
 from medsentry.store import FLOW_TABLE_COLUMNS, SORT_KEYS, FlowFilter, list_flows, open_store
 from medsentry.store.queries import APP_COLUMN
 
+
+def _kept_database(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A database that lasts longer than the command: SQLite in memory (`sqlite://`,
+    `sqlite:///:memory:`) would take a whole scan and drop it at exit."""
+    from medsentry.store.db import ENV_DB, in_memory
+
+    given = value or os.environ.get(ENV_DB)
+    if given and in_memory(given):
+        where = "--db" if value else f"${ENV_DB}"
+        raise click.BadParameter(
+            f"{where} {given!r} is an in-memory database, gone when the command ends;"
+            " give a file (sqlite:///path/medsentry.db) or a server",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
 DB_OPTION = click.option(
     "--db",
     "db_url",
     metavar="URL",
     default=None,
+    callback=_kept_database,
     help="SQLAlchemy database URL (default: $MEDSENTRY_DB, else SQLite in the data directory).",
 )
 

@@ -60,6 +60,20 @@ def resolve_url(url: str | None = None) -> str:
         ) from exc
 
 
+def in_memory(url: str) -> bool:
+    """SQLite without a file: `sqlite://`, `sqlite:///:memory:`, `file::memory:` URIs."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return False
+    if not u.drivername.startswith("sqlite"):
+        return False
+    db = u.database or ""
+    return (
+        db in ("", ":memory:") or db.startswith("file::memory:") or u.query.get("mode") == "memory"
+    )
+
+
 def redact(url: str | URL) -> str:
     """The URL as it may be printed: password hidden."""
     try:
