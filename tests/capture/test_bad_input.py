@@ -74,6 +74,30 @@ def test_pcapng_bad_byte_order_magic(tmp_path: Path) -> None:
     assert ei.value.offset == 8
 
 
+@pytest.mark.parametrize("big", [False, True])
+def test_pcapng_of_another_major_version_is_refused(tmp_path: Path, big: bool) -> None:
+    """pcapng §4.1: a major version other than 1 is a format this reader does not know."""
+    e = ">" if big else "<"
+    data = bytearray(Pcapng().shb(big=big).idb(1).epb(0, 1, b"x" * 60).bytes())
+    struct.pack_into(e + "H", data, 12, 2)
+    p = tmp_path / "v2.pcapng"
+    p.write_bytes(bytes(data))
+    with pytest.raises(CaptureError, match=r"pcapng version 2\.0") as ei:
+        open_capture(p)
+    assert ei.value.offset == 12
+
+
+def test_a_later_pcapng_section_of_another_major_version_ends_the_read(tmp_path: Path) -> None:
+    first = Pcapng().shb().idb(1).epb(0, 1, b"x" * 60).epb(0, 2, b"y" * 60).bytes()
+    later = bytearray(Pcapng().shb().idb(1).epb(0, 3, b"z" * 60).bytes())
+    struct.pack_into("<H", later, 12, 2)
+    p = tmp_path / "two.pcapng"
+    p.write_bytes(first + bytes(later))
+    r, n = _read(p)
+    assert n == 2 and len(r.warnings) == 1 and "major version" in r.warnings[0].message
+    assert r.warnings[0].offset == len(first)
+
+
 @pytest.mark.parametrize("cut", [1, 5, 16, 17, 30])
 @pytest.mark.parametrize("use_mmap", [True, False])
 def test_truncated_last_record_keeps_the_rest(tmp_path: Path, cut: int, use_mmap: bool) -> None:

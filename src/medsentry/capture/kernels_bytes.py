@@ -79,6 +79,7 @@ WALK_BAD_BLOCK = 6  # a pcapng block whose fields contradict its length or the s
 WALK_BAD_BYTE_ORDER = 7  # a pcapng section header with an unknown byte-order magic
 WALK_TOO_MANY_IFACES = 8
 WALK_FULL = 9  # the output arrays are full: call again from `pos`
+WALK_BAD_VERSION = 10  # a pcapng section of a major version other than 1
 
 WALK_MESSAGES = {
     WALK_TRUNCATED: "capture ends inside a record (truncated file)",
@@ -88,6 +89,7 @@ WALK_MESSAGES = {
     WALK_BAD_BLOCK: "pcapng block fields inconsistent with its length or section",
     WALK_BAD_BYTE_ORDER: "pcapng section header has an unknown byte-order magic",
     WALK_TOO_MANY_IFACES: "more than 65535 pcapng interfaces",
+    WALK_BAD_VERSION: "pcapng section of a major version other than 1 (another format)",
 }
 
 

@@ -13,6 +13,7 @@ from medsentry.capture.kernels_bytes import (
     WALK_BAD_BLOCK,
     WALK_BAD_BYTE_ORDER,
     WALK_BAD_LENGTH,
+    WALK_BAD_VERSION,
     WALK_END,
     WALK_FULL,
     WALK_NEED_MORE,
@@ -137,6 +138,8 @@ def _block(
     if btype == BT_SHB:
         if blen < 28:
             return WALK_BAD_BLOCK, 0
+        if u16(buf, pos + 12, big) != 1:  # §4.1 Major Version: 2+ is another format
+            return WALK_BAD_VERSION, 0
         st[ST_BIG] = 1 if big else 0
         st[ST_SECTION_BASE] = st[ST_NIF]
         st[ST_SECTIONS] += 1

@@ -87,6 +87,15 @@ class PcapngWalker:
         (blen,) = struct.unpack(e + "I", head[4:8])
         if blen < MIN_SHB_LEN or blen % 4:
             raise CaptureError(f"pcapng section header length {blen} is invalid", source, 4)
+        if len(head) >= 16:
+            major, minor = struct.unpack(e + "HH", head[12:16])
+            if major != 1:  # §4.1: a new major version is a format this reader cannot read
+                raise CaptureError(
+                    f"pcapng version {major}.{minor}: only version 1 is a format this reader"
+                    " knows (a new major version is not compatible, pcapng §4.1)",
+                    source,
+                    12,
+                )
         if blen > size:
             raise CaptureError(
                 f"pcapng section header truncated (block of {blen} bytes, file of {size})",
