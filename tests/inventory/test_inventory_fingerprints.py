@@ -345,3 +345,21 @@ def test_an_upgrade_supersedes_the_old_version_whatever_the_scan_order() -> None
     both.observe("dicom.software_version", "SP3", day)
     sw = identify(both, lib, tax).software_version
     assert {sw.value, *(c.value for c in sw.conflicts)} == {"VA20", "SP3"}
+
+
+@pytest.mark.parametrize(
+    ("hostname", "category"),
+    [
+        ("lab-analyzer-2", "lab-analyzer"),  # was the LIS, from "lab-"
+        ("LAB-ANALYSER01", "lab-analyzer"),
+        ("hematology-3", "lab-analyzer"),
+        ("lis01", "lis"),
+        ("lab-ws-01", "lis"),
+        ("colab-1", None),
+    ],
+)
+def test_a_host_name_names_an_analyzer_apart_from_the_lis(hostname: str, category) -> None:
+    st = DeviceState(device_id="mac:00:00:00:00:00:01", mac="00:00:00:00:00:01")
+    st.observe("hostname", hostname, 1)
+    dev = identify(st, load_library(), taxonomy())
+    assert (dev.category.value if dev.category else None) == category
