@@ -64,7 +64,7 @@ def in_memory(url: str) -> bool:
     """SQLite without a file: `sqlite://`, `sqlite:///:memory:`, `file::memory:` URIs."""
     try:
         u = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # malformed: open_store says so in its own words
         return False
     if not u.drivername.startswith("sqlite"):
         return False
