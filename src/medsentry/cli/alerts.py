@@ -20,6 +20,8 @@ ALERT_COLUMNS = (
     "last_seen",
     "title",
 )
+# what a narrow terminal leaves out first: the title says what happened, times can wait
+ALERT_NARROW = ("last_seen", "first_seen", "technique", "count", "rule_id", "status", "device_id")
 
 
 def alert_record(a) -> dict:  # type: ignore[no-untyped-def]
@@ -81,7 +83,14 @@ def alerts_cmd(
             limit=limit,
         )
         rows = [alert_record(a) for a in list_alerts(store, flt)]
-    emit(rows, ALERT_COLUMNS, fmt, title=f"{len(rows)} alert{'' if len(rows) == 1 else 's'}")
+    emit(
+        rows,
+        ALERT_COLUMNS,
+        fmt,
+        title=f"{len(rows)} alert{'' if len(rows) == 1 else 's'}",
+        narrow=ALERT_NARROW,
+        least={"title": 40},
+    )
 
 
 def _device_id(store, key: str) -> str:  # type: ignore[no-untyped-def]
@@ -117,7 +126,14 @@ def show_cmd(db_url: str | None, alert_id: str, fmt: str) -> None:
     if fmt == "json":
         emit([rec], (), fmt)
         return
-    emit([rec], ALERT_COLUMNS, fmt, title=f"alert {a.alert_id}")
+    emit(
+        [rec],
+        ALERT_COLUMNS,
+        fmt,
+        title=f"alert {a.alert_id}",
+        narrow=ALERT_NARROW,
+        least={"title": 40},
+    )
     rows = [
         {"time": ns_to_iso(e.ts_ns), "kind": e.kind, "flow_id": e.flow_id, "ref": e.ref}
         for e in a.evidence
@@ -139,7 +155,14 @@ def _lifecycle(status: str):  # type: ignore[no-untyped-def]
 
         with open_store(db_url) as store:
             a = set_status(store, alert_id, status, by, reason)
-        emit([alert_record(a)], ALERT_COLUMNS, fmt, title=f"alert {a.alert_id} {status}")
+        emit(
+            [alert_record(a)],
+            ALERT_COLUMNS,
+            fmt,
+            title=f"alert {a.alert_id} {status}",
+            narrow=ALERT_NARROW,
+            least={"title": 40},
+        )
 
     return cmd
 

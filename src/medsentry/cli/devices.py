@@ -49,4 +49,10 @@ def devices_cmd(
     with open_store(db_url) as store:
         devs = load_devices(store)
     chosen = filter_devices(devs, category, vendor, criticality, subnet, medical, sort, limit)
-    emit([summary(d) for d in chosen], LIST_COLUMNS, fmt, title=f"{len(chosen)} devices")
+    emit(
+        [summary(d) for d in chosen],
+        LIST_COLUMNS,
+        fmt,
+        title=f"{len(chosen)} devices",
+        narrow=("last_seen", "conf", "roles", "phi", "software", "model", "hostname", "vendor"),
+    )

@@ -95,6 +95,7 @@ def list_cmd(
         ["id", "severity", "type", "device_id", "subject", "status", "evidence_count", "last_seen"],
         fmt,
         title="findings",
+        narrow=("last_seen", "evidence_count", "status"),
     )
 
 
