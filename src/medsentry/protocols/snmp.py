@@ -14,7 +14,8 @@ Two facts leave the dissector:
 Of an SNMPv3 message only the security level and the reportable flag (RFC 3412 §6.4) and, when
 the scoped PDU is in clear, its type are read (`SnmpV3Message`).
 
-Datagrams that do not carry system group names skip the varbind walk (one `bytes.find`).
+A datagram whose PDU names no system group object is read no further than its PDU tag (one
+`bytes.find`): polls of interface counters cost what the community check cost before.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def parse(msg: bytes) -> SnmpMessage:
     if pdu not in PDU_NAMES:
         raise ParseError(f"SNMP PDU tag {pdu:#x} unknown")
     m.pdu = pdu
-    if pdu in _AGENT_PDUS:  # requests are not read past their tag
+    # requests are not read past their tag, nor an agent's PDU that names no system object
+    if pdu == TRAP or (pdu in _AGENT_PDUS and msg.find(SYSTEM, ps, pe) >= 0):
         _pdu(msg, ps, pe, m)
     return m
 
