@@ -245,6 +245,33 @@ def test_a_makers_cloud_names_the_device_unless_it_is_a_phone_or_computer() -> N
     assert dev.category.value == "remote-monitoring.companion-app" and dev.os.value == "Windows"
 
 
+def test_an_agents_os_version_never_contradicts_its_applications() -> None:
+    """SNMP sysDescr (Net-SNMP's uname default, the Windows SNMP Service): the OS, and its
+    release as the software version only when the device names no software of its own."""
+    lib, tax = load_library(), taxonomy()
+    descr = "Linux pacs 5.10.0-28-amd64 #1 SMP Debian 5.10.209-2 (2024-01-31) x86_64"
+    server = DeviceState(device_id="ip:10.0.0.5")
+    server.observe("snmp.sys_descr", descr, 1)
+    dev = identify(server, lib, tax)
+    assert (dev.os.value, dev.software_version.value) == ("Linux", "Linux 5.10.0-28-amd64")
+    server.observe("dicom.implementation_version_name", "dcm4che-5.31.0", 2)
+    dev = identify(server, lib, tax)
+    assert dev.os.value == "Linux" and dev.software_version.value == "dcm4che 5.31.0"
+    assert dev.software_version.conflicts == []
+    win = DeviceState(device_id="ip:10.0.0.6")
+    win.observe(
+        "snmp.sys_descr",
+        "Hardware: Intel64 Family 6 Model 85 Stepping 7 AT/AT COMPATIBLE - Software: Windows "
+        "Version 6.3 (Build 17763 Multiprocessor Free)",
+        1,
+    )
+    win.observe("snmp.sys_object_id", "1.3.6.1.4.1.311.1.1.3.1.2", 1)
+    win.observe("snmp.enterprise", "311", 1)
+    dev = identify(win, lib, tax)
+    assert (dev.os.value, dev.category.value) == ("Windows", "it.server")
+    assert dev.software_version.value == "Windows NT 6.3 build 17763" and dev.vendor is None
+
+
 def _pump(n: int, ts: int, hl7_app: str = "ALARIS_GW", extra_domain: str | None = None):
     st = DeviceState(device_id=f"mac:00:12:21:00:00:{n:02x}", mac=f"00:12:21:00:00:{n:02x}")
     st.first_ns = ts

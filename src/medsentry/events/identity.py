@@ -1,4 +1,5 @@
-"""Identity protocol events for the inventory: DHCP, DHCPv6, DNS/mDNS/LLMNR, SSDP, LLDP, CDP."""
+"""Identity protocol events for the inventory: DHCP, DHCPv6, DNS/mDNS/LLMNR, SSDP, LLDP, CDP,
+SNMP."""
 
 from __future__ import annotations
 
@@ -138,3 +139,34 @@ class CdpNeighbor(Event, tag="cdp", frozen=True, kw_only=True):
     capabilities: list[str] = msgspec.field(default_factory=list)
     addresses: list[str] = msgspec.field(default_factory=list)
     native_vlan: int | None = None
+
+
+class SnmpSystem(Event, tag="snmp_system", frozen=True, kw_only=True):
+    """What an SNMP agent said of itself in a Response, Trap, SNMPv2-Trap or InformRequest
+    (RFC 3416 §3, RFC 1157 §4.1.6): of the MIB-II system group (RFC 3418 §2) only sysDescr.0,
+    sysObjectID.0 and sysName.0; sysContact and sysLocation are never read."""
+
+    flow_id: str
+    endpoints: Endpoints
+    direction: int  # the sender (the agent): 0 the flow's client, 1 its server
+    version: int  # 0 SNMPv1, 1 SNMPv2c
+    pdu: str  # response, trap, snmpv2-trap, inform
+    sys_descr: str | None = None  # free text: withheld when it reads as person data
+    sys_object_id: str | None = None  # dotted decimal, e.g. 1.3.6.1.4.1.8072.3.2.10
+    sys_name: str | None = None
+    enterprise: str | None = None  # SNMPv1 Trap-PDU enterprise
+    agent_address: str | None = None  # SNMPv1 Trap-PDU agent-addr (the agent may be proxied)
+    # "sysDescr", "sysName": sent, but not kept because they read as person data
+    withheld: list[str] = msgspec.field(default_factory=list)
+
+
+class SnmpV3Message(Event, tag="snmpv3", frozen=True, kw_only=True):
+    """The security of an SNMPv3 message (RFC 3412 §6.4 msgFlags, levels RFC 3411 §3.4.3); of
+    the rest only the PDU type is read, when the scoped PDU is in clear."""
+
+    flow_id: str
+    endpoints: Endpoints
+    direction: int  # the sender: 0 the flow's client, 1 its server
+    security_level: str  # noAuthNoPriv, authNoPriv, authPriv
+    reportable: bool  # reportableFlag: a request or an InformRequest, not a Response or Trap
+    pdu: str | None = None  # None when encrypted (authPriv)

@@ -55,6 +55,7 @@ PRODUCT_KEYS = (
     "lldp.system_name",
     "lldp.system_description",
     "cdp.platform",
+    "snmp.sys_descr",
     "ssdp.server",
     "mdns.instance",
     "dicom.model",

@@ -58,7 +58,9 @@ DHCPV6_CLIENT_MESSAGES = frozenset(
 DHCPV6_SERVER_MESSAGES = frozenset({"ADVERTISE", "REPLY", "RECONFIGURE"})
 
 # Hostname sources, most trusted first (the rank prefixes the stored name).
-HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "dns-ptr": 3, "dns-a": 4}
+HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "snmp": 2, "dns-ptr": 3, "dns-a": 4}
+# RFC 2578 §7.1.3 / IANA Private Enterprise Numbers: enterprises, 1.3.6.1.4.1.<PEN>
+_ENTERPRISES = "1.3.6.1.4.1."
 
 # An Android application id: dot-separated Java-style segments (developer.android.com,
 # "Configure the app module": applicationId), e.g. com.example.app
@@ -479,6 +481,39 @@ class Observer:
         self._hostname(ep, "cdp", m.device_id, ts)
         for addr in m.addresses:
             self._claim(m.source_mac, addr, ts, "arp")
+
+    def _snmp_system(self, m) -> None:
+        # the agent, the sender of the Response or Trap (protocols/snmp.py): sysName is the
+        # name its administrator gave it, as LLDP's system name (RFC 3418 §2)
+        e, ts = m.endpoints, m.ts_ns
+        mac, ip = (e.client_mac, e.client) if m.direction == 0 else (e.server_mac, e.server)
+        sig = ("snmp", mac, ip, m.sys_descr, m.sys_object_id, m.sys_name, m.enterprise)
+        if self._repeat(sig):
+            return
+        ep = self._pair(mac, ip, ts)
+        if ep is None:
+            return
+        self._role(ep, "snmp-agent", ts)
+        self._obs(ep, "snmp.sys_descr", m.sys_descr, ts)
+        self._obs(ep, "snmp.sys_object_id", m.sys_object_id, ts)
+        self._obs(ep, "snmp.sys_name", m.sys_name, ts)
+        self._hostname(ep, "snmp", m.sys_name, ts)
+        for oid in (m.sys_object_id, m.enterprise):  # the vendor's subtree names its PEN
+            if oid and oid.startswith(_ENTERPRISES):
+                self._obs(ep, "snmp.enterprise", oid[len(_ENTERPRISES) :].split(".", 1)[0], ts)
+
+    def _snmpv3(self, m) -> None:
+        # the level an agent answers or notifies at: a Response or a Trap (reportable flag
+        # clear, RFC 3412 §6.4), not the unauthenticated discovery Report (RFC 3414 §4)
+        if m.reportable or m.pdu == "report":
+            return
+        e, ts = m.endpoints, m.ts_ns
+        mac, ip = (e.client_mac, e.client) if m.direction == 0 else (e.server_mac, e.server)
+        if self._repeat(("snmpv3", mac, ip, m.security_level)):
+            return
+        ep = self._pair(mac, ip, ts)
+        self._role(ep, "snmp-agent", ts)
+        self._obs(ep, "snmp.v3.security_level", m.security_level, ts)
 
     def _tls_client_hello(self, m) -> None:
         e = m.endpoints
@@ -1061,6 +1096,8 @@ _HANDLERS = {
     "SsdpMessage": Observer._ssdp,
     "LldpNeighbor": Observer._lldp,
     "CdpNeighbor": Observer._cdp,
+    "SnmpSystem": Observer._snmp_system,
+    "SnmpV3Message": Observer._snmpv3,
     "TlsClientHello": Observer._tls_client_hello,
     "TlsServerHello": Observer._tls_server_hello,
     "QuicCryptoClientHello": Observer._quic_crypto_client_hello,

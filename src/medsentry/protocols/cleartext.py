@@ -1,5 +1,6 @@
 """Credentials that cross the wire in clear: Telnet (RFC 854), FTP (RFC 959), POP3 (RFC 1939,
-RFC 5034), IMAP (RFC 9051) and SNMP v1/v2c communities (RFC 1157, RFC 3416).
+RFC 5034), IMAP (RFC 9051); SNMP v1/v2c communities (RFC 1157, RFC 3416) in `snmp.py`, on the
+same `_Credentials` base.
 
 Each dissector reports the FACT (protocol, mechanism, whether the server accepted it) with the
 username reduced to a keyed hash; passwords are recognized and dropped, never kept. A session
@@ -19,7 +20,6 @@ from medsentry.protocols.registry import register_stream
 from medsentry.protocols.streamkit import StreamDissector
 
 MAX_LINE = 8192
-DEFAULT_COMMUNITIES = frozenset({b"public", b"private"})  # well-known SNMP defaults
 
 
 class _Credentials(StreamDissector):
@@ -415,80 +415,7 @@ class TelnetDissector(_Credentials):
         return out
 
 
-# -- SNMP --------------------------------------------------------------------------------------
-
-
-def _ber(data: bytes, pos: int) -> tuple[int, int, int]:
-    """One BER TLV header (X.690 §8.1): (tag, content start, content end)."""
-    if pos + 2 > len(data):
-        raise ParseError("BER header truncated")
-    tag, n = data[pos], data[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if k == 0 or k > 4 or pos + k > len(data):
-            raise ParseError("BER long-form length invalid")
-        n = int.from_bytes(data[pos : pos + k], "big")
-        pos += k
-    if pos + n > len(data):
-        raise ParseError("BER value runs past the message")
-    return tag, pos, pos + n
-
-
-def snmp_community(msg: bytes) -> tuple[int, bytes | None, int]:
-    """(version, community, PDU tag) of an SNMP message (RFC 1157 §4, RFC 3416 §3)."""
-    tag, start, _end = _ber(msg, 0)
-    if tag != 0x30:
-        raise ParseError("SNMP message is not a SEQUENCE")
-    tag, vs, ve = _ber(msg, start)
-    if tag != 0x02 or not 1 <= ve - vs <= 4:
-        raise ParseError("SNMP version is not an INTEGER")
-    version = int.from_bytes(msg[vs:ve], "big", signed=True)
-    if version == 3:
-        return version, None, 0  # SNMPv3 (RFC 3412): USM, no community
-    if version not in (0, 1):
-        raise ParseError(f"SNMP version {version} unknown")
-    tag, cs, ce = _ber(msg, ve)
-    if tag != 0x04:
-        raise ParseError("SNMP community is not an OCTET STRING")
-    pdu, _, _ = _ber(msg, ce)
-    if not 0xA0 <= pdu <= 0xA8:
-        raise ParseError(f"SNMP PDU tag {pdu:#x} unknown")
-    return version, msg[cs:ce], pdu
-
-
-class SnmpDissector(_Credentials):
-    """One message per datagram; each distinct community is reported once per flow."""
-
-    protocol = "snmp"
-
-    def __init__(self, ctx: FlowContext) -> None:
-        super().__init__(ctx)
-        self.seen: set[bytes] = set()
-
-    def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
-        _version, community, pdu = snmp_community(data)
-        if community is None:
-            return []
-        out: list[Event] = []
-        if direction != CLIENT_TO_SERVER and pdu == 0xA2 and self.pending is not None:
-            out += self._verdict(True)  # a GetResponse: the community was accepted
-        if community in self.seen or len(self.seen) >= 16:
-            return out
-        self.seen.add(community)
-        out += self._verdict(None)
-        fact = self._fact(
-            ts_ns, "community", community, True, default_credential=community in DEFAULT_COMMUNITIES
-        )
-        if direction == CLIENT_TO_SERVER:
-            self.pending = fact
-        else:
-            out.append(fact)
-        return out
-
-
 register_stream("ftp", FtpDissector)
 register_stream("pop3", Pop3Dissector)
 register_stream("imap", ImapDissector)
 register_stream("telnet", TelnetDissector)
-register_stream("snmp", SnmpDissector)

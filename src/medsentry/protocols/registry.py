@@ -32,6 +32,7 @@ _MODULES: list[str] = [
     "medsentry.protocols.tuya",
     "medsentry.protocols.mqtt",
     "medsentry.protocols.cleartext",
+    "medsentry.protocols.snmp",
     "medsentry.protocols.lldp",
     "medsentry.protocols.ble",
     "medsentry.protocols.ble_hci",

@@ -22,9 +22,9 @@ from medsentry.protocols.cleartext import (
     FtpDissector,
     ImapDissector,
     Pop3Dissector,
-    SnmpDissector,
     TelnetDissector,
 )
+from medsentry.protocols.snmp import SnmpDissector
 
 # xdist_group: the modules that build or share these live captures (same loopback addresses,
 # ports and MQTT client ids) run on one worker, so two builds never overlap
