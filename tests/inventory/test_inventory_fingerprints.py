@@ -199,6 +199,9 @@ def test_vendor_spellings_agree_and_parents_support_children() -> None:
         ("Canon", "Canon Medical Systems Corporation"),
         ("Carestream", "Carestream Health, Inc."),
         ("Nihon Kohden", "NIHON KOHDEN CORPORATION"),
+        ("HP", "Hewlett Packard"),
+        ("Aruba", "Aruba, a Hewlett Packard Enterprise Company"),
+        ("Nordic Semiconductor", "Nordic Semiconductor ASA"),
     ],
 )
 def test_a_registry_name_and_a_rule_name_of_one_company_agree(rule: str, registry: str) -> None:

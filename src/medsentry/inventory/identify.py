@@ -37,7 +37,7 @@ _DATASET_KEYS = (
 _QUERY_RETRIEVE = re.compile(r"^C-(FIND|MOVE|GET) ").match
 _LEGAL = re.compile(
     r"\b(?:inc|ltd|co|corp|corporation|corporate|company|ag|gmbh|llc|oy|nv|plc|sa|se|kg|kgaa|"
-    r"limited|srl|bv|ab|as|aps|pty|pte|kk|sas|spa|sarl)\b"
+    r"limited|srl|bv|ab|as|asa|aps|pty|pte|kk|sas|spa|sarl)\b"
 )
 # Words that do not tell companies apart ("Cisco Systems" is Cisco, "LG Electronics" is LG).
 _GENERIC = re.compile(
@@ -47,6 +47,12 @@ _GENERIC = re.compile(
     # nor do the field's words: "Canon Medical Systems" is Canon, "Carestream Health" Carestream
     r"medical|healthcare|health|diagnostics|bio medical|biomedical)\b"
 )
+# ", a <parent> company" after a registry name names the owner, not the maker.
+_PARENT = re.compile(r",\s*an? [^,]* company\s*$")
+# Registry names of one maker as its products are named: the IEEE registry says "Hewlett
+# Packard" for what HP Inc. and Hewlett Packard Enterprise (split 2015-11-01, HP Inc. 10-K)
+# make under the HP name.
+_SAME_MAKER = {"hewlett packard": "hp", "hpe": "hp", "hp enterprise": "hp"}
 # The city or province an IEEE registry name starts with ("Shenzhen Mindray Bio-Medical
 # Electronics Co., Ltd." is Mindray, as rules name it).
 _PLACE = re.compile(
@@ -81,11 +87,13 @@ def vendor_key(name: str) -> str:
     if len(known) == 1:
         return known[0]
     base = re.sub(r"\([^)]*\)?", " ", fold(name))  # "(Mobile Communications)", cut "(CM"
+    base = _PARENT.sub("", base)  # "Aruba, a Hewlett Packard Enterprise Company": Aruba
     folded = " ".join(re.sub(r"[^a-z0-9 ]+", " ", base).split())
     for text in (_PLACE.sub("", folded), folded):  # "Shenzhen Inc" is a company named Shenzhen
         words = _GENERIC.sub(" ", _LEGAL.sub(" ", text)).split()
         if words:
-            return " ".join(words)
+            key = " ".join(words)
+            return _SAME_MAKER.get(key, key)
     return name.casefold()
 
 
