@@ -250,6 +250,8 @@ def test_zeroconf_announces_dicom_services(tmp_path: Path, inventory_of) -> None
     dev = inventory_of(n.pcap)[f"mac:{CT_MAC}"]
     assert {"dicom-scp", "dicom-tls-scp"} <= set(dev.roles)
     assert dev.hostname == "ct-scanner-1"  # its mDNS A record
+    assert dev.category.value == "imaging.ct"  # PrimaryDeviceType=CT
+    assert "dicom.primary_device_type" in {e.source for e in dev.category.evidence}
 
 
 def test_unicast_dnssd_dicom_service(tmp_path: Path, inventory_of) -> None:
