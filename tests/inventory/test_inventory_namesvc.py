@@ -54,7 +54,14 @@ def _until(check, what: str, limit_s: float = 30.0) -> None:
     raise AssertionError(f"{what}: not within {limit_s} s")
 
 
-def _smb_conf(tmp: Path) -> Path:
+# an NT4-style domain controller: nmbd registers RADIOLOGY<1C> and <1B> (as unique names)
+PDC = """server role = classic primary domain controller
+domain logons = yes
+domain master = yes
+"""
+
+
+def _smb_conf(tmp: Path, extra: str = "") -> Path:
     state = tmp / "samba"
     state.mkdir()
     dirs = "\n".join(
@@ -65,7 +72,7 @@ def _smb_conf(tmp: Path) -> Path:
     conf = tmp / "smb.conf"
     conf.write_text(
         "[global]\nnetbios name = CT-CONSOLE-01\nworkgroup = RADIOLOGY\ninterfaces = eth0\n"
-        f"bind interfaces only = yes\nlog file = {state}/log.%m\n{dirs}\n"
+        f"bind interfaces only = yes\nlog file = {state}/log.%m\n{dirs}\n{extra}"
     )
     return conf
 
@@ -112,6 +119,38 @@ def test_nmbd_names_its_host(tmp_path: Path, inventory_of) -> None:
     devs = inventory_of(n.pcap)
     assert devs[f"mac:{CT_MAC}"].hostname == "CT-CONSOLE-01"
     assert devs[f"mac:{WS_MAC}"].hostname is None
+    assert "domain-controller" not in devs[f"mac:{CT_MAC}"].roles
+
+
+def test_nmbd_domain_controller(tmp_path: Path, inventory_of) -> None:
+    """nmbd as an NT4-style domain controller registers RADIOLOGY<1C> (domain controllers)
+    and <1B> (domain master browser): the host is a domain controller of RADIOLOGY."""
+    _need("nmbd", "nmblookup")
+    conf = _smb_conf(tmp_path, PDC)
+    with lan(tmp_path, HOSTS) as n:
+        n.start("ct", "nmbd", "--foreground", "--no-process-group", "-s", str(conf))
+
+        def dc() -> bool:
+            r = n.run("ws", "nmblookup", "-B", "10.77.0.255", "RADIOLOGY#1c", check=False)
+            return f"{CT_IP} RADIOLOGY<1c>" in r.stdout
+
+        _until(dc, "nmbd answers for RADIOLOGY<1c>")
+        n.run("ws", "nmblookup", "-A", CT_IP)
+    rows = _tshark(n.pcap, "nbns.flags.opcode == 5", "nbns.name")
+    assert any(r[0].startswith("RADIOLOGY<1c>") for r in rows)
+    events, devices = _states(n.pcap)
+    ct = devices[f"mac:{CT_MAC}"]
+    assert "domain-controller" in ct.roles
+    assert set(ct.observations["netbios.domain"]) == {"RADIOLOGY"}
+    # its NODE STATUS table alone tells it too: Samba lists RADIOLOGY<1c> there as unique
+    status = [e for e in events if not isinstance(e, NbnsMessage) or e.node_status]
+    ((name,),) = {
+        tuple(x for x in e.names if x.suffix == 0x1C) for e in status if isinstance(e, NbnsMessage)
+    }
+    assert (name.name, name.group) == ("RADIOLOGY", False)
+    devices, _ = observe(status).resolve()
+    assert "domain-controller" in devices[f"mac:{CT_MAC}"].roles
+    assert "domain-controller" in inventory_of(n.pcap)[f"mac:{CT_MAC}"].roles
 
 
 def test_node_status_unit_id_claims_the_address(ndpi_pcaps: Path, inventory_of) -> None:

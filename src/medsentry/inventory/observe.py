@@ -481,7 +481,7 @@ class Observer:
         if not m.response:
             return
         self._role(s, "dns-server", ts)
-        if any(st[:6].lower() == "_dicom" for st in m.service_types):
+        if m.service_types and any(st[:6].lower() == "_dicom" for st in m.service_types):
             self._dicom_dnssd(m, None, None, ts)  # unicast DNS-SD (RFC 6763)
         for rr in m.answers:
             if rr.rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
@@ -569,9 +569,10 @@ class Observer:
                 continue  # a WINS server's answer names another host
             if not n.group and n.suffix in _NETBIOS_HOST_SUFFIXES and n.name != "*":
                 self._hostname(ep, "netbios", n.name, ts)
-            elif (n.group and n.suffix in (0x00, 0x1C)) or (not n.group and n.suffix == 0x1B):
-                # its workgroup or domain; only domain controllers register <1C> (MS-NBTE
-                # §2.2.3 "domain controllers"), the PDC registers <1B> (domain master browser)
+            elif (n.group and n.suffix == 0x00) or n.suffix in (0x1B, 0x1C):
+                # its workgroup or domain: <00> group, <1B> domain master browser, <1C> domain
+                # controllers, which only they register (a group name, though Samba's NODE
+                # STATUS table lists it as unique)
                 self._obs(ep, "netbios.domain", n.name, ts)
                 if n.suffix == 0x1C:
                     self._role(ep, "domain-controller", ts)
