@@ -5,11 +5,21 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 DEB_PACKAGES="tshark tcpdump dcmtk libpcap0.8 iproute2 wireshark-common openssl curl openssh-client redis-tools gnupg poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 snmp snmpd tftpd-hpa tftp-hpa nftables iptables lldpd busybox"
+# Name-service stacks for the inventory tests (Samba's nmbd, llmnrd, dnsmasq), without the
+# packages they only recommend (Samba's would bring Ceph and GlusterFS libraries)
+DEB_PACKAGES_NO_RECOMMENDS="samba llmnrd dnsmasq-base"
 missing=""
 for p in $DEB_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
+missing_nr=""
+for p in $DEB_PACKAGES_NO_RECOMMENDS; do dpkg -s "$p" >/dev/null 2>&1 || missing_nr="$missing_nr $p"; done
+if [ -n "$missing$missing_nr" ]; then
   $SUDO apt-get update -qq
+fi
+if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+if [ -n "$missing_nr" ]; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing_nr >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 # Byte-compile the package as a regular (non-editable) pip install does: with

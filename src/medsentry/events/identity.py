@@ -1,5 +1,5 @@
-"""Identity protocol events for the inventory: DHCP, DHCPv6, DNS/mDNS/LLMNR, SSDP, LLDP, CDP,
-SNMP."""
+"""Identity protocol events for the inventory: DHCP, DHCPv6, DNS/mDNS/LLMNR, NetBIOS name
+service, SSDP, LLDP, CDP, SNMP."""
 
 from __future__ import annotations
 
@@ -56,11 +56,13 @@ class DnsQuestion(msgspec.Struct, frozen=True, kw_only=True):
     unicast_response: bool = False  # mDNS QU bit (RFC 6762 §5.4)
 
 
-class DnsRecord(msgspec.Struct, frozen=True, kw_only=True):
+class DnsRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str
     rtype: int
     ttl: int
     data: str  # address, target name, "prio weight port target" (SRV) or TXT strings
+    # TXT: the character-strings one by one ("key=value", RFC 6763 §6.3), as `data` joins them
+    strings: tuple[str, ...] = ()
 
 
 class DnsMessage(Event, tag="dns", frozen=True, kw_only=True):
@@ -79,6 +81,32 @@ class DnsMessage(Event, tag="dns", frozen=True, kw_only=True):
     service_types: list[str] = msgspec.field(default_factory=list)  # mDNS/DNS-SD: "_ipp._tcp.local"
     # "Infusion Pump 7._ipp._tcp.local"
     service_instances: list[str] = msgspec.field(default_factory=list)
+
+
+class NetbiosName(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A NetBIOS name (RFC 1001 §5.2, §14.1): up to 15 characters and the 16th byte, its suffix
+    (0x00 workstation, 0x20 file server, 0x1C domain controllers, 0x1B/0x1D master browsers)."""
+
+    name: str  # trailing space padding removed
+    suffix: int
+    group: bool = False  # NB_FLAGS / NAME_FLAGS G bit (RFC 1002 §4.2.1.3, §4.2.18)
+    address: str | None = None  # NB_ADDRESS, in a registration, release, refresh or answer
+
+
+class NbnsMessage(Event, tag="nbns", frozen=True, kw_only=True):
+    """A NetBIOS name service message (RFC 1002 §4.2) that names hosts: a name registration,
+    refresh or release request, a positive name query response, or a NODE STATUS response."""
+
+    flow_id: str
+    endpoints: Endpoints
+    direction: int = 0  # 0: sent by the flow's client, 1: by its server
+    transaction_id: int = 0
+    opcode: str  # QUERY, REGISTRATION, RELEASE, REFRESH, MULTI-HOMED REGISTRATION
+    response: bool = False
+    broadcast: bool = False  # NM_FLAGS B
+    node_status: bool = False  # an NBSTAT answer: `names` is the sender's name table
+    names: list[NetbiosName] = msgspec.field(default_factory=list)
+    unit_id: str | None = None  # NODE STATUS statistics UNIT_ID: the sender's MAC (§4.2.18)
 
 
 class SsdpMessage(Event, tag="ssdp", frozen=True, kw_only=True):

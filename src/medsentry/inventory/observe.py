@@ -57,10 +57,33 @@ DHCPV6_CLIENT_MESSAGES = frozenset(
 )  # fmt: skip
 DHCPV6_SERVER_MESSAGES = frozenset({"ADVERTISE", "REPLY", "RECONFIGURE"})
 
-# Hostname sources, most trusted first (the rank prefixes the stored name).
-HOSTNAME_RANK = {"dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "snmp": 2, "dns-ptr": 3, "dns-a": 4}
+# Hostname sources, most trusted first (the rank prefixes the stored name). A name a host
+# claims for itself over LLMNR or NetBIOS (RFC 4795, RFC 1002) comes last: any station can
+# answer for any name (name-service poisoning), NetBIOS names are cut to 15 characters.
+HOSTNAME_RANK = {
+    "dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "snmp": 2, "dns-ptr": 3, "dns-a": 4,
+    "llmnr": 5, "netbios": 6,
+}  # fmt: skip
+# A station answering LLMNR or NetBIOS queries for more of its "own" names than this is
+# answering for others' (a poisoner such as Responder answers every query): no more are taken
+MAX_ANSWERED_NAMES = 4
 # RFC 2578 §7.1.3 / IANA Private Enterprise Numbers: enterprises, 1.3.6.1.4.1.<PEN>
 _ENTERPRISES = "1.3.6.1.4.1."
+
+# DICOM DNS-SD service names (PS3.15 H.2.3): an instance "<name>._<service>._tcp.<domain>"
+_DICOM_SRV = re.compile(
+    r"^(?P<instance>(?:[^.\\]|\\.)+)\._(?P<service>dicom(?:-tls|-iscl|web|web-tls)?)\._tcp\.",
+    re.IGNORECASE,
+)
+# ... and the roles its Association Acceptor plays (the secure ones as DicomOverTls has them)
+_DICOM_SRV_ROLE = {"dicom": "dicom-scp", "dicom-tls": "dicom-tls-scp"}
+MAX_DICOM_INSTANCES = 4096
+# an AE title (PS3.5 §6.2, VR AE): 1-16 characters of the default repertoire, no backslash;
+# a Primary Device Type is a code value (PS3.15 Table H.1-2, VR SH: at most 16 characters)
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+_CODE_VALUE = re.compile(r"^[\x20-\x7e]{1,16}$")
+# NetBIOS suffixes (16th byte) naming a host's own computer name: workstation, file server
+_NETBIOS_HOST_SUFFIXES = (0x00, 0x20)
 
 # An Android application id: dot-separated Java-style segments (developer.android.com,
 # "Configure the app module": applicationId), e.g. com.example.app
@@ -102,6 +125,22 @@ def _domain(name: str) -> str:
     return dom
 
 
+def _dicom_txt(strings: Sequence[str], instance: str) -> tuple[str | None, str | None]:
+    """A DICOM instance's TXT keys (RFC 6763 §6.4: "key=value", keys in any case): the AE
+    title, else (no `AET` key) the instance name (PS3.15 H.2.3), and the primary device type."""
+    keys: dict[str, str] = {}
+    for kv in strings:
+        k, eq, v = kv.partition("=")
+        if eq and k.lower() not in keys:
+            keys[k.lower()] = v.strip()
+    aet = keys.get("aet") or instance.replace("\\.", ".")
+    device_type = keys.get("primarydevicetype")
+    return (
+        aet if _AE_TITLE.match(aet) else None,
+        device_type if device_type and _CODE_VALUE.match(device_type) else None,
+    )
+
+
 def _mac(mac: str | None) -> str | None:
     if mac is None:
         return None
@@ -132,6 +171,8 @@ class Observer:
         # MAC -> address -> (first, last, source) for addresses the station itself claimed
         self.claimed: dict[str, dict[str, list]] = defaultdict(dict)
         self.dns_names: dict[str, tuple[int, str, int]] = {}  # ip -> (rank, name, ts)
+        # DICOM DNS-SD instance name -> [AE title, primary device type, providers]
+        self.dicom_instances: dict[str, list] = {}
         # MACs that sent Router Advertisements (only routers do, RFC 4861 §6.2.3) -> first ts
         self.advertising_routers: dict[str, int] = {}
         self.on_link_prefixes: set[str] = set()  # RA Prefix Information, L flag (§4.6.2)
@@ -223,8 +264,8 @@ class Observer:
             span[0], span[1] = min(span[0], ts), max(span[1], ts)
 
     @staticmethod
-    def _role(ep: _Endpoint | None, role: str, ts: int) -> None:
-        if ep is not None and role not in ep.roles:
+    def _role(ep: _Endpoint | None, role: str | None, ts: int) -> None:
+        if ep is not None and role is not None and role not in ep.roles:
             ep.roles[role] = ts
 
     @staticmethod
@@ -241,8 +282,13 @@ class Observer:
             name = name[: -len(".local")]
         if not name or len(name) > 253:
             return
-        key = f"{HOSTNAME_RANK[source]}:{name}"
+        rank = HOSTNAME_RANK[source]
+        key = f"{rank}:{name}"
         if key not in ep.hostnames:
+            if rank >= HOSTNAME_RANK["llmnr"]:  # names a station claims for itself
+                prefix = f"{rank}:"
+                if sum(1 for k in ep.hostnames if k.startswith(prefix)) >= MAX_ANSWERED_NAMES:
+                    return
             ep.hostnames[key] = ts
 
     @staticmethod
@@ -404,17 +450,27 @@ class Observer:
                 for rr in m.answers:
                     if rr.rtype in (1, 28) and rr.data == e.client:
                         self._hostname(sender, "mdns", rr.name, ts)
+                dicom = False
                 for st in m.service_types:
                     self._obs(sender, "mdns.service", st, ts)
+                    dicom = dicom or st[:6].lower() == "_dicom"
+                if dicom:
+                    self._dicom_dnssd(m, sender, e.client, ts)
                 for inst in m.service_instances:
                     self._obs(sender, "mdns.instance", inst.split("._")[0], ts)
+            return
+        if m.protocol == "llmnr":
+            if m.response:
+                self._llmnr(m)
             return
         if m.protocol != "dns":
             return
         qs = m.questions
         names = (qs[0].name,) if len(qs) == 1 else tuple(q.name for q in qs)
-        sig = (m.response, e.client, e.client_mac, e.server if m.response else None, names)
-        if self._repeat(sig):  # the same client asked (or was answered) the same names
+        # the question types too: the A and AAAA (or SRV and TXT) answers for one name differ
+        qtypes = qs[0].qtype if len(qs) == 1 else tuple(q.qtype for q in qs)
+        sig = (m.response, e.client, e.client_mac, e.server if m.response else None, names, qtypes)
+        if self._repeat(sig):  # the same client asked (or was answered) the same questions
             return
         c, s = self._ends(e, ts)
         if c is not None:  # the client asked: the cloud it talks to
@@ -427,12 +483,101 @@ class Observer:
         if not m.response:
             return
         self._role(s, "dns-server", ts)
+        if m.service_types and any(st[:6].lower() == "_dicom" for st in m.service_types):
+            self._dicom_dnssd(m, None, None, ts)  # unicast DNS-SD (RFC 6763)
         for rr in m.answers:
             if rr.rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
                 octets = rr.name[: -len(".in-addr.arpa")].split(".")
                 self._dns_name(".".join(reversed(octets)), "dns-ptr", rr.data, ts)
             elif rr.rtype in (1, 28):
                 self._dns_name(rr.data, "dns-a", rr.name, ts)
+
+    def _llmnr(self, m) -> None:
+        # the responder answers from port 5355 (RFC 4795 §2.1) for a name of its own: its
+        # answer's A/AAAA data is its own address. A query names someone else.
+        e, ts = m.endpoints, m.ts_ns
+        for mac, ip, port in ((e.server_mac, e.server, e.server_port),
+                              (e.client_mac, e.client, e.client_port)):  # fmt: skip
+            if port != 5355:
+                continue
+            names = tuple(rr.name for rr in m.answers if rr.rtype in (1, 28) and rr.data == ip)
+            if not names or self._repeat(("llmnr", ip, mac, names)):
+                continue
+            ep = self._pair(mac, ip, ts)
+            for name in names:
+                self._hostname(ep, "llmnr", name, ts)
+
+    def _dicom_dnssd(self, m, sender: _Endpoint | None, sender_ip: str | None, ts: int) -> None:
+        """DNS-SD answers naming a DICOM service instance (PS3.15 H.2.3): its SRV record's
+        target host offers the service on the SRV port; its TXT record may carry `AET` (the
+        Called AE Title) and `PrimaryDeviceType`. The provider is the target's address in the
+        message (A/AAAA), else for mDNS the sender, which answers for its own records. SRV and
+        TXT may come in different messages (unicast DNS answers one question each): an
+        instance's TXT keys join its providers whenever both are known."""
+        answers = m.answers
+        for rr in answers:
+            if rr.rtype not in (33, 16):  # SRV (RFC 2782), TXT (RFC 6763 §6)
+                continue
+            found = _DICOM_SRV.match(rr.name)
+            if found is None:
+                continue
+            key = rr.name.lower()
+            inst = self.dicom_instances.get(key)
+            if inst is None:
+                if len(self.dicom_instances) >= MAX_DICOM_INSTANCES:
+                    continue
+                inst = self.dicom_instances[key] = [None, None, []]
+            if rr.rtype == 16:
+                inst[0], inst[1] = _dicom_txt(rr.strings, found.group("instance"))
+                providers = inst[2]
+            else:
+                parts = rr.data.split(" ", 3)
+                if len(parts) != 4 or not parts[2].isdigit():
+                    continue
+                target = parts[3].lower()
+                addrs = {a.data for a in answers if a.rtype in (1, 28) and a.name.lower() == target}
+                if sender is not None and (not addrs or sender_ip in addrs):
+                    providers = [sender]
+                else:
+                    providers = [ep for a in sorted(addrs) if (ep := self._pair(None, a, ts))]
+                service = found.group("service").lower()
+                for ep in providers:
+                    self._role(ep, _DICOM_SRV_ROLE.get(service), ts)
+                    self._obs(ep, "dicom.dnssd.service", f"{service} tcp/{parts[2]}", ts)
+                    if ep not in inst[2] and len(inst[2]) < 8:
+                        inst[2].append(ep)
+            for ep in providers:
+                self._obs(ep, "dicom.ae_title", inst[0], ts)
+                self._obs(ep, "dicom.primary_device_type", inst[1], ts)
+
+    def _nbns(self, m) -> None:
+        # NetBIOS name service (protocols/nbns.py): the names a host registers, refreshes,
+        # releases or answers for with its own address, and a NODE STATUS response's name table
+        # and adapter MAC (RFC 1002 §4.2.18) are the sender's
+        e, ts = m.endpoints, m.ts_ns
+        mac, ip = (e.client_mac, e.client) if m.direction == 0 else (e.server_mac, e.server)
+        names = m.names
+        sig = ("nbns", ip, mac, m.node_status, m.unit_id,
+               tuple((n.name, n.suffix, n.group, n.address) for n in names))  # fmt: skip
+        if self._repeat(sig):
+            return
+        ep = self._pair(mac, ip, ts)
+        if ep is None:
+            return
+        if m.node_status:
+            self._claim(m.unit_id, ip, ts, "netbios")
+        for n in names:
+            if not m.node_status and n.address != ip:
+                continue  # a WINS server's answer names another host
+            if not n.group and n.suffix in _NETBIOS_HOST_SUFFIXES and n.name != "*":
+                self._hostname(ep, "netbios", n.name, ts)
+            elif (n.group and n.suffix == 0x00) or n.suffix in (0x1B, 0x1C):
+                # its workgroup or domain: <00> group, <1B> domain master browser, <1C> domain
+                # controllers, which only they register (a group name, though Samba's NODE
+                # STATUS table lists it as unique)
+                self._obs(ep, "netbios.domain", n.name, ts)
+                if n.suffix == 0x1C:
+                    self._role(ep, "domain-controller", ts)
 
     def _dns_name(self, ip: str, source: str, name: str, ts: int) -> None:
         if classify(ip) != "local" or not name:
@@ -1093,6 +1238,7 @@ _HANDLERS = {
     "DhcpMessage": Observer._dhcp,
     "Dhcpv6Message": Observer._dhcpv6,
     "DnsMessage": Observer._dns,
+    "NbnsMessage": Observer._nbns,
     "SsdpMessage": Observer._ssdp,
     "LldpNeighbor": Observer._lldp,
     "CdpNeighbor": Observer._cdp,

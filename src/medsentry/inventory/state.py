@@ -80,7 +80,7 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
             return
         span.first_ns = min(span.first_ns, first_ns)
         span.last_ns = max(span.last_ns, last_ns)
-        if source in ("dhcp", "arp", "ndp") and span.source == "flow":
+        if source in ("dhcp", "arp", "ndp", "netbios") and span.source == "flow":
             span.source = source
 
     def _merge_times_and_addresses(self, other: DeviceState) -> None:

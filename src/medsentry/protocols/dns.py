@@ -126,14 +126,17 @@ def _rdata(msg: bytes, rtype: int, start: int, length: int, suffixes: dict | Non
     if rtype == SRV and length >= 7:
         prio, weight, port = struct.unpack(">HHH", rd[:6])
         return f"{prio} {weight} {port} {read_name(msg, start + 6, False, suffixes)[0]}"
-    if rtype == TXT:
-        parts, i = [], 0
-        while i < length and len(parts) < 32:
-            n = rd[i]
-            parts.append(text(rd[i + 1 : i + 1 + n], 255))
-            i += 1 + n
-        return " ".join(parts)[:1024]
     return f"<{length} bytes>"
+
+
+def _txt(rd: bytes) -> tuple[str, ...]:
+    """TXT RDATA: one or more <character-string>s (RFC 1035 §3.3.14), at most 32."""
+    parts, i, length = [], 0, len(rd)
+    while i < length and len(parts) < 32:
+        n = rd[i]
+        parts.append(text(rd[i + 1 : i + 1 + n], 255))
+        i += 1 + n
+    return tuple(parts)
 
 
 _HEADER = struct.Struct(">HHHHHH")
@@ -180,11 +183,14 @@ def parse_message(msg: bytes) -> dict:
         if pos + rdlen > size:
             raise ParseError("DNS RDATA runs past the message")
         if rtype != OPT and len(answers) < MAX_RECORDS:
-            answers.append(
-                DnsRecord(
-                    name=name, rtype=rtype, ttl=ttl, data=_rdata(msg, rtype, pos, rdlen, suffixes)
-                )
-            )
+            if rtype == TXT:  # the strings one by one too: "key=value" pairs (RFC 6763 §6.3)
+                strings = _txt(msg[pos : pos + rdlen])
+                data = " ".join(strings)[:1024]
+                rr = DnsRecord(name=name, rtype=rtype, ttl=ttl, data=data, strings=strings)
+            else:
+                data = _rdata(msg, rtype, pos, rdlen, suffixes)
+                rr = DnsRecord(name=name, rtype=rtype, ttl=ttl, data=data)
+            answers.append(rr)
         pos += rdlen
     _services(out)
     return out

@@ -28,6 +28,7 @@ _MODULES: list[str] = [
     "medsentry.protocols.quic",
     "medsentry.protocols.dhcp",
     "medsentry.protocols.dns",
+    "medsentry.protocols.nbns",
     "medsentry.protocols.ssdp",
     "medsentry.protocols.tuya",
     "medsentry.protocols.mqtt",

@@ -361,11 +361,12 @@ def dns_tcp(data: bytes) -> Verdict:
 @validator("netbios_ns")
 def netbios_ns(data: bytes) -> Verdict:
     """NetBIOS name service packet: DNS-like header, first-level-encoded 32-byte name
-    (RFC 1002 §4.2.1, RFC 1001 §14.1)."""
+    (RFC 1002 §4.2.1, RFC 1001 §14.1); opcodes of RFC 1002 §4.2.1.1, 9 (the refresh Windows
+    and Samba send) and 15 (multi-homed registration, MS-NBTE §2.2.1)."""
     if len(data) < 12:
         return None
     qd, an = (data[4] << 8) | data[5], (data[6] << 8) | data[7]
-    if qd + an == 0 or qd > 1 or an > 1 or (data[2] >> 3) & 0xF not in (0, 5, 6, 7, 8):
+    if qd + an == 0 or qd > 1 or an > 1 or (data[2] >> 3) & 0xF not in (0, 5, 6, 7, 8, 9, 15):
         return False
     if len(data) < 46:
         return None

@@ -187,9 +187,11 @@ def test_ndpi_dns_agree_with_tshark(ndpi_pcaps: Path, name: str, proto: str) -> 
         "dns.a",
         "dns.ptr.domain_name",
         "dns.srv.target",
+        "dns.txt",
     )
     assert len(ev) == len(rows) >= 1
-    for e, (qn, a, ptr, srv) in zip(sorted(ev, key=lambda e: e.ts_ns), rows, strict=True):
+    rows = [r + [""] * (5 - len(r)) for r in rows]  # tshark leaves trailing empty fields out
+    for e, (qn, a, ptr, srv, txt) in zip(sorted(ev, key=lambda e: e.ts_ns), rows, strict=True):
         # we write a dot inside a label as "\." (RFC 1035 §5.1); tshark writes it bare
         ptr = ptr.replace("\\.", ".")
         assert [q.name for q in e.questions] == [x for x in qn.split("|") if x]
@@ -200,6 +202,9 @@ def test_ndpi_dns_agree_with_tshark(ndpi_pcaps: Path, name: str, proto: str) -> 
         assert [r.data.split()[-1] for r in e.answers if r.rtype == 33] == [
             x for x in srv.split("|") if x
         ]
+        # TXT character-strings one by one (RFC 1035 §3.3.14), the "key=value" pairs of DNS-SD
+        strings = [x for r in e.answers if r.rtype == 16 for x in r.strings]
+        assert [x for x in strings if x] == [x for x in txt.split("|") if x]
 
 
 def test_mdns_service_names(ndpi_pcaps: Path) -> None:
