@@ -125,6 +125,9 @@ class DicomCommand(Event, tag="dicom_dimse", frozen=True, kw_only=True):
     command: str  # e.g. "C-STORE-RQ"; "0xNNNN" when unknown
     command_field: int
     abstract_syntax: str | None = None  # of the presentation context
+    # the flow was captured after its A-ASSOCIATE (PS3.8 §9.3.2): AE titles and negotiated
+    # syntaxes unknown; `abstract_syntax` is then the SOP class a command on the context named
+    seen_from_middle: bool = False
     message_id: int | None = None
     message_id_responded: int | None = None
     affected_sop_class_uid: str | None = None
@@ -157,6 +160,8 @@ class DicomDataset(Event, tag="dicom_dataset", frozen=True, kw_only=True):
     endpoints: Endpoints
     direction: int
     context_id: int
+    # the flow was captured after its A-ASSOCIATE: the transfer syntax is guessed (PS3.5 §7.1.2)
+    seen_from_middle: bool = False
     command: str | None = None  # the command this data set belongs to
     message_id: int | None = None
     # a C-STORE sub-operation of a C-MOVE names the C-MOVE's requestor (PS3.7 §9.1.1.1, §9.3.1.1):
@@ -200,4 +205,11 @@ class DicomSession(Event, tag="dicom_session", frozen=True, kw_only=True):
     datasets: int = 0
     dataset_bytes: int = 0
     gaps: int = 0
-    desynchronized: bool = False  # a gap hit PDU framing: the rest of the flow was not followed
+    # a direction lost its PDU framing and no PDU header came within the search window
+    # (4 MiB): the rest of that direction was not followed
+    desynchronized: bool = False
+    seen_from_middle: bool = False  # captured after the A-ASSOCIATE: AE titles unknown
+    resyncs: int = 0  # PDU boundaries found by search (capture start, gaps, framing errors)
+    resync_skipped_bytes: int = 0  # stream bytes passed over by those searches
+    # command sets and data sets whose first fragment was missed: counted, never decoded
+    partial_messages: int = 0

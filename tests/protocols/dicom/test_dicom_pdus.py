@@ -382,9 +382,13 @@ def test_gap_inside_a_data_set_is_skipped() -> None:
     (dset,) = [e for e in events if isinstance(e, DicomDataset)]
     assert dset.bytes_total == len(encoded)  # the lost bytes are counted
     assert dset.manufacturer == ds.Manufacturer  # the header survived: the gap is in pixels
-    # a gap in a PDU header loses the framing: the direction is no longer followed
-    assert d.gap(0, 10, 4) == [] and d.feed(0, release_rq(), 5) == []
-    assert d.close(6)[0].desynchronized
+    # a gap in a PDU header loses the framing: the next PDU header is searched for
+    assert d.gap(0, 10, 4) == []
+    assert d.feed(0, b"\x00" * 7 + release_rq(), 5) == []  # no header after it yet
+    release, session = d.close(6)  # the stream ends right after it: taken
+    assert isinstance(release, DicomRelease) and isinstance(session, DicomSession)
+    assert not session.desynchronized and not session.seen_from_middle
+    assert (session.resyncs, session.resync_skipped_bytes) == (1, 7)
 
 
 @pytest.mark.parametrize(
@@ -398,9 +402,12 @@ def test_gap_inside_a_data_set_is_skipped() -> None:
     ],
 )
 def test_hostile_headers_are_refused_before_buffering(data: bytes) -> None:
-    d = DicomDissector(flow_context())
+    d, _ = associated()
     with pytest.raises(ParseError, match="stream byte"):
         d.feed(0, data, 1)
+    # without an association they are no PDU boundary: searched past, never buffered
+    d = DicomDissector(flow_context())
+    assert d.feed(0, data, 1) == [] and len(d._dirs[0].buf) < 12
 
 
 def test_malformed_command_set_is_a_parse_error() -> None:

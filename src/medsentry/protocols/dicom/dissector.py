@@ -5,6 +5,11 @@ and one segment may carry several PDUs. Association PDUs are buffered whole (the
 capped); P-DATA-TF is streamed PDV by PDV (PS3.8 §9.3.5), so memory stays bounded whatever the
 PDU or data set size: a command set is reassembled up to 64 KiB, a data set up to
 `DATASET_PREFIX` bytes (the rest is counted, not kept).
+
+A flow captured after its A-ASSOCIATE, and a direction whose PDU framing a gap (lost segments)
+broke, are picked up at the next plausible PDU header (`resync.py`): the messages that follow
+are reported, marked `seen_from_middle` when the association was not seen; a command set or data
+set whose first fragment was missed is counted, never decoded from its middle.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from medsentry.protocols.dicom.pdu import (
     ABORT_REASON_NAMES,
     ABORT_SOURCE_NAMES,
     CONTEXT_RESULT_NAMES,
+    MAX_ASSOCIATE_PDU_LENGTH,
     P_DATA_TF_TYPE,
     PDU_HEADER_LENGTH,
     PDU_NAMES,
@@ -67,6 +73,7 @@ from medsentry.protocols.dicom.pdu import (
     REJECT_SOURCE_NAMES,
     check_header,
 )
+from medsentry.protocols.dicom.resync import RESYNC_WINDOW, find_pdu
 
 # knowledge files are loaded and validated at start-up (a bad file fails here, not mid-scan)
 dataset_attributes()
@@ -76,6 +83,8 @@ implementation_roots()
 DATASET_PREFIX = 64 * 1024  # bytes of each data set decoded; the rest is only counted
 _PDV_HEADER = 6  # PS3.8 §9.3.5.1: item length (4), presentation context ID (1), control header (1)
 _U32 = struct.Struct(">I")
+# PS3.7 §6.3.1: a command set begins with Command Group Length (0000,0000), UL, length 4
+_COMMAND_GROUP_LENGTH = b"\x00\x00\x00\x00\x04\x00\x00\x00"
 
 # PS3.7 §D.3.3.7.1: user identity type
 USER_IDENTITY_TYPES = {1: "username", 2: "username-passcode", 3: "kerberos", 4: "saml", 5: "jwt"}
@@ -106,21 +115,33 @@ class _Direction:
         "ds_context",
         "ds_prefix",
         "ds_total",
+        "hunting",
+        "lossy",
         "message_context",
         "offset",
         "pdu_remaining",
         "pdu_type",
         "pdv_context",
         "pdv_control",
+        "pdv_length",
         "pdv_remaining",
+        "skipped",
+        "started",
+        "tail",
     )
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.offset = 0  # stream bytes consumed, for error messages
+        self.started = False  # the first bytes were looked at (a PDU boundary or not)
+        self.hunting = False  # searching for a PDU header (resync.py)
+        self.lossy = False  # a framing error sends the direction hunting instead of failing
+        self.skipped = 0  # bytes passed over by the current search
+        self.tail = False  # the PDVs belong to a message whose first fragment was missed
         self.pdu_type: int | None = None
         self.pdu_remaining = 0
         self.pdv_remaining = 0
+        self.pdv_length = 0
         self.pdv_context = 0
         self.pdv_control = 0
         self.message_context: int | None = None  # context of the command being reassembled
@@ -149,6 +170,11 @@ class DicomDissector:
         self._dataset_bytes = 0
         self._gaps = 0
         self._credential: DicomUserIdentity | None = None  # sent in clear, verdict pending
+        self._associated = False  # a direction began with an association PDU (PS3.8 §9.3.2-4)
+        self._learned: dict[int, str] = {}  # context id -> SOP class named by its commands
+        self._resyncs = 0
+        self._skipped = 0
+        self._partial = 0
 
     # -- the Dissector interface -------------------------------------------------------------
 
@@ -157,10 +183,28 @@ class DicomDissector:
             return []
         d = self._dirs[direction]
         d.buf += data
-        try:
-            return list(self._drain(direction, d, ts_ns))
-        except ParseError as exc:
-            raise ParseError(f"{exc} (direction {direction}, stream byte {d.offset})") from None
+        if not d.started and not self._start(d):
+            return []
+        return self._run(direction, d, ts_ns, False)
+
+    def _run(self, direction: int, d: _Direction, ts_ns: int, final: bool) -> list[Event]:
+        """Decode the buffered bytes, searching for a PDU header first where the framing is
+        lost (`final`: the stream ends with them)."""
+        events: list[Event] = []
+        while True:
+            offset = d.offset
+            try:
+                if d.hunting and not self._hunt(direction, d, final):
+                    return events
+                events.extend(self._drain(direction, d, ts_ns))  # keeps what came before a raise
+                return events
+            except ParseError as exc:
+                if not d.lossy or self._desync[direction]:
+                    raise ParseError(
+                        f"{exc} (direction {direction}, stream byte {d.offset})"
+                    ) from None
+                # a false resync, or more loss: search on (past this byte if none was used)
+                self._lose_sync(d, int(d.offset == offset))
 
     def skippable(self, direction: int) -> int:
         """How many of the next bytes of `direction` would only be counted: the middle of a
@@ -188,10 +232,14 @@ class DicomDissector:
         d.ds_total += length
 
     def gap(self, direction: int, length: int, ts_ns: int) -> list[Event]:
-        """Bytes lost: skip them inside a data PDV; anywhere else the framing is lost."""
+        """Bytes lost: skip them inside a data PDV; anywhere else the framing is lost and the
+        next PDU header is searched for."""
         self._gaps += 1
         d = self._dirs[direction]
         if self._desync[direction]:
+            return []
+        if d.hunting:
+            d.buf.clear()  # the bytes kept for a header split over segments no longer follow on
             return []
         if d.pdu_type == P_DATA_TF_TYPE and not d.buf and 0 < length <= d.pdv_remaining:
             d.pdv_remaining -= length
@@ -208,14 +256,20 @@ class DicomDissector:
                     d.pdu_type = None
                 return events
             return []
-        self._desync[direction] = True
-        d.buf = bytearray()
-        d.command_buf = bytearray()
-        d.ds_prefix = bytearray()
+        d.buf.clear()
+        self._lose_sync(d, 0)
         return []
 
     def close(self, ts_ns: int) -> list[Event]:
-        events = list(self._credentials(None, ts_ns))
+        events: list[Event] = []
+        for direction, d in enumerate(self._dirs):
+            if d.hunting and d.buf and not self._desync[direction]:
+                # a PDU found at the end of the stream has no next header to confirm it
+                try:
+                    events += self._run(direction, d, ts_ns, True)
+                except ParseError:  # still no PDU header: nothing more to report
+                    self._desync[direction] = True
+        events += self._credentials(None, ts_ns)
         if not self._pdus and not self._gaps:
             return events  # nothing was said (e.g. a scan's SYN to port 104): no session summary
         return [
@@ -230,8 +284,78 @@ class DicomDissector:
                 dataset_bytes=self._dataset_bytes,
                 gaps=self._gaps,
                 desynchronized=any(self._desync),
+                seen_from_middle=not self._associated,
+                resyncs=self._resyncs,
+                resync_skipped_bytes=self._skipped,
+                partial_messages=self._partial,
             ),
         ]
+
+    # -- PDU boundaries (PS3.8 §9.3.1): a stream that does not start at one, or lost it -------
+
+    def _start(self, d: _Direction) -> bool:
+        """At a direction's first bytes: whether they begin an association PDU (or follow one
+        on the other direction), else search for a PDU header. False: too few bytes yet."""
+        buf = d.buf
+        if len(buf) < 8:
+            return False
+        d.started = True
+        if self._associated:
+            return True
+        pdu_type = buf[0]
+        (length,) = _U32.unpack_from(buf, 2)
+        if buf[1] == 0 and (
+            (
+                pdu_type in (A_ASSOCIATE_RQ_TYPE, A_ASSOCIATE_AC_TYPE)
+                and 68 <= length <= MAX_ASSOCIATE_PDU_LENGTH
+                and buf[6] == 0
+                and buf[7] & 1
+            )
+            or (pdu_type == A_ASSOCIATE_RJ_TYPE and length == 4)
+        ):  # PS3.8 §9.3.2-§9.3.4: fixed fields and items within bounds, protocol version 1
+            self._associated = True
+            return True
+        self._lose_sync(d, 0)  # captured after the association began
+        return True
+
+    def _lose_sync(self, d: _Direction, drop: int) -> None:
+        """The direction's framing is lost: forget the PDU and message in progress, drop
+        `drop` bytes and search for the next PDU header."""
+        d.started = d.hunting = d.lossy = d.tail = True
+        d.pdu_type = None
+        d.pdu_remaining = d.pdv_remaining = 0
+        d.message_context = d.ds_context = None
+        d.command = None
+        d.command_buf.clear()
+        d.ds_prefix.clear()
+        d.ds_total = 0
+        if drop:
+            del d.buf[:drop]
+            d.offset += drop
+            d.skipped += drop
+            self._skipped += drop
+
+    def _hunt(self, direction: int, d: _Direction, final: bool) -> bool:
+        """Search the buffered bytes for a PDU header (`resync.find_pdu`) and drop those before
+        it: True when the buffer now starts with one. Past RESYNC_WINDOW bytes the direction is
+        given up; on a flow where no PDU was ever found that is a parse error (not DICOM)."""
+        at, found = find_pdu(d.buf, 0, final)
+        if at:
+            del d.buf[:at]
+            d.offset += at
+            d.skipped += at
+            self._skipped += at
+        if found:
+            d.hunting = False
+            d.skipped = 0
+            self._resyncs += 1
+            return True
+        if d.skipped > RESYNC_WINDOW:
+            self._desync[direction] = True
+            d.buf = bytearray()
+            if not self._pdus:
+                raise ParseError(f"DICOM: no PDU header in {d.skipped} bytes")
+        return False
 
     # -- PDU framing (PS3.8 §9.3.1) ------------------------------------------------------------
 
@@ -275,7 +399,7 @@ class DicomDissector:
                     pos += _PDV_HEADER
                     d.offset += _PDV_HEADER
                     d.pdu_remaining -= _PDV_HEADER
-                    d.pdv_remaining = item_length - 2
+                    d.pdv_remaining = d.pdv_length = item_length - 2
                     if d.pdv_remaining == 0:
                         yield from self._fragment(direction, d, b"", True, ts_ns)
                     if d.pdu_remaining == 0 and d.pdv_remaining == 0:
@@ -471,6 +595,11 @@ class DicomDissector:
         control = d.pdv_control  # PS3.8 §E.2: bit 0 command, bit 1 last fragment
         context = d.pdv_context
         last = pdv_end and bool(control & 2)
+        if d.tail and not self._message_start(d, control, chunk):
+            if last:  # the message whose start was missed ends here: counted, not decoded
+                d.tail = False
+                self._partial += 1
+            return
         if control & 1:
             if d.message_context != context:
                 d.command_buf.clear()
@@ -495,6 +624,19 @@ class DicomDissector:
         if last:
             yield self._dataset(direction, d, context, ts_ns)
 
+    @staticmethod
+    def _message_start(d: _Direction, control: int, chunk: bytes) -> bool:
+        """After a resync, whether this fragment starts a message (then the tail is over): a
+        command set's first bytes are its Command Group Length (PS3.7 §6.3.1). A data set
+        fragment never counts: its command set, which says one follows, was missed."""
+        if not control & 1 or not chunk or d.pdv_remaining + len(chunk) != d.pdv_length:
+            return False  # not a command, or not the first bytes of its PDV
+        n = min(len(chunk), len(_COMMAND_GROUP_LENGTH))
+        if chunk[:n] != _COMMAND_GROUP_LENGTH[:n]:
+            return False
+        d.tail = False
+        return True
+
     def _command(
         self, direction: int, d: _Direction, context: int, cmd: CommandSet, ts_ns: int
     ) -> Event:
@@ -503,6 +645,12 @@ class DicomDissector:
         d.command = cmd if cmd.data_set_present else None
         instance = cmd.affected_sop_instance_uid or cmd.requested_sop_instance_uid
         sop_class = cmd.affected_sop_class_uid or cmd.requested_sop_class_uid
+        abstract = self._proposed.get(context, (None, []))[0]
+        if abstract is None and not self._associated:
+            # a context negotiated before the capture: the SOP class its commands name
+            abstract = self._learned.get(context)
+            if abstract is None and sop_class:
+                abstract = self._learned[context] = sop_class
         return DicomCommand(
             ts_ns=ts_ns,
             flow_id=self.ctx.flow_id,
@@ -511,7 +659,8 @@ class DicomDissector:
             context_id=context,
             command=COMMAND_NAMES.get(field, f"0x{field:04x}"),
             command_field=field,
-            abstract_syntax=self._proposed.get(context, (None, []))[0],
+            abstract_syntax=abstract,
+            seen_from_middle=not self._associated,
             message_id=cmd.message_id,
             message_id_responded=cmd.message_id_being_responded_to,
             affected_sop_class_uid=cmd.affected_sop_class_uid,
@@ -558,6 +707,7 @@ class DicomDissector:
             endpoints=self.ctx.endpoints,
             direction=direction,
             context_id=context,
+            seen_from_middle=not self._associated,
             command=COMMAND_NAMES.get(field, f"0x{field:04x}") if field is not None else None,
             message_id=cmd.message_id if cmd else None,
             move_originator_ae=cmd.move_originator_ae_title if cmd else None,
