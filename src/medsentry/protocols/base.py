@@ -8,6 +8,7 @@ flags, counts or keyed hashes (`FlowContext.phi_hash`) before anything leaves it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -30,7 +31,14 @@ class FlowContext:
         """Keyed hash of an identifying value (HMAC-SHA-256, truncated to 16 hex digits)."""
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogateescape")
-        return hmac.new(self.phi_key, value, hashlib.sha256).hexdigest()[:16]
+        h = _keyed(self.phi_key).copy()  # the key's pads computed once (RFC 2104 §2)
+        h.update(value)
+        return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 class ParseError(Exception):
