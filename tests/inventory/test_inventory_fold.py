@@ -94,6 +94,26 @@ def test_one_ip_several_macs_over_time_stays_several_devices() -> None:
     assert set(srv.peers) == {a.device_id, b.device_id}
 
 
+def dhcp_request(mac: str, t: int, vendor_class: str, ip: str | None = None) -> DhcpMessage:
+    """A client's DHCPREQUEST broadcast (RFC 2131 §4.3.2) with its vendor class (option 60)."""
+    return DhcpMessage(
+        ts_ns=T0 + t * S,
+        flow_id=f"r{t}",
+        endpoints=Endpoints(
+            client="0.0.0.0",
+            server="255.255.255.255",
+            client_port=68,
+            server_port=67,
+            client_mac=mac,
+        ),
+        op=1,
+        message_type="REQUEST",
+        client_mac=mac,
+        vendor_class=vendor_class,
+        requested_address=ip,
+    )
+
+
 def dhcp_ack(mac: str, ip: str, t: int) -> DhcpMessage:
     return DhcpMessage(
         ts_ns=T0 + t * S,
@@ -163,17 +183,7 @@ def test_ip_only_device_merges_when_its_mac_shows_up(db_url: str) -> None:
 
 def test_a_new_role_is_a_change(sqlite_url: str) -> None:
     a, b = "02:00:00:00:00:01", "00:06:5b:00:00:05"  # a: no OUI, nothing known at first
-    request = DhcpMessage(
-        ts_ns=T0 + 50 * S,
-        flow_id="r1",
-        endpoints=Endpoints(
-            client="0.0.0.0", server="255.255.255.255", client_port=68, server_port=67, client_mac=a
-        ),
-        op=1,
-        message_type="REQUEST",
-        client_mac=a,
-        vendor_class="BBraun-SpaceStation",
-    )
+    request = dhcp_request(a, 50, "BBraun-SpaceStation")
     with open_store(sqlite_url) as store:
         e = InventoryEngine()
         e.feed([flow(1, "10.20.0.7", "10.20.0.5", a, b)])
@@ -284,36 +294,18 @@ def test_an_older_capture_scanned_last_keeps_the_history_in_time_order(sqlite_ur
     the address it used then came before the current one, not after it."""
     a, b = "02:00:00:00:00:01", "00:06:5b:00:00:05"
 
-    def request(t: int, vendor_class: str, ip: str) -> DhcpMessage:
-        return DhcpMessage(
-            ts_ns=T0 + t * S,
-            flow_id=f"r{t}",
-            endpoints=Endpoints(
-                client="0.0.0.0",
-                server="255.255.255.255",
-                client_port=68,
-                server_port=67,
-                client_mac=a,
-            ),
-            op=1,
-            message_type="REQUEST",
-            client_mac=a,
-            vendor_class=vendor_class,
-            requested_address=ip,
-        )
-
     with open_store(sqlite_url) as store:
         e = InventoryEngine()
         e.feed(
             [
-                request(5000, "MSFT 5.0", "10.20.0.8"),
+                dhcp_request(a, 5000, "MSFT 5.0", "10.20.0.8"),
                 flow(2, "10.20.0.8", "10.20.0.5", a, b, t=5001),
             ]
         )
         e.finish(store, "newer")
         e.feed(
             [
-                request(10, "BBraun-SpaceStation", "10.20.0.7"),
+                dhcp_request(a, 10, "BBraun-SpaceStation", "10.20.0.7"),
                 flow(1, "10.20.0.7", "10.20.0.5", a, b, t=11),
             ]
         )

@@ -554,8 +554,8 @@ class Observer:
         # NetBIOS name service (protocols/nbns.py): the names a host registers, refreshes,
         # releases or answers for with its own address, and a NODE STATUS response's name table
         # and adapter MAC (RFC 1002 §4.2.18) are the sender's
-        e, ts = m.endpoints, m.ts_ns
-        mac, ip = (e.client_mac, e.client) if m.direction == 0 else (e.server_mac, e.server)
+        ts = m.ts_ns
+        mac, ip = _sender(m.endpoints, m.direction)
         names = m.names
         sig = ("nbns", ip, mac, m.node_status, m.unit_id,
                tuple((n.name, n.suffix, n.group, n.address) for n in names))  # fmt: skip
@@ -630,8 +630,8 @@ class Observer:
     def _snmp_system(self, m) -> None:
         # the agent, the sender of the Response or Trap (protocols/snmp.py): sysName is the
         # name its administrator gave it, as LLDP's system name (RFC 3418 §2)
-        e, ts = m.endpoints, m.ts_ns
-        mac, ip = (e.client_mac, e.client) if m.direction == 0 else (e.server_mac, e.server)
+        ts = m.ts_ns
+        mac, ip = _sender(m.endpoints, m.direction)
         sig = ("snmp", mac, ip, m.sys_descr, m.sys_object_id, m.sys_name, m.enterprise)
         if self._repeat(sig):
             return
@@ -652,8 +652,8 @@ class Observer:
         # clear, RFC 3412 §6.4), not the unauthenticated discovery Report (RFC 3414 §4)
         if m.reportable or m.pdu == "report":
             return
-        e, ts = m.endpoints, m.ts_ns
-        mac, ip = (e.client_mac, e.client) if m.direction == 0 else (e.server_mac, e.server)
+        ts = m.ts_ns
+        mac, ip = _sender(m.endpoints, m.direction)
         if self._repeat(("snmpv3", mac, ip, m.security_level)):
             return
         ep = self._pair(mac, ip, ts)
@@ -1229,6 +1229,11 @@ def _distance(a0: int, a1: int, b0: int, b1: int) -> int:
     if b1 < a0:
         return a0 - b1
     return 0
+
+
+def _sender(e: Endpoints, direction: int) -> tuple[str | None, str | None]:
+    """The (MAC, address) of the end that sent a message in `direction` (0: the client)."""
+    return (e.client_mac, e.client) if direction == 0 else (e.server_mac, e.server)
 
 
 _HANDLERS = {
