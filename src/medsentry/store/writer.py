@@ -58,7 +58,11 @@ from medsentry import __version__
 from medsentry.errors import InputError, StoreError
 from medsentry.events import DecodeWarning, Event, FlowRecord, encode_json
 from medsentry.events.base import _json_encoder  # the encoder behind `encode_json`
-from medsentry.store.db import Store, _first_line
+from medsentry.store.db import (
+    SQLITE_DEFAULT_CACHE_KIB,
+    Store,
+    _first_line,
+)
 from medsentry.store.schema import (
     DEPTH_FULL,
     STATUS_COMPLETE,
@@ -79,7 +83,11 @@ _PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d",
 }
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-SQLITE_WRITE_CACHE_KIB = 64 << 10  # page cache while a capture is written (SQLite: -KiB)
+# Page cache while a capture is written (SQLite: -KiB), allocated as pages are touched. A
+# capture whose rows and rebuilt indexes fit (the 400k-packet medical mix: ~100 MB) never spills
+# to the WAL: spilled pages are read back by each deferred index build (4 scans of `events`) and
+# the index sorter overflows to a temporary file.
+SQLITE_CAPTURE_CACHE_KIB = 128 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +166,6 @@ def _event_key(prefix: bytes, payload: bytes, occurrence: int) -> str:
 
 
 _FIRST = b"\0" + (0).to_bytes(8, "little")  # the key suffix of an event's first occurrence
-_blake2b_128 = functools.partial(hashlib.blake2b, digest_size=16)
 
 
 def flow_row(rec: FlowRecord, capture_id: str) -> dict[str, Any]:
@@ -252,13 +259,22 @@ class _Occurrences:
     def __init__(self, prefix: bytes) -> None:
         self._prefix = prefix
         self._seen: dict[str, int] = {}
+        # the hash state after the capture's prefix, copied per event: the prefix is hashed
+        # once and no payload is copied into a concatenation
+        self._hashed_prefix = hashlib.blake2b(prefix, digest_size=16)
 
     def keys(self, payloads: list[bytes]) -> list[str]:
         prefix = self._prefix
         seen = self._seen
         first = _FIRST
-        hexdigest = operator.methodcaller("hexdigest")
-        keys = list(map(hexdigest, map(_blake2b_128, [prefix + p + first for p in payloads])))
+        keys = []
+        key = keys.append
+        start = self._hashed_prefix.copy
+        for payload in payloads:
+            h = start()
+            h.update(payload)
+            h.update(first)
+            key(h.hexdigest())
         if len(set(keys)) == len(keys) and seen.keys().isdisjoint(keys):
             seen.update(dict.fromkeys(keys, 1))  # no repeat in this batch (the usual case)
             return keys
@@ -519,8 +535,8 @@ class CaptureWriter:
             self._conn.begin()
             if self._conn.dialect.name == "sqlite":
                 # random keys (flow ids, event keys) touch pages all over the indexes: a page
-                # cache of SQLITE_WRITE_CACHE_KIB keeps them in memory until the commit
-                self._conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
+                # cache of SQLITE_CAPTURE_CACHE_KIB keeps them in memory until the commit
+                self._conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CAPTURE_CACHE_KIB}")
             _upsert_capture(self._conn, self._capture_row(status=STATUS_RUNNING))
             if self.commit_each_batch:
                 self._conn.commit()
@@ -555,7 +571,9 @@ class CaptureWriter:
         if self._conn is not None:
             if self._conn.dialect.name == "sqlite":
                 with contextlib.suppress(Exception):  # back to SQLite's default for the pool
-                    self._conn.connection.driver_connection.execute("PRAGMA cache_size=-2000")
+                    self._conn.connection.driver_connection.execute(
+                        f"PRAGMA cache_size=-{SQLITE_DEFAULT_CACHE_KIB}"
+                    )
             self._conn.close()
             self._conn = None
 
@@ -580,7 +598,8 @@ class CaptureWriter:
             # One encoder call for the batch: JSON never holds a raw newline, so the lines are
             # the events' payloads, byte for byte what `encode_json` gives one by one.
             blob = _json_encoder.encode_lines(evs)
-            keys = self._occurrence.keys(blob.split(b"\n")[:-1])
+            payloads = blob.split(b"\n")[:-1]
+            keys = self._occurrence.keys(payloads)
             classes = list(map(type, evs))
             counts = totals.kinds
             for cls, n in Counter(classes).items():
@@ -598,8 +617,8 @@ class CaptureWriter:
                     map(_ts_ns, evs),
                     map(getattr, evs, repeat("flow_id"), repeat(None)),
                     repeat(cid),
-                    blob.decode().split("\n"),  # one more item (after the last newline): unused
-                    strict=False,
+                    [p.decode() for p in payloads],
+                    strict=False,  # repeat(cid) is endless
                 )
             )
         flow_rows = flow_tuples(flow_recs, cid)
