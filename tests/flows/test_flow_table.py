@@ -66,13 +66,35 @@ def test_syn_ack_seen_first_reverses_orientation():
 
 def test_first_sender_is_client_without_handshake():
     b = Builder()
-    b.add(T0, "192.168.1.50", "192.168.1.1", 53, 33000, proto=17, data=b"q")
-    b.add(T0 + 5, "192.168.1.1", "192.168.1.50", 33000, 53, proto=17, data=b"rr")
-    b.add(T0 + 9, "192.168.1.50", "192.168.1.1", 53, 33000, proto=17, data=b"q")
+    b.add(T0, "192.168.1.50", "192.168.1.1", 33000, 53, proto=17, data=b"q")
+    b.add(T0 + 5, "192.168.1.1", "192.168.1.50", 53, 33000, proto=17, data=b"rr")
+    b.add(T0 + 9, "192.168.1.50", "192.168.1.1", 33000, 53, proto=17, data=b"q")
     (f,) = flows(scan(b))
-    assert (f.client, f.client_port, f.server_port) == ("192.168.1.50", 53, 33000)
+    assert (f.client, f.client_port, f.server_port) == ("192.168.1.50", 33000, 53)
     assert (f.packets_c2s, f.packets_s2c, f.payload_c2s, f.payload_s2c) == (2, 1, 2, 2)
     assert f.transport == "udp" and f.tcp_flags_c2s == 0
+
+
+@pytest.mark.parametrize(
+    ("sp", "cp", "client_port"),
+    [
+        (53, 33000, 33000),  # a DNS answer first (the query lost): port 53 serves
+        (161, 33000, 33000),  # an SNMP response
+        (2049, 800, 2049),  # to a reserved port (NFS clients bind 600-1023): the first sender
+        (1900, 50000, 50000),  # an SSDP answer to an M-SEARCH sent to the multicast group
+        (5353, 5353, 5353),  # equal classes (mDNS, NTP, DHCP 67/68): the first sender
+        (40000, 40001, 40000),  # both ephemeral: no telling, the first sender
+    ],
+)
+def test_udp_answer_first_takes_the_service_port_as_server(sp: int, cp: int, client_port: int):
+    """A UDP exchange whose first packet is the answer (a capture started between request and
+    answer, or one leg of an asymmetric route) made the DNS server the client."""
+    b = Builder()
+    b.add(T0, "10.0.0.2", "10.0.0.1", sp, cp, proto=17, data=b"answer")
+    b.add(T0 + 5, "10.0.0.1", "10.0.0.2", cp, sp, proto=17, data=b"ask")
+    (f,) = flows(scan(b))
+    assert f.client_port == client_port
+    assert f.client == ("10.0.0.1" if client_port == cp and cp != sp else "10.0.0.2")
 
 
 @pytest.mark.parametrize(

@@ -386,16 +386,19 @@ def process(
             u8[s, B_VER] = ver
             u8[s, B_PROTO] = p
             # the initiator: a SYN's sender, a SYN-ACK's receiver; a TCP connection seen from
-            # its middle: the side on the lower port class; else (UDP) the first sender
+            # its middle: the side on the lower port class serves. UDP: the first sender, unless
+            # it sends from a service port to an ephemeral one (an answer whose request was
+            # lost, fell before the capture or took the other leg of an asymmetric route);
+            # clients on reserved ports (NFS, RPC: 600-1023 to 2049) keep the first sender
             if (fl & (SYN | ACK)) == (SYN | ACK):
                 u8[s, B_CLIENT] = 1 - d
-            elif (fl & SYN) != 0 or p != IPPROTO_TCP:
+            elif (fl & SYN) != 0 or (p != IPPROTO_TCP and p != IPPROTO_UDP):
                 u8[s, B_CLIENT] = d
             else:
                 src_class = _port_class(sp)
                 dst_class = _port_class(dp)
-                if src_class < dst_class:  # the sender is the service answering
-                    u8[s, B_CLIENT] = 1 - d
+                if src_class < dst_class and (p == IPPROTO_TCP or dst_class == 2):
+                    u8[s, B_CLIENT] = 1 - d  # the sender is the service answering
                 else:
                     u8[s, B_CLIENT] = d
             if p in (IPPROTO_TCP, IPPROTO_UDP):
