@@ -147,10 +147,14 @@ def _instrumented_child(pcap: str, db: str, engines: str = "inventory") -> None:
     (construction, feed, finish) timed; print JSON: per engine CPU s, whole-process CPU s."""
     import resource
 
-    import medsentry.analysis as analysis
-    import medsentry.cli.scan as scan_mod
-    from medsentry.cli import _load
-    from medsentry.cli import main as cli_main
+    from medsentry import startup
+
+    startup.enable()  # the garbage collector as the `medsentry` command has it (entry.run)
+    with startup.loading():
+        import medsentry.analysis as analysis
+        import medsentry.cli.scan as scan_mod
+        from medsentry.cli import _load
+        from medsentry.cli import main as cli_main
 
     spent: dict[str, dict[str, float]] = {}
     real_load = analysis.load_analyzers

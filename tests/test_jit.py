@@ -1,4 +1,5 @@
-"""medsentry.jit: numba's BLAS probe runs without loading SciPy's linear algebra."""
+"""medsentry.jit: numba's BLAS probe runs without loading SciPy's linear algebra, and its
+typing of CFFI functions without loading cffi's C parser."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def test_a_kernel_compiles_and_runs_after_the_probe() -> None:
         "print(dot(np.arange(4.0), np.arange(4.0)))"
     )
     assert got == ["14.0"]
+
+
+def test_kernels_load_without_numbas_cffi_support() -> None:
+    pytest.importorskip("cffi")
+    got = _run(
+        "import sys; import medsentry.jit; from numba.core.typing import cffi_utils as c;"
+        " print(c.SUPPORTED, 'pycparser' in sys.modules);"
+        " import cffi; print(cffi.FFI().sizeof('int'))"
+    )
+    assert got == ["False", "False", "4"]  # hidden for numba's typing, importable after it
+
+
+def test_a_process_with_cffi_loaded_keeps_numbas_cffi_support() -> None:
+    pytest.importorskip("cffi")
+    got = _run(
+        "import cffi; import medsentry.jit; from numba.core.typing import cffi_utils as c;"
+        " print(c.SUPPORTED)"
+    )
+    assert got == ["True"]

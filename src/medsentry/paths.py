@@ -1,6 +1,7 @@
 """Where an installation keeps its files: data directory, default database, secret keys.
 
-`MEDSENTRY_HOME` overrides the platform's user data directory (tests set it to a temp dir).
+`MEDSENTRY_HOME` overrides the platform's user data directory (tests set it to a temp dir), and
+holds the cache too (`cache/`) when set.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ def data_dir() -> Path:
     path = Path(home) if home else Path(platformdirs.user_data_dir("medsentry", appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Where derived files that can be rebuilt at any time are kept (not created here)."""
+    home = os.environ.get("MEDSENTRY_HOME")
+    if home:
+        return Path(home) / "cache"
+    return Path(platformdirs.user_cache_dir("medsentry", appauthor=False))
 
 
 def default_db_url() -> str:

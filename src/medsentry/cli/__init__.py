@@ -1,7 +1,9 @@
 """The `medsentry` command: thin; parses arguments, calls the library, prints.
 
-Each command group lives in its own module and is registered in `_COMMANDS`. Errors that are
-the user's to fix (`MedsentryError`) print as one line on stderr with exit code 2.
+Each command group lives in its own module and is registered in `_COMMANDS`; a command's
+module is imported when the command is named (or help lists them all), so `medsentry devices`
+does not load the scanning pipeline's libraries. Errors that are the user's to fix
+(`MedsentryError`) print as one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from typing import NoReturn
 
 import click
 
-from medsentry import __version__
+from medsentry import __version__, startup
 from medsentry.cli import interrupt
 from medsentry.cli.terminal import echo
 from medsentry.errors import MedsentryError
 
-# module name -> attribute holding a click command or group
+# command (and module) name -> attribute holding a click command or group
 _COMMANDS: dict[str, str] = {}
 
 
@@ -31,10 +33,18 @@ _HELP_NOT_ERROR: tuple[type[BaseException], ...] = tuple(
 
 
 class _Group(click.Group):
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        from medsentry.store.damage import forget_opened
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
 
-        forget_opened()
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            _load_one(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        damage = sys.modules.get("medsentry.store.damage")
+        if damage is not None:  # a command before this one, in this process, opened databases
+            damage.forget_opened()
         _tolerant_streams()
         interrupt.install()
         try:
@@ -118,10 +128,20 @@ def register(module: str, attr: str) -> None:
     _COMMANDS[module] = attr
 
 
+def _load_one(module: str) -> None:
+    """Import one command's module and add its command; Ctrl-C meanwhile ends with 130."""
+    try:
+        with startup.loading():
+            cmd = getattr(importlib.import_module(f"medsentry.cli.{module}"), _COMMANDS[module])
+    except KeyboardInterrupt:
+        sys.exit(130)
+    main.add_command(cmd)
+
+
 def _load() -> None:
-    for module, attr in _COMMANDS.items():
-        cmd = getattr(importlib.import_module(f"medsentry.cli.{module}"), attr)
-        main.add_command(cmd)
+    """Every registered command, loaded now (tests that read `main.commands`)."""
+    for module in _COMMANDS:
+        _load_one(module)
 
 
 # Registration: one line per command module.
@@ -145,5 +165,3 @@ register("risk", "risk_cmd")
 register("devices", "devices_cmd")
 register("device", "device_cmd")
 register("inventory", "inventory_grp")
-
-_load()

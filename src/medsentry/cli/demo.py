@@ -10,6 +10,7 @@ import click
 import msgspec
 from rich.table import Table
 
+from medsentry import startup
 from medsentry.analysis import load_analyzers
 from medsentry.cli.flows import DB_OPTION
 from medsentry.cli.output import FORMAT_OPTION
@@ -90,11 +91,13 @@ def demo_cmd(out_dir: str | None, db_url: str | None, seed: int, fmt: str, quiet
         out.print(f"wrote {cap.packets:,} packets ({path.stat().st_size:,} bytes) to {path}")
     started = time.perf_counter()
     tally = ScanTally()
-    from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
+    with startup.loading():
+        from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
 
     with open_store(db_url) as store, make_progress(quiet) as bar:
-        pipeline = make_pipeline(Pipeline, ScanConfig)
-        analyzers = load_analyzers(store)  # inventory, controls, detection: as `scan` runs them
+        with startup.loading():  # dissectors' and engines' knowledge
+            pipeline = make_pipeline(Pipeline, ScanConfig)
+            analyzers = load_analyzers(store)  # inventory, controls, detection: as `scan` runs them
         task = bar.add_task(path.name, total=path.stat().st_size)
 
         def progress(done: int, _total: int) -> None:

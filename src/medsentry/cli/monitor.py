@@ -18,6 +18,7 @@ from typing import Any
 import click
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from medsentry import startup
 from medsentry.actor import cli_actor
 from medsentry.analysis import load_analyzers
 from medsentry.cli.flows import DB_OPTION
@@ -85,15 +86,17 @@ def monitor_cmd(
     """Capture live from an interface into the store until Ctrl-C or --duration."""
     if duration is not None and not duration > 0:
         raise InputError(f"--duration {duration} must be a positive number of seconds")
-    from medsentry.capture.live import LiveSource  # heavy (numba): only when capturing
-    from medsentry.pipeline import Pipeline, ScanConfig
+    with startup.loading():
+        from medsentry.capture.live import LiveSource  # heavy (numba): only when capturing
+        from medsentry.pipeline import Pipeline, ScanConfig
 
     started = time.perf_counter()
     tally = ScanTally()
     err = console(stderr=True)
     with open_store(db_url) as store:
-        pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=not flows_only)
-        analyzers = load_analyzers(store, parse_engines(engines))
+        with startup.loading():  # dissectors' and engines' knowledge
+            pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=not flows_only)
+            analyzers = load_analyzers(store, parse_engines(engines))
         source = LiveSource(interface, bpf=bpf, duration=duration, promisc=promisc)
         info = live_capture_info(interface, depth=DEPTH_FLOWS if flows_only else DEPTH_FULL)
         status = Progress(

@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medsentry import startup
 from medsentry.actor import cli_actor
 from medsentry.analysis import Analyzer, analyzer_names, close_analyzers, load_analyzers
 from medsentry.cli import interrupt
@@ -420,11 +421,13 @@ def _scan(
     *,
     dissectors: bool = True,
 ) -> None:
-    from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
+    with startup.loading():
+        from medsentry.pipeline import Pipeline, ScanConfig  # heavy (numba): only when scanning
 
     with open_store(db_url) as store, make_progress(quiet) as bar:
-        pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=dissectors)
-        analyzers = load_analyzers(store, parse_engines(engines))
+        with startup.loading():  # dissectors' and engines' knowledge
+            pipeline = make_pipeline(Pipeline, ScanConfig, dissectors=dissectors)
+            analyzers = load_analyzers(store, parse_engines(engines))
         with engines_closed(analyzers, bar.console, tally):
             _scan_files(store, bar, pipeline, paths, tally, analyzers)
         database = store.url
