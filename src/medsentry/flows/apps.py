@@ -62,6 +62,7 @@ class FlowApp:
         "skipper",
         "slot",
         "streams",
+        "views",
         "watch",
         "whole",
     )
@@ -80,6 +81,7 @@ class FlowApp:
         self.watch = False  # the dissector says when it is done (a `done` attribute)
         self.counting = False  # done: nothing more is fed, the streams only count
         self.skipper = False  # the dissector can take bytes it only counts unseen (`skip`)
+        self.views = False  # the dissector takes in-order bytes as a view (`takes_views`)
 
 
 class AppLayer:
@@ -304,6 +306,7 @@ class AppLayer:
             app.whole = bool(getattr(app.dissector, "whole_stream", False))
             app.watch = hasattr(app.dissector, "done")
             app.skipper = app.whole and hasattr(app.dissector, "skippable")
+            app.views = app.whole and bool(getattr(app.dissector, "takes_views", False))
         except Exception as exc:
             app.dissector = object()
             self._detach(app, exc, ts, events)
@@ -355,9 +358,10 @@ class AppLayer:
         counted = self.table.u8[slots_a, K.B_APP] == APP_COUNT
         some_counted = bool(counted.any())
         glens = np.where(counted, 0, lens_a) if some_counted else lens_a
-        # gathered once into a bytearray; each segment is one copy out of it (no blob copy)
-        data = bytearray(int(glens.sum()))
-        K.gather(pb.raw.buf, pb.pl_off[sel], glens, np.frombuffer(data, np.uint8))
+        # gathered once (into memory not zeroed first: every byte is written); each segment is
+        # one copy out of it, or a view of it for a dissector that takes views
+        data = np.empty(int(glens.sum()), np.uint8)
+        K.gather(pb.raw.buf, pb.pl_off[sel], glens, data)
         ends = np.cumsum(glens)
         blob = memoryview(data)
         begin = (ends - glens)[first].tolist()
@@ -389,7 +393,10 @@ class AppLayer:
             cdir = d ^ app.client
             if app.streams is not None:
                 stream = app.streams[cdir]
-                if run_counted is not None and run_counted[j]:
+                counted_run = run_counted is not None and run_counted[j]
+                if counted_run or app.counting:
+                    # the dissector is done (before this range, or since it began, e.g. a TLS
+                    # handshake seen): the stream only counts, no byte is copied
                     if multi[j] and stream.unwrap(rel) != stream.next:
                         k0, k1 = int(first[j]), int(last[j]) + 1
                         for r, ln in zip(
@@ -397,7 +404,7 @@ class AppLayer:
                         ):
                             stream.count(r, ln)
                     else:
-                        stream.count(rel, sizes[j])
+                        stream.count(rel, sizes[j] if counted_run else e - b)
                     continue
                 if (
                     app.skipper
@@ -422,6 +429,9 @@ class AppLayer:
                         strict=True,
                     ):
                         items += stream.segment(r, bytes(blob[pe - ln : pe]))
+                elif app.views and app.held is None and stream.in_order(rel):
+                    # delivered at once, as it is: the dissector copies only what it keeps
+                    items = stream.segment(rel, blob[b:e])
                 else:
                     items = stream.segment(rel, bytes(blob[b:e]))
                 if app.held is not None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from medsentry.events.base import Endpoints, Event
 
@@ -31,14 +30,30 @@ class FlowContext:
         """Keyed hash of an identifying value (HMAC-SHA-256, truncated to 16 hex digits)."""
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogateescape")
-        h = _keyed(self.phi_key).copy()  # the key's pads computed once (RFC 2104 §2)
+        inner, outer = _pads(self.phi_key)
+        h = inner.copy()
         h.update(value)
-        return h.hexdigest()[:16]
+        o = outer.copy()
+        o.update(h.digest())
+        return o.hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=8)
-def _keyed(key: bytes) -> hmac.HMAC:
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the key's inner and outer pads: HMAC = H(K ^ opad, H(K ^ ipad, m))
+    (RFC 2104 §2), so each hash copies them instead of hashing the pads again."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()  # RFC 2104 §2: a key longer than B is hashed first
+    key = key.ljust(_BLOCK, b"\0")
+    return (
+        hashlib.sha256(key.translate(_IPAD)),
+        hashlib.sha256(key.translate(_OPAD)),
+    )
+
+
+_BLOCK = 64  # SHA-256 block size in bytes (B in RFC 2104)
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # RFC 2104 §2: ipad = 0x36 repeated
+_OPAD = bytes(b ^ 0x5C for b in range(256))  # opad = 0x5C repeated
 
 
 class ParseError(Exception):
@@ -46,6 +61,9 @@ class ParseError(Exception):
 
 
 class Dissector(Protocol):
+    """Optional: `takes_views = True` lets the flow layer feed a whole-stream dissector its
+    in-order bytes as a memoryview, valid during the call only (it copies what it keeps)."""
+
     protocol: ClassVar[str]
     whole_stream: ClassVar[bool]  # False: only the first bytes of each direction are fed
 

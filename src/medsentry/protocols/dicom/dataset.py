@@ -18,11 +18,11 @@ delimiter that breaks the encoding rules.
 
 from __future__ import annotations
 
-import functools
 import struct
 import zlib
 from dataclasses import dataclass, field
 
+from medsentry.protocols.dicom.dictionary import sequence_tags
 from medsentry.protocols.dicom.knowledge import confidentiality_profile, dataset_attributes
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"  # PS3.5 §A.1
@@ -101,14 +101,6 @@ def _text(value: bytes) -> list[str]:
     return [p[:_MAX_VALUE_CHARS] for p in parts if p][:_MAX_VALUES]
 
 
-@functools.cache
-def _sequence_tags() -> frozenset[int]:
-    """Tags whose VR is SQ in PS3.6 (pydicom's data dictionary): implicit VR does not say."""
-    from pydicom.datadict import DicomDictionary  # first data set only: ~0.25 s, once
-
-    return frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
-
-
 class _Walk:
     """One walk over a data set's elements, collecting what `summarize` reports."""
 
@@ -145,7 +137,7 @@ class _Walk:
         self.private = profile.private_keyword
         self.scheduled = attrs.scheduled_sequence if worklist else None
         self.step_items = attrs.scheduled_items
-        self.seq_tags = _sequence_tags() if implicit else frozenset()
+        self.seq_tags = sequence_tags() if implicit else frozenset()  # implicit VR does not say
         self.found: dict[int, bytes] = {}
         self.step: dict[str, bytes] = {}
         self.present: set[str] = set()

@@ -37,6 +37,7 @@ from medsentry.events.dicom import (
 )
 from medsentry.protocols.base import FlowContext, ParseError
 from medsentry.protocols.dicom.dataset import summarize
+from medsentry.protocols.dicom.dictionary import uid_name
 from medsentry.protocols.dicom.dimse import (
     COMMAND_NAMES,
     MAX_COMMAND_SET_LENGTH,
@@ -83,6 +84,7 @@ implementation_roots()
 DATASET_PREFIX = 64 * 1024  # bytes of each data set decoded; the rest is only counted
 _PDV_HEADER = 6  # PS3.8 §9.3.5.1: item length (4), presentation context ID (1), control header (1)
 _U32 = struct.Struct(">I")
+Buffer = bytes | bytearray | memoryview  # what `feed` takes: bytes, or a view it does not keep
 # PS3.7 §6.3.1: a command set begins with Command Group Length (0000,0000), UL, length 4
 _COMMAND_GROUP_LENGTH = b"\x00\x00\x00\x00\x04\x00\x00\x00"
 
@@ -99,10 +101,7 @@ def sop_class_name(uid: str | None) -> str | None:
     """The UID's name in PS3.6 Annex A (pydicom's UID dictionary), None when unknown."""
     if not uid or len(uid) > 64 or not _UID_SYNTAX.fullmatch(uid):
         return None
-    from pydicom.uid import UID  # at the first UID named: scans without DICOM never import it
-
-    name = UID(uid).name
-    return None if name == uid else name
+    return uid_name(uid)  # the dictionary loads at the first UID named, never without DICOM
 
 
 class _Direction:
@@ -157,6 +156,7 @@ class DicomDissector:
 
     protocol: ClassVar[str] = "dicom"
     whole_stream: ClassVar[bool] = True
+    takes_views: ClassVar[bool] = True  # `feed` copies what it keeps of its bytes, never them
 
     def __init__(self, ctx: FlowContext) -> None:
         self.ctx = ctx
@@ -182,21 +182,28 @@ class DicomDissector:
         if self._desync[direction] or not data:
             return []
         d = self._dirs[direction]
-        d.buf += data
-        if not d.started and not self._start(d):
-            return []
-        return self._run(direction, d, ts_ns, False)
+        if d.buf or d.hunting or not d.started:
+            d.buf += data
+            if not d.started and not self._start(d):
+                return []
+            return self._run(direction, d, ts_ns, False)
+        # in step with the PDUs and nothing held back: decoded where it lies, only an
+        # unfinished header or association PDU at its end is buffered
+        return self._run(direction, d, ts_ns, False, data)
 
-    def _run(self, direction: int, d: _Direction, ts_ns: int, final: bool) -> list[Event]:
-        """Decode the buffered bytes, searching for a PDU header first where the framing is
-        lost (`final`: the stream ends with them)."""
+    def _run(
+        self, direction: int, d: _Direction, ts_ns: int, final: bool, data: Buffer | None = None
+    ) -> list[Event]:
+        """Decode the buffered bytes (or `data`, when nothing is buffered), searching for a PDU
+        header first where the framing is lost (`final`: the stream ends with them)."""
         events: list[Event] = []
         while True:
             offset = d.offset
             try:
                 if d.hunting and not self._hunt(direction, d, final):
                     return events
-                events.extend(self._drain(direction, d, ts_ns))  # keeps what came before a raise
+                # keeps what came before a raise; what `data` held past it is in d.buf then
+                events.extend(self._drain(direction, d, ts_ns, data))
                 return events
             except ParseError as exc:
                 if not d.lossy or self._desync[direction]:
@@ -205,6 +212,7 @@ class DicomDissector:
                     ) from None
                 # a false resync, or more loss: search on (past this byte if none was used)
                 self._lose_sync(d, int(d.offset == offset))
+                data = None
 
     def skippable(self, direction: int) -> int:
         """How many of the next bytes of `direction` would only be counted: the middle of a
@@ -359,8 +367,11 @@ class DicomDissector:
 
     # -- PDU framing (PS3.8 §9.3.1) ------------------------------------------------------------
 
-    def _drain(self, direction: int, d: _Direction, ts_ns: int) -> Iterator[Event]:
-        buf = d.buf
+    def _drain(
+        self, direction: int, d: _Direction, ts_ns: int, data: Buffer | None = None
+    ) -> Iterator[Event]:
+        """Decode d.buf, or `data` when d.buf is empty: what is left of it goes to d.buf."""
+        buf = d.buf if data is None else data
         pos = 0
         try:
             while True:
@@ -408,6 +419,22 @@ class DicomDissector:
                     n = min(avail, d.pdv_remaining)
                     if n == 0:
                         break
+                    if (
+                        not d.pdv_control & 1
+                        and d.ds_context == d.pdv_context
+                        and len(d.ds_prefix) >= DATASET_PREFIX
+                        and not d.tail
+                    ):  # data set bytes past the decoded prefix: counted by length, not copied
+                        pos += n
+                        d.offset += n
+                        d.pdv_remaining -= n
+                        d.pdu_remaining -= n
+                        d.ds_total += n
+                        if d.pdv_remaining == 0:
+                            yield from self._fragment(direction, d, b"", True, ts_ns)
+                            if d.pdu_remaining == 0:
+                                d.pdu_type = None
+                        continue
                     chunk = bytes(buf[pos : pos + n])
                     pos += n
                     d.offset += n
@@ -417,7 +444,10 @@ class DicomDissector:
                     if d.pdu_remaining == 0 and d.pdv_remaining == 0:
                         d.pdu_type = None
         finally:
-            del buf[:pos]
+            if data is None:
+                del buf[:pos]
+            elif pos < len(data):
+                d.buf += data[pos:]
 
     # -- association PDUs ----------------------------------------------------------------------
 

@@ -113,6 +113,10 @@ def plausible_pdu(buf: bytes | bytearray, at: int, final: bool = False) -> bool 
     if end is None or end is False:
         return end
     if len(buf) - end >= PDU_HEADER_LENGTH:  # PS3.8 §9.3.1: another PDU follows this one
+        if not final and buf[end] == P_DATA_TF_TYPE and len(buf) - end < PROBE:
+            # its first PDV item header decides (header_ok): wait for it, so that bytes fed in
+            # pieces give the verdict the whole stream gives
+            return None
         return header_ok(buf, end)
     return end <= len(buf) if final else None
 

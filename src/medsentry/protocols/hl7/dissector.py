@@ -62,6 +62,22 @@ def _header(d: Delimiters, msh: list[str]) -> tuple[str | None, ...]:
     )
 
 
+_PHI_LISTS_MAX = 1024
+_phi_lists: dict[tuple[str, ...], list[str]] = {}  # segment ids -> PHI-bearing ones, sorted
+
+
+def _phi_present(counts: dict[str, int]) -> list[str]:
+    """The PHI-bearing segment ids among a message's, sorted (bounded memo: messages of one
+    kind have the same segments)."""
+    key = tuple(counts)
+    hit = _phi_lists.get(key)
+    if hit is None:
+        hit = sorted(s for s in key if is_phi_segment(s))
+        if len(_phi_lists) < _PHI_LISTS_MAX and len(key) <= 64:
+            _phi_lists[key] = hit
+    return hit.copy()  # each event owns its list
+
+
 class Hl7MllpDissector:
     protocol: ClassVar[str] = "hl7-mllp"
     whole_stream: ClassVar[bool] = True
@@ -134,11 +150,6 @@ class Hl7MllpDissector:
             )
         ]
 
-    def _control_id(self, value: str | None) -> str | None:
-        """MSH-10 / MSA-2 (ST): built by the sender, sometimes from a record number: a keyed
-        hash (an ACK's MSA-2 hashes as the MSH-10 it answers)."""
-        return self.ctx.phi_hash(value) if value else None
-
     def _batch(self, direction: int, frame: Frame, parsed: ParsedFrame, ts_ns: int) -> Hl7Batch:
         """The batch context (HL7 v2.5.1 §2.10.3): BHS-3..6, else FHS-3..6, and the counts."""
         d = parsed.delimiters
@@ -185,9 +196,11 @@ class Hl7MllpDissector:
             if len(_headers) < _HEADERS_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
                 _headers[key] = header
         counts = msg.segment_counts
-        phi_present = [s for s in counts if is_phi_segment(s)]
-        if len(phi_present) > 1:
-            phi_present.sort()
+        # MSH-10 / MSA-2 (ST) are built by the sender, sometimes from a record number: keyed
+        # hashes, so an ACK's MSA-2 hashes as the MSH-10 it answers
+        phi_hash = self.ctx.phi_hash
+        control_id = first_component(msh[9], d) if msh[9] else None
+        ack_control_id = msg.ack_control_id
         return Hl7Message(
             ts_ns=ts_ns,
             flow_id=self.ctx.flow_id,
@@ -203,14 +216,14 @@ class Hl7MllpDissector:
             message_type=header[4],
             trigger_event=header[5],
             message_structure=header[6],
-            control_id_hash=self._control_id(first_component(msh[9], d) if msh[9] else None),
+            control_id_hash=phi_hash(control_id) if control_id else None,
             processing_id=header[7],
             version=header[8],
             character_set=header[9],
             ack_code=values.ack_code(msg.ack_code),
-            ack_control_id_hash=self._control_id(msg.ack_control_id),
+            ack_control_id_hash=phi_hash(ack_control_id) if ack_control_id else None,
             segment_counts=counts,
-            phi_segments=phi_present,
+            phi_segments=_phi_present(counts),
             devices=[
                 Hl7DeviceIdentifier(
                     field=x.field,
@@ -220,17 +233,21 @@ class Hl7MllpDissector:
                     universal_id_type=x.universal_id_type,
                 )
                 for x in msg.devices
-            ],
+            ]
+            if msg.devices
+            else [],
             observations=[
                 Hl7Observation(
-                    code=o.code if o.standard_code else f"#{self.ctx.phi_hash(o.code)}",
+                    code=o.code if o.standard_code else f"#{phi_hash(o.code)}",
                     coding_system=o.coding_system,
                     value_type=o.value_type,
                     units=o.units,
                     plausible=o.plausible,
                 )
                 for o in msg.observations
-            ],
+            ]
+            if msg.observations
+            else [],
             size=frame.size if not position else msg.length,
             truncated=frame.truncated and msg is parsed.messages[-1],
             batch_position=position,

@@ -302,7 +302,7 @@ def parse(payload: bytes) -> ParsedFrame:
     (§2.10.3), each starting at its MSH. Raises Hl7Error when it holds no HL7 v2 message."""
     text = _decode(payload).lstrip("\r\n")
     lines = _NEWLINE.split(text) if "\n" in text else text.split("\r")
-    segments = [s for s in lines if s]
+    segments = [s for s in lines if s] if "" in lines else lines
     if not segments:
         raise Hl7Error("empty message")
     d, encoding = _delimiters(segments[0])
