@@ -99,11 +99,6 @@ def _answered(f: Any) -> bool:
     return f.packets_s2c > 0
 
 
-def _sender(event: Any) -> tuple[str, str | None]:
-    ep = event.endpoints
-    return (ep.client, ep.client_mac) if event.direction == 0 else (ep.server, ep.server_mac)
-
-
 class Profile:
     """What one device did during its learning, and what departed since."""
 
@@ -277,7 +272,7 @@ class BaselineDetector(Detector):
         # dicom_dimse: the SOP classes a device uses (requests only)
         if not event.command.endswith("-RQ") or not event.sop_class_name:
             return out
-        ip, mac = _sender(event)
+        ip, mac = event.endpoints.sender(event.direction)
         dev = ctx.device_id(ip, mac)
         assert dev is not None
         p = self._profile(dev, event.ts_ns)

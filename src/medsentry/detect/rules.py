@@ -334,8 +334,7 @@ class DicomUserIdentityCleartext(Rule):
 
 def _hl7_sender(event: Any) -> tuple[str, str | None, str | None]:
     """(sender key, ip, mac) of an HL7 message: its MSH-3/MSH-4 and the side that sent it."""
-    ep = event.endpoints
-    ip, mac = (ep.client, ep.client_mac) if event.direction == 0 else (ep.server, ep.server_mac)
+    ip, mac = event.endpoints.sender(event.direction)
     return f"{event.sending_application or ''}^{event.sending_facility or ''}@{ip}", ip, mac
 
 

@@ -30,6 +30,10 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     vlan: int | None = None
     transport: str = "tcp"
 
+    def sender(self, direction: int) -> tuple[str, str | None]:
+        """(address, MAC) of the end that sent a message in `direction` (0: the client)."""
+        return (self.client, self.client_mac) if direction == 0 else (self.server, self.server_mac)
+
 
 def _all_subclasses(cls: type) -> list[type]:
     out: list[type] = []

@@ -555,7 +555,7 @@ class Observer:
         # releases or answers for with its own address, and a NODE STATUS response's name table
         # and adapter MAC (RFC 1002 §4.2.18) are the sender's
         ts = m.ts_ns
-        mac, ip = _sender(m.endpoints, m.direction)
+        ip, mac = m.endpoints.sender(m.direction)
         names = m.names
         sig = ("nbns", ip, mac, m.node_status, m.unit_id,
                tuple((n.name, n.suffix, n.group, n.address) for n in names))  # fmt: skip
@@ -631,7 +631,7 @@ class Observer:
         # the agent, the sender of the Response or Trap (protocols/snmp.py): sysName is the
         # name its administrator gave it, as LLDP's system name (RFC 3418 §2)
         ts = m.ts_ns
-        mac, ip = _sender(m.endpoints, m.direction)
+        ip, mac = m.endpoints.sender(m.direction)
         sig = ("snmp", mac, ip, m.sys_descr, m.sys_object_id, m.sys_name, m.enterprise)
         if self._repeat(sig):
             return
@@ -653,7 +653,7 @@ class Observer:
         if m.reportable or m.pdu == "report":
             return
         ts = m.ts_ns
-        mac, ip = _sender(m.endpoints, m.direction)
+        ip, mac = m.endpoints.sender(m.direction)
         if self._repeat(("snmpv3", mac, ip, m.security_level)):
             return
         ep = self._pair(mac, ip, ts)
@@ -1229,11 +1229,6 @@ def _distance(a0: int, a1: int, b0: int, b1: int) -> int:
     if b1 < a0:
         return a0 - b1
     return 0
-
-
-def _sender(e: Endpoints, direction: int) -> tuple[str | None, str | None]:
-    """The (MAC, address) of the end that sent a message in `direction` (0: the client)."""
-    return (e.client_mac, e.client) if direction == 0 else (e.server_mac, e.server)
 
 
 _HANDLERS = {
