@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import http.server
+import os
 import shutil
 import signal
 import socket
@@ -192,31 +193,38 @@ def snmp_query(tmp: Path) -> None:
     if snmpd is None or snmpget is None:
         pytest.skip("Net-SNMP (Debian snmpd, snmp) is not installed")
     conf = tmp / "snmpd.conf"
-    conf.write_text("rocommunity public 127.0.0.0/8\nsysDescr infusion-gateway\n")
+    conf.write_text(
+        "rocommunity public 127.0.0.0/8\n"
+        # the Windows SNMP service's sysDescr form, of an end-of-life release
+        "sysDescr Hardware: x86 Family 6 Model 8 - Software: Windows 2000 Version 5.0\n"
+        "createUser v3open\n"  # USM users (RFC 3414): one without authentication,
+        "rouser v3open noauth\n"
+        "createUser v3auth SHA authpass-1234\n"  # one authenticated but not encrypted
+        "rouser v3auth auth\n"
+    )
+    # a throw-away persistent directory for the agent's engine ID and USM users
+    env = {**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / "snmp-persist"), "MIBS": ""}
     cmd = [snmpd, "-f", "-Lo", "-C", "-c", str(conf), "-p", str(tmp / "snmpd.pid")]
-    with process([*cmd, f"udp:{NET}.3:161"]):
+    sys_descr = "1.3.6.1.2.1.1.1.0"
+    with process([*cmd, f"udp:{NET}.3:161"], env=env):
         time.sleep(1.0)
-        for _ in range(3):
-            out = subprocess.run(
-                [
-                    snmpget,
-                    "-v2c",
-                    "-c",
-                    "public",
-                    "-t",
-                    "1",
-                    "-r",
-                    "1",
-                    f"{NET}.3",
-                    "1.3.6.1.2.1.1.1.0",
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode == 0:
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"snmpget failed: {out.stderr.strip()}")
+        for args in (
+            ["-v2c", "-c", "public"],
+            ["-v3", "-l", "noAuthNoPriv", "-u", "v3open"],
+            ["-v3", "-l", "authNoPriv", "-u", "v3auth", "-a", "SHA", "-A", "authpass-1234"],
+        ):
+            for _ in range(3):
+                out = subprocess.run(
+                    [snmpget, *args, "-t", "1", "-r", "1", f"{NET}.3", sys_descr],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+                if out.returncode == 0:
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"snmpget {' '.join(args[:3])} failed: {out.stderr.strip()}")
 
 
 # -- DICOM ---------------------------------------------------------------------------------------

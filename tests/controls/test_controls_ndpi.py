@@ -14,7 +14,8 @@ CASES = {
     "telnet.pcap": {"telnet-service", "cleartext-credentials"},
     "hl7.pcap": {"phi-cleartext", "cleartext-medical-protocol"},
     "ftp.pcap": {"ftp-service", "default-credentials"},  # anonymous FTP
-    "snmp.pcap": {"snmp-v1v2c", "snmp-default-community"},
+    # v3 agents answering and notifying at noAuthNoPriv and authNoPriv (tshark: msgFlags 0, 1)
+    "snmp.pcap": {"snmp-v1v2c", "snmp-default-community", "snmp-v3-noauth", "snmp-v3-nopriv"},
     "smbv1.pcap": {"smbv1"},
     "ssl-cert-name-mismatch.pcap": {"tls-cert-name-mismatch"},
     "tftp.pcap": {"tftp-service"},

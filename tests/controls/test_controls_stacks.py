@@ -56,6 +56,9 @@ def _of(stacks, type_: str, device: str | None = None) -> list[dict]:
         ("default-credentials", f"ip:{NET}.2", "ftp"),
         ("snmp-v1v2c", f"ip:{NET}.3", "community"),
         ("snmp-default-community", f"ip:{NET}.3", "'public'"),
+        ("snmp-v3-noauth", f"ip:{NET}.3", "response without authentication (noAuthNoPriv)"),
+        ("snmp-v3-nopriv", f"ip:{NET}.3", "response authenticated but not encrypted"),
+        ("eol-os", f"ip:{NET}.3", "Windows 2000"),  # from the agent's sysDescr
         ("cleartext-medical-protocol", f"ip:{NET}.4", "DICOM without TLS"),
         ("phi-cleartext", f"ip:{NET}.4", "patient attributes"),
         ("dicom-any-ae", f"ip:{NET}.4", "'STORESCU'"),

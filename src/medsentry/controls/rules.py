@@ -28,7 +28,14 @@ from medsentry.events.dicom import (
 from medsentry.events.flow import FlowRecord, ProtocolDetected
 from medsentry.events.hl7 import Hl7Message
 from medsentry.events.http import FhirInteraction, HttpRequest, HttpResponse
-from medsentry.events.identity import CdpNeighbor, DhcpMessage, LldpNeighbor, SsdpMessage
+from medsentry.events.identity import (
+    CdpNeighbor,
+    DhcpMessage,
+    LldpNeighbor,
+    SnmpSystem,
+    SnmpV3Message,
+    SsdpMessage,
+)
 from medsentry.events.mqtt import MqttConnack, MqttConnect
 from medsentry.events.process import ProcessTraffic
 from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
@@ -481,6 +488,36 @@ class Collector:
         if text:
             self._banner("mac:" + ev.source_mac.lower(), text, ev.ts_ns)
 
+    def _snmp_system(self, ev: SnmpSystem) -> None:
+        # sysDescr names the agent's system and often its OS release (RFC 3418 §2)
+        if ev.sys_descr:
+            ip, mac = ev.endpoints.sender(ev.direction)
+            self._banner("mac:" + mac.lower() if mac else ip, ev.sys_descr, ev.ts_ns)
+
+    def _snmpv3(self, ev: SnmpV3Message) -> None:
+        # the level an agent answered or notified at (RFC 3411 §3.4.3): a Response or a
+        # notification, not the unauthenticated discovery Report every engine sends (RFC 3414 §4)
+        if ev.reportable or ev.pdu == "report" or ev.security_level == "authPriv":
+            return
+        ep = ev.endpoints
+        ip, mac = ep.sender(ev.direction)
+        peer = ep.server if ev.direction == 0 else ep.client
+        # an agent answers on its port (161); it notifies from any port: one subject for those
+        notify = ev.pdu in ("trap", "snmpv2-trap", "inform")
+        port = ep.client_port if ev.direction == 0 else ep.server_port
+        subject = f"{ep.transport} notifications" if notify else f"{ep.transport}/{port}"
+        noauth = ev.security_level == "noAuthNoPriv"
+        what = "without authentication" if noauth else "authenticated but not encrypted"
+        self.add(
+            "snmp-v3-noauth" if noauth else "snmp-v3-nopriv",
+            ip,
+            subject,
+            _ev(ev, ep, ev.flow_id, f"SNMPv3 {ev.security_level} {ev.pdu or ''}".strip()),
+            detail=f"SNMPv3 {ev.pdu or 'message'} {what} ({ev.security_level})",
+            mac=mac,
+            peer=peer,
+        )
+
     def _banner(self, who: str, text: str, ts: int) -> None:
         seen = self.banners.setdefault(who, [])
         if len(seen) < 16 and all(t != text for t, _ in seen):
@@ -731,6 +768,8 @@ _HANDLERS = {
     DhcpMessage: Collector._dhcp,
     LldpNeighbor: Collector._lldp,
     CdpNeighbor: Collector._cdp,
+    SnmpSystem: Collector._snmp_system,
+    SnmpV3Message: Collector._snmpv3,
     TlsClientHello: Collector._tls_client,
     TlsServerHello: Collector._tls_server,
     TlsCertificate: Collector._tls_cert,
