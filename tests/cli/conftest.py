@@ -35,6 +35,9 @@ def _listening(port: int) -> bool:
     return False
 
 
+_TCPDUMP_LO = ["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-B", "65536"]
+
+
 def _tcpdump(out: Path, bpf: str):
     """Start tcpdump on lo and return once it is listening."""
     import shutil
@@ -43,7 +46,8 @@ def _tcpdump(out: Path, bpf: str):
     if shutil.which("tcpdump") is None:
         pytest.skip("tcpdump is not installed")
     proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(out), bpf],
+        # -B: with -s 0 a ring slot is 256 KiB; the default 2 MiB buffer would hold only 8
+        ["tcpdump", *_TCPDUMP_LO, "-w", str(out), bpf],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,7 +72,8 @@ def _stop(proc, out: Path) -> None:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=10)
+    _, tail = proc.communicate(timeout=10)
+    assert "\n0 packets dropped by kernel" in "\n" + tail, f"tcpdump lost packets: {tail}"
 
 
 @dataclass

@@ -55,6 +55,15 @@ def settle(path: Path, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+TCPDUMP_LO = ["-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-B", "65536"]
+
+
+def assert_no_drops(tail: str) -> None:
+    """tcpdump's exit statistics say the kernel dropped nothing (a lost segment is not ours)."""
+    dropped = re.search(r"(\d+) packets? dropped by kernel", tail)
+    assert dropped is None or dropped.group(1) == "0", f"tcpdump lost packets: {tail.strip()}"
+
+
 @contextlib.contextmanager
 def capture_lo(path: Path, ports: list[int]) -> Iterator[Path]:
     """tcpdump on lo for the given TCP ports while the block runs; the pcap is at `path`."""
@@ -63,7 +72,9 @@ def capture_lo(path: Path, ports: list[int]) -> Iterator[Path]:
         pytest.skip("tcpdump is not installed")
     expr = " or ".join(f"tcp port {p}" for p in ports)
     proc = subprocess.Popen(
-        [tcpdump, "-i", "lo", "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(path), expr],
+        # -B: with -s 0 each ring slot holds 256 KiB, so the default 2 MiB buffer has 8 of them
+        # and a burst of loopback segments overflows it while tcpdump waits for a CPU
+        [tcpdump, *TCPDUMP_LO, "-w", str(path), expr],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -78,7 +89,8 @@ def capture_lo(path: Path, ports: list[int]) -> Iterator[Path]:
     finally:
         settle(path)  # let the last segments reach the capture
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        _, tail = proc.communicate(timeout=10)
+        assert_no_drops(tail)
 
 
 def scan(pcap: Path) -> list[Event]:
