@@ -93,3 +93,29 @@ def test_errors_are_never_kept() -> None:
 
 def test_another_parser_makes_another_entry() -> None:
     assert yamlcache.key(DOC, "a") != yamlcache.key(DOC, "b")
+
+
+def test_the_warm_up_hands_its_parsed_files_to_the_user(monkeypatch, tmp_path: Path) -> None:
+    from medsentry.warmup import keep_parsed_data
+
+    warm, user = tmp_path / "warm-cache", tmp_path / "user-cache"
+    monkeypatch.setattr(paths, "cache_dir", lambda: warm)
+    yamlfile.load(DOC)  # the warm-up's own cache
+    (warm / "yaml" / "stray.tmp").write_text("")  # not an entry: not copied
+    assert keep_parsed_data(warm, user) == 1
+    assert sorted(p.name for p in (user / "yaml").iterdir()) == [p.name for p in _entries()]
+    monkeypatch.setattr(paths, "cache_dir", lambda: user)
+    (warm / "yaml").rename(tmp_path / "gone")
+    assert _same(yamlfile.load(DOC), yaml.safe_load(DOC))  # read back from the user's copy
+    assert keep_parsed_data(warm, user) == 0  # nothing to hand over
+
+
+def test_an_unwritable_user_cache_keeps_nothing_and_raises_nothing(monkeypatch, tmp_path) -> None:
+    from medsentry.warmup import keep_parsed_data
+
+    warm = tmp_path / "warm-cache"
+    monkeypatch.setattr(paths, "cache_dir", lambda: warm)
+    yamlfile.load(DOC)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert keep_parsed_data(warm, blocker / "cache") == 0

@@ -13,15 +13,18 @@ PKTAP capture, a PCAPdroid capture and an Apple pcapng with process blocks (the 
 record of which app sent each packet); BLE HCI logs as btsnoop and PacketLogger; flow records
 and monitored flows across the end of a learning period (the flow models learn, then score);
 and a live capture on the loopback interface when this process may open one. Everything it
-writes stays under `work` (its own home, database and ledger), never the user's.
+writes stays under `work` (its own home, database and ledger), never the user's, except the
+parsed data files (medsentry.yamlcache), which it copies into the user's cache at the end.
 
     python -m medsentry.warmup [-v] [WORKDIR]       # scripts/install.sh runs this
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import socket
 import struct
 import sys
@@ -286,17 +289,43 @@ def warm(work: Path, say: Callable[[str], None] = lambda _: None) -> list[str]:
     return [] if why is None else [f"live capture: {why}"]
 
 
+def keep_parsed_data(src: Path, dst: Path) -> int:
+    """Copy the parsed data files the warm-up cached (medsentry.yamlcache, under cache dir `src`)
+    into the user's cache dir `dst`: their first command reads them back instead of parsing
+    them. Entries are named by the hash of their text, so a copy is never stale; each lands
+    whole (os.replace) or not at all. Returns how many were kept; a cache that cannot be
+    written keeps none, as the cache itself does."""
+    kept = 0
+    for entry in sorted((src / "yaml").glob("*.marshal")):
+        target = dst / "yaml" / entry.name
+        tmp = target.with_name(f".{entry.name}.{os.getpid()}")
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copyfile(entry, tmp)
+            os.replace(tmp, target)
+            kept += 1
+        except OSError:
+            with contextlib.suppress(OSError):  # ENOTDIR, EACCES: nothing was written
+                tmp.unlink()
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m medsentry.warmup [-v] [WORKDIR]`: the skips and a count; -v: each step."""
+    from medsentry import paths
+
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args
     args = [a for a in args if a != "-v"]
+    users_cache = paths.cache_dir()  # before MEDSENTRY_HOME points at the warm-up's own home
     with tempfile.TemporaryDirectory(prefix="medsentry-warmup-") as tmp:
         work = Path(args[0]) if args else Path(tmp)
         os.environ["MEDSENTRY_HOME"] = str(work / "home")
         say = (lambda s: print(f"warm-up: {s}", flush=True)) if verbose else (lambda _: None)
         for note in warm(work, say=say):
             print(f"warm-up: skipped {note}", flush=True)
+        kept = keep_parsed_data(paths.cache_dir(), users_cache)
+        say(f"{kept} parsed data files kept in {users_cache}")
     done = compiled()
     print(f"warm-up: {sum(done.values())} kernel signatures compiled ({len(done)} kernels)")
     return 0

@@ -33,7 +33,9 @@ def _real_captures(shared_data: Path) -> list[Path]:
 def test_after_the_warm_up_a_users_first_commands_compile_nothing(
     tmp_path: Path, shared_data: Path
 ) -> None:
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    home = tmp_path / "user-home"
+    home.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), MEDSENTRY_HOME=str(home))
     warm = subprocess.run(
         [sys.executable, "-m", "medsentry.warmup", str(tmp_path / "warm")],
         env=env, capture_output=True, text=True, check=True, timeout=600,
@@ -41,12 +43,13 @@ def test_after_the_warm_up_a_users_first_commands_compile_nothing(
     summary = warm.stdout.strip().splitlines()[-1]
     compiled_by_warmup = int(summary.split()[1])
     assert compiled_by_warmup > 0, warm.stdout  # from an empty cache: the counting works
+    # the data files it parsed are the user's too (medsentry.yamlcache), its own home is not
+    assert len(list((home / "cache" / "yaml").glob("*.marshal"))) >= 20
+    assert not (home / "medsentry.db").exists()
 
-    home = tmp_path / "user-home"
-    home.mkdir()
     # learning for the first 30 s of traffic (of the 62 s capture below), then scoring
     (home / "detect.yaml").write_text("learning_period_s: 30\n")
-    user_env = dict(env, MEDSENTRY_HOME=str(home))
+    user_env = env
     flows = tmp_path / "hospital.pcap"
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gen_capture.py"), "--packets", "40000",
