@@ -88,11 +88,12 @@ def test_oui_lookup_agrees_with_a_dictionary_of_the_extract() -> None:
     text = gzip.decompress(
         resources.files("medsentry").joinpath("data", "inventory_oui.tsv.gz").read_bytes()
     ).decode()
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert body == sorted(body)  # a lookup bisects the text itself
     table = {}
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            prefix, org = line.split("\t", 1)
-            table[prefix] = org
+    for line in body:
+        prefix, org = line.split("\t", 1)
+        table[prefix] = org
     for prefix, org in list(table.items())[::97]:
         hexpart, bits = prefix.split("/")
         value = int(hexpart, 16) << (48 - int(bits))
