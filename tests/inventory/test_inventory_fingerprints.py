@@ -3,6 +3,7 @@ matching, and the documented rule for combining evidence."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,14 @@ def test_shipped_library_loads_and_every_rule_has_a_source() -> None:
     for r in lib.rules:
         c = r.set.get("category")
         assert c is None or c in cats, r.id
+
+
+def test_every_shipped_regex_compiles() -> None:
+    """The shipped library's patterns are compiled when first used, not at load: none is bad."""
+    patterns = [c.arg for r in load_library().rules for c in r.conditions if c.kind == "regex"]
+    assert len(patterns) > 300
+    for pattern in patterns:
+        re.compile(pattern, re.IGNORECASE)
 
 
 def test_taxonomy_has_the_issue_categories_with_classes() -> None:
@@ -79,11 +88,12 @@ def test_oui_lookup_agrees_with_a_dictionary_of_the_extract() -> None:
     text = gzip.decompress(
         resources.files("medsentry").joinpath("data", "inventory_oui.tsv.gz").read_bytes()
     ).decode()
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert body == sorted(body)  # a lookup bisects the text itself
     table = {}
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            prefix, org = line.split("\t", 1)
-            table[prefix] = org
+    for line in body:
+        prefix, org = line.split("\t", 1)
+        table[prefix] = org
     for prefix, org in list(table.items())[::97]:
         hexpart, bits = prefix.split("/")
         value = int(hexpart, 16) << (48 - int(bits))

@@ -18,13 +18,6 @@ _IDENTITY = ("category", "vendor", "model")
 _SOFTWARE = ("software_version", "os")
 
 
-def _iso(ns: int | None) -> str | None:
-    """Times as RFC 3339 text: ledger JSON keeps integers within I-JSON's 2^53 (RFC 7493)."""
-    from medsentry.store import ns_to_iso
-
-    return ns_to_iso(ns) if ns else None
-
-
 def _val(dev: Device, attr: str) -> str | None:
     a = getattr(dev, attr)
     return None if a is None else a.value
@@ -135,32 +128,38 @@ def ledger_entries(
     changes: list[dict[str, Any]], devices: list[Device]
 ) -> list[tuple[str, dict[str, Any], str]]:
     """One ledger entry per change (PHI-free: identifiers, attribute values, times)."""
+    # times as RFC 3339 text: ledger JSON keeps integers within I-JSON's 2^53 (RFC 7493)
+    from medsentry.store import ns_to_iso
+
     by_id = {d.device_id: d for d in devices}
     out = []
+    append = out.append
     for ch in changes:
         dev = by_id.get(ch["device_id"])
         if ch["change"] == DEVICE_ADDED and dev is not None:
+            category, vendor, model, first = dev.category, dev.vendor, dev.model, dev.first_seen_ns
             data = {
                 "device_id": dev.device_id,
                 "mac": dev.mac,
                 "ips": dev.ips[:4],
-                "category": _val(dev, "category"),
-                "vendor": _val(dev, "vendor"),
-                "model": _val(dev, "model"),
+                "category": None if category is None else category.value,
+                "vendor": None if vendor is None else vendor.value,
+                "model": None if model is None else model.value,
                 "criticality": dev.criticality,
-                "first_seen": _iso(dev.first_seen_ns),
+                "first_seen": ns_to_iso(first) if first else None,
                 "capture_id": ch.get("capture_id"),
             }
-            out.append(("inventory.device_added", data, "inventory"))
+            append(("inventory.device_added", data, "inventory"))
         else:
+            ts = ch["ts_ns"]
             data = {
                 "device_id": ch["device_id"],
                 "change": ch["change"],
                 "attribute": ch["attribute"],
                 "old": ch["old_value"],
                 "new": ch["new_value"],
-                "observed": _iso(ch["ts_ns"]),
+                "observed": ns_to_iso(ts) if ts else None,
                 "capture_id": ch.get("capture_id"),
             }
-            out.append(("inventory.device_changed", data, "inventory"))
+            append(("inventory.device_changed", data, "inventory"))
     return out

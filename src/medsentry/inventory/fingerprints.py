@@ -22,7 +22,10 @@ first condition). The key `product` stands for every observation that may name a
 (`PRODUCT_KEYS`): one rule for "IntelliVue" fires on a DHCP vendor class, a hostname, an HL7
 application or a BLE name alike, and its evidence names the key it was found under.
 Attributes: category (a taxonomy key), vendor, model, software_version, os.
-A malformed file is a ConfigError naming the file and the rule.
+A malformed file is a ConfigError naming the file and the rule. A user's regular expressions
+are compiled when the file is loaded (a bad one is that ConfigError at start-up); the shipped
+library's, a few hundred of which a capture uses a handful, when a rule first tests a value
+(the test suite compiles every one of them).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ PACKAGE_FILES = "inventory_fingerprints"  # data/inventory_fingerprints*.yaml
 class Condition:
     key: str
     kind: str
-    arg: Any  # str, frozenset or compiled regex
+    arg: Any  # str (a regex: its pattern) or frozenset
     negated: bool = False
 
     def match(self, value: str) -> dict[str, str] | None:
@@ -91,7 +94,7 @@ class Condition:
             return {} if self.arg in v else None
         if k == "domain":
             return {} if v == self.arg or v.endswith("." + self.arg) else None
-        m = self.arg.search(value)
+        m = _regex(self.arg).search(value)
         if m is None:
             return None
         return {n: g for n, g in m.groupdict().items() if g is not None}
@@ -254,14 +257,20 @@ def _values(observations: dict[str, dict[str, int]], key: str) -> list[str]:
     return list(observations.get(key, ()))
 
 
-def _condition(key: str, spec: Any, where: str) -> Condition:
-    c = _condition_of(key.lstrip("!"), spec, where)
+@functools.cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    """A rule's pattern compiled (once per process): matching is case-insensitive."""
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _condition(key: str, spec: Any, where: str, compile_now: bool = True) -> Condition:
+    c = _condition_of(key.lstrip("!"), spec, where, compile_now)
     if key.startswith("!"):
         return Condition(c.key, c.kind, c.arg, negated=True)
     return c
 
 
-def _condition_of(key: str, spec: Any, where: str) -> Condition:
+def _condition_of(key: str, spec: Any, where: str, compile_now: bool) -> Condition:
     if isinstance(spec, str | int | float):
         return Condition(key, "equals", str(spec).lower())
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -276,14 +285,18 @@ def _condition_of(key: str, spec: Any, where: str) -> Condition:
     if not isinstance(arg, str | int) or str(arg) == "":
         raise ConfigError(f"{where}: condition {key!r}: {kind} needs a non-empty string")
     if kind == "regex":
-        try:
-            return Condition(key, kind, re.compile(str(arg), re.IGNORECASE))
-        except re.error as exc:
-            raise ConfigError(f"{where}: condition {key!r}: bad regex: {exc}") from None
+        if compile_now:
+            try:
+                _regex(str(arg))
+            except re.error as exc:
+                raise ConfigError(f"{where}: condition {key!r}: bad regex: {exc}") from None
+        return Condition(key, kind, str(arg))
     return Condition(key, kind, str(arg).lower())
 
 
-def _rules_of(doc: Any, name: str, categories: frozenset[str] | None) -> list[Rule]:
+def _rules_of(
+    doc: Any, name: str, categories: frozenset[str] | None, compile_now: bool = True
+) -> list[Rule]:
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
         raise ConfigError(f"{name}: expected a mapping with a 'rules' list")
     default_source = doc.get("source")
@@ -302,7 +315,7 @@ def _rules_of(doc: Any, name: str, categories: frozenset[str] | None) -> list[Ru
         when = r.get("when")
         if not isinstance(when, dict) or not when:
             raise ConfigError(f"{where}: 'when' must map observation keys to matchers")
-        conds = tuple(_condition(str(k), v, where) for k, v in when.items())
+        conds = tuple(_condition(str(k), v, where, compile_now) for k, v in when.items())
         if conds[0].negated:
             raise ConfigError(f"{where}: the first condition cannot be negated")
         sets = r.get("set")
@@ -331,14 +344,16 @@ def _rules_of(doc: Any, name: str, categories: frozenset[str] | None) -> list[Ru
     return out
 
 
-def _read(path_or_name: str, text: str, categories: frozenset[str] | None) -> list[Rule]:
+def _read(
+    path_or_name: str, text: str, categories: frozenset[str] | None, compile_now: bool = True
+) -> list[Rule]:
     try:
         doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path_or_name}:{at} not valid YAML") from None
-    return _rules_of(doc, path_or_name, categories)
+    return _rules_of(doc, path_or_name, categories, compile_now)
 
 
 def user_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
@@ -366,7 +381,8 @@ def load_library(extra_dirs: Iterable[str | Path] = (), *, package: bool = True)
     if package:
         for entry in sorted(resources.files("medsentry").joinpath("data").iterdir(), key=str):
             if entry.name.startswith(PACKAGE_FILES) and entry.name.endswith(".yaml"):
-                rules += _read(f"data/{entry.name}", entry.read_text(encoding="utf-8"), cats)
+                text = entry.read_text(encoding="utf-8")
+                rules += _read(f"data/{entry.name}", text, cats, compile_now=False)
                 files.append(f"data/{entry.name}")
     for d in user_dirs(extra_dirs):
         if not d.is_dir():

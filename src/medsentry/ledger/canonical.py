@@ -78,10 +78,18 @@ def _plain(value: Any) -> bool:
     JCS sorts differently). Anything else, errors included, goes through `_prepare`."""
     t = type(value)
     if t is dict:
-        for k in value:
+        for k, v in value.items():  # keys and values in one pass, leaves inline (as _all_plain)
             if type(k) is not str or not k.isascii():
                 return False
-        return _all_plain(value.values())
+            tv = type(v)
+            if tv is str or v is None or tv is bool:
+                continue
+            if tv is int:
+                if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
+                    return False
+            elif not _plain(v):
+                return False
+        return True
     if t is list or t is tuple:
         return _all_plain(value)
     if t is str or value is None or t is bool:

@@ -26,6 +26,7 @@ import re
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ def _phi_like(key: str) -> bool:
     return key.lower().replace("_", "").replace("-", "") in _PHI_KEYS
 
 
+# field names found not to look like PHI (a str key equal to one of these is one of these)
+_CHECKED_KEYS: set[str] = set()
+
+
 @lru_cache(maxsize=4096)
 def _json_string(s: str) -> bytes:
     """Canonical JSON of a kind or actor string (they repeat: cached)."""
@@ -139,30 +144,25 @@ def check_entry_fields(kind: str, data: Any, actor: str) -> None:
         raise InputError("ledger entry actor must be a non-empty string of at most 200 characters")
     if not isinstance(data, dict):
         raise InputError(f"ledger entry data must be an object, not {type(data).__name__}")
+    if _CHECKED_KEYS.issuperset(data):  # field names repeat from entry to entry
+        return
     for key in data:
         if isinstance(key, str) and _phi_like(key):
             raise InputError(
                 f"ledger entry field {key!r} looks like PHI; the ledger never holds PHI"
             )
+    if len(_CHECKED_KEYS) > 65536:
+        _CHECKED_KEYS.clear()
+    _CHECKED_KEYS.update(key for key in data if type(key) is str)
 
 
-def entry_bytes(seq: int, when: str, kind: str, actor: str, data_json: bytes) -> bytes:
-    """The RFC 8785 form of {"actor","data","kind","seq","time"} (keys already in JCS order)."""
-    return b"".join(
-        (
-            b'{"actor":',
-            _json_string(actor),
-            b',"data":',
-            data_json,
-            b',"kind":',
-            _json_string(kind),
-            b',"seq":',
-            str(seq).encode(),
-            b',"time":"',
-            when.encode(),
-            b'"}',
-        )
-    )
+def entry_frame(kind: str, actor: str, when: str) -> tuple[bytes, bytes, bytes]:
+    """The RFC 8785 form of {"actor","data","kind","seq","time"} (keys already in JCS order)
+    around the data and the seq: an entry is head + data_json + mid + seq + tail."""
+    head = b"".join((b'{"actor":', _json_string(actor), b',"data":'))
+    mid = b"".join((b',"kind":', _json_string(kind), b',"seq":'))
+    tail = b"".join((b',"time":"', when.encode(), b'"}'))
+    return head, mid, tail
 
 
 class Ledger:
@@ -491,21 +491,39 @@ class Ledger:
         when = utc_now()
         frontier = list(self._frontier)
         blobs: list[bytes] = []
-        offsets: list[bytes] = []
+        positions: list[int] = []
         stored: list[bytes] = []
         pos = self._end
-        encode = records.encode
-        pack = _OFFSET.pack
-        leaf_hash = merkle.leaf_hash
-        append_leaf = merkle.append_leaf
+        frames: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}  # by kind and actor
+        join = b"".join
+        crc32 = zlib.crc32
+        sha256 = hashlib.sha256
+        max_payload = records.MAX_PAYLOAD
+        header_size = records.HEADER_SIZE
         for seq, (kind, data_json, actor) in enumerate(prepared, first):
-            payload = entry_bytes(seq, when, kind, actor, data_json)
-            rec = encode(payload)
-            blobs.append(rec)
-            offsets.append(pack(pos))
-            pos += len(rec)
-            append_leaf(frontier, leaf_hash(payload), stored)
-        self._commit(blobs, offsets, stored, frontier, pos)
+            frame = frames.get((kind, actor))
+            if frame is None:
+                frame = frames[(kind, actor)] = entry_frame(kind, actor, when)
+            payload = join((frame[0], data_json, frame[1], str(seq).encode(), frame[2]))
+            # records.encode inlined: length, CRC-32 over length and payload, payload
+            n = len(payload)
+            if n > max_payload:
+                raise ValueError(f"record of {n} bytes exceeds {max_payload}")
+            length = n.to_bytes(4, "big")
+            blobs += (length, crc32(payload, crc32(length)).to_bytes(4, "big"), payload)
+            positions.append(pos)
+            pos += header_size + n
+            # merkle.append_leaf inlined: RFC 9162 §2.1.1 leaf hash, then completed subtrees
+            h = sha256(b"\x00" + payload).digest()
+            stored.append(h)
+            level = 0
+            while frontier and frontier[-1][0] == level:
+                h = sha256(b"\x01" + frontier.pop()[1] + h).digest()
+                stored.append(h)
+                level += 1
+            frontier.append((level, h))
+        offsets = [struct.pack(f">{len(positions)}Q", *positions)]
+        self._commit(blobs, offsets, stored, frontier, pos, len(positions))
         return first
 
     def _commit(
@@ -515,8 +533,10 @@ class Ledger:
         stored: list[bytes],
         frontier: list[tuple[int, bytes]],
         end: int,
+        count: int,
     ) -> None:
-        """Write one batch durably; only then does the in-memory state move on."""
+        """Write one batch of `count` entries durably (their framed records in `blobs`, whole or
+        in pieces); only then does the in-memory state move on."""
         try:
             _write_all(self._entries, b"".join(blobs))
             os.fdatasync(self._entries)  # entries first: derived files never run ahead of them
@@ -527,7 +547,7 @@ class Ledger:
         except OSError as exc:
             self._recover()  # bring memory back in line with what reached the disk
             raise LedgerError(f"{self.dir}: append failed: {exc.strerror or exc}") from None
-        self._size += len(blobs)
+        self._size += count
         self._end = end
         self._frontier = frontier
 
@@ -562,7 +582,7 @@ class Ledger:
             offsets.append(_OFFSET.pack(pos))
             pos += len(rec)
             merkle.append_leaf(frontier, merkle.leaf_hash(p), stored)
-        self._commit(blobs, offsets, stored, frontier, pos)
+        self._commit(blobs, offsets, stored, frontier, pos, len(blobs))
 
     # --- keys and checkpoints ---
 
