@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medsentry.inventory.addresses import classify, classify_by_ipaddress
+from medsentry.inventory.addresses import classify, classify_by_ipaddress, is_link_local
 
 _octet = st.one_of(
     st.integers(0, 300).map(str),
@@ -18,6 +20,29 @@ _quads = st.tuples(_octet, _octet, _octet, _octet).map(".".join)
 @given(st.one_of(_quads, st.text(alphabet="0123456789.", max_size=16)))
 def test_classify_equals_ipaddress(ip: str):
     assert classify(ip) == classify_by_ipaddress(ip)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        _quads,
+        st.tuples(
+            st.sampled_from(["169", "0169", "169 "]),
+            st.sampled_from(["254", "0254"]),
+            _octet,
+            _octet,
+        ).map(".".join),
+        st.sampled_from(["fe80::1", "FE80::1", "febf::1", "fec0::1", "169.254.0.1", "", "x"]),
+    )
+)
+def test_is_link_local_equals_ipaddress(ip: str):
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        want = False
+    else:
+        want = a in ipaddress.ip_network("169.254.0.0/16" if a.version == 4 else "fe80::/10")
+    assert is_link_local(ip) is want
 
 
 def test_classify_boundaries():

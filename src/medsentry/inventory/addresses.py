@@ -104,6 +104,8 @@ _LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe8
 def is_link_local(ip: str) -> bool:
     """RFC 3927 / RFC 4291 §2.5.6 link-local: routers never forward it (RFC 3927 §7, RFC 4291
     §2.5.6), so the frame that carries it as source comes from its holder."""
+    if ":" not in ip and not ip.startswith("169.254."):
+        return False  # `ipaddress` spells IPv4 one way only: four decimal octets, no padding
     try:
         a = ipaddress.ip_address(ip)
     except ValueError:

@@ -263,7 +263,9 @@ def identify(
         attrs = _attributes(obs, state.first_ns, library, tax, extra)
     category, vendor, model, software, os_ = attrs
     cat = tax.categories.get(category.value) if category else None
-    ips = sorted(state.addresses, key=lambda ip: (-state.addresses[ip].last_ns, ip))
+    addrs = state.addresses  # the most recently seen first
+    ips = sorted(addrs, key=lambda ip: (-addrs[ip].last_ns, ip)) if len(addrs) > 1 else [*addrs]
+    private = state.observations.get("ble.private_address")
     return Device(
         device_id=state.device_id,
         mac=state.mac,
@@ -284,12 +286,9 @@ def identify(
         protocols=sorted(state.protocols),
         peers=sorted(state.peers),
         external_peers=sorted(state.external_peers)[:MAX_EXTERNAL_PEERS],
-        listening=sorted(state.listening, key=_svc_order),
-        asset=dict(asset or {}),
-        private_addresses=sorted(
-            state.observations.get("ble.private_address", ()),
-            key=lambda a: (state.observations["ble.private_address"][a], a),
-        ),
+        listening=sorted(state.listening, key=_svc_order) if state.listening else [],
+        asset=dict(asset) if asset else {},
+        private_addresses=sorted(private, key=lambda a: (private[a], a)) if private else [],
     )
 
 
@@ -373,12 +372,16 @@ def _signature(obs: dict[str, dict[str, int]], library: Library) -> tuple:
     the values' time order, because the latest version supersedes older ones (`_current`).
     """
     later = library.later_keys
+    indexed = library.indexed_keys
     parts = []
     for key, values in obs.items():
         if key in later or key == "mac.random":
-            parts.append((key, tuple(values), _time_order(values, tuple(values))))
+            whole = tuple(values)
+            parts.append((key, whole, _time_order(values, whole)))
             continue
-        rkeys = _indexed_keys(library, key)
+        rkeys = indexed.get(key)
+        if rkeys is None:
+            rkeys = _indexed_keys(library, key)
         if not rkeys:
             continue
         claims = library.claims_any.get(key)  # value -> does some first condition match it
@@ -402,7 +405,8 @@ def _time_order(values: dict[str, int], hit: Sequence[str]) -> tuple[int, ...]:
     """Which of several values was first seen latest matters (`_current`): their time order."""
     if len(hit) < 2:
         return ()
-    return tuple(sorted(range(len(hit)), key=lambda i: values[hit[i]]))
+    times = [values[v] for v in hit]
+    return tuple(sorted(range(len(hit)), key=times.__getitem__))
 
 
 def _indexed_keys(library: Library, key: str) -> tuple[str, ...]:
@@ -425,8 +429,14 @@ def _fleet_attributes(
         _, attrs, platform = hit
         if platform is not None:
             obs["platform"] = {platform: first_ns}
-        stamped = tuple(_stamped(a, obs) for a in attrs)
-        if not any(a is _UNSTAMPABLE for a in stamped):
+        stamped = (
+            _stamped(attrs[0], obs),
+            _stamped(attrs[1], obs),
+            _stamped(attrs[2], obs),
+            _stamped(attrs[3], obs),
+            _stamped(attrs[4], obs),
+        )
+        if _UNSTAMPABLE not in stamped:
             return stamped  # type: ignore[return-value]
     attrs = _attributes(obs, first_ns, library, tax, None)
     platform = next(iter(obs["platform"])) if "platform" in obs else None
@@ -448,8 +458,11 @@ def _stamped(attr: Attribute | None, obs: dict[str, dict[str, int]]) -> Any:
     if attr is None:
         return None
     try:
-        evidence = [_at(e, obs) for e in attr.evidence]
-        conflicts = [_at(e, obs) for e in attr.conflicts]
+        evidence = [
+            e if (ts := obs[e.source][e.observed]) == e.ts_ns else _replace(e, ts_ns=ts)
+            for e in attr.evidence
+        ]
+        conflicts = [_at(e, obs) for e in attr.conflicts] if attr.conflicts else []
     except KeyError:
         return _UNSTAMPABLE
     return Attribute(
@@ -459,7 +472,10 @@ def _stamped(attr: Attribute | None, obs: dict[str, dict[str, int]]) -> Any:
 
 def _at(e: Evidence, obs: dict[str, dict[str, int]]) -> Evidence:
     ts = obs[e.source][e.observed]
-    return e if ts == e.ts_ns else msgspec.structs.replace(e, ts_ns=ts)
+    return e if ts == e.ts_ns else _replace(e, ts_ns=ts)
+
+
+_replace = msgspec.structs.replace
 
 
 def _svc_order(svc: str) -> tuple[str, int]:

@@ -1061,14 +1061,19 @@ class Observer:
         temporary addresses (RFC 8981 §3.3) share the prefixes of its stable ones, and
         an on-link address is sent with its holder's own MAC."""
         own = set(self.claimed.get(mac, _EMPTY))
-        eui64 = eui64_interface_id(mac)
+        eui64: int | None = None  # computed for the first IPv6 address only
         prefixes: set[int] = set()
         rest: list[tuple[str, int]] = []
         for ip in ips | own:
-            halves = ipv6_halves(ip)
             if is_link_local(ip):
                 own.add(ip)
-            elif halves is not None:
+                continue
+            if ":" not in ip:  # IPv4: own when claimed (already in `own`) or link-local
+                continue
+            halves = ipv6_halves(ip)
+            if halves is not None:
+                if eui64 is None:
+                    eui64 = eui64_interface_id(mac)
                 if ip in own or halves[1] == eui64:
                     own.add(ip)
                     prefixes.add(halves[0])
@@ -1089,15 +1094,25 @@ class Observer:
         v4 = [ip for ip in foreign if ":" not in ip]
         if len(v4) >= GATEWAY_MIN_FOREIGN_IPS:
             return True
-        external = sum(1 for ip in v4 if classify(ip) == "external")
-        if external and sum(1 for ip in ips if ":" not in ip) >= 2:
-            return True  # an internet address and another IPv4 address: NAT or router
-        if v4 and external == len(v4) and self._talks_to_local(mac, set(v4)):
-            return True  # only internet addresses behind it, talking with local hosts: the way out
-        v6_prefixes = {h[0] for ip in foreign if (h := ipv6_halves(ip)) is not None}
-        if len(v6_prefixes) >= GATEWAY_MIN_FOREIGN_V6_PREFIXES:
-            return True
-        elsewhere = sum(1 for ip in foreign if claimants.get(ip, _NONE) - {mac})
+        if v4:
+            external = sum(1 for ip in v4 if classify(ip) == "external")
+            if external and sum(1 for ip in ips if ":" not in ip) >= 2:
+                return True  # an internet address and another IPv4 address: NAT or router
+            if external == len(v4) and self._talks_to_local(mac, set(v4)):
+                return True  # only internet addresses behind it, talking with local hosts
+        if len(foreign) - len(v4) >= GATEWAY_MIN_FOREIGN_V6_PREFIXES:
+            v6_prefixes = {
+                h[0] for ip in foreign if ":" in ip and (h := ipv6_halves(ip)) is not None
+            }
+            if len(v6_prefixes) >= GATEWAY_MIN_FOREIGN_V6_PREFIXES:
+                return True
+        if len(foreign) < GATEWAY_MIN_CLAIMED_ELSEWHERE or not claimants:
+            return False  # (the common host: one address of its own seen only in flows)
+        elsewhere = 0  # addresses of `foreign` another station claimed
+        for ip in foreign:
+            cl = claimants.get(ip)
+            if cl and (len(cl) > 1 or mac not in cl):
+                elsewhere += 1
         return elsewhere >= GATEWAY_MIN_CLAIMED_ELSEWHERE
 
     def _talks_to_local(self, mac: str, ips: set[str]) -> bool:
@@ -1181,15 +1196,14 @@ class Observer:
                 own_claim = self.claimed.get(mac, _EMPTY).get(ip) if mac else None
                 src = own_claim[2] if own_claim else "flow"
                 dev.address(ip, ep.first_ns, ep.last_ns, src)
+            known = dev.peers  # a peer keeps the time it was first filed with
             for pkey, ts in peers.items():
                 pid = id_of.get(pkey)
                 if pid is not None:
-                    if pid != did and pid not in dev.peers:
-                        dev.peers[pid] = ts
+                    if pid != did:
+                        known.setdefault(pid, ts)
                 elif pkey in ext_of:
-                    x = ext_of[pkey]
-                    if x not in dev.external_peers:
-                        dev.external_peers[x] = ts
+                    dev.external_peers.setdefault(ext_of[pkey], ts)
         for mac, claims in self.claimed.items():  # leases and ARP bindings never seen in flows
             did = f"mac:{mac}"
             if did in devices:
@@ -1202,17 +1216,22 @@ class Observer:
                     rank, name, ts = named
                     src = "dns-ptr" if rank == HOSTNAME_RANK["dns-ptr"] else "dns-a"
                     self._hostname(dev, src, name, ts)
+        eps_of: dict[str | None, list[_Endpoint]] | None = None  # MAC -> its endpoints
         for mac in gateways:  # every router interface is a device, even without own address
             did = f"mac:{mac}"
             dev = devices.get(did)
-            if dev is None and not any(m == mac for m, _ip in self.pairs):
-                continue  # a router known from before, silent in this interval
             if dev is None:
+                if eps_of is None:
+                    eps_of = defaultdict(list)
+                    for (m, _ip), ep in self.pairs.items():
+                        eps_of[m].append(ep)
+                eps = eps_of.get(mac)
+                if not eps:
+                    continue  # a router known from before, silent in this interval
                 dev = devices[did] = DeviceState(device_id=did, mac=mac)
-                for (m, _ip), ep in self.pairs.items():
-                    if m == mac:
-                        dev.see(ep.first_ns)
-                        dev.see(ep.last_ns)
+                for ep in eps:
+                    dev.see(ep.first_ns)
+                    dev.see(ep.last_ns)
             dev.roles.setdefault("ip-router", dev.first_ns)
         for dev in devices.values():  # peers were added endpoint by endpoint: bound them now
             dev.bound_peers()

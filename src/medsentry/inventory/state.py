@@ -8,6 +8,8 @@ a state is stored beside the device so the next capture folds into it instead of
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import msgspec
 
 # Bound the distinct values kept per observation key (a busy client queries many names).
@@ -94,10 +96,10 @@ class DeviceState(msgspec.Struct, kw_only=True, gc=False):
     def bound_peers(self) -> None:
         """Keep the MAX_PEERS earliest peers of each kind."""
         if len(self.peers) > MAX_PEERS:
-            self.peers = dict(sorted(self.peers.items(), key=lambda kv: kv[1])[:MAX_PEERS])
+            self.peers = dict(sorted(self.peers.items(), key=itemgetter(1))[:MAX_PEERS])
         if len(self.external_peers) > MAX_PEERS:
             self.external_peers = dict(
-                sorted(self.external_peers.items(), key=lambda kv: kv[1])[:MAX_PEERS]
+                sorted(self.external_peers.items(), key=itemgetter(1))[:MAX_PEERS]
             )
 
     def take_from(self, other: DeviceState) -> None:
