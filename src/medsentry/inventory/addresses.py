@@ -55,8 +55,9 @@ def classify(ip: str) -> str:
             return "unspecified"
         if n & _MULTICAST_V4[1] == _MULTICAST_V4[0] or ip.endswith(".255"):
             return "multicast"
-        if any(n & mask == net for net, mask in _LOCAL_V4):
-            return "local"
+        for net, mask in _LOCAL_V4:  # a loop, not any(<generator>): classify runs cold per pair
+            if n & mask == net:
+                return "local"
         return "external"
     return classify_by_ipaddress(ip)
 

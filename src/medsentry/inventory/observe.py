@@ -27,10 +27,9 @@ import contextlib
 import ipaddress
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from medsentry.events.base import Endpoints, Event
-from medsentry.events.flow import FlowRecord
 from medsentry.events.hl7 import NON_STANDARD
 from medsentry.inventory.addresses import (
     classify,
@@ -64,6 +63,7 @@ HOSTNAME_RANK = {
     "dhcp": 0, "mdns": 1, "lldp": 2, "cdp": 2, "snmp": 2, "dns-ptr": 3, "dns-a": 4,
     "llmnr": 5, "netbios": 6,
 }  # fmt: skip
+_DNS_A_RANK = HOSTNAME_RANK["dns-a"]
 # A station answering LLMNR or NetBIOS queries for more of its "own" names than this is
 # answering for others' (a poisoner such as Responder answers every query): no more are taken
 MAX_ANSWERED_NAMES = 4
@@ -108,7 +108,8 @@ _GATT_KEYS = {
 _EMPTY: dict[str, int] = {}
 _NONE: frozenset[str] = frozenset()
 _MISSING = object()
-_BY_TYPE: dict[type, object] = {}  # event class -> handler (or None), filled as classes appear
+# event class -> handler (or None), filled as classes appear (`Observer._first_of_class`)
+_BY_TYPE: dict[type, Callable[[Observer, Event], None] | None] = {}
 # queried name as the DNS message wrote it -> the domain observed ("" for none): names repeat
 _DOMAINS: dict[str, str] = {}
 
@@ -160,6 +161,44 @@ class _Endpoint(DeviceState):
     """The observations of one (MAC, IP) pair as seen on the wire (peers are pair keys)."""
 
 
+class _RawPairs(dict[tuple[str | None, str | None], _Endpoint | None]):
+    """(MAC, IP) as an event wrote them -> their endpoint in `pairs` (None: no station's),
+    normalized on first sight: `raw[mac, ip]` is one dictionary lookup for a pair seen before."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: dict[tuple[str | None, str | None], _Endpoint]) -> None:
+        super().__init__()
+        self.pairs = pairs
+
+    def __missing__(self, raw: tuple[str | None, str | None]) -> _Endpoint | None:
+        ep = self[raw] = _new_endpoint(self.pairs, *raw)
+        return ep
+
+
+def _new_endpoint(
+    pairs: dict[tuple[str | None, str | None], _Endpoint], mac: str | None, ip: str | None
+) -> _Endpoint | None:
+    """The endpoint of a (MAC, IP) pair as a frame wrote it, made if new; None for a pair no
+    station sends from."""
+    if mac is not None and _group_mac(mac):
+        return None  # no station sends from a group address (IEEE 802 §8.2): a forged frame
+    mac = _mac(mac)
+    if ip is not None:
+        cls = classify(ip)
+        if cls in ("multicast", "invalid"):
+            return None
+        if cls == "unspecified":
+            ip = None
+    if mac is None and ip is None:
+        return None
+    key = (mac, ip)
+    ep = pairs.get(key)
+    if ep is None:
+        ep = pairs[key] = _Endpoint(device_id=f"{mac or ''}|{ip or ''}", mac=mac)
+    return ep
+
+
 class Observer:
     """Accumulates observations from events (`feed`) and folds them into devices (`resolve`)."""
 
@@ -184,7 +223,7 @@ class Observer:
         # distinct signatures sharing a 64-bit (per-process salted) hash among at most 10^6 is
         # a chance of about 10^-7 per capture, and costs one message's observations.
         self._said: set[int] = set()
-        self._raw: dict[tuple[str | None, str | None], _Endpoint | None] = {}
+        self._raw = _RawPairs(self.pairs)
         self._resolved = False
 
     def _repeat(self, sig: tuple) -> bool:
@@ -200,54 +239,26 @@ class Observer:
     # -- endpoint bookkeeping --
 
     def _pair(self, mac: str | None, ip: str | None, ts: int) -> _Endpoint | None:
-        # raw (MAC, IP) as the event wrote them -> endpoint: normalization done once per pair
-        raw = (mac, ip)
-        ep = self._raw.get(raw, _MISSING)
-        if ep is _MISSING:
-            ep = self._raw[raw] = self._new_pair(mac, ip)
+        ep = self._raw[mac, ip]
         if ep is not None:
-            if ts < ep.first_ns or ep.first_ns == 0:
+            if ts < ep.first_ns or not ep.first_ns:
                 ep.first_ns = ts
             if ts > ep.last_ns:
                 ep.last_ns = ts
         return ep
 
-    def _new_pair(self, mac: str | None, ip: str | None) -> _Endpoint | None:
-        if mac is not None and _group_mac(mac):
-            return None  # no station sends from a group address (IEEE 802 §8.2): a forged frame
-        mac = _mac(mac)
-        if ip is not None:
-            cls = classify(ip)
-            if cls in ("multicast", "invalid"):
-                return None
-            if cls == "unspecified":
-                ip = None
-        if mac is None and ip is None:
-            return None
-        key = (mac, ip)
-        ep = self.pairs.get(key)
-        if ep is None:
-            ep = self.pairs[key] = _Endpoint(device_id=f"{mac or ''}|{ip or ''}", mac=mac)
-        return ep
-
-    def _ends(
-        self, e: Endpoints | FlowRecord, ts: int
-    ) -> tuple[_Endpoint | None, _Endpoint | None]:
-        # `_pair` for both ends, inlined: every flow record and protocol event comes through here
+    def _ends(self, e: Endpoints, ts: int) -> tuple[_Endpoint | None, _Endpoint | None]:
+        # `_pair` for both ends, inlined: every protocol event comes through here
         raw = self._raw
-        c = raw.get((e.client_mac, e.client), _MISSING)
-        if c is _MISSING:
-            c = raw[(e.client_mac, e.client)] = self._new_pair(e.client_mac, e.client)
+        c = raw[e.client_mac, e.client]
+        s = raw[e.server_mac, e.server]
         if c is not None:
-            if ts < c.first_ns or c.first_ns == 0:
+            if ts < c.first_ns or not c.first_ns:
                 c.first_ns = ts
             if ts > c.last_ns:
                 c.last_ns = ts
-        s = raw.get((e.server_mac, e.server), _MISSING)
-        if s is _MISSING:
-            s = raw[(e.server_mac, e.server)] = self._new_pair(e.server_mac, e.server)
         if s is not None:
-            if ts < s.first_ns or s.first_ns == 0:
+            if ts < s.first_ns or not s.first_ns:
                 s.first_ns = ts
             if ts > s.last_ns:
                 s.last_ns = ts
@@ -300,31 +311,47 @@ class Observer:
     # -- events --
 
     def feed(self, events: Sequence[Event]) -> None:
-        by_type = _BY_TYPE
-        n = 0
+        handler = _BY_TYPE.get
+        first = Observer._first_of_class
+        ignored = 0
         for ev in events:
-            cls = ev.__class__
-            h = by_type.get(cls, _MISSING)
-            if h is _MISSING:
-                h = by_type[cls] = _HANDLERS.get(cls.__name__)
+            h = handler(ev.__class__, first)
             if h is not None:
-                n += 1
                 h(self, ev)
-        self.events += n
+            else:
+                ignored += 1
+        self.events += len(events) - ignored
+
+    def _first_of_class(self, ev: Event) -> None:
+        """The first event of its class: the class's handler remembered (None: the inventory
+        ignores it), then run; `feed` counted the event as handled."""
+        cls = ev.__class__
+        h = _BY_TYPE[cls] = _HANDLERS.get(cls.__name__)
+        if h is None:
+            self.events -= 1
+        else:
+            h(self, ev)
 
     def _flow(self, f) -> None:
         ts, last = f.ts_ns, f.last_ns
-        c, s = self._ends(f, ts)  # a flow record names its ends as `Endpoints` does
+        hi = last if last > ts else ts
+        raw = self._raw  # a flow record names its ends as `Endpoints` does: `_ends` inlined
+        c = raw[f.client_mac, f.client]
+        s = raw[f.server_mac, f.server]
         proto = f.app_protocol
         if c is not None:
-            if last > c.last_ns:
-                c.last_ns = last
+            if ts < c.first_ns or not c.first_ns:
+                c.first_ns = ts
+            if hi > c.last_ns:
+                c.last_ns = hi
             if proto and proto not in c.protocols:
                 c.protocols[proto] = ts
         if s is None:
             return
-        if last > s.last_ns:
-            s.last_ns = last
+        if ts < s.first_ns or not s.first_ns:
+            s.first_ns = ts
+        if hi > s.last_ns:
+            s.last_ns = hi
         if proto and proto not in s.protocols:
             s.protocols[proto] = ts
         if c is not None:  # each end is the other's peer (by endpoint key until resolve)
@@ -441,56 +468,73 @@ class Observer:
         self._hostname(ep, "dhcp", d.fqdn, ts)
 
     def _dns(self, m) -> None:
-        e, ts = m.endpoints, m.ts_ns
-        if m.protocol == "mdns":
-            sender = self._pair(e.client_mac, e.client, ts)
-            if sender is None:
-                return
-            if m.response:
-                for rr in m.answers:
-                    if rr.rtype in (1, 28) and rr.data == e.client:
-                        self._hostname(sender, "mdns", rr.name, ts)
-                dicom = False
-                for st in m.service_types:
-                    self._obs(sender, "mdns.service", st, ts)
-                    dicom = dicom or st[:6].lower() == "_dicom"
-                if dicom:
-                    self._dicom_dnssd(m, sender, e.client, ts)
-                for inst in m.service_instances:
-                    self._obs(sender, "mdns.instance", inst.split("._")[0], ts)
-            return
-        if m.protocol == "llmnr":
-            if m.response:
+        protocol = m.protocol
+        if protocol != "dns":
+            if protocol == "mdns":
+                self._mdns(m)
+            elif protocol == "llmnr" and m.response:
                 self._llmnr(m)
             return
-        if m.protocol != "dns":
-            return
+        e, ts, response = m.endpoints, m.ts_ns, m.response
         qs = m.questions
-        names = (qs[0].name,) if len(qs) == 1 else tuple(q.name for q in qs)
-        # the question types too: the A and AAAA (or SRV and TXT) answers for one name differ
-        qtypes = qs[0].qtype if len(qs) == 1 else tuple(q.qtype for q in qs)
-        sig = (m.response, e.client, e.client_mac, e.server if m.response else None, names, qtypes)
-        if self._repeat(sig):  # the same client asked (or was answered) the same questions
+        if len(qs) == 1:
+            q = qs[0]
+            names, qtypes = (q.name,), q.qtype
+        else:
+            names, qtypes = tuple(q.name for q in qs), tuple(q.qtype for q in qs)
+        # the same client asked (or was answered) the same questions: `_repeat` inlined. The
+        # question types too: the A and AAAA (or SRV and TXT) answers for one name differ
+        said = self._said
+        h = hash((response, e.client, e.client_mac, e.server if response else None, names, qtypes))
+        if h in said:
             return
+        if len(said) > 1_000_000:
+            said.clear()
+        said.add(h)
         c, s = self._ends(e, ts)
         if c is not None:  # the client asked: the cloud it talks to
             for name in names:
-                dom = _DOMAINS.get(name, _MISSING)
-                if dom is _MISSING:
+                dom = _DOMAINS.get(name)
+                if dom is None:
                     dom = _domain(name)
                 if dom:
                     c.observe("domain", dom, ts)
-        if not m.response:
+        if not response:
             return
-        self._role(s, "dns-server", ts)
+        if s is not None and "dns-server" not in s.roles:
+            s.roles["dns-server"] = ts
         if m.service_types and any(st[:6].lower() == "_dicom" for st in m.service_types):
             self._dicom_dnssd(m, None, None, ts)  # unicast DNS-SD (RFC 6763)
+        named = self.dns_names
         for rr in m.answers:
-            if rr.rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
+            rtype = rr.rtype
+            if rtype == 1 or rtype == 28:
+                # `_dns_name` changes nothing for an address named at this rank or better
+                old = named.get(rr.data)
+                if old is None or old[0] > _DNS_A_RANK:
+                    self._dns_name(rr.data, "dns-a", rr.name, ts)
+            elif rtype == 12 and rr.name.endswith(".in-addr.arpa"):  # PTR (RFC 1035 §3.5)
                 octets = rr.name[: -len(".in-addr.arpa")].split(".")
                 self._dns_name(".".join(reversed(octets)), "dns-ptr", rr.data, ts)
-            elif rr.rtype in (1, 28):
-                self._dns_name(rr.data, "dns-a", rr.name, ts)
+
+    def _mdns(self, m) -> None:
+        # multicast DNS (RFC 6762): the sender's records; a response answers for its own (§6)
+        e, ts = m.endpoints, m.ts_ns
+        sender = self._pair(e.client_mac, e.client, ts)
+        if sender is None:
+            return
+        if m.response:
+            for rr in m.answers:
+                if rr.rtype in (1, 28) and rr.data == e.client:
+                    self._hostname(sender, "mdns", rr.name, ts)
+            dicom = False
+            for st in m.service_types:
+                self._obs(sender, "mdns.service", st, ts)
+                dicom = dicom or st[:6].lower() == "_dicom"
+            if dicom:
+                self._dicom_dnssd(m, sender, e.client, ts)
+            for inst in m.service_instances:
+                self._obs(sender, "mdns.instance", inst.split("._")[0], ts)
 
     def _llmnr(self, m) -> None:
         # the responder answers from port 5355 (RFC 4795 §2.1) for a name of its own: its
@@ -665,15 +709,17 @@ class Observer:
         if self._repeat(("tls", e.client, e.client_mac, e.server, e.server_mac, m.server_name,
                          m.ja4, m.user_agent)):  # fmt: skip
             return
-        c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
-        self._role(c, "tls-client", ts)
+        c, s = self._ends(e, ts)
+        if c is not None:
+            if "tls-client" not in c.roles:
+                c.roles["tls-client"] = ts
+            c.observe("tls.ja4", m.ja4, ts)
+            if m.server_name:
+                c.observe("domain", m.server_name.lower(), ts)
+            if m.user_agent:  # QUIC from Chromium: google_user_agent, its HTTP User-Agent
+                c.observe("http.user_agent", m.user_agent, ts)
         self._role(s, "tls-server", ts)
-        self._obs(c, "tls.ja4", m.ja4, ts)
-        if m.server_name:
-            self._obs(c, "domain", m.server_name.lower(), ts)
-        # QUIC from Chromium: google_user_agent, the same string as its HTTP User-Agent names
-        self._obs(c, "http.user_agent", m.user_agent, ts)
 
     def _quic_crypto_client_hello(self, m) -> None:
         # Google QUIC's CHLO: SNI as TLS has it, UAID the same string as Chrome's User-Agent
@@ -724,14 +770,16 @@ class Observer:
         if self._repeat(("http", e.client, e.client_mac, e.server, e.server_mac, m.user_agent,
                          m.host)):  # fmt: skip
             return
-        c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
-        self._role(c, "http-client", ts)
+        c, s = self._ends(e, ts)
+        if c is not None:
+            if "http-client" not in c.roles:
+                c.roles["http-client"] = ts
+            c.observe("http.user_agent", m.user_agent, ts)
+            host = (m.host or "").split(":")[0].lower()
+            if host and classify(host) == "invalid":
+                c.observe("domain", host, ts)
         self._role(s, "http-server", ts)
-        self._obs(c, "http.user_agent", m.user_agent, ts)
-        host = (m.host or "").split(":")[0].lower()
-        if host and classify(host) == "invalid":
-            self._obs(c, "domain", host, ts)
 
     def _http_response(self, m) -> None:
         e = m.endpoints
@@ -833,13 +881,21 @@ class Observer:
         self._role(s, "dicom-tls-scp", m.ts_ns)
 
     def _hl7(self, m) -> None:
+        # the stream, direction, MSH fields and shape of the message (two tuple lengths: with
+        # OBX segments or without)
         obx = m.observations
-        sig = (
-            "hl7", m.flow_id, m.direction, m.sending_application, m.sending_facility,
-            m.receiving_application, m.receiving_facility, m.message_type, m.trigger_event,
-            m.ack_code, bool(m.phi_segments), len(m.devices), len(obx),
-            obx[0].code if obx else None, obx[-1].code if obx else None,
-        )  # fmt: skip
+        if obx:
+            sig = (
+                "hl7", m.flow_id, m.direction, m.sending_application, m.sending_facility,
+                m.receiving_application, m.receiving_facility, m.message_type, m.trigger_event,
+                m.ack_code, not m.phi_segments, len(m.devices), len(obx), obx[0].code, obx[-1].code,
+            )  # fmt: skip
+        else:
+            sig = (
+                "hl7", m.flow_id, m.direction, m.sending_application, m.sending_facility,
+                m.receiving_application, m.receiving_facility, m.message_type, m.trigger_event,
+                m.ack_code, not m.phi_segments, len(m.devices),
+            )  # fmt: skip
         said = self._said  # _repeat inlined: 85% of HL7 messages repeat an earlier one
         h = hash(sig)
         if h in said:
@@ -847,16 +903,18 @@ class Observer:
         if len(said) > 1_000_000:
             said.clear()
         said.add(h)
-        c, s = self._ends(m.endpoints, m.ts_ns)
         ts = m.ts_ns
+        c, s = self._ends(m.endpoints, ts)
         sender, receiver = (c, s) if m.direction == 0 else (s, c)
         if m.phi_segments:
             self._phi(c, s, ts)
         # MSH-3/4 name the sender's application and facility, MSH-5/6 the receiver's (§2.14.9)
-        self._obs(sender, "hl7.application", m.sending_application, ts)
-        self._obs(sender, "hl7.facility", m.sending_facility, ts)
-        self._obs(receiver, "hl7.application", m.receiving_application, ts)
-        self._obs(receiver, "hl7.facility", m.receiving_facility, ts)
+        if sender is not None:
+            sender.observe("hl7.application", m.sending_application, ts)
+            sender.observe("hl7.facility", m.sending_facility, ts)
+        if receiver is not None:
+            receiver.observe("hl7.application", m.receiving_application, ts)
+            receiver.observe("hl7.facility", m.receiving_facility, ts)
         if m.message_type == "ACK" or m.ack_code:
             return
         self._role(sender, "hl7-sender", ts)
@@ -864,14 +922,18 @@ class Observer:
         mt = m.message_type or ""
         if m.trigger_event:
             mt = f"{mt}^{m.trigger_event}"
-        self._obs(sender, "hl7.sent", mt, ts)
-        self._obs(receiver, "hl7.received", mt, ts)
+        if sender is not None:
+            sender.observe("hl7.sent", mt, ts)
+        if receiver is not None:
+            receiver.observe("hl7.received", mt, ts)
+        if sender is None:
+            return
         for d in m.devices:
-            self._obs(sender, "hl7.device", d.entity_identifier, ts)
+            sender.observe("hl7.device", d.entity_identifier, ts)
             if d.namespace_id != NON_STANDARD:  # a namespace that names no maker: not one
-                self._obs(sender, "hl7.device_namespace", d.namespace_id, ts)
-        for o in m.observations[:32]:
-            self._obs(sender, "hl7.observation", o.code, ts)
+                sender.observe("hl7.device_namespace", d.namespace_id, ts)
+        for o in obx[:32]:
+            sender.observe("hl7.observation", o.code, ts)
 
     def _hl7_batch(self, m) -> None:
         # BHS-3..6 / FHS-3..6 name the batch's sender and receiver (HL7 v2.5.1 §2.14.2)
