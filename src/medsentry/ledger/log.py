@@ -26,7 +26,6 @@ import re
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -496,32 +495,19 @@ class Ledger:
         pos = self._end
         frames: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}  # by kind and actor
         join = b"".join
-        crc32 = zlib.crc32
-        sha256 = hashlib.sha256
-        max_payload = records.MAX_PAYLOAD
-        header_size = records.HEADER_SIZE
+        encode = records.encode
+        leaf_hash = merkle.leaf_hash
+        append_leaf = merkle.append_leaf
         for seq, (kind, data_json, actor) in enumerate(prepared, first):
             frame = frames.get((kind, actor))
             if frame is None:
                 frame = frames[(kind, actor)] = entry_frame(kind, actor, when)
             payload = join((frame[0], data_json, frame[1], str(seq).encode(), frame[2]))
-            # records.encode inlined: length, CRC-32 over length and payload, payload
-            n = len(payload)
-            if n > max_payload:
-                raise ValueError(f"record of {n} bytes exceeds {max_payload}")
-            length = n.to_bytes(4, "big")
-            blobs += (length, crc32(payload, crc32(length)).to_bytes(4, "big"), payload)
+            rec = encode(payload)
+            blobs.append(rec)
             positions.append(pos)
-            pos += header_size + n
-            # merkle.append_leaf inlined: RFC 9162 §2.1.1 leaf hash, then completed subtrees
-            h = sha256(b"\x00" + payload).digest()
-            stored.append(h)
-            level = 0
-            while frontier and frontier[-1][0] == level:
-                h = sha256(b"\x01" + frontier.pop()[1] + h).digest()
-                stored.append(h)
-                level += 1
-            frontier.append((level, h))
+            pos += len(rec)
+            append_leaf(frontier, leaf_hash(payload), stored)
         offsets = [struct.pack(f">{len(positions)}Q", *positions)]
         self._commit(blobs, offsets, stored, frontier, pos, len(positions))
         return first
