@@ -207,6 +207,7 @@ class Pipeline:
 
             self._phi_key = phi_key()
         self._frames = self._frame_dissectors() if cfg.dissectors else []
+        self._out: _Out | None = None  # the file being scanned
 
     @staticmethod
     def _frame_dissectors() -> list:
@@ -233,6 +234,11 @@ class Pipeline:
             dissector_lookup=self._lookup,
         )
 
+    @property
+    def capture_id(self) -> str | None:
+        """SHA-256 of the file being scanned, once known (its events are held until it is)."""
+        return self._out.capture_id if self._out is not None else None
+
     def scan_files(
         self,
         paths: Sequence[str | os.PathLike[str]],
@@ -252,6 +258,7 @@ class Pipeline:
             engine = self._engine()
             hasher = _CaptureHash(path)
             out = _Out(sink, self.config.event_batch, self.config.max_buffered_events, hasher)
+            self._out = out
             # The collector stays paused until the held events are handed out too: resumed
             # first, its first passes would traverse all of them (and the sink's work on them).
             with _gc_paused():

@@ -99,6 +99,21 @@ def test_scan_real_loopback_capture(db_url, lo_capture) -> None:
         assert row["first_ns"] <= min(f["ts_ns"] for f in flows)
 
 
+def test_scan_reads_a_file_for_its_hash_once(db_url, lo_capture, tmp_path, monkeypatch) -> None:
+    """The capture id is the hash taken while reading, also for a file that yields no event."""
+    import medsentry.cli.scan as scan_mod
+
+    def second_pass(path):
+        raise AssertionError(f"{path} hashed in a second pass")
+
+    monkeypatch.setattr(scan_mod, "file_sha256", second_pass)
+    empty = tmp_path / "header-only.pcap"
+    empty.write_bytes(lo_capture.path.read_bytes()[:24])  # a pcap with no packet: no event
+    s = _scan_json(db_url, lo_capture.path, empty)
+    ids = [c["capture_id"] for c in s["captures"]]
+    assert ids == [hashlib.sha256(p.read_bytes()).hexdigest() for p in (lo_capture.path, empty)]
+
+
 def test_rescan_duplicates_nothing(db_url, lo_capture, tmp_path) -> None:
     _scan_json(db_url, lo_capture.path)
     with open_store(db_url) as store:

@@ -301,7 +301,8 @@ def scan_one(
         def sink(batch: list[Event]) -> None:
             nonlocal writer
             if writer is None:
-                writer = open_writer(_capture_id_of(batch))
+                # known before the first batch is sent: no second pass over the file
+                writer = open_writer(_capture_id_of(batch) or pipeline.capture_id)
             writer.write(batch)
             for engine in analyzers or ():
                 engine.feed(batch)
@@ -312,7 +313,7 @@ def scan_one(
 
         stats = pipeline.scan_files([path], sink=sink, progress=progress)
         if writer is None:
-            writer = open_writer(None)
+            writer = open_writer(pipeline.capture_id)
         damaged = len(tally.warnings) > warnings_before
         status = STATUS_DAMAGED if damaged else STATUS_COMPLETE
         writer.finish(
