@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,44 @@ def test_a_process_with_cffi_loaded_keeps_numbas_cffi_support() -> None:
         " print(c.SUPPORTED)"
     )
     assert got == ["True"]
+
+
+_CACHED_KERNEL = """\
+import numpy as np
+from medsentry.jit import njit
+
+
+@njit(cache=True)
+def total(a):
+    s = 0
+    for x in a:
+        s += x
+    return s
+"""
+
+
+def test_a_cached_kernel_loads_without_numbas_registries_and_compiling_still_works(
+    tmp_path: Path,
+) -> None:
+    """The second process loads the kernel from numba's cache without the registry refresh
+    (numba's list implementation is not imported by it), gets the same answer, and a kernel
+    compiled after that, which needs the list implementation, still compiles and runs."""
+    (tmp_path / "cached_total.py").write_text(_CACHED_KERNEL)
+    call = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import numpy as np; import cached_total\n"
+        "print(cached_total.total(np.arange(10)), cached_total.total.stats.cache_hits.total(),"
+        " 'numba.cpython.listobj' in sys.modules)\n"
+    )
+    assert _run(call) == ["45", "0", "True"]  # compiled (and cached): every registry loaded
+    then_compile = (
+        "from medsentry.jit import njit\n"
+        "@njit\n"
+        "def listed(n):\n"
+        "    out = [0]\n"
+        "    for i in range(n):\n"
+        "        out.append(i)\n"
+        "    return len(out)\n"
+        "print(listed(5))"
+    )
+    assert _run(call + then_compile) == ["45", "1", "False", "6"]

@@ -12,6 +12,15 @@ cffi is installed, which loads pycparser: 25 ms of the first kernel call, for ca
 through CFFI that no kernel here makes. It is imported here the same way, with cffi hidden;
 cffi is importable again straight after, and a process that had imported cffi keeps numba's
 support for it.
+
+Loading a kernel from numba's on-disk cache first refreshes the whole target context
+(numba/core/caching.py `Cache.load_overload`): it imports and installs every lowering and
+typing registry numba has (lists, sets, dicts, random generators, polynomials, jitclass, 3rd
+party entry points), 55 ms of the first kernel call of every command, for a kernel that is
+already machine code. A cached kernel needs only numba's runtime (NRT) initialised, which the
+refresh does first; so a cache load here does just that. A compilation (a cache miss, a new
+signature) still refreshes everything, in numba's compiler (`CompilerBase.__init__`), before it
+types anything. When numba's method is not the one this replaces, it is left as it is.
 """
 
 from __future__ import annotations
@@ -36,6 +45,32 @@ _import_hiding(
     "numba.np.arraymath", "scipy.linalg" if "scipy" in sys.modules else "scipy", "scipy.linalg"
 )
 _import_hiding("numba.core.typing.cffi_utils", "cffi", "cffi")
+
+
+def _load_cached_without_refresh() -> None:
+    """Cache loads initialise the runtime instead of refreshing every registry (see above)."""
+    from numba.core import caching
+    from numba.core.runtime import rtsys
+
+    original = caching.Cache.load_overload
+    # numba's own method: refresh, then load under its guard (checked by name, so another
+    # numba version's, or somebody else's replacement, is kept)
+    if getattr(original, "__module__", None) != caching.__name__ or set(
+        original.__code__.co_names
+    ) != {"refresh", "_guard_against_spurious_io_errors", "_load_overload"}:
+        return
+
+    def load_overload(self, sig, target_context):  # type: ignore[no-untyped-def]
+        rtsys.initialize(target_context)  # what the loaded code calls into (idempotent)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed an I/O error: a miss, compiled as numba would
+
+    load_overload.__doc__ = original.__doc__
+    caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
+
+
+_load_cached_without_refresh()
 
 from numba import njit  # noqa: E402
 
