@@ -1,8 +1,11 @@
 """The `medsentry` command: thin; parses arguments, calls the library, prints.
 
-Each command group lives in its own module and is registered in `_COMMANDS`; a command's
-module is imported when the command is named (or help lists them all), so `medsentry devices`
-does not load the scanning pipeline's libraries. Errors that are the user's to fix
+Each command group lives in its own module and is registered in `_COMMANDS` with the first
+sentence of its help; a command's module is imported when the command is named, so `medsentry
+devices` does not load the scanning pipeline's libraries, and `medsentry --help` lists every
+command from those summaries without importing any (the database and analysis libraries are
+most of a command's start-up). `tests/cli/test_cli_startup.py` checks that the summaries are
+the commands' own. Errors that are the user's to fix
 (`MedsentryError`) print as one line on stderr with exit code 2.
 """
 
@@ -24,6 +27,8 @@ from medsentry.errors import MedsentryError
 
 # command (and module) name -> attribute holding a click command or group
 _COMMANDS: dict[str, str] = {}
+# command name -> the first sentence of its help, which `--help` shortens as click would
+_SUMMARIES: dict[str, str] = {}
 
 
 # click >= 8.2 raises this UsageError to print a group's help when no subcommand is given
@@ -33,13 +38,26 @@ _HELP_NOT_ERROR: tuple[type[BaseException], ...] = tuple(
 
 
 class _Group(click.Group):
+    _listing = False  # format_commands is running: unloaded commands answer with a summary
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            if self._listing:
+                # click asks only for the short help (get_short_help_str), which it makes from
+                # the help's first sentence at most: this stand-in holds just that sentence
+                return click.Command(cmd_name, help=_SUMMARIES[cmd_name])
             _load_one(cmd_name)
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         damage = sys.modules.get("medsentry.store.damage")
@@ -124,8 +142,11 @@ def main() -> None:
     """medsentry: find, assess and watch the connected medical devices on a network."""
 
 
-def register(module: str, attr: str) -> None:
+def register(module: str, attr: str, summary: str) -> None:
+    """Command `module` is `medsentry.cli.<module>.<attr>`; `summary`: its help's first
+    sentence, word for word."""
     _COMMANDS[module] = attr
+    _SUMMARIES[module] = summary
 
 
 def _load_one(module: str) -> None:
@@ -144,24 +165,72 @@ def _load() -> None:
         _load_one(module)
 
 
-# Registration: one line per command module.
-register("scan", "scan_cmd")
-register("flows", "flows_cmd")
-register("monitor", "monitor_cmd")
-register("audit", "audit")
-register("demo", "demo_cmd")
-register("intel", "intel_cmd")
-register("vulns", "vulns_cmd")
-register("findings", "findings_cmd")
-register("policy", "policy_cmd")
-register("report", "report_cmd")
-register("alerts", "alerts_cmd")
-register("baseline", "baseline_cmd")
-register("detect", "detect_cmd")
-register("logs", "logs_cmd")
-register("sbom", "sbom_cmd")
-register("vex", "vex_cmd")
-register("risk", "risk_cmd")
-register("devices", "devices_cmd")
-register("device", "device_cmd")
-register("inventory", "inventory_grp")
+# Registration: one call per command module, with the first sentence of its help (click's
+# short help never goes past it: click.utils.make_default_short_help).
+register("scan", "scan_cmd", "Read pcap/pcapng capture files into the store and print a summary.")
+register("flows", "flows_cmd", "List the flows stored by `scan` and `monitor`.")
+register(
+    "monitor",
+    "monitor_cmd",
+    "Capture live from an interface into the store until Ctrl-C or --duration.",
+)
+register(
+    "audit",
+    "audit",
+    "The tamper-evident audit ledger (RFC 9162 Merkle log, C2SP signed checkpoints).",
+)
+register("demo", "demo_cmd", "Build a small, realistic hospital capture and scan it.")
+register("intel", "intel_cmd", "Vulnerability intelligence: CSAF advisories, KEV, EPSS, OSV, NVD.")
+register("vulns", "vulns_cmd", "Known vulnerabilities of the devices (inventory or --devices CSV).")
+register("findings", "findings_cmd", "Findings of the security-controls audit.")
+register(
+    "policy",
+    "policy_cmd",
+    "Zone segmentation policy: check observed flows, recommend least privilege.",
+)
+register(
+    "report",
+    "report_cmd",
+    "Executive summary, device risk, findings by framework and device, vulnerable devices "
+    "(KEV first), segmentation, alerts and the audit ledger's checkpoint at report time.",
+)
+register(
+    "alerts", "alerts_cmd", "List alerts, most recent first; `ack` / `close` / `show` manage one."
+)
+register("baseline", "baseline_cmd", "Behavioural baselines of devices.")
+register(
+    "detect",
+    "detect_cmd",
+    "Replay capture files through the detection engine and list the alerts they raise.",
+)
+register(
+    "logs", "logs_cmd", "Device logs (syslog RFC 5424 / RFC 3164): receive or import, then detect."
+)
+register(
+    "sbom", "sbom_cmd", "Software bills of materials (CycloneDX 1.2-1.6 JSON/XML, SPDX 2.3 JSON)."
+)
+register(
+    "vex", "vex_cmd", "Vulnerability Exploitability eXchange: import statements, export device VEX."
+)
+register(
+    "risk",
+    "risk_cmd",
+    "Rank devices by risk (0-100 = sqrt(likelihood x impact); see docs/risk.md), or explain "
+    "one DEVICE (id, MAC, IP or hostname).",
+)
+register(
+    "devices",
+    "devices_cmd",
+    "List the devices the inventory knows, with what they are and how critical.",
+)
+register(
+    "device",
+    "device_cmd",
+    "Show one device (by id, MAC, IP or host name): identity with evidence and conflicts, "
+    "roles, services, peers, address history, CMMS facts and changes.",
+)
+register(
+    "inventory",
+    "inventory_grp",
+    "The device inventory: CMMS import/export, reconciliation, fingerprints, changes.",
+)
