@@ -82,3 +82,35 @@ def test_help_is_the_same_as_with_every_command_loaded(tmp_path: Path, columns: 
     assert lazy.returncode == loaded.returncode == 0
     assert "scan" in lazy.stdout and "inventory" in lazy.stdout
     assert lazy.stdout == loaded.stdout
+
+
+def _one_udp_packet(path: Path) -> None:
+    """A pcap (microsecond, Ethernet) holding one IPv4/UDP datagram, 10.0.0.1 -> 10.0.0.2:514."""
+    import struct
+
+    payload = b"<13>hello"
+    udp = struct.pack(">HHHH", 40000, 514, 8 + len(payload), 0) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))  # fmt: skip
+    frame = bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00" + ip + udp
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    path.write_bytes(header + struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame)
+
+
+def test_scan_of_a_capture_without_certificates_loads_no_x509_nor_alembic(
+    tmp_path: Path,
+) -> None:
+    """The second scan (the database is at head) opens it without alembic; no certificate
+    in the capture, no X.509 decoder."""
+    pcap = tmp_path / "one.pcap"
+    _one_udp_packet(pcap)
+    args = ("scan", str(pcap), "--db", f"sqlite:///{tmp_path / 's.db'}", "--engines", "none")
+    code = _PROBE.format(heavy=("cryptography.x509", "alembic", "numba"), commands=[])
+    env = {**os.environ, "MEDSENTRY_HOME": str(tmp_path / "home")}
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0, out.stderr
+        assert "│ flows " in out.stdout and "1 │" in out.stdout
+        assert out.stdout.strip().splitlines()[-1].split() == ["imported:", "numba"]

@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import functools
 import struct
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgspec
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from medsentry.events.base import Event
 from medsentry.events.tls import TlsCertificate, TlsClientHello, TlsServerHello
@@ -40,12 +34,6 @@ EXT_QUIC_TRANSPORT_PARAMETERS = 0x0039  # RFC 9001 §8.2
 EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT = 0xFFA5  # draft-ietf-quic-tls-27..33 (and Google T05x)
 TP_GOOGLE_USER_AGENT = 0x3129  # Chromium's google_user_agent transport parameter (quiche)
 MAX_USER_AGENT = 256
-
-_SIG_NAMES = {
-    v.dotted_string: k.lower()
-    for k, v in vars(SignatureAlgorithmOID).items()
-    if isinstance(v, x509.ObjectIdentifier)
-}
 
 
 class _Reader:
@@ -444,13 +432,11 @@ class TlsDissector(StreamDissector):
         # (bounded memo); the event is re-stamped for this flow
         known = _certs.get(der, _UNSEEN)
         if known is _UNSEEN:
-            try:
-                with warnings.catch_warnings():  # e.g. a non-positive serial (RFC 5280 §4.1.2.2)
-                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                    cert = x509.load_der_x509_certificate(der)
-                    known = _cert_event(cert, der, index, ts_ns, self.ctx)
-            except Exception:  # malformed DER surfaces as many exception types
-                known = None
+            # X.509 decoding (cryptography's x509 and key types: ~20 ms to import) is loaded
+            # with the first certificate, not with every scan
+            from medsentry.protocols.tls_cert import certificate_event
+
+            known = certificate_event(der, index, ts_ns, self.ctx)
             if len(_certs) < _CERTS_MAX:
                 _certs[bytes(der)] = known
             return known
@@ -470,77 +456,6 @@ class TlsDissector(StreamDissector):
 _CERTS_MAX = 256
 _UNSEEN = object()
 _certs: dict[bytes, TlsCertificate | None] = {}  # DER -> its event (None: not decodable)
-
-
-def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
-    vals = name.get_attributes_for_oid(oid)
-    if not vals:
-        return None
-    v = vals[0].value
-    return text(v if isinstance(v, bytes) else v.encode("utf-8", "replace"), 255)
-
-
-def _key(cert: x509.Certificate) -> str | None:
-    k = cert.public_key()
-    if isinstance(k, rsa.RSAPublicKey):
-        return f"RSA-{k.key_size}"
-    if isinstance(k, ec.EllipticCurvePublicKey):
-        return f"EC-{k.curve.name}"
-    if isinstance(k, dsa.DSAPublicKey):
-        return f"DSA-{k.key_size}"
-    if isinstance(k, ed25519.Ed25519PublicKey):
-        return "Ed25519"
-    if isinstance(k, ed448.Ed448PublicKey):
-        return "Ed448"
-    return None
-
-
-def _self_signed(cert: x509.Certificate) -> bool:
-    if cert.subject != cert.issuer:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except Exception:  # InvalidSignature, ValueError, TypeError, unsupported
-        return False
-    return True
-
-
-def _cert_event(
-    cert: x509.Certificate, der: bytes, index: int, ts_ns: int, ctx: FlowContext
-) -> TlsCertificate:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = [text(n.encode(), 255) for n in san.get_values_for_type(x509.DNSName)][:32]
-        ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)][:32]
-    except x509.ExtensionNotFound:
-        dns, ips = [], []
-    try:
-        key = _key(cert)
-    except Exception:  # unsupported key algorithms
-        key = None
-    return TlsCertificate(
-        ts_ns=ts_ns,
-        flow_id=ctx.flow_id,
-        endpoints=ctx.endpoints,
-        chain_index=index,
-        subject=text(cert.subject.rfc4514_string().encode(), 512),
-        issuer=text(cert.issuer.rfc4514_string().encode(), 512),
-        subject_cn=_attr(cert.subject, NameOID.COMMON_NAME),
-        subject_o=_attr(cert.subject, NameOID.ORGANIZATION_NAME),
-        issuer_cn=_attr(cert.issuer, NameOID.COMMON_NAME),
-        issuer_o=_attr(cert.issuer, NameOID.ORGANIZATION_NAME),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        self_signed=_self_signed(cert),
-        san_dns=dns,
-        san_ip=ips,
-        serial=f"{cert.serial_number:x}",
-        sha256=cert.fingerprint(hashes.SHA256()).hex(),
-        signature_algorithm=_SIG_NAMES.get(
-            cert.signature_algorithm_oid.dotted_string, cert.signature_algorithm_oid.dotted_string
-        ),
-        public_key=key,
-    )
 
 
 register_stream("tls", TlsDissector)
