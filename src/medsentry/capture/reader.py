@@ -523,5 +523,5 @@ def open_capture(
 
 def open_stdin(chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CaptureReader:
     """Standard input as a capture stream, named `<stdin>` (never closed here)."""
-    raw = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    raw = os.fdopen(0, "rb", buffering=0, closefd=False)  # sys.stdin may be replaced
     return CaptureReader(STDIN_SOURCE, chunk_bytes=chunk_bytes, stream=raw)
