@@ -5,21 +5,34 @@ file's bytes, computed from the reader's own chunks as they are scanned (the fil
 Because that id is known only at the end of the file, a file's events are handed to the sink when
 the file is done; past `max_buffered_events` the rest of the file is hashed first so that events
 can stream with bounded memory. A live source has no capture id and streams batch by batch.
+
+A stream (standard input, a FIFO) cannot be hashed ahead: its id is known only at its end. Its
+events past `max_buffered_events` are spooled to an anonymous temporary file (`_Spool`) and handed
+to the sink, with the id, once the stream has ended: memory stays bounded whatever its length,
+and the sink (the store's CaptureWriter) gets the same events, in the same order, with the same
+id as for the same bytes in a file. (Storing them under a provisional id and re-keying at the end
+was the alternative: every flow row and every event key, a BLAKE2b of the capture id, would have
+to be rewritten, and a rescan's rows would collide with the renamed ones; the analysis engines
+would have seen the provisional id too.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
+import operator
 import os
+import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -28,6 +41,9 @@ from medsentry.events.base import Event
 from medsentry.events.flow import FlowRecord
 from medsentry.flows.apps import load_identifier
 from medsentry.flows.engine import EngineConfig, FlowEngine
+
+if TYPE_CHECKING:
+    from medsentry.capture.reader import CaptureReader
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +92,7 @@ class _CaptureHash:
     """
 
     _QUEUED = 4
+    can_hash_ahead = True  # the rest of a file can be read before the scan gets there
 
     def __init__(self, path: Path):
         self.path = path
@@ -134,16 +151,75 @@ class _CaptureHash:
         return self.done
 
 
+class _StreamHash:
+    """The capture id of a stream: the reader hashes every byte as it reads it (there is no file
+    to read missing ranges from, and nothing can be hashed ahead)."""
+
+    can_hash_ahead = False
+
+    def __init__(self, reader: CaptureReader):
+        self.reader = reader
+        self.done: str | None = None
+
+    def update(self, raw: RawBatch) -> None:
+        """The reader has hashed the batch's bytes already."""
+
+    def abort(self) -> None:
+        self.done = ""
+
+    def finish(self) -> str:
+        """The SHA-256 of the whole stream (what is left of it is read and hashed first)."""
+        if self.done is None:
+            self.done = self.reader.sha256()
+        return self.done
+
+
+class _Spool:
+    """Events held on disk (msgpack, length-prefixed batches) until their capture id is known.
+
+    An anonymous temporary file (unlinked at once, mode 0600): nothing is left behind, even by a
+    killed scan. Events hold no PHI (events/base.py), so the spool holds none either.
+    """
+
+    def __init__(self) -> None:
+        from medsentry.events.base import event_types
+
+        self._fh = tempfile.TemporaryFile(prefix="medsentry-spool-")  # noqa: SIM115
+        self._enc = msgspec.msgpack.Encoder()
+        union = functools.reduce(operator.or_, event_types())
+        self._dec = msgspec.msgpack.Decoder(list[union])  # type: ignore[valid-type]
+
+    def write(self, events: list[Event], batch: int) -> None:
+        for i in range(0, len(events), batch):
+            blob = self._enc.encode(events[i : i + batch])
+            self._fh.write(len(blob).to_bytes(8, "little"))
+            self._fh.write(blob)
+
+    def replay(self) -> Iterator[list[Event]]:
+        """The spooled batches in order; one in memory at a time."""
+        fh = self._fh
+        fh.flush()
+        fh.seek(0)
+        while head := fh.read(8):
+            yield self._dec.decode(fh.read(int.from_bytes(head, "little")))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 class _Out:
     """Events of one capture on their way to the sink."""
 
-    def __init__(self, sink: Sink, batch: int, limit: int, hasher: _CaptureHash | None):
+    def __init__(
+        self, sink: Sink, batch: int, limit: int, hasher: _CaptureHash | _StreamHash | None
+    ):
         self.sink = sink
         self.batch = batch
         self.limit = limit
         self.hasher = hasher
         self.held: list[Event] = []
         self.capture_id: str | None = None
+        self.spool: _Spool | None = None  # a stream's events past `limit`
 
     def add(self, events: list[Event]) -> None:
         if not events:
@@ -151,8 +227,13 @@ class _Out:
         if self.hasher is not None and self.capture_id is None:
             self.held.extend(events)
             if len(self.held) > self.limit:
-                self.capture_id = self.hasher.finish()  # hash ahead, then stream
-                self._send(self.held)
+                if self.hasher.can_hash_ahead:
+                    self.capture_id = self.hasher.finish()  # hash ahead, then stream
+                    self._send(self.held)
+                else:  # a stream: to disk until its end gives the id
+                    if self.spool is None:
+                        self.spool = _Spool()
+                    self.spool.write(self.held, self.batch)
                 self.held = []
             return
         self._send(events)
@@ -160,8 +241,18 @@ class _Out:
     def close(self) -> None:
         if self.hasher is not None and self.capture_id is None:
             self.capture_id = self.hasher.finish()
+        if self.spool is not None:
+            for events in self.spool.replay():
+                self._send(events)
+            self.discard()
         self._send(self.held)
         self.held = []
+
+    def discard(self) -> None:
+        """Drop the spool (a failed scan: nothing of it goes to the sink)."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def _send(self, events: list[Event]) -> None:
         cid = self.capture_id
@@ -245,51 +336,86 @@ class Pipeline:
         sink: Sink,
         progress: Progress | None = None,
     ) -> ScanStats:
-        """Scan capture files in order; raises CaptureError for a file that is not a capture."""
-        from medsentry.capture.decode import decode
-        from medsentry.capture.reader import open_capture
+        """Scan capture files in order; raises CaptureError for a file that is not a capture.
+
+        `-` is standard input and a FIFO is read as a stream (see `scan_reader`)."""
+        from medsentry.capture.reader import STDIN, open_capture
 
         t0 = time.perf_counter()
         stats = _Totals()
         files = [Path(p) for p in paths]
-        total = sum(p.stat().st_size for p in files if p.exists())
+        total = sum(
+            p.stat().st_size for p in files if str(p) != STDIN and p.exists() and p.is_file()
+        )
         done = 0
         for path in files:
-            engine = self._engine()
-            hasher = _CaptureHash(path)
-            out = _Out(sink, self.config.event_batch, self.config.max_buffered_events, hasher)
-            self._out = out
-            # The collector stays paused until the held events are handed out too: resumed
-            # first, its first passes would traverse all of them (and the sink's work on them).
-            with _gc_paused():
-                with open_capture(path, chunk_bytes=self.config.chunk_bytes) as reader:
-                    try:
-                        for raw in reader:
-                            hasher.update(raw)
-                            out.add(engine.process(decode(raw)))
-                            if progress is not None:
-                                progress(done + reader.bytes_read, total)
-                    except BaseException:
-                        hasher.abort()  # off the file's windows before the reader lets them go
-                        raise
+            reader = functools.partial(open_capture, path, chunk_bytes=self.config.chunk_bytes)
+            done += self._scan(reader, sink, progress, done, total, stats)
+        return stats.result(time.perf_counter() - t0)
+
+    def scan_reader(
+        self, reader: CaptureReader, sink: Sink, progress: Progress | None = None
+    ) -> ScanStats:
+        """Scan one open capture (a file or a stream: `open_capture`, `open_stdin`); the
+        caller closes it. Progress gets (bytes read, total): total 0 for a stream (unknown)."""
+        t0 = time.perf_counter()
+        stats = _Totals()
+        total = 0 if reader.streamed else reader.size
+        self._scan(lambda: contextlib.nullcontext(reader), sink, progress, 0, total, stats)
+        return stats.result(time.perf_counter() - t0)
+
+    def _scan(
+        self,
+        opener: Callable[[], contextlib.AbstractContextManager[CaptureReader]],
+        sink: Sink,
+        progress: Progress | None,
+        done: int,
+        total: int,
+        stats: _Totals,
+    ) -> int:
+        """One capture into `sink`; returns its size in bytes."""
+        from medsentry.capture.decode import decode
+
+        engine = self._engine()
+        out: _Out | None = None
+        # The collector stays paused until the held events are handed out too: resumed
+        # first, its first passes would traverse all of them (and the sink's work on them).
+        with _gc_paused():
+            with opener() as reader:
+                hasher = _StreamHash(reader) if reader.streamed else _CaptureHash(reader.path)
+                out = _Out(sink, self.config.event_batch, self.config.max_buffered_events, hasher)
+                self._out = out
+                try:
+                    for raw in reader:
+                        hasher.update(raw)
+                        out.add(engine.process(decode(raw)))
+                        if progress is not None:
+                            progress(done + reader.bytes_read, total)
                     out.add(engine.finish())
                     out.add(list(reader.warnings))
                     stats.warnings += len(reader.warnings)
-                    size = reader.size
                     stats.link_types.append(list(reader.linktypes))  # pcapng: known once read
                     out.capture_id = hasher.finish()  # before the reader unmaps its windows
+                except BaseException:
+                    hasher.abort()  # off the file's windows before the reader lets them go
+                    out.discard()
+                    raise
+                size = reader.size
+            try:
                 out.close()
-            stats.capture_ids.append(out.capture_id)
-            stats.add(engine)
-            c = engine.counters  # counts only: a file's name may say whose capture it is
-            log.debug(
-                "capture %s: %d packets, %d flows, %d warnings",
-                out.capture_id[:16], c.packets, c.flows, c.warnings,
-            )  # fmt: skip
-            done += size
-            if progress is not None:
-                progress(done, total)
-        return stats.result(time.perf_counter() - t0)
+            except BaseException:
+                out.discard()
+                raise
+        stats.capture_ids.append(out.capture_id)
+        stats.add(engine)
+        c = engine.counters  # counts only: a file's name may say whose capture it is
+        log.debug(
+            "capture %s: %d packets, %d flows, %d warnings",
+            out.capture_id[:16], c.packets, c.flows, c.warnings,
+        )  # fmt: skip
+        if progress is not None:
+            progress(done + size, total)
+        return size
 
     def run_source(
         self,

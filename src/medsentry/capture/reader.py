@@ -7,17 +7,27 @@ compiled kernel walks the records of each window; a record cut by the window's e
 next window. Damage after the file header keeps every packet before it, records a
 `DecodeWarning` naming the file and byte offset, and ends the walk; damage in the file header
 raises `CaptureError`.
+
+A stream (standard input, a FIFO: `tcpdump -w - | medsentry scan -`) is read the same way,
+once and in order (`_StreamWindows`): the same windows, hence the same batches, as the same
+bytes in a file. Its SHA-256 (the capture id) is taken as it is read, since nothing of it can
+be read again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import mmap
 import os
+import select
 import stat
+import sys
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -41,8 +51,12 @@ from medsentry.errors import CaptureError
 from medsentry.events import DecodeWarning
 
 DEFAULT_CHUNK_BYTES = 32 << 20
+STDIN = "-"  # the command-line name of standard input
+STDIN_SOURCE = "<stdin>"  # its name in messages and in the `captures.source` column
 _RESIDENT_WINDOWS = 6  # mapped windows kept resident behind the read position
-_HEAD_LEN = 64
+_HEAD_LEN = max(PROBE_BYTES, 64)  # enough to tell every format apart (pklg: a few records)
+_SHB_READ_AHEAD = 16 << 20  # a stream's pcapng section header is read whole up to this length
+_PIPE_BYTES = 1 << 20  # pipe buffer asked for (F_SETPIPE_SZ): fewer, larger reads
 _OTHER_MAGICS = {
     b"\x1f\x8b": "gzip-compressed file; decompress it first",
     b"\x28\xb5\x2f\xfd": "zstd-compressed file; decompress it first",
@@ -90,6 +104,10 @@ class _Windows:
     @property
     def mapped(self) -> bool:
         return self._mm is not None
+
+    def at_end(self, pos: int, length: int) -> bool:
+        """Whether the view [pos, pos+length) reaches the end of the capture."""
+        return pos + length >= self.size
 
     def release(self, upto: int) -> None:
         """Drop the mapped pages before `upto` from this process (madvise(2) MADV_DONTNEED).
@@ -142,54 +160,219 @@ class _Windows:
         self._lease.release()
 
 
-_NOT_REGULAR = "not a regular file (pipes and devices are not read)"
+class _StreamHash:
+    """SHA-256 of a stream, fed in order with each range as it is read.
+
+    As for files (pipeline._CaptureHash), the hashing runs on a worker thread, at most a few
+    ranges queued, so it overlaps decoding; the ranges are fresh buffers nothing writes again.
+    """
+
+    _QUEUED = 4
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: deque[Future] = deque()
+
+    def update(self, data: np.ndarray | bytes) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-hash")
+        self._queue.append(self._pool.submit(self.h.update, data))
+        while len(self._queue) > self._QUEUED:
+            self._queue.popleft().result()
+
+    def hexdigest(self) -> str:
+        while self._queue:
+            self._queue.popleft().result()
+        return self.h.hexdigest()
+
+    def close(self) -> None:
+        for future in self._queue:
+            future.cancel()
+        self._queue.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class _StreamWindows:
+    """Windows of a stream (pipe, FIFO, socket): read once, in order, into fresh buffers.
+
+    `get(pos, length)` gives the bytes [pos, pos+length) as `_Windows` does for a file, so a
+    stream is walked in the same windows as the same bytes in a file; what was read past the
+    window (a record header peeked at, the head read to detect the format) is carried to the
+    next. Memory: one window plus the carried bytes. The end is known once a read returns
+    nothing; until then `size` is None.
+    """
+
+    mapped = False
+
+    def __init__(self, fh: BinaryIO, source: str) -> None:
+        self._fh = fh
+        self.source = source
+        self.end = 0  # bytes read from the stream so far
+        self.eof = False
+        self.hash = _StreamHash()
+        self._buf = np.empty(0, np.uint8)
+        self._buf_pos = 0  # stream offset of _buf[0]; _buf holds every byte read past it
+        if sys.platform == "linux":  # a larger pipe: fewer wake-ups (fcntl(2) F_SETPIPE_SZ)
+            import fcntl
+
+            with contextlib.suppress(OSError, AttributeError, ValueError):
+                fcntl.fcntl(fh.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+    @property
+    def size(self) -> int | None:
+        return self.end if self.eof else None
+
+    def at_end(self, pos: int, length: int) -> bool:
+        return self.eof and pos + length >= self.end
+
+    def release(self, upto: int) -> None:
+        """Nothing is mapped: a window's buffer goes with its last batch."""
+
+    def _read(self, into: memoryview) -> int:
+        while True:
+            try:
+                got = self._fh.readinto(into)
+            except OSError as exc:
+                msg = f"cannot read: {exc.strerror or exc}"
+                raise CaptureError(msg, self.source, self.end) from None
+            if got is not None:
+                return got
+            select.select([self._fh], [], [])  # a non-blocking descriptor: wait for data
+
+    def get(self, pos: int, length: int) -> np.ndarray:
+        """Bytes [pos, pos+length), fewer only at the end of the stream; pos never moves back."""
+        have = self._buf[pos - self._buf_pos :]
+        kept = have.shape[0]
+        buf = np.empty(max(length, kept), np.uint8)  # fresh: earlier batches keep their own
+        buf[:kept] = have
+        filled = kept
+        view = memoryview(buf)  # type: ignore[arg-type]
+        while filled < length and not self.eof:
+            got = self._read(view[filled:length])
+            if not got:
+                self.eof = True
+                break
+            filled += got
+            self.end = pos + filled
+        if filled > kept:
+            self.hash.update(buf[kept:filled])
+        self._buf = buf[:filled]
+        self._buf_pos = pos
+        return buf[: min(length, filled)]
+
+    def drain(self) -> int:
+        """Read (and hash) the rest of the stream, e.g. past damage; returns its length."""
+        pos = self._buf_pos + self._buf.shape[0]
+        self._buf = np.empty(0, np.uint8)
+        self._buf_pos = pos
+        while not self.eof:
+            self.get(self._buf_pos + self._buf.shape[0], 1 << 20)
+            self._buf = np.empty(0, np.uint8)
+            self._buf_pos = self.end
+        return self.end
+
+    def sha256(self) -> str:
+        """The SHA-256 of every byte of the stream (read to its end first)."""
+        self.drain()
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        self._buf = np.empty(0, np.uint8)
+        self.hash.close()
+
+
+_NOT_REGULAR = "not a regular file or a pipe (devices and sockets are not read by name)"
+_TTY = (
+    "standard input is a terminal, not a capture: pipe one in (e.g. tcpdump -w - |"
+    " medsentry scan -)"
+)
 
 
 class CaptureReader:
-    """One capture file. Iterate for RawBatches; see `format`, `linktypes`, `warnings`."""
+    """One capture file or stream. Iterate for RawBatches; see `format`, `linktypes`,
+    `warnings`. A FIFO named by `path` is read as a stream (its open() waits for a writer), as
+    is `stream`, an open binary file (standard input) that `path` then names in messages.
+    A stream is iterated once; its `size` is known at its end and `sha256()` gives its hash."""
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         use_mmap: bool = True,
+        *,
+        stream: BinaryIO | None = None,
     ) -> None:
         self.path = Path(path)
         self.source = str(path)
         self.chunk_bytes = max(int(chunk_bytes), 4096)
         self._use_mmap = use_mmap
-        try:
-            # a FIFO's open() would block until a writer came: refused before opening
-            if stat.S_ISFIFO(os.stat(self.path).st_mode):
-                raise CaptureError(_NOT_REGULAR, self.source)
-            self._fh = open(self.path, "rb")  # noqa: SIM115 (closed by close())
-        except OSError as exc:
-            raise CaptureError(f"cannot open capture: {exc.strerror}", self.source) from None
+        self._stream: _StreamWindows | None = None
+        self._windows: _Windows | _StreamWindows | None = None
+        self._iterated = False
+        self._fh: Any = stream if stream is not None else self._open()
         try:
             st = os.fstat(self._fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
+            if stream is not None or stat.S_ISFIFO(st.st_mode):
+                if os.isatty(self._fh.fileno()):
+                    raise CaptureError(_TTY, self.source)
+                self._stream = _StreamWindows(self._fh, self.source)
+                head = self._stream_head(self._stream)
+            elif not stat.S_ISREG(st.st_mode):
                 raise CaptureError(_NOT_REGULAR, self.source)
-            self.size = st.st_size
-            head = self._fh.read(_HEAD_LEN)
+            else:
+                self.size = st.st_size
+                head = self._fh.read(_HEAD_LEN)
             self._walker = self._detect(head)
         except BaseException:
-            self._fh.close()
+            self.close()
             raise
         self.format: str = self._walker.format
         self.warnings: list[DecodeWarning] = []
         self.packets = 0
         self.bytes_read = 0
         self._warned_ifaces = 0
-        self._windows: _Windows | None = None
+
+    def _open(self) -> BinaryIO:
+        try:
+            if stat.S_ISFIFO(os.stat(self.path).st_mode):  # waits for a writer, then streamed
+                return open(self.path, "rb", buffering=0)  # closed by close()
+            return open(self.path, "rb")  # closed by close()
+        except OSError as exc:
+            raise CaptureError(f"cannot open capture: {exc.strerror}", self.source) from None
+
+    @property
+    def streamed(self) -> bool:
+        """Read as a stream (standard input, a FIFO): once, in order, never mapped."""
+        return self._stream is not None
+
+    def _stream_head(self, win: _StreamWindows) -> bytes:
+        """The first bytes of a stream, as a file's first read gives them; kept for the walk.
+
+        A pcapng section header is read whole when it is longer (up to _SHB_READ_AHEAD), so a
+        stream that ends inside it fails as the same file does, before any work.
+        """
+        head = bytes(win.get(0, _HEAD_LEN))
+        if not head:
+            raise CaptureError("empty input: nothing was written to it", self.source, 0)
+        if head[:4] == SHB_MAGIC and len(head) >= 12:
+            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            blen = int.from_bytes(head[4:8], "little" if order == "<" else "big")
+            if len(head) < blen <= _SHB_READ_AHEAD:
+                win.get(0, blen)
+        self.size = win.size if win.size is not None else sys.maxsize  # exact once at its end
+        return head
 
     def _detect(self, head: bytes) -> PcapWalker | PcapngWalker | BtsnoopWalker | PklgWalker:
+        """The walker of the format `head` (the first _HEAD_LEN bytes, or all) starts."""
         if len(head) < 4:
             raise CaptureError(
                 f"file too short to be a capture ({len(head)} bytes)", self.source, len(head)
             )
         if head[:4] in MAGICS:
-            self._fh.seek(0)
-            return PcapWalker(self._fh.read(FILE_HEADER_LEN), self.source)
+            return PcapWalker(head[:FILE_HEADER_LEN], self.source)
         if head[:4] == SHB_MAGIC:
             return PcapngWalker(head, self.source, self.size)
         if head[:8] == BTSNOOP_MAGIC:
@@ -197,8 +380,7 @@ class CaptureReader:
         for magic, what in _OTHER_MAGICS.items():
             if head.startswith(magic):
                 raise CaptureError(what, self.source, 0)
-        self._fh.seek(0)
-        big = probe_pklg(self._fh.read(PROBE_BYTES))
+        big = probe_pklg(head[:PROBE_BYTES])
         if big is not None:
             return PklgWalker(big)
         raise CaptureError(
@@ -228,16 +410,33 @@ class CaptureReader:
                 )
         self._warned_ifaces = len(lts)
 
-    def __iter__(self) -> Iterator[RawBatch]:
+    def _start(self) -> _Windows | _StreamWindows:
+        """The windows of a new walk: a file from its start, a stream where it stands (once)."""
+        if self._stream is not None:
+            if self._iterated:
+                raise RuntimeError(f"{self.source} is a stream: it can be read only once")
+            self._iterated = True
+            return self._stream
         if self._windows is not None:
             self._windows.close()
         self._fh.seek(0)
         self._walker = self._detect(self._fh.read(_HEAD_LEN))
+        return _Windows(self._fh, self.size, self._use_mmap, self.source)
+
+    def sha256(self) -> str:
+        """A stream's SHA-256 (its capture id): its bytes as read, and the rest of it."""
+        if self._stream is None:
+            raise RuntimeError("sha256() is a stream's; a file is hashed by the pipeline")
+        digest = self._stream.sha256()
+        self.size = self._stream.end
+        return digest
+
+    def __iter__(self) -> Iterator[RawBatch]:
+        win = self._windows = self._start()
         self.warnings = []
         self.packets = 0
         self._warned_ifaces = 0
         procs = ProcessTagger()
-        win = self._windows = _Windows(self._fh, self.size, self._use_mmap, self.source)
         pos = self._walker.data_start
         self.bytes_read = pos
         need = 0
@@ -245,7 +444,7 @@ class CaptureReader:
         over_warned = False
         while True:
             view = win.get(pos, max(self.chunk_bytes, need))
-            at_eof = pos + view.shape[0] >= self.size
+            at_eof = win.at_end(pos, view.shape[0])
             n, used, status, need, arrays = self._walker.walk(view, at_eof)
             ts, off, caplen, wirelen, linktype, iface = arrays
             if n:
@@ -286,6 +485,8 @@ class CaptureReader:
             if status in (WALK_NEED_MORE, WALK_FULL):
                 continue
             if status != WALK_END:
+                if self._stream is not None:  # how much is ignored: the rest, read and hashed
+                    self.size = self._stream.drain()
                 self._warn(
                     pos,
                     f"{WALK_MESSAGES[status]}; kept {self.packets} packets before it, "
@@ -293,11 +494,15 @@ class CaptureReader:
                     last_ts,
                 )
             break
+        if self._stream is not None and self._stream.eof:
+            self.size = self._stream.end
 
     def close(self) -> None:
         if self._windows is not None:
             self._windows.close()
-        self._fh.close()
+        if self._stream is not None:
+            self._stream.close()
+        self._fh.close()  # standard input's wrapper leaves descriptor 0 open (open_stdin)
 
     def __enter__(self) -> CaptureReader:
         return self
@@ -310,5 +515,13 @@ def open_capture(
     path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES, use_mmap: bool = True
 ) -> CaptureReader:
     """Open a pcap, pcapng, btsnoop or PacketLogger file for streaming; raises CaptureError if it
-    is not one."""
+    is not one. A FIFO is read as a stream; `-` is standard input (see `open_stdin`)."""
+    if str(path) == STDIN:
+        return open_stdin(chunk_bytes)
     return CaptureReader(path, chunk_bytes=chunk_bytes, use_mmap=use_mmap)
+
+
+def open_stdin(chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CaptureReader:
+    """Standard input as a capture stream, named `<stdin>` (never closed here)."""
+    raw = os.fdopen(0, "rb", buffering=0, closefd=False)  # sys.stdin may be replaced
+    return CaptureReader(STDIN_SOURCE, chunk_bytes=chunk_bytes, stream=raw)

@@ -5,12 +5,18 @@ file turns out to be unreadable midway through a multi-file scan, the files befo
 stored, nothing of the bad one is, and the error names the file and byte offset. Damage the
 reader can step over (a truncated last record, a bad block after good ones) keeps the packets
 before it, prints a warning line per damage, marks the capture `damaged` and exits 0.
+
+`-` is standard input (`tcpdump -w - | medsentry scan -`) and a FIFO is read as a stream: the
+same pipeline, events and capture id (the SHA-256 of its bytes) as the same bytes in a file, so
+a capture scanned from a pipe and from a file is stored once. Its size is unknown until its end:
+the progress display then counts the bytes read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +52,7 @@ from medsentry.store.schema import DEPTH_FLOWS, DEPTH_FULL, STATUS_COMPLETE, STA
 from medsentry.store.writer import file_sha256
 
 if TYPE_CHECKING:
+    from medsentry.capture.reader import CaptureReader
     from medsentry.pipeline import Pipeline, ScanConfig
 
 
@@ -244,10 +251,25 @@ def make_pipeline(
 
 
 def check_inputs(paths: Iterable[str]) -> list[Path]:
-    """Fail before any work when a file is missing or unreadable (one line, exit 2)."""
+    """Fail before any work when a file is missing or unreadable (one line, exit 2).
+
+    `-` (standard input) may be given once, and not from a terminal."""
+    from medsentry.capture.reader import STDIN, STDIN_SOURCE
+
     out = []
     for p in paths:
         path = Path(p)
+        if p == STDIN:
+            if path in out:
+                raise InputError("standard input can be read only once: '-' is given twice")
+            if sys.stdin is None or sys.stdin.isatty():
+                raise InputError(
+                    "standard input is a terminal, not a capture: pipe one in"
+                    " (e.g. tcpdump -w - | medsentry scan -)",
+                    source=STDIN_SOURCE,
+                )
+            out.append(path)
+            continue
         if not path.exists():
             raise InputError("no such file", source=p)
         if path.is_dir():
@@ -266,6 +288,25 @@ def _capture_id_of(batch: list[Event]) -> str | None:
     return None
 
 
+def source_name(path: Path) -> str:
+    """How a capture given on the command line is named: `<stdin>` for `-`."""
+    from medsentry.capture.reader import STDIN, STDIN_SOURCE
+
+    return STDIN_SOURCE if str(path) == STDIN else str(path)
+
+
+def is_stream(path: Path) -> bool:
+    """Standard input or a FIFO: read once, in order, its size unknown until its end."""
+    from medsentry.capture.reader import STDIN
+
+    if str(path) == STDIN:
+        return True
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def scan_one(
     store: Store,
     pipeline: Pipeline,
@@ -274,18 +315,32 @@ def scan_one(
     progress: Callable[[int, int], None],
     warn: Callable[[DecodeWarning], None],
     analyzers: list[Analyzer] | None = None,
-) -> None:
-    """Scan one capture file into the store in one transaction, then run the analysis engines.
+) -> int:
+    """Scan one capture (a file, `-` for standard input, a FIFO) into the store in one
+    transaction, then run the analysis engines; returns its size in bytes.
 
     The writer opens at the first batch of events: the pipeline hands events out only once it
-    knows the file's SHA-256 (its capture id), so the file is read once. A capture that yields
-    no flow at all is hashed here instead.
+    knows the capture's SHA-256 (its capture id), so the capture is read once. A file that
+    yields no flow at all is hashed here instead; a stream's id is always known by then.
     """
     from medsentry.capture.reader import open_capture
 
-    with open_capture(path) as reader:  # header only: CaptureError now if it is no capture
-        fmt = reader.format
-    size = path.stat().st_size
+    # the header is read now: CaptureError before any work if it is no capture
+    with open_capture(path, chunk_bytes=pipeline.config.chunk_bytes) as reader:
+        _scan_reader(store, pipeline, reader, tally, progress, warn, analyzers)
+        return reader.size
+
+
+def _scan_reader(
+    store: Store,
+    pipeline: Pipeline,
+    reader: CaptureReader,
+    tally: ScanTally,
+    progress: Callable[[int, int], None],
+    warn: Callable[[DecodeWarning], None],
+    analyzers: list[Analyzer] | None,
+) -> None:
+    fmt, source, path = reader.format, reader.source, reader.path
     flows_before, warnings_before = tally.flows, len(tally.warnings)
     first_before, last_before = tally.first_ns, tally.last_ns
     tally.first_ns = tally.last_ns = None
@@ -295,7 +350,9 @@ def scan_one(
         depth = DEPTH_FULL if pipeline.config.dissectors else DEPTH_FLOWS
 
         def open_writer(capture_id: str | None) -> CaptureWriter:
-            info = CaptureInfo(capture_id or file_sha256(path), str(path), fmt, size, depth)
+            # a stream's size is known here: its id (hence its first event) comes at its end
+            size = reader.size
+            info = CaptureInfo(capture_id or file_sha256(path), source, fmt, size, depth)
             return stack.enter_context(CaptureWriter(store, info))
 
         def sink(batch: list[Event]) -> None:
@@ -307,11 +364,11 @@ def scan_one(
             for engine in analyzers or ():
                 engine.feed(batch)
             n = len(tally.warnings)
-            tally.see(batch, str(path))
+            tally.see(batch, source)
             for w in tally.warnings[n:]:
                 warn(w)
 
-        stats = pipeline.scan_files([path], sink=sink, progress=progress)
+        stats = pipeline.scan_reader(reader, sink=sink, progress=progress)
         if writer is None:
             writer = open_writer(pipeline.capture_id)
         damaged = len(tally.warnings) > warnings_before
@@ -324,7 +381,8 @@ def scan_one(
             link_types=stats.link_types[-1] if stats.link_types else (),
             status=status,
         )
-    tally.committed = path  # stored: an interruption from here on leaves only the analysis undone
+    # stored: an interruption from here on leaves only the analysis undone
+    tally.committed = Path(source)
     engine_counts: dict[str, Any] = {}
     for engine in analyzers or ():  # the capture is committed: engines store what they derived
         counts = engine.finish(store, writer.info.capture_id)
@@ -353,7 +411,7 @@ def scan_one(
     tally.captures.append(
         {
             "capture_id": writer.info.capture_id,
-            "source": str(path),
+            "source": source,
             "format": fmt,
             "packets": stats.packets,
             "flows": tally.flows - flows_before,
@@ -368,7 +426,7 @@ def scan_one(
 
 
 @click.command("scan")
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=True, metavar="FILE|-...")
 @DB_OPTION
 @FORMAT_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -398,6 +456,11 @@ def scan_cmd(
     Each file is stored in one transaction; scanning a file again duplicates nothing. The
     analysis engines (inventory, detection, ...) then fold its events into what they keep.
     With --flows-only the capture is recorded at depth "flows" until a full scan reads it.
+
+    FILE '-' reads a capture from standard input, once (tcpdump -i eth0 -w - | medsentry scan
+    -); a FIFO is read the same way. A stream is stored as "<stdin>" (or the FIFO's path) under
+    the SHA-256 of its bytes, as the same file would be: its events are written when it ends
+    (past 200,000 they wait in a temporary file). A file named '-' is ./-.
     """
     paths = check_inputs(files)
     started = time.perf_counter()
@@ -444,12 +507,16 @@ def _scan_files(
     tally: ScanTally,
     analyzers: list[Analyzer],
 ) -> None:
-    """Each capture in turn into the store (one transaction each), with the progress bar."""
-    sizes = [p.stat().st_size for p in paths]
-    task = bar.add_task("scanning", total=sum(sizes))
+    """Each capture in turn into the store (one transaction each), with the progress bar.
+
+    A stream's size is unknown until its end: the bar then has no total (bytes read so far)."""
+    streams = [is_stream(p) for p in paths]
+    total = None if any(streams) else sum(p.stat().st_size for p in paths)
+    task = bar.add_task("scanning", total=total)
     done_before = 0
-    for path, size in zip(paths, sizes, strict=True):
-        bar.update(task, description=path.name)
+    for path in paths:
+        name = source_name(path)
+        bar.update(task, description=Path(name).name)
         base = done_before
 
         def progress(done: int, _total: int, base: int = base) -> None:
@@ -460,20 +527,19 @@ def _scan_files(
             warn_line(bar.console, warning_text(w))
 
         try:
-            scan_one(store, pipeline, path, tally, progress, warn, analyzers)
+            done_before += scan_one(store, pipeline, path, tally, progress, warn, analyzers)
         except KeyboardInterrupt:
             bar.stop()
             n = len(tally.captures)
             before = f"{n} capture{'' if n == 1 else 's'} before it {'is' if n == 1 else 'are'}"
-            if tally.committed == path:  # its flows and events are in; the engines were not done
+            if tally.committed == Path(name):  # flows and events are in; the engines are not
                 echo(
-                    f"medsentry: interrupted: {path} is stored ({before}), but the analysis"
+                    f"medsentry: interrupted: {name} is stored ({before}), but the analysis"
                     " (inventory, controls, detection) did not finish: scan it again to"
                     " complete it",
                     err=True,
                 )
             else:
-                echo(f"medsentry: interrupted: {path} was not stored ({before})", err=True)
+                echo(f"medsentry: interrupted: {name} was not stored ({before})", err=True)
             raise
-        done_before += size
         bar.update(task, completed=done_before)
