@@ -64,6 +64,7 @@ def _header(d: Delimiters, msh: list[str]) -> tuple[str | None, ...]:
     )
 
 
+_TEMPLATES_MAX = 32  # header sets a dissector keeps per direction
 _HASHES_MAX = 256  # values whose keyed hash a dissector keeps (cleared when full)
 _HASH_KEY_MAX = 256  # characters: a longer value is hashed each time, not kept
 
@@ -93,8 +94,8 @@ class Hl7MllpDissector:
         self._invalid = 0
         self._gaps = 0
         self._security_reported = False
-        # per direction: (header key, template event) of the last message (see _message)
-        self._templates: list[tuple[tuple, Hl7Message] | None] = [None, None]
+        # per direction: header key -> template event (see _message)
+        self._templates: tuple[dict[tuple, Hl7Message], ...] = ({}, {})
         self._hashes: dict[str, str] = {}  # recent values -> ctx.phi_hash (bounded, see _hash)
 
     def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
@@ -196,13 +197,11 @@ class Hl7MllpDissector:
     ) -> Hl7Message:
         d, msh = parsed.delimiters, msg.msh  # MSH-n is msh[n - 1], "" when absent
         # the header fields reported (MSH-7 time and MSH-10 control id vary per message, the
-        # others rarely): a connection's messages of one direction mostly share them, so the
-        # last ones of each direction are kept as a template event (MSH-8 not in the key)
+        # others rarely): a connection's messages of one direction share a few sets of them,
+        # each kept as a template event (bounded memo; MSH-8 not in the key)
         key = (d.field, parsed.encoding_characters, *msh[2:6], msh[8], msh[10], msh[11], msh[17])
-        last = self._templates[direction]
-        if last is not None and last[0] == key:
-            template = last[1]
-        else:
+        template = self._templates[direction].get(key)
+        if template is None:
             template = self._template(direction, d, parsed.encoding_characters, key, msh)
         counts = msg.segment_counts
         # MSH-10 / MSA-2 (ST) are built by the sender, sometimes from a record number: keyed
@@ -252,7 +251,7 @@ class Hl7MllpDissector:
         self, direction: int, d: Delimiters, encoding: str, key: tuple, msh: list[str]
     ) -> Hl7Message:
         """An `Hl7Message` with this flow's and this header's fields (the per-message ones
-        are replaced by `_message`), kept as the direction's last template."""
+        are replaced by `_message`), kept among the direction's templates."""
         header = _headers.get(key)
         if header is None:
             header = _header(d, msh)
@@ -276,8 +275,9 @@ class Hl7MllpDissector:
             version=header[8],
             character_set=header[9],
         )
-        if sum(map(len, key)) <= _HEADER_KEY_MAX:
-            self._templates[direction] = (key, template)
+        templates = self._templates[direction]
+        if len(templates) < _TEMPLATES_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
+            templates[key] = template
         return template
 
     def _hash(self, value: str) -> str:
