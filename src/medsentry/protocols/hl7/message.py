@@ -330,6 +330,10 @@ def parse(payload: bytes) -> ParsedFrame:
             kind = _segment_kind(seg_id)
         if not kind or (len(seg) > 3 and seg[3] != fsep):
             continue  # a broken line (e.g. a wrapped value); not counted as a segment
+        if kind == _COUNTED:  # most segments (PID, PV1, NK1 ... are PHI: never split into fields)
+            length += len(seg) + 1
+            counts[seg_id] = counts.get(seg_id, 0) + 1
+            continue
         if kind == _BATCH:
             if msh is not None:  # the message before it ends here
                 messages.append(
@@ -350,8 +354,8 @@ def parse(payload: bytes) -> ParsedFrame:
             msh = _split_header(seg, fsep, MSH_FIELDS)
         length += len(seg) + 1
         counts[seg_id] = counts.get(seg_id, 0) + 1
-        if kind in (_COUNTED, _MSH):
-            continue  # only counted (PID, PV1, NK1 ... are PHI: never split into fields)
+        if kind == _MSH:
+            continue  # its fields are split above
         fields = seg.split(fsep)
         if kind == _MSA:
             if ack_code is None:  # §2.14.8
