@@ -255,6 +255,29 @@ def test_events_round_trip_through_json() -> None:
         assert decode_json(encode_json(ev)) == ev
 
 
+def test_a_long_flow_reports_each_message_with_its_own_header() -> None:
+    # the dissector keeps per-flow templates of header fields and a memo of keyed hashes:
+    # messages of mixed kinds, versions and delimiters, in both directions, each keep theirs
+    stream = [
+        (0, adt_a01("C1"), ("|", "ADT", "A01", "2.5", None, cid("C1"), None)),
+        (1, ack("C1"), ("|", "ACK", "A01", "2.5", "AA", cid("ACKC1"), cid("C1"))),
+        (0, adt_a01("C2", version="2.3"), ("|", "ADT", "A01", "2.3", None, cid("C2"), None)),
+        (1, ack("C2", "AE", "2.3"), ("|", "ACK", "A01", "2.3", "AE", cid("ACKC2"), cid("C2"))),
+        (0, adt_custom_delimiters(), ("#", "ADT", "A04", "2.5", None, cid("C%1"), None)),
+        (0, adt_a01("C1"), ("|", "ADT", "A01", "2.5", None, cid("C1"), None)),
+        (1, ack("C9", "CR"), ("|", "ACK", "A01", "2.5", "CR", cid("ACKC9"), cid("C9"))),
+    ]
+    d = Hl7MllpDissector(flow_context())
+    for i, (direction, text, expected) in enumerate(stream):
+        (m,) = messages(d.feed(direction, mllp(text), i))
+        assert m == messages(Hl7MllpDissector(flow_context()).feed(direction, mllp(text), i))[0]
+        assert (m.direction, m.field_separator, m.message_type, m.trigger_event, m.version) == (
+            direction,
+            *expected[:4],
+        )
+        assert (m.ack_code, m.control_id_hash, m.ack_control_id_hash) == expected[4:]
+
+
 def test_knowledge_files_are_loaded() -> None:
     from medsentry.protocols.hl7.knowledge import phi_segments, vital_limits
 

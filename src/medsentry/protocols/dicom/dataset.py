@@ -150,12 +150,9 @@ class _Walk:
         group, element = self.tag16.unpack_from(self.data, pos)
         return group << 16 | element, self.u32.unpack_from(self.data, pos + 4)[0], pos + 8
 
-    def rare_keyword(self, tag: int) -> str | None:
-        """The keyword of a private or repeating-group identifying attribute, else None."""
-        group = tag >> 16
-        if group & 1:  # PS3.5 §7.8.1: odd groups but 0001-0007 and FFFF are private
-            return self.private if group > 0x0008 and group != 0xFFFF and tag & 0xFF00 else None
-        hi = group & 0xFF00
+    def repeating_keyword(self, tag: int) -> str | None:
+        """The keyword of an identifying attribute of a repeating group, else None."""
+        hi = (tag >> 16) & 0xFF00
         for base, element, mask, kw in self.repeating:  # 50xx Curve, 60xx Overlay
             if base == hi and tag & mask == element:
                 return kw
@@ -166,9 +163,9 @@ class _Walk:
         Delimitation Item when its length is undefined (end None): PS3.5 §7.5.2. `step`: the
         item is a worklist identifier's first Scheduled Procedure Step (PS3.4 K.6.1.2)."""
         data, size, implicit = self.data, self.size, self.implicit
-        identifying, present = self.identifying, self.present
+        identifying, present, device = self.identifying, self.present, self.device
         element_header = self.implicit_header if implicit else self.explicit_header
-        u32 = self.u32
+        u32, long_vrs = self.u32, _LONG_VRS
         while end is None or pos < end:
             # PS3.5 §7.1.2 explicit, §7.1.3 implicit; items and delimiters have no VR (§7.5)
             if pos + 8 > size:
@@ -181,7 +178,7 @@ class _Walk:
                 group, element, vr, length = element_header.unpack_from(data, pos)
                 if group == 0xFFFE:
                     vr, length = None, u32.unpack_from(data, pos + 4)[0]
-                elif vr in _LONG_VRS:
+                elif vr in long_vrs:
                     if pos + 12 > size:
                         raise _Truncated
                     length, value = u32.unpack_from(data, pos + 8)[0], pos + 12
@@ -195,8 +192,10 @@ class _Walk:
             if not depth and tag >= PIXEL_DATA:
                 return pos  # pixel data and what follows it are not read
             kw = identifying.get(tag)
-            if kw is None and (group & 1 or (group & 0xFF00) in (0x5000, 0x6000)):
-                kw = self.rare_keyword(tag)
+            if kw is None and group & 1:  # PS3.5 §7.8.1: odd groups but 0001-0007 and FFFF
+                kw = self.private if group > 0x0008 and group != 0xFFFF and tag & 0xFF00 else None
+            elif kw is None and (group & 0xFF00) in (0x5000, 0x6000):
+                kw = self.repeating_keyword(tag)
             if vr == b"SQ" or (vr is None and (length == UNDEFINED_LENGTH or tag in self.seq_tags)):
                 pos = self.sequence(value, length, depth, kw, not depth and tag == self.scheduled)
                 continue
@@ -216,7 +215,7 @@ class _Walk:
                 and (length > _PADDING_CHECKED or data[value:pos].strip(b"\x00 "))
             ):
                 present.add(kw)
-            if not depth and tag in self.device and length <= _MAX_KEPT_VALUE:
+            if not depth and tag in device and length <= _MAX_KEPT_VALUE:
                 self.found[tag] = data[value:pos]
             elif step and tag in self.step_items:
                 self.step[self.step_items[tag]] = data[value:pos]

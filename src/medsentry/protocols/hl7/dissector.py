@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from msgspec.structs import replace
+
 from medsentry.events.base import Event
 from medsentry.events.credentials import CleartextCredentials
 from medsentry.events.hl7 import (
@@ -62,6 +64,10 @@ def _header(d: Delimiters, msh: list[str]) -> tuple[str | None, ...]:
     )
 
 
+_TEMPLATES_MAX = 32  # header sets a dissector keeps per direction
+_HASHES_MAX = 256  # values whose keyed hash a dissector keeps (cleared when full)
+_HASH_KEY_MAX = 256  # characters: a longer value is hashed each time, not kept
+
 _PHI_LISTS_MAX = 1024
 _phi_lists: dict[tuple[str, ...], list[str]] = {}  # segment ids -> PHI-bearing ones, sorted
 
@@ -88,6 +94,9 @@ class Hl7MllpDissector:
         self._invalid = 0
         self._gaps = 0
         self._security_reported = False
+        # per direction: header key -> template event (see _message)
+        self._templates: tuple[dict[tuple, Hl7Message], ...] = ({}, {})
+        self._hashes: dict[str, str] = {}  # recent values -> ctx.phi_hash (bounded, see _hash)
 
     def feed(self, direction: int, data: bytes, ts_ns: int) -> list[Event]:
         framer = self._framers[direction]
@@ -188,40 +197,25 @@ class Hl7MllpDissector:
     ) -> Hl7Message:
         d, msh = parsed.delimiters, msg.msh  # MSH-n is msh[n - 1], "" when absent
         # the header fields reported (MSH-7 time and MSH-10 control id vary per message, the
-        # others rarely): decoded once per distinct header (bounded memo; MSH-8 not in the key)
+        # others rarely): a connection's messages of one direction share a few sets of them,
+        # each kept as a template event (bounded memo; MSH-8 not in the key)
         key = (d.field, parsed.encoding_characters, *msh[2:6], msh[8], msh[10], msh[11], msh[17])
-        header = _headers.get(key)
-        if header is None:
-            header = _header(d, msh)
-            if len(_headers) < _HEADERS_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
-                _headers[key] = header
+        template = self._templates[direction].get(key)
+        if template is None:
+            template = self._template(direction, d, parsed.encoding_characters, key, msh)
         counts = msg.segment_counts
         # MSH-10 / MSA-2 (ST) are built by the sender, sometimes from a record number: keyed
         # hashes, so an ACK's MSA-2 hashes as the MSH-10 it answers
-        phi_hash = self.ctx.phi_hash
         control_id = first_component(msh[9], d) if msh[9] else None
         ack_control_id = msg.ack_control_id
-        return Hl7Message(
+        ack = msg.ack_code
+        return replace(
+            template,
             ts_ns=ts_ns,
-            flow_id=self.ctx.flow_id,
-            endpoints=self.ctx.endpoints,
-            direction=direction,
-            field_separator=d.field,
-            encoding_characters=parsed.encoding_characters,
-            sending_application=header[0],
-            sending_facility=header[1],
-            receiving_application=header[2],
-            receiving_facility=header[3],
             security_present=bool(msh[7]),
-            message_type=header[4],
-            trigger_event=header[5],
-            message_structure=header[6],
-            control_id_hash=phi_hash(control_id) if control_id else None,
-            processing_id=header[7],
-            version=header[8],
-            character_set=header[9],
-            ack_code=values.ack_code(msg.ack_code),
-            ack_control_id_hash=phi_hash(ack_control_id) if ack_control_id else None,
+            control_id_hash=self._hash(control_id) if control_id else None,
+            ack_code=values.ack_code(ack) if ack else None,
+            ack_control_id_hash=self._hash(ack_control_id) if ack_control_id else None,
             segment_counts=counts,
             phi_segments=_phi_present(counts),
             devices=[
@@ -238,7 +232,7 @@ class Hl7MllpDissector:
             else [],
             observations=[
                 Hl7Observation(
-                    code=o.code if o.standard_code else f"#{phi_hash(o.code)}",
+                    code=o.code if o.standard_code else f"#{self._hash(o.code)}",
                     coding_system=o.coding_system,
                     value_type=o.value_type,
                     units=o.units,
@@ -252,3 +246,48 @@ class Hl7MllpDissector:
             truncated=frame.truncated and msg is parsed.messages[-1],
             batch_position=position,
         )
+
+    def _template(
+        self, direction: int, d: Delimiters, encoding: str, key: tuple, msh: list[str]
+    ) -> Hl7Message:
+        """An `Hl7Message` with this flow's and this header's fields (the per-message ones
+        are replaced by `_message`), kept among the direction's templates."""
+        header = _headers.get(key)
+        if header is None:
+            header = _header(d, msh)
+            if len(_headers) < _HEADERS_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
+                _headers[key] = header
+        template = Hl7Message(
+            ts_ns=0,
+            flow_id=self.ctx.flow_id,
+            endpoints=self.ctx.endpoints,
+            direction=direction,
+            field_separator=d.field,
+            encoding_characters=encoding,
+            sending_application=header[0],
+            sending_facility=header[1],
+            receiving_application=header[2],
+            receiving_facility=header[3],
+            message_type=header[4],
+            trigger_event=header[5],
+            message_structure=header[6],
+            processing_id=header[7],
+            version=header[8],
+            character_set=header[9],
+        )
+        templates = self._templates[direction]
+        if len(templates) < _TEMPLATES_MAX and sum(map(len, key)) <= _HEADER_KEY_MAX:
+            templates[key] = template
+        return template
+
+    def _hash(self, value: str) -> str:
+        """`ctx.phi_hash` with a small memo: an ACK's MSA-2 is the MSH-10 hashed a moment
+        before, a local observation code repeats on every message of a device."""
+        hit = self._hashes.get(value)
+        if hit is None:
+            hit = self.ctx.phi_hash(value)
+            if len(self._hashes) >= _HASHES_MAX or len(value) > _HASH_KEY_MAX:
+                self._hashes.clear()
+            if len(value) <= _HASH_KEY_MAX:
+                self._hashes[value] = hit
+        return hit

@@ -285,8 +285,10 @@ def _delimiters(msh: str) -> tuple[Delimiters, str]:
 def _split_header(seg: str, fsep: str, n: int) -> list[str]:
     """Fields of a header segment (MSH, FHS, BHS): field n is item n - 1, since field 1 is
     the separator itself (§2.14.9.1); padded with "" to n items."""
-    fields = seg.split(fsep, n)[:n]
-    if len(fields) < n:
+    fields = seg.split(fsep, n)
+    if len(fields) > n:
+        del fields[n:]  # the rest of the segment, unsplit
+    elif len(fields) < n:
         fields += [""] * (n - len(fields))
     return fields
 
@@ -300,8 +302,12 @@ def _count(value: str) -> int | None:
 def parse(payload: bytes) -> ParsedFrame:
     """Parse the payload of one MLLP frame: one message, or the messages of a batch
     (§2.10.3), each starting at its MSH. Raises Hl7Error when it holds no HL7 v2 message."""
-    text = _decode(payload).lstrip("\r\n")
+    text = _decode(payload)
+    if text[:1] in ("\r", "\n"):
+        text = text.lstrip("\r\n")
     lines = _NEWLINE.split(text) if "\n" in text else text.split("\r")
+    if not lines[-1]:
+        lines.pop()  # after the last segment's terminator
     segments = [s for s in lines if s] if "" in lines else lines
     if not segments:
         raise Hl7Error("empty message")
@@ -324,6 +330,10 @@ def parse(payload: bytes) -> ParsedFrame:
             kind = _segment_kind(seg_id)
         if not kind or (len(seg) > 3 and seg[3] != fsep):
             continue  # a broken line (e.g. a wrapped value); not counted as a segment
+        if kind == _COUNTED:  # most segments (PID, PV1, NK1 ... are PHI: never split into fields)
+            length += len(seg) + 1
+            counts[seg_id] = counts.get(seg_id, 0) + 1
+            continue
         if kind == _BATCH:
             if msh is not None:  # the message before it ends here
                 messages.append(
@@ -344,8 +354,8 @@ def parse(payload: bytes) -> ParsedFrame:
             msh = _split_header(seg, fsep, MSH_FIELDS)
         length += len(seg) + 1
         counts[seg_id] = counts.get(seg_id, 0) + 1
-        if kind in (_COUNTED, _MSH):
-            continue  # only counted (PID, PV1, NK1 ... are PHI: never split into fields)
+        if kind == _MSH:
+            continue  # its fields are split above
         fields = seg.split(fsep)
         if kind == _MSA:
             if ack_code is None:  # §2.14.8

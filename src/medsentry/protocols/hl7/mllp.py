@@ -68,11 +68,11 @@ class MllpFramer:
                 if start < 0:
                     self._junk(end - pos)
                     break
-                self._junk(start - pos)
+                if start > pos:
+                    self._junk(start - pos)
                 self._in_frame = True
                 self._size = 0
                 pos = start + 1
-                continue
             stop = data.find(END_BLOCK, pos)
             restart = data.find(START_BLOCK, pos, stop if stop >= 0 else end)
             if restart >= 0:  # a new start block before the end block: the frame was cut
