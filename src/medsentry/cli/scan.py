@@ -320,8 +320,8 @@ def scan_one(
     transaction, then run the analysis engines; returns its size in bytes.
 
     The writer opens at the first batch of events: the pipeline hands events out only once it
-    knows the capture's SHA-256 (its capture id), so the capture is read once. A file that
-    yields no flow at all is hashed here instead; a stream's id is always known by then.
+    knows the capture's SHA-256 (its capture id, `pipeline.capture_id`), so the capture is
+    read once, also when it yields no event at all (the writer then opens after the scan).
     """
     from medsentry.capture.reader import open_capture
 
