@@ -27,15 +27,15 @@ import operator
 import os
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from medsentry.capture.background import OrderedWork
 from medsentry.capture.batch import DECODE_ERRORS, RawBatch
 from medsentry.events.base import Event
 from medsentry.events.flow import FlowRecord
@@ -85,13 +85,9 @@ class ScanStats:
 
 
 class _CaptureHash:
-    """SHA-256 of a file fed from the reader's windows; missing ranges are read from the file.
+    """SHA-256 of a file fed from the reader's windows, on a worker thread (`OrderedWork`);
+    missing ranges are read from the file."""
 
-    The hashing runs on a worker thread (hashlib releases the GIL on large buffers), in order,
-    with at most a few windows queued, so it overlaps decoding instead of adding to it.
-    """
-
-    _QUEUED = 4
     can_hash_ahead = True  # the rest of a file can be read before the scan gets there
 
     def __init__(self, path: Path):
@@ -99,13 +95,7 @@ class _CaptureHash:
         self.h = hashlib.sha256()
         self.pos = 0  # bytes handed to the hash so far
         self.done: str | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-hash")
-        self._queue: deque[Future] = deque()
-
-    def _submit(self, fn, *args) -> None:
-        self._queue.append(self._pool.submit(fn, *args))
-        while len(self._queue) > self._QUEUED:
-            self._queue.popleft().result()
+        self._work = OrderedWork("capture-hash")
 
     def _read(self, start: int, upto: int) -> None:
         with open(self.path, "rb") as fh:
@@ -123,35 +113,31 @@ class _CaptureHash:
             return
         start = raw.buf_offset
         if start > self.pos:
-            self._submit(self._read, self.pos, start)
+            self._work.submit(self._read, self.pos, start)
             self.pos = start
         end = start + raw.buf.shape[0]
         if end > self.pos >= start:
-            self._submit(self.h.update, raw.buf[self.pos - start :])
+            self._work.submit(self.h.update, raw.buf[self.pos - start :])
             self.pos = end
 
     def abort(self) -> None:
         """Drop the queued windows and wait for the one being hashed."""
-        for future in self._queue:
-            future.cancel()
-        self._queue.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._work.close()
         self.done = ""
 
     def finish(self) -> str:
         if self.done is None:
             size = os.path.getsize(self.path)
             if size > self.pos:
-                self._submit(self._read, self.pos, size)
+                self._work.submit(self._read, self.pos, size)
                 self.pos = size
-            while self._queue:
-                self._queue.popleft().result()
-            self._pool.shutdown()
+            self._work.wait()
+            self._work.close()
             self.done = self.h.hexdigest()
         return self.done
 
 
-class _StreamHash:
+class _StreamId:
     """The capture id of a stream: the reader hashes every byte as it reads it (there is no file
     to read missing ranges from, and nothing can be hashed ahead)."""
 
@@ -210,9 +196,7 @@ class _Spool:
 class _Out:
     """Events of one capture on their way to the sink."""
 
-    def __init__(
-        self, sink: Sink, batch: int, limit: int, hasher: _CaptureHash | _StreamHash | None
-    ):
+    def __init__(self, sink: Sink, batch: int, limit: int, hasher: _CaptureHash | _StreamId | None):
         self.sink = sink
         self.batch = batch
         self.limit = limit
@@ -382,7 +366,7 @@ class Pipeline:
         # first, its first passes would traverse all of them (and the sink's work on them).
         with _gc_paused():
             with opener() as reader:
-                hasher = _StreamHash(reader) if reader.streamed else _CaptureHash(reader.path)
+                hasher = _StreamId(reader) if reader.streamed else _CaptureHash(reader.path)
                 out = _Out(sink, self.config.event_batch, self.config.max_buffered_events, hasher)
                 self._out = out
                 try:

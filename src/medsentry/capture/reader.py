@@ -23,14 +23,13 @@ import os
 import select
 import stat
 import sys
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from medsentry.capture.background import OrderedWork
 from medsentry.capture.batch import RawBatch
 from medsentry.capture.btsnoop import MAGIC as BTSNOOP_MAGIC
 from medsentry.capture.btsnoop import BtsnoopWalker
@@ -161,38 +160,22 @@ class _Windows:
 
 
 class _StreamHash:
-    """SHA-256 of a stream, fed in order with each range as it is read.
-
-    As for files (pipeline._CaptureHash), the hashing runs on a worker thread, at most a few
-    ranges queued, so it overlaps decoding; the ranges are fresh buffers nothing writes again.
-    """
-
-    _QUEUED = 4
+    """SHA-256 of a stream, fed in order with each range as it is read, on a worker thread
+    (`OrderedWork`, as for files); the ranges are fresh buffers nothing writes again."""
 
     def __init__(self) -> None:
         self.h = hashlib.sha256()
-        self._pool: ThreadPoolExecutor | None = None
-        self._queue: deque[Future] = deque()
+        self._work = OrderedWork("stream-hash")
 
     def update(self, data: np.ndarray | bytes) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-hash")
-        self._queue.append(self._pool.submit(self.h.update, data))
-        while len(self._queue) > self._QUEUED:
-            self._queue.popleft().result()
+        self._work.submit(self.h.update, data)
 
     def hexdigest(self) -> str:
-        while self._queue:
-            self._queue.popleft().result()
+        self._work.wait()
         return self.h.hexdigest()
 
     def close(self) -> None:
-        for future in self._queue:
-            future.cancel()
-        self._queue.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._work.close()
 
 
 class _StreamWindows:
