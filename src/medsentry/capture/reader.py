@@ -268,7 +268,7 @@ class _StreamWindows:
 
 
 _NOT_REGULAR = "not a regular file or a pipe (devices and sockets are not read by name)"
-_TTY = (
+STDIN_TTY = (
     "standard input is a terminal, not a capture: pipe one in (e.g. tcpdump -w - |"
     " medsentry scan -)"
 )
@@ -300,7 +300,7 @@ class CaptureReader:
             st = os.fstat(self._fh.fileno())
             if stream is not None or stat.S_ISFIFO(st.st_mode):
                 if os.isatty(self._fh.fileno()):
-                    raise CaptureError(_TTY, self.source)
+                    raise CaptureError(STDIN_TTY, self.source)
                 self._stream = _StreamWindows(self._fh, self.source)
                 head = self._stream_head(self._stream)
             elif not stat.S_ISREG(st.st_mode):

@@ -254,7 +254,7 @@ def check_inputs(paths: Iterable[str]) -> list[Path]:
     """Fail before any work when a file is missing or unreadable (one line, exit 2).
 
     `-` (standard input) may be given once, and not from a terminal."""
-    from medsentry.capture.reader import STDIN, STDIN_SOURCE
+    from medsentry.capture.reader import STDIN, STDIN_SOURCE, STDIN_TTY
 
     out = []
     for p in paths:
@@ -263,11 +263,7 @@ def check_inputs(paths: Iterable[str]) -> list[Path]:
             if path in out:
                 raise InputError("standard input can be read only once: '-' is given twice")
             if sys.stdin is None or sys.stdin.isatty():
-                raise InputError(
-                    "standard input is a terminal, not a capture: pipe one in"
-                    " (e.g. tcpdump -w - | medsentry scan -)",
-                    source=STDIN_SOURCE,
-                )
+                raise InputError(STDIN_TTY, source=STDIN_SOURCE)
             out.append(path)
             continue
         if not path.exists():
