@@ -75,3 +75,12 @@ def test_http_on_sip_port_is_http(ndpi_pcaps: Path) -> None:
 def test_tls_on_port_80_is_tls(ndpi_pcaps: Path) -> None:
     flows = [f for f in _flows(ndpi_pcaps / "tls_port_80.pcapng") if f.server_port == 80]
     assert flows and {f.app_protocol for f in flows} == {"tls"}
+
+
+def test_a_one_way_rtp_stream_from_a_low_port_is_rtp(ndpi_pcaps: Path) -> None:
+    """sip.pcap's media: 9 RTP datagrams from 192.168.1.2:30000 to an ephemeral port, none
+    back. The flow table makes the lower port class the server, so the datagrams are its
+    server-to-client side; RTP has no client role (RFC 3550 §5.1) and is still RTP."""
+    [flow] = [f for f in _flows(ndpi_pcaps / "sip.pcap") if 30000 in (f.server_port, f.client_port)]
+    assert flow.packets_c2s + flow.packets_s2c == 9
+    assert (flow.app_protocol, flow.app_method) == ("rtp", "signature")
