@@ -279,3 +279,58 @@ def test_live_tcpdump_piped_into_scan(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{db}") as store:
         [row] = list_captures(store)
         assert row["packets"] == n and row["status"] == "complete"
+
+
+def _scan_on_a_terminal(db: str, *inputs: str, stdin: bytes | None = None) -> str:
+    """Run `scan` with stderr on a pseudo-terminal (so the progress display is drawn) and
+    return what it drew there, its final frame included (rich draws it before erasing)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    drawn = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every end of the terminal is closed
+                return
+            if not chunk:
+                return
+            drawn.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        env = {**os.environ, "TERM": "xterm-256color"}
+        env.pop("COLUMNS", None)
+        scan = subprocess.run(
+            [*EXE, "scan", "--db", db, "--format", "json", *inputs],
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    assert scan.returncode == 0, drawn.decode(errors="replace")
+    return drawn.decode(errors="replace")
+
+
+def test_progress_of_a_stream_counts_packets_and_bytes(lo_capture, tmp_path: Path) -> None:
+    """A pipe has no size to make a bar of: the display counts the packets and bytes read;
+    a file keeps its bytes of the total."""
+    data = lo_capture.path.read_bytes()
+    n = len(pcap_records(data))
+    piped = _scan_on_a_terminal(f"sqlite:///{tmp_path / 'p.db'}", "-", stdin=data)
+    assert f"{n:,} packets · {len(data) / 1000:.1f} kB" in piped, piped
+    from_file = _scan_on_a_terminal(f"sqlite:///{tmp_path / 'f.db'}", str(lo_capture.path))
+    assert "packets ·" not in from_file
+    assert f"{len(data) / 1000:.1f}/{len(data) / 1000:.1f} kB" in from_file, from_file

@@ -100,7 +100,7 @@ def demo_cmd(out_dir: str | None, db_url: str | None, seed: int, fmt: str, quiet
             analyzers = load_analyzers(store)  # inventory, controls, detection: as `scan` runs them
         task = bar.add_task(path.name, total=path.stat().st_size)
 
-        def progress(done: int, _total: int) -> None:
+        def progress(done: int, _total: int, _packets: int) -> None:
             bar.update(task, completed=done)
 
         def warn(w: DecodeWarning) -> None:

@@ -1,5 +1,8 @@
 """`medsentry detect FILE...`: replay captures through the detection engine.
 
+`-` is standard input and a FIFO is read as a stream, through the reader and checks `scan` uses
+(`check_inputs`, `open_capture`): a terminal or a bad stream is one error line, exit 2.
+
 Events are not stored (use `scan` for that; it runs the same engine as an analysis engine):
 the engine's state and the alerts go to the store, so replays continue the learned baselines.
 `--ephemeral` runs with a fresh, unstored state (alerts printed, nothing written).
@@ -27,7 +30,7 @@ def output_options(f):  # type: ignore[no-untyped-def]
 
 
 @click.command("detect")
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=True, metavar="FILE|-...")
 @DB_OPTION
 @click.option(
     "--learning",
@@ -51,13 +54,18 @@ def detect_cmd(
     webhook: tuple[str, ...],
     fmt: str,
 ) -> None:
-    """Replay capture files through the detection engine and list the alerts they raise."""
+    """Replay capture files through the detection engine and list the alerts they raise.
+
+    FILE '-' reads a capture from standard input, once (tcpdump -i eth0 -w - | medsentry detect
+    -); a FIFO is read the same way. A file named '-' is ./-.
+    """
     from medsentry.cli.alerts import ALERT_COLUMNS, alert_record
-    from medsentry.cli.scan import check_inputs, make_pipeline
+    from medsentry.cli.scan import check_inputs, make_pipeline, source_name, warning_text
     from medsentry.cli.terminal import console, warn_line
     from medsentry.detect.engine import DetectionEngine
     from medsentry.detect.outputs import build_sinks
     from medsentry.detect.registry import default_detectors, detect_config, learning_ns
+    from medsentry.events import DecodeWarning
     from medsentry.pipeline import Pipeline, ScanConfig
     from medsentry.store import open_store
 
@@ -80,6 +88,9 @@ def detect_cmd(
             for path in paths:
                 batch_all: list = []
                 pipeline.scan_files([path], sink=batch_all.extend)
+                for ev in batch_all:  # damage the reader stepped over, as `scan` warns it
+                    if isinstance(ev, DecodeWarning) and ev.source == source_name(path):
+                        warn_line(console(stderr=True), warning_text(ev))
                 batch_all.sort(key=lambda e: e.ts_ns)
                 for a in engine.process(batch_all):
                     touched[a.alert_id] = a

@@ -9,7 +9,7 @@ before it, prints a warning line per damage, marks the capture `damaged` and exi
 `-` is standard input (`tcpdump -w - | medsentry scan -`) and a FIFO is read as a stream: the
 same pipeline, events and capture id (the SHA-256 of its bytes) as the same bytes in a file, so
 a capture scanned from a pipe and from a file is stored once. Its size is unknown until its end:
-the progress display then counts the bytes read.
+the progress display then counts the packets and bytes read.
 """
 
 from __future__ import annotations
@@ -26,16 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from medsentry import startup
 from medsentry.actor import cli_actor
@@ -222,12 +225,24 @@ FLOWS_ONLY_OPTION = click.option(
 )
 
 
+class ReadColumn(DownloadColumn):
+    """Bytes read of the total; without a total (a stream: its size is known at its end), the
+    packets and bytes read so far, from the task's `packets` field: "12,345 packets · 8.1 MB"."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is not None:
+            return super().render(task)
+        n = int(task.fields.get("packets", 0))
+        read = filesize.decimal(int(task.completed))
+        return Text(f"{n:,} packet{'' if n == 1 else 's'} · {read}", style="progress.download")
+
+
 def make_progress(quiet: bool) -> Progress:
     """A byte progress bar on stderr; silent when --quiet or stderr is not a terminal."""
     return Progress(
         TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
-        DownloadColumn(),
+        ReadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=console(stderr=True),
@@ -308,12 +323,13 @@ def scan_one(
     pipeline: Pipeline,
     path: Path,
     tally: ScanTally,
-    progress: Callable[[int, int], None],
+    progress: Callable[[int, int, int], None],
     warn: Callable[[DecodeWarning], None],
     analyzers: list[Analyzer] | None = None,
 ) -> int:
     """Scan one capture (a file, `-` for standard input, a FIFO) into the store in one
-    transaction, then run the analysis engines; returns its size in bytes.
+    transaction, then run the analysis engines; returns its size in bytes. `progress` gets
+    (bytes read, total: 0 for a stream, packets read).
 
     The writer opens at the first batch of events: the pipeline hands events out only once it
     knows the capture's SHA-256 (its capture id, `pipeline.capture_id`), so the capture is
@@ -332,7 +348,7 @@ def _scan_reader(
     pipeline: Pipeline,
     reader: CaptureReader,
     tally: ScanTally,
-    progress: Callable[[int, int], None],
+    progress: Callable[[int, int, int], None],
     warn: Callable[[DecodeWarning], None],
     analyzers: list[Analyzer] | None,
 ) -> None:
@@ -364,7 +380,10 @@ def _scan_reader(
             for w in tally.warnings[n:]:
                 warn(w)
 
-        stats = pipeline.scan_reader(reader, sink=sink, progress=progress)
+        def read(done: int, total: int) -> None:
+            progress(done, total, reader.packets)
+
+        stats = pipeline.scan_reader(reader, sink=sink, progress=read)
         if writer is None:
             writer = open_writer(pipeline.capture_id)
         damaged = len(tally.warnings) > warnings_before
@@ -505,19 +524,22 @@ def _scan_files(
 ) -> None:
     """Each capture in turn into the store (one transaction each), with the progress bar.
 
-    A stream's size is unknown until its end: the bar then has no total (bytes read so far)."""
+    A stream's size is unknown until its end: the bar then has no total (`ReadColumn` shows
+    the packets and bytes read so far)."""
     streams = [is_stream(p) for p in paths]
     total = None if any(streams) else sum(p.stat().st_size for p in paths)
-    task = bar.add_task("scanning", total=total)
+    task = bar.add_task("scanning", total=total, packets=0)
     done_before = 0
     for path in paths:
         name = source_name(path)
         bar.update(task, description=Path(name).name)
-        base = done_before
+        base, counted = done_before, tally.packets
 
-        def progress(done: int, _total: int, base: int = base) -> None:
+        def progress(
+            done: int, _total: int, packets: int, base: int = base, counted: int = counted
+        ) -> None:
             interrupt.check()  # a Ctrl-C Python dropped (cli/interrupt.py) stops here
-            bar.update(task, completed=base + done)
+            bar.update(task, completed=base + done, packets=counted + packets)
 
         def warn(w: DecodeWarning) -> None:
             warn_line(bar.console, warning_text(w))
