@@ -7,7 +7,9 @@ handshake (as tcpdump started mid-association would see it): at the client's fir
 the AC, at the server's first P-DATA-TF, and inside the 230 KiB P-DATA-TF (so the client's
 first 180 KiB are no PDU header). Each cut is scanned by the real pipeline: the flow must be
 identified as DICOM by its P-DATA-TF signature (PS3.8 §9.3.5), whatever the port, and every
-DIMSE message that starts after the cut reported as the full capture reports it.
+DIMSE message that starts after the cut reported as the full capture reports it, with the same
+time: that of the packet that carried it, not of the later one whose PDU header confirmed the
+PDU boundary the dissector searched for.
 """
 
 from __future__ import annotations
@@ -127,11 +129,24 @@ def cut_points(payloads: list[tuple[bool, int, bytes]]) -> dict[str, int]:
 
 def norm(events: list) -> Counter[str]:
     """DIMSE commands and data sets, without the fields a mid-association view cannot have."""
-    out: Counter[str] = Counter()
+    return Counter(key for key, _ in timed(events))
+
+
+def timed(events: list) -> list[tuple[str, int]]:
+    """(norm's key, ts_ns) of each DIMSE command and data set, in the order reported."""
+    out = []
     for e in events:
         if isinstance(e, DicomCommand | DicomDataset):
             rec = {k: v for k, v in json.loads(encode_json(e)).items() if k not in UNSEEN}
-            out[json.dumps(rec, sort_keys=True)] += 1
+            out.append((json.dumps(rec, sort_keys=True), e.ts_ns))
+    return out
+
+
+def times_by_message(events: list) -> dict[str, list[int]]:
+    """The times each message (norm's key: two C-FIND pending responses share one) has."""
+    out: dict[str, list[int]] = {}
+    for key, ts in timed(events):
+        out.setdefault(key, []).append(ts)
     return out
 
 
@@ -199,6 +214,13 @@ def test_association_captured_from_its_middle(where: str, tmp_path: Path) -> Non
             e for e in events if isinstance(e, DicomAssociateRequest | DicomAssociateAccept)
         ]
         assert norm(events) == expected[name], name
+        # each message has the time of the packet that carried it, as in the full capture:
+        # the ones found by the PDU boundary search too (PS3.8 §9.3.1), which are only taken
+        # once the next PDU's header has come in a later packet
+        whole_times = times_by_message(full)
+        for key, got_ts in times_by_message(events).items():
+            want = whole_times[key][-len(got_ts) :]
+            assert got_ts == want, (name, json.loads(key)["command"], got_ts, want)
         stores = [e for e in events if isinstance(e, DicomDataset) and e.command == "C-STORE-RQ"]
         for ds in sent:
             got = [s for s in stores if s.sop_class_uid == ds.SOPClassUID]

@@ -41,6 +41,7 @@ from medsentry.events.dicom import (
 from medsentry.protocols.base import ParseError
 from medsentry.protocols.dicom import DicomDissector
 from medsentry.protocols.dicom.resync import MAX_RESYNC_PDU_LENGTH, RESYNC_WINDOW, find_pdu
+from medsentry.protocols.dicom.stamps import MAX_CHUNKS
 
 PHI = ("Quimby^Zyxwvut", "PID-55501234", "19230405")
 UIDS = ("1.2.826.0.1.3680043.8.498.101", "1.2.826.0.1.3680043.8.498.102")
@@ -201,6 +202,7 @@ def test_whole_pdu_at_the_end_of_the_stream() -> None:
         "failure",
         9,
     )
+    assert cmd.ts_ns == 0  # the time of the segment it came in, not of the stream's end
     d = DicomDissector(flow_context())
     assert d.feed(1, b"\x13" * 5 + rsp[:-1], 0) == [] and not of(d.close(1), DicomCommand)
 
@@ -226,6 +228,67 @@ def test_framing_error_after_association_is_still_a_parse_error() -> None:
     d.feed(0, associate_rq(CONTEXTS), 0)
     with pytest.raises(ParseError, match="unknown PDU type"):
         d.feed(0, b"\x09\x00\x00\x00\x00\x04\x00\x00\x00\x00", 1)
+
+
+# -- the time of a message found by the search ------------------------------------------------
+
+
+def timed_feed(stream: bytes, sizes: list[int], cut: int | None) -> tuple[list, DicomDissector]:
+    """`stream` in segments of `sizes` (cycled), segment i fed at time i; the segments (or
+    their part) from stream byte `cut` on only, as a capture that starts there sees them.
+    Cut at None: the whole stream after its association request, followed in step."""
+    d = DicomDissector(flow_context())
+    if cut is None:
+        d.feed(0, associate_rq(CONTEXTS), -1)
+        cut = 0
+    events, pos, i = [], 0, 0
+    while pos < len(stream):
+        end = pos + sizes[i % len(sizes)]
+        if end > cut:
+            events += d.feed(0, stream[max(pos, cut) : end], i)
+            stamps = d._dirs[0].stamps
+            assert stamps is None or len(stamps) <= MAX_CHUNKS
+        pos, i = end, i + 1
+    return events + d.close(i), d
+
+
+def message_times(events: list) -> dict[tuple, int]:
+    return {
+        (type(e).__name__, getattr(e, "command", None), e.message_id): e.ts_ns
+        for e in events
+        if isinstance(e, DicomCommand | DicomDataset)
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, len(C2S) - 1), st.lists(st.integers(8, 3000), min_size=1, max_size=12))
+def test_a_message_found_by_the_search_has_the_time_it_has_in_step(
+    cut: int, sizes: list[int]
+) -> None:
+    """Cut anywhere, split anywhere: each message reported after the cut has the time of the
+    segment that carried its last byte, as when the stream is followed from its start, not that
+    of the later segment whose PDU header confirmed the PDU boundary (PS3.8 §9.3.1)."""
+    whole = message_times(timed_feed(C2S, sizes, None)[0])
+    events, d = timed_feed(C2S, sizes, cut)
+    got = message_times(events)
+    assert {k: whole[k] for k in got} == got
+    assert got or cut > C2S.index(c_echo_rq(3, message_id=3))  # the last C-STORE's middle
+    assert d._dirs[0].stamps is None
+
+
+def test_segment_times_are_bounded() -> None:
+    """One-byte segments: no more than MAX_CHUNKS times are kept; a message that ends past
+    that many segments into the PDU the search holds is timed late, never early."""
+    echo = c_echo_rq(3, message_id=7)[6:]  # PS3.8 §9.3.5: its PDV item
+    tail = struct.pack(">I", 2 + 2000) + b"\x01\x00" + b"\xee" * 2000  # a data set's middle
+    packed = b"\x04\x00" + struct.pack(">I", len(tail) + len(echo)) + tail + echo
+    stream = b"\x13" * 5 + packed + REST
+    got = message_times(timed_feed(stream, [1], 0)[0])  # timed_feed checks the bound
+    carried = 5 + len(packed) - 1  # the segment with the C-ECHO-RQ's last byte
+    assert carried > MAX_CHUNKS and got["DicomCommand", "C-ECHO-RQ", 7] >= carried
+    # the messages after the PDU found come in step: timed by their own segments
+    echo3 = c_echo_rq(3, message_id=3)
+    assert got["DicomCommand", "C-ECHO-RQ", 3] == stream.index(echo3) + len(echo3) - 1
 
 
 # -- the search itself, fuzzed ----------------------------------------------------------------

@@ -20,6 +20,8 @@ import struct
 from collections.abc import Iterator
 from typing import ClassVar
 
+import msgspec
+
 from medsentry.events.base import Event
 from medsentry.events.credentials import CleartextCredentials
 from medsentry.events.dicom import (
@@ -75,6 +77,7 @@ from medsentry.protocols.dicom.pdu import (
     check_header,
 )
 from medsentry.protocols.dicom.resync import RESYNC_WINDOW, find_pdu
+from medsentry.protocols.dicom.stamps import ChunkTimes
 
 # knowledge files are loaded and validated at start-up (a bad file fails here, not mid-scan)
 dataset_attributes()
@@ -125,6 +128,7 @@ class _Direction:
         "pdv_length",
         "pdv_remaining",
         "skipped",
+        "stamps",
         "started",
         "tail",
     )
@@ -137,6 +141,7 @@ class _Direction:
         self.lossy = False  # a framing error sends the direction hunting instead of failing
         self.skipped = 0  # bytes passed over by the current search
         self.tail = False  # the PDVs belong to a message whose first fragment was missed
+        self.stamps: ChunkTimes | None = None  # times of the bytes held by a search
         self.pdu_type: int | None = None
         self.pdu_remaining = 0
         self.pdv_remaining = 0
@@ -183,8 +188,10 @@ class DicomDissector:
             return []
         d = self._dirs[direction]
         if d.buf or d.hunting or not d.started:
+            if d.hunting:
+                self._stamp(d, ts_ns)
             d.buf += data
-            if not d.started and not self._start(d):
+            if not d.started and not self._start(d, ts_ns):
                 return []
             return self._run(direction, d, ts_ns, False)
         # in step with the PDUs and nothing held back: decoded where it lies, only an
@@ -202,6 +209,9 @@ class DicomDissector:
             try:
                 if d.hunting and not self._hunt(direction, d, final):
                     return events
+                if data is None and d.stamps:
+                    self._drain_held(direction, d, d.stamps, ts_ns, events)
+                    return events
                 # keeps what came before a raise; what `data` held past it is in d.buf then
                 events.extend(self._drain(direction, d, ts_ns, data))
                 return events
@@ -211,8 +221,27 @@ class DicomDissector:
                         f"{exc} (direction {direction}, stream byte {d.offset})"
                     ) from None
                 # a false resync, or more loss: search on (past this byte if none was used)
-                self._lose_sync(d, int(d.offset == offset))
+                self._lose_sync(d, int(d.offset == offset), ts_ns)
                 data = None
+
+    def _drain_held(
+        self, direction: int, d: _Direction, stamps: ChunkTimes, ts_ns: int, events: list[Event]
+    ) -> None:
+        """`_drain` of bytes a search held back over several segments: each event gets the
+        time of the segment its last byte came in (the byte consumed before it is yielded), the
+        `feed` that reports it in step (PS3.8 §9.3.1: a PDU is taken once the next header
+        came). Appends to `events` as it goes, so what came before a raise is kept."""
+        replace = msgspec.structs.replace
+        for event in self._drain(direction, d, ts_ns):
+            events.append(replace(event, ts_ns=stamps.at(d.offset - 1)))
+        d.stamps = None  # in step again: what is left of d.buf is reported by a later feed
+
+    @staticmethod
+    def _stamp(d: _Direction, ts_ns: int) -> None:
+        """A searching direction is fed a segment at `ts_ns`: note where its bytes begin."""
+        if d.stamps is None:
+            d.stamps = ChunkTimes()
+        d.stamps.add(d.offset + len(d.buf), ts_ns)
 
     def skippable(self, direction: int) -> int:
         """How many of the next bytes of `direction` would only be counted: the middle of a
@@ -246,6 +275,7 @@ class DicomDissector:
         d = self._dirs[direction]
         if self._desync[direction]:
             return []
+        d.stamps = None  # the bytes held no longer follow on (cleared below)
         if d.hunting:
             d.buf.clear()  # the bytes kept for a header split over segments no longer follow on
             return []
@@ -265,7 +295,7 @@ class DicomDissector:
                 return events
             return []
         d.buf.clear()
-        self._lose_sync(d, 0)
+        self._lose_sync(d, 0, ts_ns)
         return []
 
     def close(self, ts_ns: int) -> list[Event]:
@@ -301,7 +331,7 @@ class DicomDissector:
 
     # -- PDU boundaries (PS3.8 §9.3.1): a stream that does not start at one, or lost it -------
 
-    def _start(self, d: _Direction) -> bool:
+    def _start(self, d: _Direction, ts_ns: int) -> bool:
         """At a direction's first bytes: whether they begin an association PDU (or follow one
         on the other direction), else search for a PDU header. False: too few bytes yet."""
         buf = d.buf
@@ -323,12 +353,12 @@ class DicomDissector:
         ):  # PS3.8 §9.3.2-§9.3.4: fixed fields and items within bounds, protocol version 1
             self._associated = True
             return True
-        self._lose_sync(d, 0)  # captured after the association began
+        self._lose_sync(d, 0, ts_ns)  # captured after the association began
         return True
 
-    def _lose_sync(self, d: _Direction, drop: int) -> None:
-        """The direction's framing is lost: forget the PDU and message in progress, drop
-        `drop` bytes and search for the next PDU header."""
+    def _lose_sync(self, d: _Direction, drop: int, ts_ns: int) -> None:
+        """The direction's framing is lost (at a segment fed at `ts_ns`): forget the PDU and
+        message in progress, drop `drop` bytes and search for the next PDU header."""
         d.started = d.hunting = d.lossy = d.tail = True
         d.pdu_type = None
         d.pdu_remaining = d.pdv_remaining = 0
@@ -342,6 +372,9 @@ class DicomDissector:
             d.offset += drop
             d.skipped += drop
             self._skipped += drop
+        if d.buf and not d.stamps:  # the bytes held came with this segment (or just before)
+            d.stamps = ChunkTimes()
+            d.stamps.add(d.offset, ts_ns)
 
     def _hunt(self, direction: int, d: _Direction, final: bool) -> bool:
         """Search the buffered bytes for a PDU header (`resync.find_pdu`) and drop those before
@@ -353,6 +386,8 @@ class DicomDissector:
             d.offset += at
             d.skipped += at
             self._skipped += at
+            if d.stamps:
+                d.stamps.drop_before(d.offset)
         if found:
             d.hunting = False
             d.skipped = 0
@@ -361,6 +396,7 @@ class DicomDissector:
         if d.skipped > RESYNC_WINDOW:
             self._desync[direction] = True
             d.buf = bytearray()
+            d.stamps = None
             if not self._pdus:
                 raise ParseError(f"DICOM: no PDU header in {d.skipped} bytes")
         return False
