@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_cli_scan import _damaged_copy, pcap_records
 
+from clierrors import one_error_line
 from medsentry.store import count_rows, list_captures, open_store
 
 EXE = [sys.executable, "-m", "medsentry"]
@@ -50,17 +51,6 @@ def _rows(db: Path) -> dict[str, list[tuple]]:
             keep = ", ".join(c for c in cols if c not in _VOLATILE)
             out[table] = conn.execute(f"SELECT {keep} FROM {table} ORDER BY rowid").fetchall()
     return out
-
-
-def _one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> str:
-    err = done.stderr.decode()
-    assert done.returncode == 2, err
-    assert "Traceback" not in err
-    [line] = err.strip().splitlines()
-    assert line.startswith("medsentry: error: "), err
-    for frag in fragments:
-        assert frag in line, err
-    return line
 
 
 def _assert_same_as_file(capture: Path, tmp_path: Path, piped: dict[str, list[tuple]]) -> None:
@@ -138,7 +128,7 @@ def test_dash_twice_is_an_error(lo_capture, tmp_path: Path) -> None:
     done = _medsentry(
         "scan", "--db", f"sqlite:///{tmp_path / 'x.db'}", "-", "-", stdin=b"\xd4\xc3\xb2\xa1"
     )
-    _one_error_line(done, "'-' is given twice")
+    one_error_line(done, "'-' is given twice")
     assert not (tmp_path / "x.db").exists()
 
 
@@ -151,7 +141,7 @@ def test_stdin_from_a_terminal_is_an_error(tmp_path: Path) -> None:
     finally:
         os.close(master)
         os.close(slave)
-    _one_error_line(done, "<stdin>", "terminal")
+    one_error_line(done, "<stdin>", "terminal")
 
 
 @pytest.mark.parametrize(
@@ -165,7 +155,7 @@ def test_stdin_from_a_terminal_is_an_error(tmp_path: Path) -> None:
 )
 def test_bad_streams_are_one_error_line(tmp_path: Path, data: bytes, fragment: str) -> None:
     db = f"sqlite:///{tmp_path / 'x.db'}"
-    _one_error_line(_medsentry("scan", "--db", db, "-", stdin=data), fragment)
+    one_error_line(_medsentry("scan", "--db", db, "-", stdin=data), fragment)
     with open_store(db) as store:
         assert count_rows(store)["captures"] == 0
 

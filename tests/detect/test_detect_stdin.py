@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from test_detect_cli import _spoof_pcap
 
+from clierrors import one_error_line
+
 EXE = [sys.executable, "-m", "medsentry"]
 # rules and baselines: the models' start-up (seconds) adds nothing to what is read, or how
 DETECT = ["detect", "--no-models", "--format", "json"]
@@ -31,16 +33,6 @@ def _alerts(*args: str, stdin: bytes | None = None) -> list[dict]:
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b"", done.stderr.decode()
     return json.loads(done.stdout)
-
-
-def _one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    err = done.stderr.decode()
-    assert done.returncode == 2, err
-    assert "Traceback" not in err
-    [line] = err.strip().splitlines()
-    assert line.startswith("medsentry: error: "), err
-    for frag in fragments:
-        assert frag in line, err
 
 
 @pytest.fixture
@@ -92,7 +84,7 @@ def test_bad_streams_are_one_error_line(
 ) -> None:
     """After a good file: one error line, exit 2, and what the file raised stays stored."""
     db = f"sqlite:///{tmp_path / 'd.db'}"
-    _one_error_line(_medsentry(*DETECT, "--db", db, str(spoof), "-", stdin=data), fragment)
+    one_error_line(_medsentry(*DETECT, "--db", db, str(spoof), "-", stdin=data), fragment)
     listed = _medsentry("alerts", "--db", db, "--format", "json")
     assert "arp.binding_change" in {a["rule_id"] for a in json.loads(listed.stdout)}
 
@@ -123,7 +115,7 @@ def test_stdin_from_a_terminal_is_an_error() -> None:
     finally:
         os.close(master)
         os.close(slave)
-    _one_error_line(done, "<stdin>", STDIN_TTY)
+    one_error_line(done, "<stdin>", STDIN_TTY)
 
 
 def test_help_mentions_standard_input() -> None:
