@@ -17,6 +17,7 @@ from dicom_build import (
     VERIFICATION,
     abort,
     associate_ac,
+    associate_rj,
     associate_rq,
     c_echo_rq,
     c_echo_rsp,
@@ -33,6 +34,9 @@ from pydicom.data import get_testdata_file
 from medsentry.events import encode_json
 from medsentry.events.dicom import (
     DicomAbort,
+    DicomAssociateAccept,
+    DicomAssociateReject,
+    DicomAssociateRequest,
     DicomCommand,
     DicomDataset,
     DicomRelease,
@@ -190,6 +194,43 @@ def test_false_header_is_searched_past() -> None:
     check_rest(events)
 
 
+def test_bytes_shaped_like_a_rejection_at_a_cut_are_searched_past() -> None:
+    """A cut at a message control header: 03H 00H 00H 00H 00H 04H reads as an A-ASSOCIATE-RJ
+    header, but its Result (00H) is no value of PS3.8 Table 9-21: the capture is one seen from
+    its middle, and the search finds the PDUs after it (it was a parse error)."""
+    at = C2S.index(b"\x03\x00\x00\x00\x00\x04")
+    assert C2S[at + 7] not in (1, 2)
+    d = DicomDissector(flow_context())
+    events = feed(d, [(0, C2S[at:])])
+    assert d._dirs[0].lossy and not d._associated
+    assert of(events, DicomCommand)
+
+
+@pytest.mark.parametrize("first", [b"\x01", b"\x02"], ids=["rq", "ac"])
+def test_bytes_shaped_like_an_association_header_at_a_cut_are_searched_past(first: bytes) -> None:
+    """A data set's bytes that read as an A-ASSOCIATE-RQ/-AC header (type, 00H, a length of
+    256, protocol version 1) but whose first variable item is no item of PS3.8 Table 9-11 /
+    9-17: the search finds the PDUs after them. It was a bogus association, then a parse error."""
+    shaped = first + b"\x00\x00\x00\x01\x00\x00\x01" + b"\x00" * 250
+    d = DicomDissector(flow_context())
+    events = feed(d, [(0, shaped + REST), (1, S2C)])
+    assert d._dirs[0].lossy and not d._associated
+    assert not of(events, DicomAssociateRequest) and not of(events, DicomAssociateAccept)
+    check_rest(events)
+
+
+@pytest.mark.parametrize("source", [1, 2, 3])
+def test_a_rejection_that_opens_a_stream_is_read(source: int) -> None:
+    """An A-ASSOCIATE-RJ as a direction's first bytes (its A-ASSOCIATE-RQ not captured) is the
+    start of an association, fed whole or byte by byte (PS3.8 §9.3.4)."""
+    rj = associate_rj(1, source, 1)
+    for chunk in (len(rj), 1):
+        d = DicomDissector(flow_context())
+        events = feed(d, [(1, rj)], chunk) + d.close(1)
+        (rej,) = of(events, DicomAssociateReject)
+        assert (rej.result, rej.source, rej.reason) == (1, source, 1) and d._associated
+
+
 def test_whole_pdu_at_the_end_of_the_stream() -> None:
     """A C-STORE-RSP alone after the cut: no header follows to confirm it; the stream's end
     does, a PDU cut short by it does not."""
@@ -262,6 +303,7 @@ def message_times(events: list) -> dict[tuple, int]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(C2S) - 1), st.lists(st.integers(8, 3000), min_size=1, max_size=12))
+@example(11, [8])  # a cut at bytes shaped like an A-ASSOCIATE-RJ header (a parse error once)
 def test_a_message_found_by_the_search_has_the_time_it_has_in_step(
     cut: int, sizes: list[int]
 ) -> None:

@@ -46,7 +46,12 @@ from medsentry.protocols.dicom.dimse import (
     CommandSet,
     status_class,
 )
-from medsentry.protocols.dicom.items import UserInformationItem
+from medsentry.protocols.dicom.items import (
+    APPLICATION_CONTEXT_ITEM,
+    PRESENTATION_CONTEXT_ITEM_AC,
+    PRESENTATION_CONTEXT_ITEM_RQ,
+    UserInformationItem,
+)
 from medsentry.protocols.dicom.knowledge import (
     confidentiality_profile,
     dataset_attributes,
@@ -154,6 +159,38 @@ class _Direction:
         self.ds_context: int | None = None
         self.ds_prefix = bytearray()
         self.ds_total = 0
+
+
+# PS3.8 Table 9-11 / 9-17: the first variable item after the fixed fields (header + 68 bytes)
+_FIRST_ITEM = PDU_HEADER_LENGTH + 68
+_FIRST_ITEMS = {
+    A_ASSOCIATE_RQ_TYPE: (APPLICATION_CONTEXT_ITEM, PRESENTATION_CONTEXT_ITEM_RQ),
+    A_ASSOCIATE_AC_TYPE: (APPLICATION_CONTEXT_ITEM, PRESENTATION_CONTEXT_ITEM_AC),
+}
+
+
+def _association_start(buf: bytearray) -> bool | None:
+    """Whether a direction's first bytes begin an association PDU a peer sends (PS3.8
+    §9.3.2-§9.3.4), not bytes of a PDU seen from its middle; None: too few bytes to tell.
+    A-ASSOCIATE-RQ/-AC: a length within bounds, protocol version 1 and a first variable item
+    of its kind; A-ASSOCIATE-RJ (Table 9-21): reserved 00H, Result 1 or 2, Source 1-3."""
+    if len(buf) < 8:
+        return None
+    pdu_type = buf[0]
+    if buf[1] != 0:
+        return False
+    (length,) = _U32.unpack_from(buf, 2)
+    if pdu_type in _FIRST_ITEMS:
+        if not (68 <= length <= MAX_ASSOCIATE_PDU_LENGTH and buf[6] == 0 and buf[7] & 1):
+            return False
+        if len(buf) < _FIRST_ITEM + 2:
+            return None
+        return buf[_FIRST_ITEM] in _FIRST_ITEMS[pdu_type] and buf[_FIRST_ITEM + 1] == 0
+    if pdu_type == A_ASSOCIATE_RJ_TYPE and length == 4:
+        if len(buf) < 10:
+            return None
+        return buf[6] == 0 and buf[7] in (1, 2) and buf[8] in (1, 2, 3)
+    return False
 
 
 class DicomDissector:
@@ -335,22 +372,13 @@ class DicomDissector:
         """At a direction's first bytes: whether they begin an association PDU (or follow one
         on the other direction), else search for a PDU header. False: too few bytes yet."""
         buf = d.buf
-        if len(buf) < 8:
+        opens = _association_start(buf)
+        if opens is None:
             return False
         d.started = True
         if self._associated:
             return True
-        pdu_type = buf[0]
-        (length,) = _U32.unpack_from(buf, 2)
-        if buf[1] == 0 and (
-            (
-                pdu_type in (A_ASSOCIATE_RQ_TYPE, A_ASSOCIATE_AC_TYPE)
-                and 68 <= length <= MAX_ASSOCIATE_PDU_LENGTH
-                and buf[6] == 0
-                and buf[7] & 1
-            )
-            or (pdu_type == A_ASSOCIATE_RJ_TYPE and length == 4)
-        ):  # PS3.8 §9.3.2-§9.3.4: fixed fields and items within bounds, protocol version 1
+        if opens:
             self._associated = True
             return True
         self._lose_sync(d, 0, ts_ns)  # captured after the association began
