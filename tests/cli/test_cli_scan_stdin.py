@@ -141,7 +141,7 @@ def test_stdin_from_a_terminal_is_an_error(tmp_path: Path) -> None:
     finally:
         os.close(master)
         os.close(slave)
-    one_error_line(done, "<stdin>", "terminal")
+    one_error_line(done, "<stdin>", "terminal", "(e.g. tcpdump -w - | medsentry scan -)")
 
 
 @pytest.mark.parametrize(

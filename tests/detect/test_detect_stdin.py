@@ -105,9 +105,8 @@ def test_stream_cut_mid_record_warns_and_keeps_the_packets_before(spoof: Path) -
 
 
 def test_stdin_from_a_terminal_is_an_error() -> None:
+    """The message shows how to pipe a capture into the command run: detect, not scan."""
     import pty
-
-    from medsentry.capture.reader import STDIN_TTY
 
     master, slave = pty.openpty()
     try:
@@ -115,7 +114,8 @@ def test_stdin_from_a_terminal_is_an_error() -> None:
     finally:
         os.close(master)
         os.close(slave)
-    one_error_line(done, "<stdin>", STDIN_TTY)
+    line = one_error_line(done, "<stdin>", "terminal", "(e.g. tcpdump -w - | medsentry detect -)")
+    assert "medsentry scan" not in line
 
 
 def test_help_mentions_standard_input() -> None:

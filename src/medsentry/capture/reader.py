@@ -268,10 +268,12 @@ class _StreamWindows:
 
 
 _NOT_REGULAR = "not a regular file or a pipe (devices and sockets are not read by name)"
-STDIN_TTY = (
-    "standard input is a terminal, not a capture: pipe one in (e.g. tcpdump -w - |"
-    " medsentry scan -)"
-)
+STDIN_TTY = "standard input is a terminal, not a capture: pipe one in"
+
+
+def stdin_tty(command: str) -> str:
+    """STDIN_TTY for `medsentry <command> -`, with the way to pipe a capture into it."""
+    return f"{STDIN_TTY} (e.g. tcpdump -w - | medsentry {command} -)"
 
 
 class CaptureReader:

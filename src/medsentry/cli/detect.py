@@ -69,7 +69,7 @@ def detect_cmd(
     from medsentry.pipeline import Pipeline, ScanConfig
     from medsentry.store import open_store
 
-    paths = check_inputs(files)
+    paths = check_inputs(files, "detect")
     cfg = detect_config()
     sinks = build_sinks(
         jsonl=list(jsonl), syslog=list(syslog), cef=list(cef), webhook=list(webhook)

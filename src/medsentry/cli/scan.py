@@ -265,11 +265,12 @@ def make_pipeline(
         ) from exc
 
 
-def check_inputs(paths: Iterable[str]) -> list[Path]:
+def check_inputs(paths: Iterable[str], command: str) -> list[Path]:
     """Fail before any work when a file is missing or unreadable (one line, exit 2).
 
-    `-` (standard input) may be given once, and not from a terminal."""
-    from medsentry.capture.reader import STDIN, STDIN_SOURCE, STDIN_TTY
+    `-` (standard input) may be given once, and not from a terminal: the message shows how to
+    pipe a capture into `medsentry <command> -`."""
+    from medsentry.capture.reader import STDIN, STDIN_SOURCE, stdin_tty
 
     out = []
     for p in paths:
@@ -278,7 +279,7 @@ def check_inputs(paths: Iterable[str]) -> list[Path]:
             if path in out:
                 raise InputError("standard input can be read only once: '-' is given twice")
             if sys.stdin is None or sys.stdin.isatty():
-                raise InputError(STDIN_TTY, source=STDIN_SOURCE)
+                raise InputError(stdin_tty(command), source=STDIN_SOURCE)
             out.append(path)
             continue
         if not path.exists():
@@ -477,7 +478,7 @@ def scan_cmd(
     the SHA-256 of its bytes, as the same file would be: its events are written when it ends
     (past 200,000 they wait in a temporary file). A file named '-' is ./-.
     """
-    paths = check_inputs(files)
+    paths = check_inputs(files, "scan")
     started = time.perf_counter()
     tally = ScanTally()
     from medsentry.protocols import ble_privacy

@@ -160,7 +160,7 @@ class DicomDataset(Event, tag="dicom_dataset", frozen=True, kw_only=True):
     endpoints: Endpoints
     direction: int
     context_id: int
-    # the flow was captured after its A-ASSOCIATE: the transfer syntax is guessed (PS3.5 §7.1.2)
+    # the flow was captured after its A-ASSOCIATE: no transfer syntax was negotiated
     seen_from_middle: bool = False
     command: str | None = None  # the command this data set belongs to
     message_id: int | None = None
@@ -168,7 +168,14 @@ class DicomDataset(Event, tag="dicom_dataset", frozen=True, kw_only=True):
     # its sender forwards an instance another device created
     move_originator_ae: str | None = None
     move_originator_message_id: int | None = None
-    transfer_syntax: str | None = None
+    transfer_syntax: str | None = None  # negotiated (A-ASSOCIATE-AC, or one proposed)
+    # none negotiated: inferred from the bytes decoded (PS3.5 §7.1.2), None when they do not
+    # decode. The UID only when one syntax fits: implicit VR LE, or explicit VR LE with native
+    # Pixel Data; `encoding_inferred` is "implicit VR little endian", "explicit VR little endian"
+    # (for explicit VR, Explicit VR Little Endian or any compressed syntax when no Pixel Data
+    # was seen) or "explicit VR little endian, encapsulated pixel data" (compressed, PS3.5 §A.4)
+    transfer_syntax_inferred: str | None = None
+    encoding_inferred: str | None = None
     sop_class_uid: str | None = None
     modality: str | None = None
     manufacturer: str | None = None

@@ -39,7 +39,19 @@ pytestmark = pytest.mark.slow
 
 FILES = ["CT_small.dcm", "examples_rgb_color.dcm", "MR_small.dcm"]  # 38 KiB, 230 KiB, 9 KiB
 # fields that differ, by design, between a flow seen whole and the same flow seen from its middle
-UNSEEN = {"ts_ns", "flow_id", "endpoints", "seen_from_middle", "transfer_syntax"}
+UNSEEN = {
+    "ts_ns",
+    "flow_id",
+    "endpoints",
+    "seen_from_middle",
+    "transfer_syntax",
+    "transfer_syntax_inferred",
+    "encoding_inferred",
+}
+ENCODINGS = {  # PS3.5 §A.1, §A.2: the data sets here have native pixel data or none
+    "1.2.840.10008.1.2": "implicit VR little endian",
+    "1.2.840.10008.1.2.1": "explicit VR little endian",
+}
 
 
 def exchange(tmp: Path, port: int) -> tuple[Path, list[pydicom.Dataset]]:
@@ -134,12 +146,38 @@ def norm(events: list) -> Counter[str]:
 
 def timed(events: list) -> list[tuple[str, int]]:
     """(norm's key, ts_ns) of each DIMSE command and data set, in the order reported."""
+    return [(key, e.ts_ns) for key, e in keyed(events)]
+
+
+def keyed(events: list) -> list[tuple[str, DicomCommand | DicomDataset]]:
+    """(norm's key, event) of each DIMSE command and data set, in the order reported."""
     out = []
     for e in events:
         if isinstance(e, DicomCommand | DicomDataset):
             rec = {k: v for k, v in json.loads(encode_json(e)).items() if k not in UNSEEN}
-            out.append((json.dumps(rec, sort_keys=True), e.ts_ns))
+            out.append((json.dumps(rec, sort_keys=True), e))
     return out
+
+
+def negotiated(events: list) -> dict[str, str | None]:
+    """The transfer syntax of each data set (norm's key) of an association seen whole: the
+    negotiated one, none inferred."""
+    syntaxes = {}
+    for key, e in keyed(events):
+        if isinstance(e, DicomDataset):
+            assert (e.transfer_syntax_inferred, e.encoding_inferred) == (None, None)
+            syntaxes[key] = e.transfer_syntax
+    return syntaxes
+
+
+def check_inferred(events: list, syntaxes: dict[str, str | None], name: str) -> None:
+    """Each data set seen without its A-ASSOCIATE-AC names, as inferred from its bytes, the
+    transfer syntax the association had negotiated for it."""
+    for key, e in keyed(events):
+        if isinstance(e, DicomDataset):
+            want = syntaxes[key]
+            got = (e.transfer_syntax, e.transfer_syntax_inferred, e.encoding_inferred)
+            assert got == (None, want, ENCODINGS[want]), (name, e.command)
 
 
 def times_by_message(events: list) -> dict[str, list[int]]:
@@ -194,6 +232,9 @@ def test_association_captured_from_its_middle(where: str, tmp_path: Path) -> Non
     assert proto.detail == "A-ASSOCIATE-RQ" and not session.seen_from_middle
     whole = norm(full)
     assert sum(whole.values()) == 18  # 12 command sets; 3 images, 1 query, 2 matches
+    syntaxes = negotiated(full)
+    # the images' contexts are explicit VR, the query's implicit VR (pynetdicom's first choice)
+    assert sorted(set(syntaxes.values())) == sorted(ENCODINGS)
     early = Counter(k for k in whole if before_image_rsp(json.loads(k), sent))
     expected = {
         "after the AC": whole,
@@ -214,6 +255,7 @@ def test_association_captured_from_its_middle(where: str, tmp_path: Path) -> Non
             e for e in events if isinstance(e, DicomAssociateRequest | DicomAssociateAccept)
         ]
         assert norm(events) == expected[name], name
+        check_inferred(events, syntaxes, name)
         # each message has the time of the packet that carried it, as in the full capture:
         # the ones found by the PDU boundary search too (PS3.8 §9.3.1), which are only taken
         # once the next PDU's header has come in a later packet

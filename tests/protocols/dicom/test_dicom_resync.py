@@ -117,6 +117,17 @@ def check_rest(events: list, *, seen_from_middle: bool = True) -> None:
     assert ds2.command == "C-STORE-RQ" and ds2.sop_class_uid == DS.SOPClassUID
     assert ds2.modality == "CT" and ds2.manufacturer == DS.Manufacturer and not ds2.decode_error
     assert "PatientName" in ds2.phi_attributes and ds2.seen_from_middle is seen_from_middle
+    (ds4,) = [s for s in of(events, DicomDataset) if s.message_id == 4]  # in implicit VR
+    syntaxes = [
+        (s.transfer_syntax, s.transfer_syntax_inferred, s.encoding_inferred) for s in (ds2, ds4)
+    ]
+    if seen_from_middle:  # no A-ASSOCIATE-AC: inferred from the data set's bytes (PS3.5 §7.1.2)
+        assert syntaxes == [
+            (None, EXPLICIT_LE, "explicit VR little endian"),
+            (None, IMPLICIT_LE, "implicit VR little endian"),
+        ]
+    else:  # negotiated (context 1: explicit VR), nothing inferred
+        assert syntaxes == [(EXPLICIT_LE, None, None)] * 2
     assert sorted(r.phase for r in of(events, DicomRelease)) == ["rp", "rq"]
     text = b"".join(encode_json(e) for e in events).decode()
     assert not any(v in text for v in (*PHI, *UIDS))
@@ -164,6 +175,57 @@ def test_gap_in_a_data_set_resynchronises_after_it() -> None:
     (session,) = of(events, DicomSession)
     assert not session.seen_from_middle and session.gaps == 1 and session.partial_messages == 1
     assert session.resyncs == 1 and 0 < session.resync_skipped_bytes < 4096
+
+
+def _without_pixel_data() -> pydicom.Dataset:
+    ds = _dataset()
+    del ds.PixelData
+    return ds
+
+
+ENCODED = {  # a C-STORE data set's encoding -> what a capture without the association infers
+    "implicit VR": ((DS, True, True, False), (IMPLICIT_LE, "implicit VR little endian")),
+    "explicit VR": ((DS, False, True, False), (EXPLICIT_LE, "explicit VR little endian")),
+    # PS3.5 §A.4: Explicit VR Little Endian, or a compressed syntax with no pixel data?
+    "explicit VR, no pixel data": (
+        (_without_pixel_data(), False, True, False),
+        (None, "explicit VR little endian"),
+    ),
+    "encapsulated": (
+        (pydicom.dcmread(get_testdata_file("JPEG2000.dcm")), False, True, False),
+        (None, "explicit VR little endian, encapsulated pixel data"),
+    ),
+    # not recognised without a negotiated syntax: nothing inferred
+    "big endian": ((DS, False, False, False), (None, None)),
+    "deflated": ((DS, False, True, True), (None, None)),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODED)
+def test_transfer_syntax_inferred_without_the_association(encoding: str) -> None:
+    """A C-STORE seen from its first PDU, no A-ASSOCIATE: the transfer syntax its data set was
+    decoded in is reported as inferred, the negotiated one as unknown."""
+    (ds, implicit, little, deflated), want = ENCODED[encoding]
+    stream = c_store_rq(ds, 1, implicit=implicit, little=little, deflated=deflated, message_id=9)
+    (data,) = of(feed(DicomDissector(flow_context()), [(0, stream)]), DicomDataset)
+    assert data.seen_from_middle and data.transfer_syntax is None
+    assert (data.transfer_syntax_inferred, data.encoding_inferred) == want
+    assert (data.modality == ds.Modality) is (want[1] is not None)  # decoded when inferred
+
+
+@pytest.mark.parametrize("size", [200, 1000, 4000])
+def test_a_big_endian_prefix_is_not_taken_for_little_endian(size: int) -> None:
+    """A data set longer than the dissector keeps: its first value, read little endian, may run
+    past the prefix without error; one element read is no evidence for the guess."""
+    from pynetdicom.dsutils import encode
+
+    from medsentry.protocols.dicom.dataset import summarize
+
+    little, big = encode(DS, False, True), encode(DS, False, False)
+    assert summarize(little[:size], None, complete=False).transfer_syntax_inferred is None
+    assert summarize(little[:size], None, complete=False).encoding_inferred
+    got = summarize(big[:size], None, complete=False)
+    assert (got.transfer_syntax_inferred, got.encoding_inferred, got.modality) == (None,) * 3
 
 
 def test_abort_found_after_a_cut() -> None:

@@ -11,6 +11,14 @@ The attributes that may identify a patient or another person are those of PS3.15
 (`data/dicom_confidentiality_profile.yaml`) and the private data elements: only the keywords of
 those present with a value, at any nesting level, are returned; their values are never read.
 
+When no transfer syntax was negotiated (the flow was captured after its A-ASSOCIATE), the
+encoding is guessed from the first element (PS3.5 §7.1.2) and, once the walk has read elements
+in it without error, reported as inferred: Implicit VR Little Endian is one transfer syntax;
+explicit VR little endian is shared by Explicit VR Little Endian and every encapsulated
+(compressed) syntax, told apart only by a Pixel Data element of defined length (native) or
+undefined length (encapsulated, PS3.5 §A.4). Big endian and deflated data sets are not
+recognised without a negotiated syntax: nothing is inferred for them.
+
 A value that runs past the bytes at hand is never kept. When those bytes are the whole data set
 (not a prefix cut at the dissector's bound), that is a decode error, as is any element, item or
 delimiter that breaks the encoding rules.
@@ -29,6 +37,10 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"  # PS3.5 §A.1
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"  # PS3.5 §A.2
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"  # PS3.5 §A.5
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"  # PS3.5 §A.3 (retired)
+# how a data set is encoded (PS3.5 §7.1), said when its transfer syntax is inferred
+IMPLICIT_VR_LE_ENCODING = "implicit VR little endian"
+EXPLICIT_VR_LE_ENCODING = "explicit VR little endian"  # Pixel Data native or not seen
+ENCAPSULATED_ENCODING = "explicit VR little endian, encapsulated pixel data"  # PS3.5 §A.4
 
 PIXEL_DATA = 0x7FE00010
 ITEM = 0xFFFEE000  # PS3.5 §7.5: Item, Item Delimitation Item, Sequence Delimitation Item
@@ -61,6 +73,9 @@ class DatasetSummary:
     phi_attributes: list[str] = field(default_factory=list)
     bytes_parsed: int = 0
     decode_error: bool = False
+    # no transfer syntax given: the one the bytes show (when only one fits) and their encoding
+    transfer_syntax_inferred: str | None = None
+    encoding_inferred: str | None = None
 
 
 class _Truncated(Exception):
@@ -107,11 +122,13 @@ class _Walk:
     __slots__ = (
         "data",
         "device",
+        "elements",
         "explicit_header",
         "found",
         "identifying",
         "implicit",
         "implicit_header",
+        "pixel_data_length",
         "present",
         "private",
         "repeating",
@@ -141,6 +158,8 @@ class _Walk:
         self.found: dict[int, bytes] = {}
         self.step: dict[str, bytes] = {}
         self.present: set[str] = set()
+        self.elements = 0  # top-level elements whose header was read
+        self.pixel_data_length: int | None = None  # of the top-level Pixel Data, when reached
 
     def item_header(self, pos: int) -> tuple[int, int, int]:
         """(tag, length, value position) of an item or delimiter: a tag and a 32-bit length,
@@ -189,8 +208,12 @@ class _Walk:
                 if tag == ITEM_DELIMITATION and end is None and depth:
                     return value
                 raise _Malformed  # an item or delimiter where an element belongs
-            if not depth and tag >= PIXEL_DATA:
-                return pos  # pixel data and what follows it are not read
+            if not depth:
+                if tag >= PIXEL_DATA:  # pixel data and what follows it are not read
+                    if tag == PIXEL_DATA:
+                        self.pixel_data_length = length
+                    return pos
+                self.elements += 1
             kw = identifying.get(tag)
             if kw is None and group & 1:  # PS3.5 §7.8.1: odd groups but 0001-0007 and FFFF
                 kw = self.private if group > 0x0008 and group != 0xFFFF and tag & 0xFF00 else None
@@ -289,9 +312,11 @@ def summarize(
         complete = complete and ended
     implicit, little = _encoding(transfer_syntax, data)
     walk = _Walk(data, implicit, little, worklist)
+    truncated = False
     try:
         walk.dataset(0, len(data), 0)
     except _Truncated:
+        truncated = True
         summary.decode_error = summary.decode_error or complete
     except _Malformed:  # the framing cannot be trusted: no value read is kept
         summary.decode_error = True
@@ -315,4 +340,20 @@ def summarize(
     summary.scheduled_modality = (scheduled.get("Modality") or [None])[0]
     summary.scheduled_station_ae_title = (scheduled.get("ScheduledStationAETitle") or [None])[0]
     summary.phi_attributes = sorted(walk.present)
+    # a guess holds once an element after the first is read, or the bytes end where one ends
+    # (a first value running past a prefix is no evidence: a big endian length read as little)
+    held = walk.elements > 1 or (walk.elements == 1 and not truncated)
+    if transfer_syntax is None and held and not summary.decode_error:
+        summary.transfer_syntax_inferred, summary.encoding_inferred = _inferred(walk)
     return summary
+
+
+def _inferred(walk: _Walk) -> tuple[str | None, str]:
+    """(transfer syntax UID when the bytes leave only one, encoding) of a guessed data set."""
+    if walk.implicit:
+        return IMPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LE_ENCODING  # PS3.5 §A.1
+    if walk.pixel_data_length is None:  # no Pixel Data in the bytes at hand
+        return None, EXPLICIT_VR_LE_ENCODING
+    if walk.pixel_data_length == UNDEFINED_LENGTH:  # PS3.5 §A.4: which compression is not said
+        return None, ENCAPSULATED_ENCODING
+    return EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LE_ENCODING  # PS3.5 §A.2: native pixel data

@@ -807,6 +807,8 @@ class DicomDissector:
             move_originator_ae=cmd.move_originator_ae_title if cmd else None,
             move_originator_message_id=cmd.move_originator_message_id if cmd else None,
             transfer_syntax=transfer_syntax,
+            transfer_syntax_inferred=summary.transfer_syntax_inferred,
+            encoding_inferred=summary.encoding_inferred,
             sop_class_uid=summary.sop_class_uid,
             modality=summary.modality,
             manufacturer=summary.manufacturer,
