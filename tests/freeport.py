@@ -1,4 +1,4 @@
-"""Ports for the tests' own servers, chosen below the kernel's ephemeral port range.
+"""Ports for the tests' own servers, chosen below the kernel's ephemeral port range (or above it).
 
 Binding port 0, closing, then binding again races with every client socket of the other
 xdist worker, which takes its local port from the ephemeral range; a port below that range is
@@ -16,17 +16,27 @@ _RNG = random.SystemRandom()
 LOW, HIGH = 20000, 32000  # under net.ipv4.ip_local_port_range (32768-60999 by default)
 
 
-def free_port(kind: int = socket.SOCK_STREAM, family: int = socket.AF_INET) -> int:
+# above that range (61000-65535): no client is handed one either, yet both it and the clients'
+# ports are ephemeral by RFC 6335 §6 (49152-65535) and by the flow table's port classes
+ABOVE = (61000, 65535)
+
+
+def free_port(
+    kind: int = socket.SOCK_STREAM,
+    family: int = socket.AF_INET,
+    span: tuple[int, int] = (LOW, HIGH),
+) -> int:
     host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    low, high = span
     for _ in range(500):
-        port = _RNG.randint(LOW, HIGH)
+        port = _RNG.randint(low, high)
         with socket.socket(family, kind) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
         return port
-    raise RuntimeError(f"no free port between {LOW} and {HIGH}")
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def bound_socket(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> socket.socket:

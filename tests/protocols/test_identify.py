@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,8 @@ GOOD_ENTRY = """
         (GOOD_ENTRY + "    refines: nothing\n", "refines unknown protocol 'nothing'"),
         (GOOD_ENTRY + "    any: {validator: ssh_banner}\n", "'any' cannot be combined"),
         (GOOD_ENTRY + "    exchange: nope\n", "unknown exchange check 'nope'"),
+        (GOOD_ENTRY + "    role: nope\n", "unknown role function 'nope'"),
+        (GOOD_ENTRY + "    role: hl7_role\n", "role needs 'any'"),
         (GOOD_ENTRY.replace('ascii: "DEMO"', 'hex: "0f", mask: "f0"'), "bits outside its mask"),
     ],
 )  # fmt: skip
@@ -332,3 +335,52 @@ def test_module_documentation_names_every_signature_protocol() -> None:
     doc = module.__doc__ or ""
     table = doc[doc.index("Canonical protocol names") : doc.index("The port table")]
     assert set(re.findall(r"[a-z][a-z0-9-]+", table)) >= SIGNATURE_PROTOCOLS
+
+
+# a DICOM P-DATA-TF with one command PDV (PS3.8 §9.3.5, §E.2): Command Field (0000,0100) in
+# Implicit VR Little Endian (PS3.7 §6.3.1), after the Affected SOP Class UID (0000,0002)
+def _p_data_command(field: int) -> bytes:
+    uid = b"1.2.840.10008.1.1\x00"  # Verification SOP Class, padded to even length
+    cmd = (
+        struct.pack("<HHI", 0, 2, len(uid))
+        + uid
+        + struct.pack("<HHIH", 0, 0x0100, 2, field)
+        + struct.pack("<HHIH", 0, 0x0800, 2, 0x0101)  # Command Data Set Type: none
+    )
+    pdv = b"\x01\x03" + cmd  # context 1; command, last fragment
+    return b"\x04\x00" + struct.pack(">I", len(pdv) + 4) + struct.pack(">I", len(pdv)) + pdv
+
+
+ECHO_RQ, ECHO_RSP = _p_data_command(0x0030), _p_data_command(0x8030)
+HL7_ADT = b"\x0bMSH|^~\\&|ADT|H|RIS|R|20240101||ADT^A01|C1|P|2.5\rEVN|A01\r\x1c\r"
+HL7_ACK = b"\x0bMSH|^~\\&|RIS|R|ADT|H|20240101||ACK^A01^ACK|A1|P|2.5\rMSA|AA|C1\r\x1c\r"
+HTTP_GET = b"GET /status HTTP/1.1\r\nHost: pump\r\n\r\n"
+HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize(
+    ("c2s", "s2c", "protocol", "oriented"),
+    [
+        (ECHO_RQ, ECHO_RSP, "dicom", True),  # -RQ from the requestor, PS3.7 §9.3.5
+        (ECHO_RSP, ECHO_RQ, "dicom", False),
+        (ECHO_RSP, b"", "dicom", False),
+        (ECHO_RQ, ECHO_RQ, "dicom", None),  # the two sides disagree
+        (_p_data_command(0x0100), b"", "dicom", None),  # N-EVENT-REPORT-RQ: either side
+        (HL7_ADT, HL7_ACK, "hl7-mllp", True),  # MSA: the acknowledgment, HL7 v2 §2.14.8
+        (HL7_ACK, HL7_ADT, "hl7-mllp", False),
+        (HL7_ADT[:30], b"", "hl7-mllp", None),  # the message's end not seen yet
+        (HTTP_GET, HTTP_OK, "http", True),  # c2s/s2c signatures say the sides themselves
+    ],
+)
+def test_identification_says_which_way_the_bytes_show_the_flow(
+    c2s: bytes, s2c: bytes, protocol: str, oriented: bool | None
+) -> None:
+    got = identify(TCP, 40001, 51234, c2s, s2c, False)
+    assert got is not None and (got.protocol, got.oriented) == (protocol, oriented)
+
+
+def test_an_http_exchange_seen_the_wrong_way_round_identifies_only_turned_round() -> None:
+    as_given = identify(TCP, 51234, 40001, HTTP_OK, HTTP_GET, True)
+    assert as_given is None or as_given.oriented is not True
+    turned = identify(TCP, 40001, 51234, HTTP_GET, HTTP_OK, True)
+    assert turned is not None and (turned.protocol, turned.oriented) == ("http", True)

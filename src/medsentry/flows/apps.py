@@ -49,6 +49,15 @@ def load_identifier() -> IdentifyFn | None:
     return identify
 
 
+def _turn(res: Any, turned: Any) -> bool:
+    """Whether a flow whose client was guessed is the other way round: its bytes, directions
+    swapped, show the sides (`Identification.oriented`), as given they do not, and the swapped
+    answer is at least as confident."""
+    if turned is None or getattr(turned, "oriented", None) is not True:
+        return False
+    return res is None or turned.confidence >= res.confidence
+
+
 class FlowApp:
     """Application-layer state of one flow (directions: 0 client->server, 1 server->client)."""
 
@@ -207,6 +216,7 @@ class AppLayer:
         sports = ports[rows, 1 - client].tolist()
         protos = u8[:, K.B_PROTO].tolist()
         clients = client.tolist()
+        guessed = u8[:, K.B_GUESS].tolist()
         lasts = t.i64[slots, K.I_LAST].tolist()
         # first bytes: flat offsets and lengths of both directions, read in one pass
         blk = t.u32[slots, K.U_FB].astype(np.int64) - 1
@@ -232,17 +242,24 @@ class AppLayer:
             cports,
             sports,
             lasts,
+            guessed,
             c_start,
             c_len,
             s_start,
             s_len,
             eps,
         )
-        for slot, fid, proto, cl_side, cp, sp, ts, cs, cl, ss, sl, ep in zip(*cols, strict=True):
+        for slot, fid, proto, cl_side, cp, sp, ts, guess, cs, cl, ss, sl, ep in zip(
+            *cols, strict=True
+        ):
             c2s = flat[cs : cs + cl].tobytes()
             s2c = flat[ss : ss + sl].tobytes()
             try:
                 res = ident(proto, cp, sp, c2s, s2c, final)
+                if guess and getattr(res, "oriented", None) is not True:
+                    turned = ident(proto, sp, cp, s2c, c2s, final)
+                    if _turn(res, turned):
+                        res, cl_side, ep = turned, self._swap(slot), None
             except Exception as exc:  # a fault in identification must not end the scan
                 self._warn(ts, f"identification, flow {fid}", type(exc).__name__, events)
                 decided.append(slot)  # no more attempts; held payload is dropped
@@ -264,6 +281,21 @@ class AppLayer:
             t.u8[quiet, K.B_APP] = APP_NONE
         if decided:
             t.decided(np.array(decided, np.int32))
+
+    def _swap(self, slot: int) -> int:
+        """The flow's client was a guess its payload corrects: the other side is the client.
+        Payload held for it so far moves to the other direction with its reassembler."""
+        t = self.table
+        t.swap_client(slot)
+        app = self.apps.get(slot)
+        if app is not None:
+            app.client = 1 - app.client
+            if app.streams is not None:
+                app.streams.reverse()
+            app.fed.reverse()
+            if app.held:
+                app.held = [(1 - cdir, item, its) for cdir, item, its in app.held]
+        return t.client_side(slot)
 
     def _decided(
         self,

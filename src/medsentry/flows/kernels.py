@@ -7,7 +7,9 @@ free stack; an expired slot is parked ("pending") until Python has read it, then
 
 Directions inside the kernels are relative to the canonical key: side A is the lower
 (address, port) pair, d = 0 for a packet sent by A, d = 1 for one sent by B. `CLIENT` tells which
-side initiated the flow; Python turns d into client->server / server->client.
+side initiated the flow; Python turns d into client->server / server->client. Every per-side
+column is kept by canonical side, so turning `CLIENT` round (a guessed client that
+identification corrects) reorients the whole flow record.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ B_STATE, B_VER, B_PROTO, B_CLIENT, B_FLAGS, B_FIN, B_RST, B_END, B_CLOSE_WHY = (
 B_WANT, B_HAS_ISN = 11, 13  # + d
 # B_IDENT: identification decided (the kernel stops gathering first bytes); B_DIRTY: the slot is
 # in the dirty list; B_APP: Python keeps per-flow application state (a dissector, or payload
-# held until identification decides), so its selected payload must go to Python.
-B_IDENT, B_DIRTY, B_APP = 15, 16, 17
-U8_COLS = 18
+# held until identification decides), so its selected payload must go to Python. B_GUESS: the
+# client side is a guess (a TCP connection seen from its middle, both ports of one class), which
+# identification may turn round (flows.apps) before a dissector or the flow record reads it.
+B_IDENT, B_DIRTY, B_APP, B_GUESS = 15, 16, 17, 18
+U8_COLS = 19
 
 # Slot states.
 FREE, LIVE, PENDING = 0, 1, 2
@@ -386,7 +390,8 @@ def process(
             u8[s, B_VER] = ver
             u8[s, B_PROTO] = p
             # the initiator: a SYN's sender, a SYN-ACK's receiver; a TCP connection seen from
-            # its middle: the side on the lower port class serves. UDP: the first sender, unless
+            # its middle: the side on the lower port class serves (both on one class: the first
+            # sender, a guess its payload may correct). UDP: the first sender, unless
             # it sends from a service port to an ephemeral one (an answer whose request was
             # lost, fell before the capture or took the other leg of an asymmetric route);
             # clients on reserved ports (NFS, RPC: 600-1023 to 2049) keep the first sender
@@ -401,6 +406,8 @@ def process(
                     u8[s, B_CLIENT] = 1 - d  # the sender is the service answering
                 else:
                     u8[s, B_CLIENT] = d
+                    if p == IPPROTO_TCP and src_class == dst_class:
+                        u8[s, B_GUESS] = 1  # no evidence: the first sender seen, for now
             if p in (IPPROTO_TCP, IPPROTO_UDP):
                 u8[s, B_WANT] = prm[P_INIT_WANT]
                 u8[s, B_WANT + 1] = prm[P_INIT_WANT]

@@ -308,6 +308,18 @@ class FlowTable:
     def client_side(self, slot: int) -> int:
         return int(self.u8[slot, K.B_CLIENT])
 
+    def client_guessed(self, slot: int) -> bool:
+        """Whether the client side is the kernel's guess (a TCP connection seen from its
+        middle, both ports of one class): no SYN and no port class said which side serves."""
+        return bool(self.u8[slot, K.B_GUESS])
+
+    def swap_client(self, slot: int) -> None:
+        """The other side is the client (its payload says so): every per-side column follows,
+        since they are kept by canonical side and oriented through B_CLIENT when read."""
+        u8 = self.u8
+        u8[slot, K.B_CLIENT] = 1 - u8[slot, K.B_CLIENT]
+        u8[slot, K.B_GUESS] = 0
+
     def proto(self, slot: int) -> int:
         return int(self.u8[slot, K.B_PROTO])
 

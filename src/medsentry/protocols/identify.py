@@ -27,13 +27,18 @@ or server port is one of its port hints. The best score wins; among equal scores
 with the higher confidence, then the one listed first. With `final=False`, `identify` answers
 None while more bytes could still change the answer: nothing matched yet and some signature is
 still undecided, or the best match may yet be refined (http -> fhir) by an undecided signature.
+
+Orientation: the answer's `oriented` says whether the bytes show the flow's sides as given (a
+c2s/s2c signature matched; or an `any` signature's role function found the requester sending
+c2s), the other way round, or cannot tell. The flow layer, when a TCP connection seen from its
+middle left its client a guess, asks again with the directions swapped (flows.apps).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from medsentry.protocols.signatures import (
     Pattern,
@@ -58,6 +63,12 @@ class Identification:
     method: str  # "signature" or "port"
     confidence: float
     detail: str | None = None
+    # whether the bytes show the flow oriented as given: True when a c2s/s2c/exchange
+    # signature matched, or a role function (protocols.roles) found the requester on the c2s
+    # side or the responder on the s2c side; False when it found them the other way round;
+    # None when nothing tells (a port, an `any` match without a role). Not compared: the same
+    # identification, whichever way it was told
+    oriented: bool | None = field(default=None, compare=False)
 
 
 SIGNATURES: tuple[Signature, ...] = load_signatures()
@@ -261,13 +272,33 @@ def _candidates(transport: int, c0: int, s0: int, cport: int, sport: int) -> tup
         if sig.port_required and not port_hit:
             continue
         score = sig.confidence + (PORT_BONUS if port_hit else 0.0)
-        # the answer, made once, when the signature has no per-flow detail (it is immutable)
+        # the answer, made once, when the signature has no per-flow detail or orientation (it
+        # is immutable)
         made = None
-        if sig.detail is None:
-            made = Identification(sig.protocol, "signature", round(min(score, 1.0), 3), None)
+        if sig.detail is None and sig.role is None:
+            made = Identification(
+                sig.protocol, "signature", round(min(score, 1.0), 3), None, _directional(sig)
+            )
         out.append((sig, score, _CHECKS[sig.name], made))
     out.sort(key=lambda e: -e[1])
     return tuple(out)
+
+
+def _directional(sig: Signature) -> bool | None:
+    """A match of a signature that says which side is which shows the flow as given."""
+    return None if sig.any is not None else True
+
+
+def _oriented(sig: Signature, c2s: bytes, s2c: bytes) -> bool | None:
+    """`Identification.oriented` of a match of `sig` on these bytes."""
+    if sig.role is None:
+        return _directional(sig)
+    a, b = sig.role(c2s), sig.role(s2c)
+    as_given = a is True or b is False
+    turned = a is False or b is True
+    if as_given == turned:
+        return None  # nothing tells, or the two directions disagree
+    return as_given
 
 
 def _signature_verdict(
@@ -372,6 +403,8 @@ def identify(
     if best is not None:
         if answer is not None:
             return answer
-        detail = best.detail(c2s, s2c)
-        return Identification(best.protocol, "signature", round(min(best_score, 1.0), 3), detail)
+        detail = best.detail(c2s, s2c) if best.detail is not None else None
+        confidence = round(min(best_score, 1.0), 3)
+        oriented = _oriented(best, c2s, s2c)
+        return Identification(best.protocol, "signature", confidence, detail, oriented)
     return _by_port(transport, client_port, server_port)

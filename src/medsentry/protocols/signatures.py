@@ -5,6 +5,8 @@ A signature says, for one protocol and transport, what the first bytes of the cl
 (`c2s`), server-to-client (`s2c`) or either (`any`) direction look like: byte patterns at fixed
 offsets and, where a pattern cannot say it, a named structural validator
 (`signatures_validators.VALIDATORS`). Ports are hints (a small bonus) unless `port_required`.
+An `any` signature may name a `role` function (`roles.ROLES`) telling which side sent a
+direction's bytes, for flows whose client the flow table could only guess.
 A malformed file raises ConfigError naming the file and the entry.
 """
 
@@ -20,6 +22,7 @@ import yaml
 
 from medsentry import yamlfile
 from medsentry.errors import ConfigError
+from medsentry.protocols.roles import ROLES, Role
 from medsentry.protocols.signatures_validators import (
     DETAILS,
     EXCHANGES,
@@ -45,6 +48,7 @@ _SIG_KEYS = {
     "refines",
     "detail",
     "exchange",
+    "role",
     "source",
 }
 _SIDE_KEYS = {"match", "validator"}
@@ -146,6 +150,8 @@ class Signature:
     refines: str | None
     detail: Callable[[bytes, bytes], str | None] | None
     exchange: Exchange | None = None  # a check over both directions together
+    # `any` only: which side sent a direction's bytes (protocols.roles), for a guessed client
+    role: Role | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +294,13 @@ def _signature(raw: Any, index: int, source: str) -> Signature:
         if raw["detail"] not in DETAILS:
             raise _fail(source, where, f"unknown detail function {raw['detail']!r}")
         detail = DETAILS[raw["detail"]]
+    role = None
+    if "role" in raw:
+        if raw["role"] not in ROLES:
+            raise _fail(source, where, f"unknown role function {raw['role']!r}")
+        if sides["any"] is None:
+            raise _fail(source, where, "role needs 'any' (c2s/s2c say the sides themselves)")
+        role = ROLES[raw["role"]]
     return Signature(
         name=name,
         protocol=protocol,
@@ -301,6 +314,7 @@ def _signature(raw: Any, index: int, source: str) -> Signature:
         refines=refines,
         detail=detail,
         exchange=exchange,
+        role=role,
     )
 
 

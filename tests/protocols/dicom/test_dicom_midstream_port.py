@@ -1,4 +1,5 @@
-"""A pynetdicom association captured from its middle, on an unusual port and on port 104.
+"""A pynetdicom association captured from its middle, on an unusual port, on an ephemeral port
+and on port 104.
 
 pynetdicom's SCU and SCP (no PDU size limit, so the 230 KiB RGB image travels in one P-DATA-TF
 over several segments) run a C-ECHO, three C-STOREs and a C-FIND on loopback while tcpdump
@@ -6,7 +7,9 @@ captures it. The capture is then cut so that it starts after the A-ASSOCIATE-AC,
 handshake (as tcpdump started mid-association would see it): at the client's first packet after
 the AC, at the server's first P-DATA-TF, and inside the 230 KiB P-DATA-TF (so the client's
 first 180 KiB are no PDU header). Each cut is scanned by the real pipeline: the flow must be
-identified as DICOM by its P-DATA-TF signature (PS3.8 §9.3.5), whatever the port, and every
+identified as DICOM by its P-DATA-TF signature (PS3.8 §9.3.5), whatever the port, its SCP be
+the server (on an ephemeral port, like the SCU's, only the DIMSE command of the first PDU each
+side sent tells: a -RQ comes from the association requestor, a -RSP from the acceptor), and every
 DIMSE message that starts after the cut reported as the full capture reports it, with the same
 time: that of the packet that carried it, not of the later one whose PDU header confirmed the
 PDU boundary the dissector searched for.
@@ -25,6 +28,7 @@ import pytest
 from loopcap import capture_lo, free_port, scan
 from pydicom.data import get_testdata_file
 
+from freeport import ABOVE
 from medsentry.events import encode_json
 from medsentry.events.dicom import (
     DicomAssociateAccept,
@@ -222,9 +226,12 @@ def port_104() -> int:
     return 104
 
 
-@pytest.mark.parametrize("where", ["unusual", "104"])
+@pytest.mark.parametrize("where", ["unusual", "ephemeral", "104"])
 def test_association_captured_from_its_middle(where: str, tmp_path: Path) -> None:
-    port = free_port() if where == "unusual" else port_104()
+    if where == "104":
+        port = port_104()
+    else:  # ephemeral: the SCU's port is too, so no port class says which side serves
+        port = free_port(span=ABOVE) if where == "ephemeral" else free_port()
     pcap, sent = exchange(tmp_path, port)
     header, recs, payloads = records(pcap, port)
     full = scan(pcap)
