@@ -71,6 +71,7 @@ from medsentry.protocols.dicom.pdu import (
     A_RELEASE_RQ_TYPE,
     ABORT_REASON_NAMES,
     ABORT_SOURCE_NAMES,
+    ASSOCIATE_FIXED_LENGTH,
     CONTEXT_RESULT_NAMES,
     MAX_ASSOCIATE_PDU_LENGTH,
     P_DATA_TF_TYPE,
@@ -161,8 +162,8 @@ class _Direction:
         self.ds_total = 0
 
 
-# PS3.8 Table 9-11 / 9-17: the first variable item after the fixed fields (header + 68 bytes)
-_FIRST_ITEM = PDU_HEADER_LENGTH + 68
+# PS3.8 Table 9-11 / 9-17: the first variable item, after the PDU header and fixed fields
+_FIRST_ITEM = PDU_HEADER_LENGTH + ASSOCIATE_FIXED_LENGTH
 _FIRST_ITEMS = {
     A_ASSOCIATE_RQ_TYPE: (APPLICATION_CONTEXT_ITEM, PRESENTATION_CONTEXT_ITEM_RQ),
     A_ASSOCIATE_AC_TYPE: (APPLICATION_CONTEXT_ITEM, PRESENTATION_CONTEXT_ITEM_AC),
@@ -181,7 +182,11 @@ def _association_start(buf: bytearray) -> bool | None:
         return False
     (length,) = _U32.unpack_from(buf, 2)
     if pdu_type in _FIRST_ITEMS:
-        if not (68 <= length <= MAX_ASSOCIATE_PDU_LENGTH and buf[6] == 0 and buf[7] & 1):
+        if not (
+            ASSOCIATE_FIXED_LENGTH <= length <= MAX_ASSOCIATE_PDU_LENGTH
+            and buf[6] == 0
+            and buf[7] & 1
+        ):
             return False
         if len(buf) < _FIRST_ITEM + 2:
             return None

@@ -49,7 +49,7 @@ PDU_HEADER_LENGTH = 6  # PS3.8 §9.3.1: type (1), reserved (1), length (4)
 # ten transfer syntaxes each is about 100 KiB; anything past 1 MiB is not a real peer.
 MAX_ASSOCIATE_PDU_LENGTH = 1 << 20
 FIXED_PDU_LENGTH = 4  # A-ASSOCIATE-RJ, A-RELEASE-RQ/RP, A-ABORT: PS3.8 §9.3.4, §9.3.6-§9.3.8
-_ASSOCIATE_FIXED = 68  # protocol version .. reserved, PS3.8 Table 9-11
+ASSOCIATE_FIXED_LENGTH = 68  # protocol version .. reserved, PS3.8 Table 9-11
 
 # PS3.8 Table 9-18: presentation context result/reason
 CONTEXT_RESULT_NAMES = {
@@ -111,7 +111,7 @@ class _AssociatePdu:
         """The variable items (PS3.8 §9.3.2/§9.3.3) up to a malformed one, named in `malformed`."""
         contexts: list[Any] = self.presentation_contexts  # type: ignore[attr-defined]
         try:
-            for item_type, item in iter_items(value, _ASSOCIATE_FIXED, name):
+            for item_type, item in iter_items(value, ASSOCIATE_FIXED_LENGTH, name):
                 if item_type == APPLICATION_CONTEXT_ITEM:
                     self.application_context = ApplicationContextItem.decode(item)
                 elif item_type == context_type:
@@ -123,7 +123,7 @@ class _AssociatePdu:
 
     @staticmethod
     def _header(value: bytes, name: str) -> tuple[int, str, str]:
-        if len(value) < _ASSOCIATE_FIXED:
+        if len(value) < ASSOCIATE_FIXED_LENGTH:
             raise ParseError(f"DICOM {name}: {len(value)} bytes, shorter than its fixed part")
         (version,) = struct.unpack_from(">H", value, 0)
         return version, text(value[4:20]), text(value[20:36])
@@ -188,7 +188,7 @@ def check_header(pdu_type: int, length: int) -> None:
     if pdu_type not in PDU_NAMES:
         raise ParseError(f"DICOM: unknown PDU type 0x{pdu_type:02x}")
     if pdu_type in (A_ASSOCIATE_RQ_TYPE, A_ASSOCIATE_AC_TYPE):
-        if not _ASSOCIATE_FIXED <= length <= MAX_ASSOCIATE_PDU_LENGTH:
+        if not ASSOCIATE_FIXED_LENGTH <= length <= MAX_ASSOCIATE_PDU_LENGTH:
             raise ParseError(f"DICOM {PDU_NAMES[pdu_type]}: implausible PDU length {length}")
     elif pdu_type != P_DATA_TF_TYPE and length != FIXED_PDU_LENGTH:
         raise ParseError(f"DICOM {PDU_NAMES[pdu_type]}: PDU length {length}, expected 4")
